@@ -7,4 +7,4 @@ traceback.
 
 
 class UserError(Exception):
-  """Bad input from the user (flags, files, names): message is shown as is."""
+    """Bad input from the user (flags, files, names): message is shown as is."""
