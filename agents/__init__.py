@@ -1,0 +1,11 @@
+"""flowrl agents: one module per algorithm, each a set of pure functions.
+
+    from agents import fql
+    config = fql.get_config()
+    state = fql.init(rng, example_batch, config)
+    state, metrics = fql.update(state, batch, rng)
+    actions = fql.sample_actions(state, observations, rng)
+
+Every module also names `DYNAMIC_KEYS`: the config keys that are pytree leaves of the state
+(sweepable under vmap without recompiling).
+"""

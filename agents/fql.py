@@ -1,0 +1,130 @@
+"""FQL: Flow Q-Learning (Park, Li & Levine, 2025).
+
+A BC flow policy v_theta is trained by flow matching; a one-step policy mu_omega(s, z) is
+distilled from the flow's 10-step Euler samples and pushed up the critic; acting is one
+forward pass of mu_omega. Math and gradient routing: ALGORITHMS.md, "FQL".
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from flowrl import agent_state as st
+from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.networks import ConditionedPolicy, Ensemble, VelocityField
+
+DYNAMIC_KEYS = ('lr', 'alpha', 'discount', 'tau')
+
+
+def networks(config):
+    """The agent's network definitions (static: built from the static config)."""
+    return dict(
+        critic=Ensemble(config.value_hidden_dims, num=2, layer_norm=config.layer_norm),
+        actor_bc_flow=VelocityField(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm),
+        actor_onestep_flow=ConditionedPolicy(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm),
+    )
+
+
+def init(rng, example_batch, config):
+    """Initial state for observations/actions shaped like `example_batch`."""
+    observations, actions = example_batch['observations'], example_batch['actions']
+    dims = dict(action_dim=actions.shape[-1])
+    nets = networks(st.static_config(config, (), **dims))
+    rngs = jax.random.split(rng, 3)
+    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
+    params = dict(
+        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
+        actor_bc_flow=nets['actor_bc_flow'].init(rngs[1], observations, actions, t)['params'],
+        actor_onestep_flow=nets['actor_onestep_flow'].init(rngs[2], observations, actions)['params'],
+    )
+    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+
+
+def _apply(nets, name, params, *inputs):
+    return nets[name].apply({'params': params[name]}, *inputs)
+
+
+def one_step_actions(nets, params, observations, noises):
+    """mu_omega(s, z), unclipped."""
+    return _apply(nets, 'actor_onestep_flow', params, observations, noises)
+
+
+def critic_loss(nets, params, target_params, hparams, config, batch, rng):
+    """TD loss of both critics; the next action is the one-step policy's (no gradient)."""
+    next_obs = batch['next_observations']
+    noises = jax.random.normal(rng, batch['actions'].shape)
+    next_actions = jnp.clip(one_step_actions(nets, jax.lax.stop_gradient(params), next_obs, noises), -1, 1)
+    next_q = st.aggregate_q(_apply(nets, 'critic', target_params, next_obs, next_actions), config.q_agg)
+    target = batch['rewards'] + hparams['discount'] * batch['masks'] * next_q
+    qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
+    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
+    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
+                  'critic/q_min': qs.min()}
+
+
+def actor_loss(nets, params, hparams, config, batch, rng):
+    """BC flow loss (moves v_theta) + alpha * distillation + Q loss (both move mu_omega only)."""
+    observations, actions = batch['observations'], batch['actions']
+    bc_rng, noise_rng = jax.random.split(rng)
+    frozen = jax.lax.stop_gradient(params)
+
+    bc_flow_loss = flow_matching_loss(
+        lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t), actions, bc_rng)
+
+    noises = jax.random.normal(noise_rng, actions.shape)
+    flow_actions = euler_integrate(
+        lambda x, t: _apply(nets, 'actor_bc_flow', frozen, observations, x, t), noises, config.flow_steps)
+    onestep = one_step_actions(nets, params, observations, noises)
+    distill_loss = jnp.mean((onestep - jax.lax.stop_gradient(flow_actions)) ** 2)
+
+    qs = _apply(nets, 'critic', frozen, observations, jnp.clip(onestep, -1, 1))
+    q = jnp.mean(qs, axis=0)
+    q_loss = -q.mean()
+    if config.normalize_q_loss:
+        q_loss = q_loss * jax.lax.stop_gradient(1.0 / jnp.abs(q).mean())
+
+    loss = bc_flow_loss + hparams['alpha'] * distill_loss + q_loss
+    return loss, {'actor/loss': loss, 'actor/bc_flow_loss': bc_flow_loss, 'actor/distill_loss': distill_loss,
+                  'actor/q_loss': q_loss, 'actor/q': q.mean(),
+                  'actor/mse_to_data': jnp.mean((jnp.clip(onestep, -1, 1) - actions) ** 2)}
+
+
+def total_loss(params, state, batch, rng):
+    nets = networks(state.config)
+    critic_rng, actor_rng = jax.random.split(rng)
+    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
+    a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, actor_rng)
+    return c_loss + a_loss, {**c_info, **a_info}
+
+
+def update(state, batch, rng):
+    """One gradient step on critic + actor losses, then the critic's Polyak target update."""
+    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
+    state = st.apply_gradients(state, grads)
+    state = st.update_targets(state, state.hparams['tau'])
+    return state, info
+
+
+def sample_actions(state, observations, rng):
+    """One forward pass of the one-step policy, clipped to the action box."""
+    nets = networks(state.config)
+    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
+    return jnp.clip(one_step_actions(nets, state.params, observations, noises), -1, 1)
+
+
+def get_config():
+    return ml_collections.ConfigDict(dict(
+        agent_name='fql',
+        lr=3e-4,  # Adam learning rate (dynamic).
+        batch_size=256,  # Transitions per update.
+        actor_hidden_dims=(512, 512, 512, 512),  # BC flow and one-step policy MLPs.
+        value_hidden_dims=(512, 512, 512, 512),  # Critic MLPs.
+        layer_norm=True,  # LayerNorm in the critics.
+        actor_layer_norm=False,  # LayerNorm in the actor networks.
+        discount=0.99,  # Discount factor (dynamic).
+        tau=0.005,  # Target critic Polyak rate (dynamic).
+        q_agg='mean',  # How the TD target combines the two target critics: 'mean' or 'min'.
+        alpha=10.0,  # Distillation weight (dynamic; the paper tunes it per environment).
+        flow_steps=10,  # Euler steps of the BC flow that the one-step policy distils.
+        normalize_q_loss=False,  # Scale the Q loss by 1 / mean|Q| (no gradient).
+    ))

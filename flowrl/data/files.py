@@ -1,0 +1,297 @@
+"""Dataset files on disk: names, atomic writes, metadata, integrity checks and download.
+
+Layout (OGBench's own, so generated files are drop-in replacements):
+    <dir>/<dataset>.npz, <dir>/<dataset>-val.npz                 official or generated, full size
+    <dir>/<dataset>-ep<N>.npz, <dir>/<dataset>-ep<N>-val.npz      reduced (generated only)
+    <file>.npz.meta.json                                          beside every generated file
+
+Safety rules:
+- every file is written to `<final>.tmp-<pid>` and moved into place with `os.replace`, so a
+  reader sees either the old file or the complete new one, never a partial one;
+- generated `.npz` files are written deterministically (fixed zip timestamps), so the same
+  seed gives byte-identical files and `sha256` in the metadata is the hash of the file bytes;
+- a generated file is verified against its metadata's sha256; an official file (no metadata)
+  is verified by opening the zip, checking the required arrays and their lengths, and reading
+  every member so that zip CRC-32 checks catch corruption.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flowrl.data.protocol import OFFICIAL_URL
+from flowrl.errors import UserError
+
+METADATA_SUFFIX = ".meta.json"
+NO_DOWNLOAD_ENV_VAR = "FLOWRL_NO_DOWNLOAD"
+DOWNLOAD_HOST = "rail.eecs.berkeley.edu"
+NETWORK_CHECK_TIMEOUT_S = 3.0
+DOWNLOAD_TIMEOUT_S = 30.0
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_HASH_CHUNK = 1 << 22
+
+BASE_FIELDS = ("observations", "actions", "terminals")
+STATE_FIELDS = ("qpos", "qvel")
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """Path with the home directory shown as '~', for messages."""
+    text = str(path)
+    home = os.path.expanduser("~")
+    return "~" + text[len(home):] if text.startswith(home + os.sep) else text
+
+
+def train_path(dataset_dir: str, file_stem: str) -> Path:
+    return Path(os.path.expanduser(dataset_dir)) / f"{file_stem}.npz"
+
+
+def val_path_for(train_file: str | os.PathLike) -> Path:
+    """OGBench's rule: the validation file replaces '.npz' by '-val.npz'."""
+    train_file = Path(train_file)
+    return train_file.with_name(train_file.name[: -len(".npz")] + "-val.npz")
+
+
+def metadata_path_for(npz_file: str | os.PathLike) -> Path:
+    npz_file = Path(npz_file)
+    return npz_file.with_name(npz_file.name + METADATA_SUFFIX)
+
+
+def temporary_path_for(final_path: str | os.PathLike) -> Path:
+    final_path = Path(final_path)
+    return final_path.with_name(f"{final_path.name}.tmp-{os.getpid()}")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def sha256_of_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_npz_deterministic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """What np.savez_compressed writes (deflated .npy members), minus the wall-clock timestamps."""
+    with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for key, array in arrays.items():
+            member = zipfile.ZipInfo(f"{key}.npy", date_time=_FIXED_ZIP_TIME)
+            member.compress_type = zipfile.ZIP_DEFLATED
+            member.external_attr = 0o600 << 16  # the permissions numpy gives its members
+            with archive.open(member, mode="w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+@contextlib.contextmanager
+def atomic_output(final_path: str | os.PathLike):
+    """Yield a temporary path; move it onto `final_path` on success, delete it on any failure."""
+    temporary = temporary_path_for(final_path)
+    try:
+        yield temporary
+        os.replace(temporary, final_path)
+    finally:
+        # Also runs on KeyboardInterrupt: never leave a partial file behind.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
+def write_json_atomically(path: str | os.PathLike, payload: dict) -> None:
+    with atomic_output(path) as temporary:
+        Path(temporary).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_generated_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict) -> dict:
+    """Write `arrays` and its metadata atomically; returns the metadata with size and sha256.
+
+    The metadata goes in first: if we are interrupted between the two renames, the old `.npz`
+    no longer matches the new metadata and is refused on load instead of being trusted.
+    """
+    path = Path(path)
+    with atomic_output(path) as temporary_npz:
+        write_npz_deterministic(temporary_npz, arrays)
+        metadata = dict(metadata, sha256=sha256_of_file(temporary_npz), size_bytes=temporary_npz.stat().st_size)
+        write_json_atomically(metadata_path_for(path), metadata)
+    return metadata
+
+
+def remove_quietly(*paths: str | os.PathLike) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class VerifiedFile:
+    path: Path
+    rows: int  # steps stored in the file (one more per episode than transitions after loading)
+    episodes: int
+    metadata: dict | None  # None for official (not generated) files
+
+
+def read_metadata(npz_file: str | os.PathLike) -> dict | None:
+    meta_file = metadata_path_for(npz_file)
+    if not meta_file.exists():
+        return None
+    try:
+        return json.loads(meta_file.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"The metadata file {display_path(meta_file)} is unreadable ({error}); delete it and "
+            f"{display_path(npz_file)} and run again to regenerate the dataset."
+        ) from None
+
+
+def corrupt_file_error(path: Path, reason: str, remedy: str) -> UserError:
+    return UserError(f"Dataset file {display_path(path)} is truncated or corrupt ({reason}); {remedy}.")
+
+
+def verify_dataset_file(path: str | os.PathLike, required_fields: tuple[str, ...], remedy: str) -> VerifiedFile:
+    """Refuse a missing, truncated or corrupt dataset file with one sentence that names `remedy`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Dataset file {display_path(path)} does not exist; {remedy}.")
+    metadata = read_metadata(path)
+    if metadata is not None:
+        _verify_checksum(path, metadata, remedy)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            shapes = _member_shapes(archive, path, required_fields, remedy)
+            if metadata is None:
+                # No checksum to trust: read every member so the zip CRC-32 checks run.
+                bad_member = archive.testzip()
+                if bad_member is not None:
+                    raise corrupt_file_error(path, f"bad CRC-32 in {bad_member}", remedy)
+            terminals = _read_member(archive, "terminals")
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as error:
+        raise corrupt_file_error(path, f"{type(error).__name__}: {error}", remedy) from None
+    rows = _check_lengths(path, shapes, remedy)
+    episodes = _check_episode_ends(path, terminals, remedy)
+    return VerifiedFile(path=path, rows=rows, episodes=episodes, metadata=metadata)
+
+
+def _verify_checksum(path: Path, metadata: dict, remedy: str) -> None:
+    expected = metadata.get("sha256")
+    actual = sha256_of_file(path)
+    if expected != actual:
+        size_note = ""
+        if "size_bytes" in metadata and metadata["size_bytes"] != path.stat().st_size:
+            size_note = f", size {path.stat().st_size} bytes instead of {metadata['size_bytes']}"
+        raise corrupt_file_error(
+            path, f"sha256 {actual[:12]}… does not match {str(expected)[:12]}… in its metadata{size_note}", remedy
+        )
+
+
+def _member_shapes(archive: zipfile.ZipFile, path: Path, required_fields, remedy) -> dict[str, tuple]:
+    names = set(archive.namelist())
+    missing = [field for field in required_fields if f"{field}.npy" not in names]
+    if missing:
+        raise UserError(
+            f"Dataset file {display_path(path)} lacks the arrays {', '.join(missing)} that OGBench's "
+            f"single-task relabelling needs; {remedy}."
+        )
+    shapes = {}
+    for field in required_fields:
+        with archive.open(f"{field}.npy") as handle:
+            version = np.lib.format.read_magic(handle)
+            shape, _, _ = np.lib.format._read_array_header(handle, version)
+            shapes[field] = shape
+    return shapes
+
+
+def _read_member(archive: zipfile.ZipFile, field: str) -> np.ndarray:
+    with archive.open(f"{field}.npy") as handle:
+        return np.lib.format.read_array(handle, allow_pickle=False)
+
+
+def _check_lengths(path: Path, shapes: dict[str, tuple], remedy: str) -> int:
+    lengths = {field: shape[0] if shape else 0 for field, shape in shapes.items()}
+    if len(set(lengths.values())) != 1:
+        detail = ", ".join(f"{field} {length}" for field, length in lengths.items())
+        raise corrupt_file_error(path, f"arrays have different lengths: {detail}", remedy)
+    rows = next(iter(lengths.values()))
+    if rows == 0:
+        raise corrupt_file_error(path, "it holds no steps", remedy)
+    return rows
+
+
+def _check_episode_ends(path: Path, terminals: np.ndarray, remedy: str) -> int:
+    if not bool(terminals[-1]):
+        raise corrupt_file_error(path, "its last step does not end an episode", remedy)
+    return int(np.count_nonzero(terminals))
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def downloads_disabled() -> bool:
+    return os.environ.get(NO_DOWNLOAD_ENV_VAR, "").strip() not in ("", "0")
+
+
+def network_reachable(host: str = DOWNLOAD_HOST, timeout: float = NETWORK_CHECK_TIMEOUT_S) -> bool:
+    """Can we open a TCP connection to the dataset server? Never blocks much beyond `timeout`.
+
+    The probe runs in a daemon thread because name resolution ignores socket timeouts and can
+    hang for a long time on machines without DNS.
+    """
+    reachable = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            reachable.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(reachable)
+
+
+def try_download_official(dataset_name: str, dataset_dir: str, log) -> bool:
+    """Fetch '<dataset>.npz' and '-val.npz' from OGBench's server; False if that is not possible.
+
+    The validation file is fetched first so that a present training file implies a complete
+    download; each file goes through a temporary name and is removed if interrupted.
+    """
+    if downloads_disabled():
+        log(f"Not downloading {dataset_name}: {NO_DOWNLOAD_ENV_VAR} is set.")
+        return False
+    if not network_reachable():
+        log(f"Not downloading {dataset_name}: {DOWNLOAD_HOST} is unreachable (offline).")
+        return False
+    target = train_path(dataset_dir, dataset_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for final in (val_path_for(target), target):
+        if final.exists():
+            continue
+        url = f"{OFFICIAL_URL}/{final.name}"
+        log(f"Downloading {url} -> {display_path(final)}")
+        try:
+            with atomic_output(final) as temporary, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as reply:
+                with open(temporary, "wb") as handle:
+                    for chunk in iter(lambda: reply.read(1 << 20), b""):
+                        handle.write(chunk)
+        except OSError as error:
+            log(f"Download of {url} failed ({error}).")
+            return False
+    return True

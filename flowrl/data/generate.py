@@ -1,0 +1,338 @@
+"""Parallel, deterministic, interrupt-safe generation of OGBench datasets.
+
+Determinism: episode `i` (training episodes first, then validation episodes, as in the
+published loop) draws all its randomness from `np.random.SeedSequence([seed, i, attempt])`:
+one child seeds the environment's reset, one seeds NumPy's global state (which OGBench's
+oracles and maze goal noise use), one feeds the generator our own choices come from. No
+random state is carried from one episode to the next, so the files are identical whatever the
+number of workers (`attempt` only moves past 0 when a scene episode fails its health check).
+
+Safety: episodes are gathered in memory, then each file is written under a temporary name
+and renamed (see `files.py`); an interruption (Ctrl-C, an exception in a worker) terminates
+the workers and leaves no partial dataset behind.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from flowrl.data import files
+from flowrl.data.protocol import DatasetSpec, reduced_dataset_name, require_spec
+from flowrl.errors import UserError
+
+GENERATOR_VERSION = "1"
+# A scene episode is redone when the cube leaves the view; give up after this many tries.
+MAX_EPISODE_ATTEMPTS = 50
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """What a generation run will produce, computable without running it."""
+
+    spec: DatasetSpec
+    file_stem: str  # '<dataset>' for the full protocol, '<dataset>-ep<N>' for a reduced one
+    train_episodes: int
+    val_episodes: int
+    steps_per_episode: int
+
+    @property
+    def reduced(self) -> bool:
+        return self.file_stem != self.spec.name
+
+    @property
+    def total_episodes(self) -> int:
+        return self.train_episodes + self.val_episodes
+
+    @property
+    def train_steps(self) -> int:
+        return self.train_episodes * self.steps_per_episode
+
+    @property
+    def val_steps(self) -> int:
+        return self.val_episodes * self.steps_per_episode
+
+    @property
+    def total_steps(self) -> int:
+        return self.train_steps + self.val_steps
+
+    @property
+    def train_transitions(self) -> int:
+        """Transitions after loading: OGBench drops each episode's last observation."""
+        return self.train_episodes * (self.steps_per_episode - 1)
+
+    @property
+    def val_transitions(self) -> int:
+        return self.val_episodes * (self.steps_per_episode - 1)
+
+    def approx_bytes(self) -> float:
+        return self.total_steps * self.spec.approx_bytes_per_step
+
+    def approx_seconds(self, workers: int) -> float:
+        return self.total_steps / (self.spec.approx_steps_per_sec * max(1, workers))
+
+
+def plan_generation(dataset_name: str, episodes: int | None = None, *, _steps_per_episode: int | None = None) -> GenerationPlan:
+    """The published protocol for `dataset_name`, or a reduced one with `episodes` episodes.
+
+    `_steps_per_episode` is a test-only override; such files get a name that says so.
+    """
+    spec = require_spec(dataset_name)
+    steps = spec.steps_per_episode if _steps_per_episode is None else int(_steps_per_episode)
+    if episodes is None:
+        if _steps_per_episode is not None:
+            raise UserError("A shortened episode length needs a reduced episode count.")
+        return GenerationPlan(spec, spec.name, spec.episodes, spec.val_episodes, steps)
+    if episodes < 1:
+        raise UserError(f"The number of episodes must be at least 1, not {episodes}; pass a positive --dataset_episodes.")
+    stem = reduced_dataset_name(spec.name, episodes)
+    if _steps_per_episode is not None:
+        stem = f"{stem}-test{steps}steps"
+    return GenerationPlan(spec, stem, episodes, max(1, episodes // 10), steps)
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def describe_plan(plan: GenerationPlan, workers: int, seed: int, dataset_dir: str) -> str:
+    """The one-line announcement printed before generating: what, where, how big, how long."""
+    minutes = plan.approx_seconds(workers) / 60
+    duration = f"{minutes:.0f} min" if minutes >= 1 else f"{plan.approx_seconds(workers):.0f} s"
+    return (
+        f"Generating {plan.file_stem} locally with OGBench's scripted oracles: "
+        f"{plan.train_episodes} + {plan.val_episodes} (val) episodes x {plan.steps_per_episode} steps = "
+        f"{plan.total_steps:,} steps, about {plan.approx_bytes() / 1e6:,.0f} MB in "
+        f"{files.display_path(os.path.expanduser(dataset_dir))}, expected to take about {duration} "
+        f"on {workers} worker(s) (seed {seed})."
+    )
+
+
+# ----------------------------------------------------------------------------- one episode
+
+
+@dataclass(frozen=True)
+class EpisodeSeeds:
+    env_seed: int
+    global_seed: int
+    rng: np.random.Generator
+
+
+def episode_seeds(seed: int, index: int, attempt: int) -> EpisodeSeeds:
+    env_sequence, global_sequence, rng_sequence = np.random.SeedSequence([seed, index, attempt]).spawn(3)
+    return EpisodeSeeds(
+        env_seed=int(env_sequence.generate_state(1)[0]),
+        global_seed=int(global_sequence.generate_state(1)[0]),
+        rng=np.random.default_rng(rng_sequence),
+    )
+
+
+class EpisodeCollector:
+    """One environment (and its oracles) that collects episodes by index, in any order."""
+
+    def __init__(self, spec: DatasetSpec, steps_per_episode: int):
+        self.spec = spec
+        self.steps = steps_per_episode
+        if spec.family == "pointmaze":
+            from flowrl.data.pointmaze import make_pointmaze_env
+
+            self.env = make_pointmaze_env(spec, steps_per_episode)
+            self.oracles = None
+        else:
+            from flowrl.data.manipulation import make_manipulation_env, make_oracles
+
+            self.env = make_manipulation_env(spec, steps_per_episode)
+            self.oracles = make_oracles(spec, self.env)
+
+    def collect(self, seed: int, index: int) -> tuple[int, dict[str, np.ndarray], int]:
+        """(index, arrays, redone attempts) for episode `index` of the sequence seeded by `seed`."""
+        from flowrl.data.manipulation import UnhealthyEpisode
+
+        for attempt in range(MAX_EPISODE_ATTEMPTS):
+            seeds = episode_seeds(seed, index, attempt)
+            np.random.seed(seeds.global_seed)
+            try:
+                arrays = self._collect_once(seeds)
+            except UnhealthyEpisode:
+                continue
+            self._check_length(arrays, index)
+            return index, arrays, attempt
+        raise RuntimeError(f"episode {index} failed the health check {MAX_EPISODE_ATTEMPTS} times")
+
+    def _collect_once(self, seeds: EpisodeSeeds) -> dict[str, np.ndarray]:
+        if self.spec.family == "pointmaze":
+            from flowrl.data.pointmaze import collect_pointmaze_episode
+
+            return collect_pointmaze_episode(self.spec, self.env, seeds.rng, seeds.env_seed, self.steps)
+        from flowrl.data.manipulation import collect_manipulation_episode
+
+        return collect_manipulation_episode(self.spec, self.env, self.oracles, seeds.rng, seeds.env_seed, self.steps)
+
+    def _check_length(self, arrays: dict[str, np.ndarray], index: int) -> None:
+        terminals = arrays["terminals"]
+        if len(terminals) != self.steps or not terminals[-1] or terminals[:-1].any():
+            raise RuntimeError(f"episode {index} has {len(terminals)} steps, expected exactly {self.steps}")
+
+
+# Worker processes keep their collector here between tasks.
+_WORKER_COLLECTOR: EpisodeCollector | None = None
+
+
+def _init_worker(dataset_name: str, steps_per_episode: int) -> None:
+    global _WORKER_COLLECTOR
+    # Ctrl-C is handled once, by the parent, which then terminates the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER_COLLECTOR = EpisodeCollector(require_spec(dataset_name), steps_per_episode)
+
+
+def _collect_in_worker(task: tuple[int, int]):
+    seed, index = task
+    return _WORKER_COLLECTOR.collect(seed, index)
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+class _SplitBuffers:
+    """Preallocated arrays for the train and val splits, filled episode by episode."""
+
+    def __init__(self, plan: GenerationPlan):
+        self.plan = plan
+        self.arrays: dict[str, dict[str, np.ndarray]] | None = None
+
+    def store(self, index: int, episode: dict[str, np.ndarray]) -> None:
+        if self.arrays is None:
+            self.arrays = {
+                "train": self._allocate(episode, self.plan.train_episodes),
+                "val": self._allocate(episode, self.plan.val_episodes),
+            }
+        split, position = ("train", index) if index < self.plan.train_episodes else ("val", index - self.plan.train_episodes)
+        start = position * self.plan.steps_per_episode
+        for key, values in episode.items():
+            self.arrays[split][key][start : start + len(values)] = values
+
+    def _allocate(self, episode: dict[str, np.ndarray], episodes: int) -> dict[str, np.ndarray]:
+        rows = episodes * self.plan.steps_per_episode
+        return {key: np.zeros((rows,) + values.shape[1:], dtype=values.dtype) for key, values in episode.items()}
+
+
+def _run_episodes(plan: GenerationPlan, seed: int, workers: int, on_episode) -> None:
+    """Collect every episode of `plan`, calling on_episode(index, arrays, redone) as each ends."""
+    tasks = [(seed, index) for index in range(plan.total_episodes)]
+    if workers == 1:
+        # In-process: avoids start-up cost, but must not disturb the caller's global RNG.
+        saved_state = np.random.get_state()
+        try:
+            collector = EpisodeCollector(plan.spec, plan.steps_per_episode)
+            for task in tasks:
+                on_episode(*collector.collect(*task))
+        finally:
+            np.random.set_state(saved_state)
+        return
+    # 'spawn' so that workers never inherit a forked JAX / MuJoCo state from the parent.
+    context = multiprocessing.get_context("spawn")
+    pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.spec.name, plan.steps_per_episode))
+    try:
+        for result in pool.imap_unordered(_collect_in_worker, tasks, chunksize=1):
+            on_episode(*result)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _metadata(plan: GenerationPlan, split: str, seed: int, first_index: int, episodes: int, redone: int) -> dict:
+    steps = episodes * plan.steps_per_episode
+    return {
+        "generator": "flowrl.data",
+        "generator_version": GENERATOR_VERSION,
+        "ogbench_version": importlib.metadata.version("ogbench"),
+        "mujoco_version": importlib.metadata.version("mujoco"),
+        "numpy_version": np.__version__,
+        "dataset": plan.spec.name,
+        "file_stem": plan.file_stem,
+        "split": split,
+        "reduced": plan.reduced,
+        "seed": seed,
+        "episodes": episodes,
+        "first_episode_index": first_index,
+        "steps_per_episode": plan.steps_per_episode,
+        "steps": steps,
+        "transitions": steps - episodes,
+        "unhealthy_episodes_redone": redone,
+        "collection_env": plan.spec.env_id,
+        "dataset_type": plan.spec.dataset_type,
+        "p_random_action": plan.spec.p_random_action,
+        "sha256_covers": "file bytes (deterministic zip, fixed timestamps)",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def build_dataset(plan: GenerationPlan, dataset_dir: str, workers: int, seed: int, log=print) -> Path:
+    """Generate the files described by `plan`; returns the training file path."""
+    if seed < 0:
+        raise UserError(f"The generation seed must be a non-negative integer, not {seed}; pass --seed 0 or higher.")
+    workers = max(1, min(int(workers), plan.total_episodes))
+    train_file = files.train_path(dataset_dir, plan.file_stem)
+    val_file = files.val_path_for(train_file)
+    train_file.parent.mkdir(parents=True, exist_ok=True)
+    log(describe_plan(plan, workers, seed, dataset_dir))
+
+    buffers = _SplitBuffers(plan)
+    redone = {"train": 0, "val": 0}
+    started = time.perf_counter()
+    with tqdm(total=plan.total_steps, unit="step", unit_scale=True, desc=plan.file_stem, smoothing=0.05) as bar:
+        finished = 0
+
+        def on_episode(index: int, episode: dict[str, np.ndarray], attempts_redone: int) -> None:
+            nonlocal finished
+            buffers.store(index, episode)
+            redone["train" if index < plan.train_episodes else "val"] += attempts_redone
+            finished += 1
+            bar.update(len(episode["terminals"]))
+            bar.set_postfix_str(f"episodes {finished}/{plan.total_episodes}", refresh=False)
+
+        _run_episodes(plan, seed, workers, on_episode)
+    elapsed = time.perf_counter() - started
+
+    # Validation first: a training file on disk then implies its validation file is complete.
+    for split, path, first, episodes in (
+        ("val", val_file, plan.train_episodes, plan.val_episodes),
+        ("train", train_file, 0, plan.train_episodes),
+    ):
+        metadata = _metadata(plan, split, seed, first, episodes, redone[split])
+        files.write_generated_npz(path, buffers.arrays[split], metadata)
+    log(
+        f"Generated {files.display_path(train_file)} and {val_file.name} in {elapsed:.0f} s "
+        f"({plan.total_steps / max(elapsed, 1e-9):,.0f} steps/s on {workers} worker(s))."
+    )
+    return train_file
+
+
+def generate_dataset(
+    dataset_name: str,
+    *,
+    dataset_dir: str = "~/.ogbench/data",
+    episodes: int | None = None,
+    workers: int | None = None,
+    seed: int = 0,
+    log=print,
+) -> str:
+    """Generate '<dataset_name>.npz' and '-val.npz' (+ metadata JSON) per the published protocol.
+
+    With `episodes=N` a reduced dataset is built instead, named '<dataset_name>-ep<N>.npz' and
+    '<dataset_name>-ep<N>-val.npz' (max(1, N // 10) validation episodes), a name OGBench never
+    uses, so it can never be mistaken for the official file. Existing files are replaced
+    atomically. Returns the training file's path.
+    """
+    plan = plan_generation(dataset_name, episodes)
+    return str(build_dataset(plan, dataset_dir, workers or default_workers(), seed, log))
+

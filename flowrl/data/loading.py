@@ -1,0 +1,244 @@
+"""Resolve, verify and load an OGBench single-task dataset as transitions.
+
+Resolution order (first that applies wins):
+1. `dataset_path` given explicitly: used as is (its '-val.npz' sibling is optional);
+2. `<dataset_dir>/<dataset>.npz` and `-val.npz` (OGBench's names; official or generated);
+3. OGBench's server, when reachable within a few seconds (skipped if FLOWRL_NO_DOWNLOAD=1);
+4. local generation with OGBench's oracles (only if `generate=True`).
+A reduced dataset (`dataset_episodes=N`) skips 3: it is only ever generated locally, under its
+own name '<dataset>-ep<N>.npz'.
+
+Every file is verified before use (see `files.verify_dataset_file`) and refused with a one
+sentence `UserError` naming the remedy. Rewards and masks come from OGBench's own
+`load_dataset` + `relabel_dataset`, the functions `ogbench.make_env_and_datasets` uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from flowrl.data import files
+from flowrl.data.generate import build_dataset, default_workers, plan_generation
+from flowrl.data.protocol import (
+    dataset_name_for_env,
+    expert_policy_message,
+    find_spec,
+    needs_expert_policies,
+    reduced_dataset_name,
+    require_spec,
+    singletask_env_id,
+)
+from flowrl.errors import UserError
+
+# The FQL paper clips dataset actions just inside the action bounds.
+ACTION_CLIP = 1.0 - 1e-5
+TRANSITION_KEYS = ("observations", "actions", "rewards", "masks", "terminals", "next_observations")
+
+
+class Datasets(NamedTuple):
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray] | None
+    source: str
+
+
+def load_singletask_data(
+    env_name: str,
+    *,
+    dataset_path: str | None = None,
+    dataset_dir: str = "~/.ogbench/data",
+    dataset_episodes: int | None = None,
+    generate: bool = True,
+    workers: int | None = None,
+    seed: int = 0,
+    log=print,
+) -> Datasets:
+    """env_name is a full OGBench singletask name, e.g. 'cube-double-play-singletask-task2-v0'.
+
+    Resolves (explicit path -> dataset_dir official name -> ogbench download if network ->
+    local generation), verifies integrity, relabels with OGBench's own relabelling, clips
+    actions to +-(1 - 1e-5) and returns float32 numpy arrays (the training loop moves them to
+    the device). `seed` and `workers` only matter when the dataset has to be generated.
+    """
+    dataset_name = dataset_name_for_env(env_name)
+    env_id = singletask_env_id(env_name)
+    _require_registered(env_name, env_id)
+    train_file, source = resolve_dataset_files(
+        dataset_name,
+        dataset_path=dataset_path,
+        dataset_dir=dataset_dir,
+        dataset_episodes=dataset_episodes,
+        generate=generate,
+        workers=workers,
+        seed=seed,
+        log=log,
+    )
+    val_file = files.val_path_for(train_file)
+    train, val = relabel_files(env_id, train_file, val_file if val_file.exists() else None)
+    if val is None:
+        log(f"No validation file {files.display_path(val_file)}; continuing without validation data.")
+    return Datasets(train=train, val=val, source=source)
+
+
+def _require_registered(env_name: str, env_id: str) -> None:
+    import gymnasium
+    import ogbench  # noqa: F401  (registers the environments)
+
+    if env_id not in gymnasium.registry:
+        raise UserError(
+            f"Unknown OGBench environment '{env_name}'; pass a single-task name such as "
+            "'cube-double-play-singletask-task1-v0'."
+        )
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def resolve_dataset_files(
+    dataset_name: str,
+    *,
+    dataset_path: str | None,
+    dataset_dir: str,
+    dataset_episodes: int | None,
+    generate: bool,
+    workers: int | None,
+    seed: int,
+    log=print,
+) -> tuple[Path, str]:
+    """Verified training file for `dataset_name` (generating it if allowed) and a source line."""
+    fields = required_fields(dataset_name)
+    if dataset_path is not None:
+        if dataset_episodes is not None:
+            log(f"--dataset_path is given, so --dataset_episodes={dataset_episodes} is ignored.")
+        return _verified_explicit_file(Path(dataset_path).expanduser(), fields)
+
+    if dataset_episodes is not None:
+        file_stem = reduced_dataset_name(dataset_name, dataset_episodes)
+        plan = plan_generation(dataset_name, dataset_episodes)
+    else:
+        file_stem = dataset_name
+        plan = None
+    train_file = files.train_path(dataset_dir, file_stem)
+
+    if not train_file.exists() and plan is None:
+        if find_spec(dataset_name) is None and needs_expert_policies(dataset_name):
+            # Still try the official download before giving up on expert-policy datasets.
+            if not files.try_download_official(dataset_name, dataset_dir, log):
+                raise UserError(expert_policy_message(dataset_name, files.display_path(Path(dataset_dir).expanduser())))
+        else:
+            require_spec(dataset_name)  # unknown or non-generable names fail here, before any network
+            files.try_download_official(dataset_name, dataset_dir, log)
+
+    if not train_file.exists():
+        if not generate:
+            raise UserError(
+                f"Dataset {files.display_path(train_file)} is missing and generation is disabled; run "
+                f"`python -m flowrl.data generate {dataset_name}"
+                + (f" --dataset_episodes {dataset_episodes}" if dataset_episodes else "")
+                + "` first."
+            )
+        plan = plan or plan_generation(dataset_name)
+        log(f"Dataset {files.display_path(train_file)} not found and not downloadable.")
+        build_dataset(plan, dataset_dir, workers or default_workers(), seed, log)
+
+    return _verified_directory_files(train_file, fields, dataset_name, dataset_episodes)
+
+
+def required_fields(dataset_name: str) -> tuple[str, ...]:
+    """Arrays a file must hold for OGBench's singletask relabelling of this dataset."""
+    family = dataset_name.split("-")[0].removeprefix("visual")
+    has_buttons = dataset_name.split("-")[0] in ("scene", "puzzle") or dataset_name.startswith(
+        ("visual-scene", "visual-puzzle")
+    )
+    del family
+    return files.BASE_FIELDS + files.STATE_FIELDS + (("button_states",) if has_buttons else ())
+
+
+def _regenerate_remedy(train_file: Path, dataset_name: str, dataset_episodes: int | None) -> str:
+    episodes_flag = f" --dataset_episodes {dataset_episodes}" if dataset_episodes else ""
+    return (
+        f"delete {files.display_path(train_file)} and its -val/.meta.json siblings and run again, or run "
+        f"`python -m flowrl.data generate {dataset_name}{episodes_flag} --force`"
+    )
+
+
+def _verified_directory_files(
+    train_file: Path, fields: tuple[str, ...], dataset_name: str, dataset_episodes: int | None
+) -> tuple[Path, str]:
+    generated = files.metadata_path_for(train_file).exists()
+    if generated or find_spec(dataset_name) is not None:
+        remedy = _regenerate_remedy(train_file, dataset_name, dataset_episodes)
+    else:
+        remedy = f"download it again from {files.OFFICIAL_URL}/{train_file.name}"
+    val_file = files.val_path_for(train_file)
+    if not val_file.exists():
+        raise UserError(f"Validation file {files.display_path(val_file)} is missing (incomplete dataset); {remedy}.")
+    train = files.verify_dataset_file(train_file, fields, remedy)
+    val = files.verify_dataset_file(val_file, fields, remedy)
+    if train.metadata is None:
+        return train_file, f"official file: {files.display_path(train_file)} ({train.episodes} episodes)"
+    _check_generated_matches_name(train, val, dataset_name, dataset_episodes, remedy)
+    meta = train.metadata
+    return train_file, (
+        f"generated locally: {files.display_path(train_file)} (seed {meta['seed']}, {meta['episodes']} episodes"
+        + (", reduced" if meta.get("reduced") else "")
+        + ")"
+    )
+
+
+def _check_generated_matches_name(train, val, dataset_name: str, dataset_episodes: int | None, remedy: str) -> None:
+    """A generated file must hold what its name promises (protocol size, or the reduced size)."""
+    expected = plan_generation(dataset_name, dataset_episodes)
+    for verified, episodes in ((train, expected.train_episodes), (val, expected.val_episodes)):
+        meta = verified.metadata
+        if meta is None:
+            continue
+        if meta.get("dataset") != dataset_name or meta.get("episodes") != episodes or verified.episodes != episodes:
+            raise UserError(
+                f"Generated file {files.display_path(verified.path)} holds {verified.episodes} episodes of "
+                f"'{meta.get('dataset')}' but its name promises {episodes} episodes of '{dataset_name}'; {remedy}."
+            )
+
+
+def _verified_explicit_file(path: Path, fields: tuple[str, ...]) -> tuple[Path, str]:
+    if path.suffix != ".npz":
+        raise UserError(f"--dataset_path must name an OGBench '.npz' file, not {path}; pass e.g. ~/data/cube-double-play-v0.npz.")
+    remedy = "pass a complete OGBench dataset file with --dataset_path"
+    verified = files.verify_dataset_file(path, fields, remedy)
+    val_file = files.val_path_for(path)
+    if val_file.exists():
+        files.verify_dataset_file(val_file, fields, remedy)
+    kind = "generated file" if verified.metadata else "explicit file"
+    return path, f"{kind}: {files.display_path(path)} ({verified.episodes} episodes, from --dataset_path)"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def relabel_files(env_id: str, train_file: Path, val_file: Path | None):
+    """Load with OGBench's loader, relabel rewards/masks for the task, clip actions, float32."""
+    import gymnasium
+    from ogbench.relabel_utils import relabel_dataset
+    from ogbench.utils import load_dataset
+
+    env = gymnasium.make(env_id)
+    try:
+        splits = []
+        for path in (train_file, val_file):
+            if path is None:
+                splits.append(None)
+                continue
+            dataset = load_dataset(str(path), compact_dataset=False, add_info=True)
+            relabel_dataset(env_id, env, dataset)
+            splits.append(to_transitions(dataset))
+    finally:
+        env.close()
+    return splits[0], splits[1]
+
+
+def to_transitions(dataset: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    transitions = {key: np.asarray(dataset[key], dtype=np.float32) for key in TRANSITION_KEYS}
+    transitions["actions"] = np.clip(transitions["actions"], -ACTION_CLIP, ACTION_CLIP)
+    return transitions

@@ -1,0 +1,99 @@
+"""The contract every agent in agents/ must honour (DESIGN.md, "The agent contract")."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flowrl import checkpoints
+from flowrl.agent_state import AgentState
+from flowrl.testing import agent_names, import_agent, index, max_abs_diff, stack, synthetic_batch, tiny_config
+
+AGENTS = agent_names()
+
+
+def _sweepable_key(agent):
+    """A dynamic hyperparameter other than the learning rate (every agent has one)."""
+    keys = [k for k in agent.DYNAMIC_KEYS if k != 'lr']
+    assert keys, f'{agent.__name__} declares no dynamic hyperparameter besides lr'
+    return keys[0]
+
+
+@pytest.fixture(params=AGENTS)
+def agent(request):
+    return import_agent(request.param)
+
+
+def _init(agent, seed=0, **overrides):
+    config = tiny_config(agent, **overrides)
+    return agent.init(jax.random.PRNGKey(seed), synthetic_batch(), config)
+
+
+def test_shapes_and_types(agent):
+    batch = synthetic_batch()
+    state = _init(agent)
+    assert isinstance(state, AgentState)
+    new_state, metrics = jax.jit(agent.update)(state, batch, jax.random.PRNGKey(1))
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+    jax.tree.map(lambda a, b: np.testing.assert_equal(a.shape, b.shape), new_state, state)
+    assert int(new_state.step) == 1
+    assert metrics and all(jnp.shape(v) == () for v in metrics.values())
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    actions = jax.jit(agent.sample_actions)(new_state, batch['observations'], jax.random.PRNGKey(2))
+    assert actions.shape == batch['actions'].shape
+    assert float(jnp.max(jnp.abs(actions))) <= 1.0
+
+
+def test_update_changes_params(agent):
+    state = _init(agent)
+    new_state, _ = jax.jit(agent.update)(state, synthetic_batch(), jax.random.PRNGKey(1))
+    assert max_abs_diff(new_state.params, state.params) > 0
+
+
+def test_jit_traces_once_and_dynamic_values_do_not_retrace(agent):
+    traces = []
+
+    def counted_update(state, batch, rng):
+        traces.append(1)
+        return agent.update(state, batch, rng)
+
+    update = jax.jit(counted_update)
+    state = _init(agent)
+    key = _sweepable_key(agent)
+    for i in range(3):
+        state, _ = update(state, synthetic_batch(rng_seed=i), jax.random.PRNGKey(i))
+    other = state.replace(hparams={**state.hparams, key: state.hparams[key] * 3.0})
+    update(other, synthetic_batch(), jax.random.PRNGKey(9))
+    assert len(traces) == 1
+
+
+def test_vmap_over_seeds_equals_single_runs(agent):
+    states = [_init(agent, seed=s) for s in (0, 1)]
+    batch, rngs = synthetic_batch(), jax.random.split(jax.random.PRNGKey(5), 2)
+    stacked, _ = jax.jit(jax.vmap(agent.update, in_axes=(0, None, 0)))(stack(states), batch, rngs)
+    for i, state in enumerate(states):
+        single, _ = jax.jit(agent.update)(state, batch, rngs[i])
+        assert max_abs_diff(index(stacked, i).params, single.params) < 1e-5
+
+
+def test_vmap_over_dynamic_hyperparameter(agent):
+    key = _sweepable_key(agent)
+    base = agent.get_config()[key]
+    states = [_init(agent, **{key: value}) for value in (base, base * 0.5 + 0.1)]
+    assert float(states[0].hparams[key]) != float(states[1].hparams[key])
+    batch, rng = synthetic_batch(), jax.random.PRNGKey(3)
+    stacked, _ = jax.jit(jax.vmap(agent.update, in_axes=(0, None, None)))(stack(states), batch, rng)
+    for i, state in enumerate(states):
+        single, _ = jax.jit(agent.update)(state, batch, rng)
+        assert max_abs_diff(index(stacked, i).params, single.params) < 1e-5
+
+
+def test_checkpoint_round_trip(agent, tmp_path):
+    state, _ = jax.jit(agent.update)(_init(agent), synthetic_batch(), jax.random.PRNGKey(1))
+    checkpoints.save(tmp_path, 1, state)
+    restored = checkpoints.restore(tmp_path, _init(agent))
+    assert max_abs_diff(restored, state) == 0.0
+    assert restored.config == state.config
+    after_restored, _ = jax.jit(agent.update)(restored, synthetic_batch(1), jax.random.PRNGKey(2))
+    after_original, _ = jax.jit(agent.update)(state, synthetic_batch(1), jax.random.PRNGKey(2))
+    assert max_abs_diff(after_restored, after_original) == 0.0
