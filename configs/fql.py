@@ -1,0 +1,15 @@
+"""FQL's per-environment hyperparameters (Park, Li & Levine 2025, Table of hyperparameters;
+also ALGORITHMS.md). All five tasks of an environment share them."""
+
+PRESETS = {
+    'antmaze-large-navigate': dict(alpha=10.0, discount=0.99, q_agg='min'),
+    'antmaze-giant-navigate': dict(alpha=10.0, discount=0.995, q_agg='min'),
+    'humanoidmaze-medium-navigate': dict(alpha=30.0, discount=0.995),
+    'humanoidmaze-large-navigate': dict(alpha=30.0, discount=0.995),
+    'antsoccer-arena-navigate': dict(alpha=10.0, discount=0.995),
+    'cube-single-play': dict(alpha=300.0),
+    'cube-double-play': dict(alpha=300.0),
+    'scene-play': dict(alpha=300.0),
+    'puzzle-3x3-play': dict(alpha=1000.0),
+    'puzzle-4x4-play': dict(alpha=1000.0),
+}
