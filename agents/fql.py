@@ -62,31 +62,44 @@ def critic_loss(nets, params, target_params, hparams, config, batch, rng):
                   'critic/q_min': qs.min()}
 
 
-def actor_loss(nets, params, hparams, config, batch, rng):
-    """BC flow loss (moves v_theta) + alpha * distillation + Q loss (both move mu_omega only)."""
-    observations, actions = batch['observations'], batch['actions']
-    bc_rng, noise_rng = jax.random.split(rng)
+def bc_flow_loss(nets, params, batch, rng):
+    """Flow matching of v_theta to the dataset actions (moves v_theta only)."""
+    observations = batch['observations']
+    return flow_matching_loss(
+        lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t), batch['actions'], rng)
+
+
+def distillation_loss(nets, params, config, observations, noises):
+    """mean (mu_omega(s, z) - Euler_K(v_theta)(s, z))^2; the flow is a fixed target (moves mu only)."""
     frozen = jax.lax.stop_gradient(params)
-
-    bc_flow_loss = flow_matching_loss(
-        lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t), actions, bc_rng)
-
-    noises = jax.random.normal(noise_rng, actions.shape)
     flow_actions = euler_integrate(
         lambda x, t: _apply(nets, 'actor_bc_flow', frozen, observations, x, t), noises, config.flow_steps)
     onestep = one_step_actions(nets, params, observations, noises)
-    distill_loss = jnp.mean((onestep - jax.lax.stop_gradient(flow_actions)) ** 2)
+    return jnp.mean((onestep - flow_actions) ** 2), onestep
 
-    qs = _apply(nets, 'critic', frozen, observations, jnp.clip(onestep, -1, 1))
+
+def q_loss(nets, params, config, observations, onestep):
+    """-mean Q(s, clip(mu_omega(s, z))) with the critic frozen (moves mu only)."""
+    qs = _apply(nets, 'critic', jax.lax.stop_gradient(params), observations, jnp.clip(onestep, -1, 1))
     q = jnp.mean(qs, axis=0)
-    q_loss = -q.mean()
+    loss = -q.mean()
     if config.normalize_q_loss:
-        q_loss = q_loss * jax.lax.stop_gradient(1.0 / jnp.abs(q).mean())
+        loss = loss * jax.lax.stop_gradient(1.0 / jnp.abs(q).mean())
+    return loss, q
 
-    loss = bc_flow_loss + hparams['alpha'] * distill_loss + q_loss
-    return loss, {'actor/loss': loss, 'actor/bc_flow_loss': bc_flow_loss, 'actor/distill_loss': distill_loss,
-                  'actor/q_loss': q_loss, 'actor/q': q.mean(),
-                  'actor/mse_to_data': jnp.mean((jnp.clip(onestep, -1, 1) - actions) ** 2)}
+
+def actor_loss(nets, params, hparams, config, batch, rng):
+    """BC flow loss + alpha * distillation + Q loss (same noise z for the last two)."""
+    bc_rng, noise_rng = jax.random.split(rng)
+    observations = batch['observations']
+    noises = jax.random.normal(noise_rng, batch['actions'].shape)
+    bc = bc_flow_loss(nets, params, batch, bc_rng)
+    distill, onestep = distillation_loss(nets, params, config, observations, noises)
+    q_term, q = q_loss(nets, params, config, observations, onestep)
+    loss = bc + hparams['alpha'] * distill + q_term
+    return loss, {'actor/loss': loss, 'actor/bc_flow_loss': bc, 'actor/distill_loss': distill,
+                  'actor/q_loss': q_term, 'actor/q': q.mean(),
+                  'actor/mse_to_data': jnp.mean((jnp.clip(onestep, -1, 1) - batch['actions']) ** 2)}
 
 
 def total_loss(params, state, batch, rng):

@@ -8,3 +8,7 @@ traceback.
 
 class UserError(Exception):
     """Bad input from the user (flags, files, names): message is shown as is."""
+
+
+class TrainingDiverged(UserError):
+    """A loss or metric became non-finite; the message names the member, update and metrics."""

@@ -1,0 +1,76 @@
+"""Train an agent on an OGBench singletask environment.
+
+    python main.py --agent=agents/fql.py --env_name=cube-double-play
+    python main.py --agent=agents/fql.py --env_name=cube-double-play --num_seeds=8
+    python main.py --agent=agents/fql.py --env_name=cube-double-play --sweep=agent.alpha=100,300,1000
+    python main.py --resume=exp/Debug/fql_cube-double-play_sd000_20261121_120000
+
+Flag names follow the official FQL command line, so the paper's commands run unchanged.
+`--agent.KEY=VALUE` overrides a key of the agent's config (see get_config() in the file).
+"""
+
+import sys
+
+from absl import app, flags
+
+from flowrl.config_overrides import split_agent_flags
+from flowrl.errors import UserError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('agent', 'agents/fql.py', 'Agent file; --agent.KEY=VALUE overrides its config.')
+flags.DEFINE_string('env_name', 'cube-double-play-singletask-v0',
+                    'OGBench singletask environment: full name or short (cube-double-play, cube-double-play-task3).')
+flags.DEFINE_integer('seed', 0, 'Random seed (of the first member; seeds seed..seed+num_seeds-1).')
+flags.DEFINE_integer('num_seeds', 1, 'Independent seeds trained side by side in one program (vmap).')
+flags.DEFINE_multi_string('sweep', [], 'Dynamic hyperparameter values run side by side: agent.alpha=3,10,30.')
+flags.DEFINE_integer('offline_steps', 1_000_000, 'Number of offline updates.')
+flags.DEFINE_integer('online_steps', 0, 'Online fine-tuning steps (not supported yet; must be 0).')
+flags.DEFINE_integer('log_interval', 5_000, 'Updates between train.csv rows (and per compiled chunk).')
+flags.DEFINE_integer('eval_interval', 100_000, 'Updates between evaluations (0: no evaluation).')
+flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per member.')
+flags.DEFINE_integer('video_episodes', 0, 'Accepted for compatibility with the FQL command line; must be 0.')
+flags.DEFINE_integer('save_interval', 1_000_000, 'Updates between checkpoints (one is always saved at the end).')
+flags.DEFINE_string('save_dir', 'exp/', 'Where run directories are created.')
+flags.DEFINE_string('run_group', 'Debug', 'Sub-directory of save_dir for this run.')
+flags.DEFINE_string('resume', None, 'Run directory to continue from its latest checkpoint (other flags ignored).')
+flags.DEFINE_bool('sparse', False, 'Sparse rewards: -1 unless the task is fully solved (FQL repository option).')
+flags.DEFINE_string('dataset_path', None, 'Explicit dataset .npz (its -val.npz beside it is used if present).')
+flags.DEFINE_string('dataset_dir', '~/.ogbench/data', 'OGBench dataset directory (official file names).')
+flags.DEFINE_integer('dataset_episodes', None, 'Build and use a reduced dataset of this many episodes.')
+flags.DEFINE_integer('dataset_workers', None, 'Worker processes for local dataset generation (default: all cores).')
+
+
+def settings_from_flags(agent_overrides):
+    from flowrl.runner import RunSettings
+
+    if FLAGS.online_steps:
+        raise UserError('--online_steps is not supported yet: flowrl trains offline only; use --online_steps=0.')
+    if FLAGS.video_episodes:
+        raise UserError('--video_episodes is not supported: flowrl records no videos; use --video_episodes=0.')
+    names = [f.name for f in __import__('dataclasses').fields(RunSettings)]
+    values = {name: FLAGS[name].value for name in names if name in FLAGS and name != 'agent_overrides'}
+    return RunSettings(**values, agent_overrides=agent_overrides)
+
+
+def main(argv, agent_overrides):
+    from flowrl import runner
+
+    if len(argv) > 1:
+        raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}; flags are written --name=value.')
+    if FLAGS.resume:
+        runner.resume(FLAGS.resume)
+    else:
+        runner.Run(settings_from_flags(agent_overrides)).train()
+
+
+def run():
+    try:
+        rest, agent_overrides = split_agent_flags(sys.argv)
+        app.run(lambda argv: main(argv, agent_overrides), argv=rest)
+    except UserError as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    run()
