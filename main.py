@@ -11,7 +11,7 @@ Flag names follow the official FQL command line, so the paper's commands run unc
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from flowrl.config_overrides import split_agent_flags
 from flowrl.errors import UserError
@@ -57,6 +57,8 @@ def main(argv, agent_overrides):
 
     if len(argv) > 1:
         raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}; flags are written --name=value.')
+    if not FLAGS['verbosity'].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     if FLAGS.resume:
         runner.resume(FLAGS.resume)
     else:

@@ -1,0 +1,122 @@
+"""FQL training throughput at paper sizes (batch 256, 4 x 512 networks, cube-double shapes).
+
+    python benchmarks/train_throughput.py                 # 1 seed and 4 vmapped seeds
+    python benchmarks/train_throughput.py --seeds 1,8     # on a GPU: 1 and 8 seeds
+
+Prints: compile time; updates/s of flowrl's scanned loop for each seed count; the same update
+driven the way the official FQL code drives it (numpy batch sampled on the host and one jitted
+call per update), for equal work; and evaluation env-steps/s with batched policy calls.
+"""
+
+import argparse
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents import fql
+from flowrl.training import ChunkRunner, init_members, member_shardings
+
+OBS_DIM, ACTION_DIM, DATASET_SIZE = 40, 5, 100_000
+
+
+def synthetic_dataset(size=DATASET_SIZE):
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(size, OBS_DIM)).astype(np.float32)
+    return dict(observations=obs, next_observations=obs + 0.01, masks=np.ones(size, np.float32),
+                actions=rng.uniform(-1, 1, (size, ACTION_DIM)).astype(np.float32),
+                rewards=-np.ones(size, np.float32), terminals=np.zeros(size, np.float32))
+
+
+def scanned_updates_per_second(num_seeds, chunk, repeats, dataset):
+    config = fql.get_config()
+    members, replicated = member_shardings(num_seeds)
+    states, rngs = init_members(fql, [config] * num_seeds, list(range(num_seeds)), {k: v[:2] for k, v in dataset.items()})
+    states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
+    data = jax.device_put(dataset, replicated)
+    runner = ChunkRunner(fql, config.batch_size)
+    start = time.perf_counter()
+    states, rngs, summary = runner(states, rngs, data, chunk)
+    jax.block_until_ready(summary)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(repeats):
+        states, rngs, summary = runner(states, rngs, data, chunk)
+    jax.block_until_ready(summary)
+    per_chunk = (time.perf_counter() - start) / repeats
+    return chunk / per_chunk, first - per_chunk
+
+
+def host_loop_updates_per_second(updates, dataset):
+    """The official repository's structure: host-side sampling, one jitted update per step."""
+    config = fql.get_config()
+    state = jax.jit(fql.init, static_argnums=2)(jax.random.PRNGKey(0), {k: v[:2] for k, v in dataset.items()},
+                                                 __import__('ml_collections').FrozenConfigDict(config))
+    update = jax.jit(fql.update)
+    rng = np.random.default_rng(0)
+    key = jax.random.PRNGKey(0)
+
+    def step(state, key):
+        idx = rng.integers(0, DATASET_SIZE, config.batch_size)
+        key, sub = jax.random.split(key)
+        return update(state, {k: v[idx] for k, v in dataset.items()}, sub)[0], key
+
+    state, key = step(state, key)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(updates):
+        state, key = step(state, key)
+    jax.block_until_ready(state)
+    return updates / (time.perf_counter() - start)
+
+
+def eval_env_steps_per_second(episodes, steps):
+    from flowrl.envs import make_env, parse_env_name
+    from flowrl.evaluation import make_policy
+
+    spec = parse_env_name('cube-double-play')
+    envs = [make_env(spec) for _ in range(episodes)]
+    obs = np.stack([env.reset(seed=i)[0] for i, env in enumerate(envs)])[None].astype(np.float32)
+    config = fql.get_config()
+    state = init_members(fql, [config], [0], dict(observations=obs[0, :2], actions=np.zeros((2, ACTION_DIM), np.float32)))[0]
+    policy = make_policy(fql)
+    keys = jax.random.split(jax.random.PRNGKey(0), 1)
+    np.asarray(policy(state, obs, keys))
+    start = time.perf_counter()
+    for t in range(steps):
+        actions = np.asarray(policy(state, obs, keys))
+        for j, env in enumerate(envs):
+            obs[0, j] = env.step(actions[0, j])[0]
+    return episodes * steps / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--seeds', default='1,4', help='comma-separated seed counts to time')
+    parser.add_argument('--chunk', type=int, default=50, help='updates per compiled chunk')
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--host_updates', type=int, default=100, help='updates for the host-loop reference (0: skip)')
+    parser.add_argument('--eval_episodes', type=int, default=50)
+    parser.add_argument('--eval_steps', type=int, default=100, help='env steps for the eval timing (0: skip)')
+    args = parser.parse_args()
+    dataset = synthetic_dataset()
+    print(f'machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind} '
+          f'({jax.default_backend()}), jax {jax.__version__}')
+    print(f'FQL, batch 256, 4x512 nets, obs {OBS_DIM}, actions {ACTION_DIM}; chunk {args.chunk} updates\n')
+    print(f'{"loop":<34}{"seeds":>6}{"updates/s (all)":>17}{"per seed":>11}{"compile s":>11}')
+    for seeds in [int(s) for s in args.seeds.split(',')]:
+        rate, compile_s = scanned_updates_per_second(seeds, args.chunk, args.repeats, dataset)
+        print(f'{"flowrl jit(vmap(scan))":<34}{seeds:>6}{rate * seeds:>17.1f}{rate:>11.1f}{compile_s:>11.1f}')
+    if args.host_updates:
+        rate = host_loop_updates_per_second(args.host_updates, dataset)
+        print(f'{"host loop (official structure)":<34}{1:>6}{rate:>17.1f}{rate:>11.1f}{"":>11}')
+    if args.eval_steps:
+        rate = eval_env_steps_per_second(args.eval_episodes, args.eval_steps)
+        print(f'\nevaluation, cube-double, {args.eval_episodes} envs: {rate:.0f} env-steps/s '
+              f'(one batched policy call per step)')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,113 @@
+"""Evaluate a saved run at several values of its dynamic hyperparameters, without retraining.
+
+    python -m flowrl.evaluate --run_dir=exp/Debug/qfql_cube-double-play_sd000_... --agent.guidance=0.3,1,3
+
+Every (member of the run) x (value) pair is evaluated in one vmapped program on one batch of
+environments. Prints a table and writes it to RUN_DIR/evaluate_<key>_step<N>.csv.
+"""
+
+import csv
+import io
+import itertools
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from flowrl import checkpoints, run_files
+from flowrl.agent_loading import load_agent
+from flowrl.config_overrides import parse_sweeps, split_agent_flags, sweep_grid
+from flowrl.envs import make_env, parse_env_name
+from flowrl.errors import UserError
+from flowrl.evaluation import EvalEnvs, make_policy, run_episodes
+from flowrl.runner import resolve_members, settings_from_run_dir
+from flowrl.training import init_members
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('run_dir', None, 'Run directory written by main.py.')
+flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); default: the run\'s --eval_episodes.')
+flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
+
+
+def example_batch(spec):
+    env = make_env(spec)
+    obs_dim, action_dim = env.observation_space.shape[-1], env.action_space.shape[-1]
+    return dict(observations=np.zeros((2, obs_dim), np.float32), actions=np.zeros((2, action_dim), np.float32))
+
+
+def restore_run(run_dir, step=None):
+    """(settings, agent, spec, members, stacked states, checkpoint step) of a saved run."""
+    settings = settings_from_run_dir(run_dir)
+    agent, spec = load_agent(settings.agent), parse_env_name(settings.env_name)
+    members = resolve_members(settings, agent, spec, log=lambda *_: None)
+    states, rngs = init_members(agent, members.configs, members.seeds, example_batch(spec))
+    directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
+    step = checkpoints.latest_step(directory) if step is None else step
+    if step is None:
+        raise UserError(f'{run_dir} has no complete checkpoint to evaluate.')
+    tree = checkpoints.restore(directory, dict(states=states, rngs=rngs), step)
+    return settings, agent, spec, members, tree['states'], step
+
+
+def expand_members(states, labels, values: list[dict]):
+    """Each member once per value combination: states stacked [member x value], with labels."""
+    size = len(labels)
+    grid = list(itertools.product(range(size), range(len(values))))
+    expanded = jax.tree.map(lambda x: x[jnp.asarray([m for m, _ in grid])], states)
+    hparams = dict(expanded.hparams)
+    for key in values[0]:
+        hparams[key] = jnp.asarray([values[v][key] for _, v in grid], jnp.float32)
+    new_labels = [dict(labels[m], **values[v]) for m, v in grid]
+    return expanded.replace(hparams=hparams), new_labels
+
+
+def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, log=print):
+    settings, agent, spec, members, states, step = restore_run(run_dir, step)
+    config = members.configs[0]
+    sweeps = parse_sweeps([f'agent.{k}={v}' for k, v in overrides.items()], config, agent.DYNAMIC_KEYS, settings.agent)
+    for key, _ in sweeps:
+        if key not in states.hparams:
+            raise UserError(f'{key!r} is not a state leaf of {settings.agent} ({", ".join(states.hparams)}); '
+                            'only those can change at evaluation time.')
+    values = sweep_grid(sweeps)
+    states, labels = expand_members(states, members.labels, values)
+    episodes = episodes or settings.eval_episodes or 50
+    log(f'Evaluating {len(labels)} (member, value) pairs x {episodes} episodes at update {step:,} of {run_dir}.')
+    envs = EvalEnvs(lambda: make_env(spec), len(labels), episodes)
+    stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step)
+    rows = [dict(step=step, **label, success=float(stats['success'][i]), episode_return=float(stats['episode_return'][i]),
+                 episode_length=float(stats['episode_length'][i]), episodes=episodes) for i, label in enumerate(labels)]
+    name = '_'.join(key for key, _ in sweeps) or 'checkpoint'
+    path = os.path.join(run_dir, f'evaluate_{name}_step{step}.csv')
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    run_files.write_atomic(path, buffer.getvalue())
+    log(buffer.getvalue().rstrip())
+    log(f'Written to {path}.')
+    return rows
+
+
+def main(argv, overrides):
+    if len(argv) > 1:
+        raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}.')
+    if not FLAGS.run_dir:
+        raise UserError('Pass the run to evaluate: --run_dir=RUN_DIR.')
+    evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step)
+
+
+def run():
+    try:
+        rest, overrides = split_agent_flags(sys.argv)
+        app.run(lambda argv: main(argv, overrides), argv=rest)
+    except UserError as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    run()

@@ -1,0 +1,101 @@
+"""main.py end to end on a small locally generated dataset: train, evaluate, checkpoint, resume,
+results; and one clear sentence with a non-zero exit for bad input."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--agent.actor_hidden_dims=32,32', '--agent.value_hidden_dims=32,32', '--agent.batch_size=32']
+
+
+def run_cli(args, cwd=REPO, module=None):
+    env = dict(os.environ, FLOWRL_NO_DOWNLOAD='1', JAX_PLATFORMS='cpu')
+    command = [sys.executable, '-m', module] if module else [sys.executable, os.path.join(REPO, 'main.py')]
+    return subprocess.run(command + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+    """A 2-seed, 200-update FQL run on cube-single-play (2 generated episodes)."""
+    root = tmp_path_factory.mktemp('main')
+    args = ['--env_name=cube-single-play', f'--dataset_dir={root / "data"}', '--dataset_episodes=2',
+            f'--save_dir={root / "runs"}', '--offline_steps=200', '--log_interval=50', '--eval_interval=100',
+            '--eval_episodes=2', '--save_interval=100', '--num_seeds=2', *TINY]
+    result = run_cli(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [os.path.join(dp, d) for dp, ds, _ in os.walk(root / 'runs') for d in ds if d.startswith('fql_')]
+    return run_dir, result
+
+
+def read_csv(path, drop=('env_steps_per_s',)):
+    with open(path, newline='') as f:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
+
+
+def test_run_writes_logs_checkpoints_and_results(trained_run):
+    run_dir, result = trained_run
+    assert 'Presets for cube-single-play' in result.stdout and 'alpha=300.0' in result.stdout
+    flags = json.load(open(os.path.join(run_dir, 'flags.json')))
+    assert flags['env'] == 'cube-single-play-singletask-v0' and flags['configs'][0]['alpha'] == 300.0
+    train = read_csv(os.path.join(run_dir, 'train.csv'))
+    assert [(int(r['step']), int(r['seed'])) for r in train] == [(s, seed) for s in (50, 100, 150, 200) for seed in (0, 1)]
+    evals = read_csv(os.path.join(run_dir, 'eval.csv'))
+    assert [(int(r['step']), int(r['seed'])) for r in evals] == [(100, 0), (100, 1), (200, 0), (200, 1)]
+    assert all(float(r['episode_length']) > 0 and 0 <= float(r['success']) <= 1 for r in evals)
+    assert sorted(os.listdir(os.path.join(run_dir, 'checkpoints'))) == ['100', '200']
+    results = json.load(open(os.path.join(run_dir, 'results.json')))
+    assert [m['seed'] for m in results['members']] == [0, 1]
+    for member in results['members']:
+        history = [e['success'] for e in member['evaluations']]
+        assert member['final_score'] == pytest.approx(sum(history[-3:]) / len(history[-3:]))
+    assert results['aggregate'][0]['num_seeds'] == 2
+    assert 'Final score' in result.stdout
+
+
+def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    copy = str(tmp_path / 'interrupted')
+    shutil.copytree(run_dir, copy)
+    # Simulate a crash after the checkpoint at 100: the last checkpoint and results are gone,
+    # the CSVs hold rows from after the checkpoint that a resume must not duplicate.
+    shutil.rmtree(os.path.join(copy, 'checkpoints', '200'))
+    os.remove(os.path.join(copy, 'results.json'))
+    result = run_cli([f'--resume={copy}'])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'Resumed' in result.stdout
+    for name in ('train.csv', 'eval.csv'):
+        assert read_csv(os.path.join(copy, name)) == read_csv(os.path.join(run_dir, name)), name
+    original = json.load(open(os.path.join(run_dir, 'results.json')))
+    resumed = json.load(open(os.path.join(copy, 'results.json')))
+    assert resumed['members'] == original['members']
+
+
+def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run):
+    run_dir, _ = trained_run
+    result = run_cli([f'--run_dir={run_dir}', '--agent.alpha=1,30', '--eval_episodes=1'], module='flowrl.evaluate')
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(os.path.join(run_dir, 'evaluate_alpha_step200.csv'))
+    assert sorted((int(r['seed']), float(r['alpha'])) for r in rows) == [(0, 1.0), (0, 30.0), (1, 1.0), (1, 30.0)]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--env_name=cube-nine-play'], "Unknown environment 'cube-nine-play'"),
+    (['--agent=agents/no_such_agent.py'], "Agent file 'agents/no_such_agent.py' does not exist"),
+    (['--agent.no_such_key=1'], "Unknown config key 'no_such_key'"),
+    (['--agent.alpha=ten'], "--agent.alpha expects a float like 10.0, got 'ten'"),
+    (['--sweep=agent.value_hidden_dims=8,16'], "can only sweep its dynamic hyperparameters"),
+    (['--resume=/no/such/run'], "Cannot resume '/no/such/run'"),
+    (['--offline_steps=0'], '--offline_steps must be a positive integer'),
+])
+def test_bad_input_is_one_sentence_and_nonzero_exit(args, message, tmp_path):
+    result = run_cli([f'--save_dir={tmp_path / "runs"}', f'--dataset_dir={tmp_path / "data"}', *args], cwd=REPO)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], result.stderr[-2000:]
+    assert not os.path.exists(tmp_path / 'runs') and not os.path.exists(tmp_path / 'data')
