@@ -28,6 +28,7 @@ flags.DEFINE_integer('online_steps', 0, 'Online fine-tuning steps (not supported
 flags.DEFINE_integer('log_interval', 5_000, 'Updates between train.csv rows (and per compiled chunk).')
 flags.DEFINE_integer('eval_interval', 100_000, 'Updates between evaluations (0: no evaluation).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per member.')
+flags.DEFINE_integer('eval_workers', 0, 'Processes stepping the evaluation environments (0: one per core).')
 flags.DEFINE_integer('video_episodes', 0, 'Accepted for compatibility with the FQL command line; must be 0.')
 flags.DEFINE_integer('save_interval', 1_000_000, 'Updates between checkpoints (one is always saved at the end).')
 flags.DEFINE_string('save_dir', 'exp/', 'Where run directories are created.')

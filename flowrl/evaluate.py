@@ -7,6 +7,7 @@ environments. Prints a table and writes it to RUN_DIR/evaluate_<key>_step<N>.csv
 """
 
 import csv
+import functools
 import io
 import itertools
 import os
@@ -23,7 +24,7 @@ from flowrl.config_overrides import parse_sweeps, split_agent_flags, sweep_grid
 from flowrl.envs import make_env, parse_env_name
 from flowrl.errors import UserError
 from flowrl.evaluation import EvalEnvs, make_policy, run_episodes
-from flowrl.runner import resolve_members, settings_from_run_dir
+from flowrl.runner import eval_workers, resolve_members, settings_from_run_dir
 from flowrl.training import init_members
 
 FLAGS = flags.FLAGS
@@ -76,7 +77,7 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, log=prin
     states, labels = expand_members(states, members.labels, values)
     episodes = episodes or settings.eval_episodes or 50
     log(f'Evaluating {len(labels)} (member, value) pairs x {episodes} episodes at update {step:,} of {run_dir}.')
-    envs = EvalEnvs(lambda: make_env(spec), len(labels), episodes)
+    envs = EvalEnvs(functools.partial(make_env, spec), len(labels), episodes, eval_workers(settings.eval_workers))
     stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step)
     rows = [dict(step=step, **label, success=float(stats['success'][i]), episode_return=float(stats['episode_return'][i]),
                  episode_length=float(stats['episode_length'][i]), episodes=episodes) for i, label in enumerate(labels)]

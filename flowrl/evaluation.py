@@ -12,13 +12,15 @@ import time
 import jax
 import numpy as np
 
+from flowrl.env_pool import EnvPool
+
 
 class EvalEnvs:
-    """A grid of `num_members x episodes` environments, created once and reused."""
+    """`num_members x episodes` environments in an EnvPool, created once and reused."""
 
-    def __init__(self, make_env, num_members: int, episodes: int):
+    def __init__(self, make_env, num_members: int, episodes: int, workers: int = 1):
         self.num_members, self.episodes = num_members, episodes
-        self.envs = [[make_env() for _ in range(episodes)] for _ in range(num_members)]
+        self.pool = EnvPool(make_env, num_members * episodes, workers)
 
 
 def episode_seed(member_seed: int, step: int, episode: int) -> int:
@@ -34,28 +36,26 @@ def make_policy(agent):
 def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int):
     """Runs one episode in every env; returns per-member arrays of success, return, length."""
     m, e = envs.num_members, envs.episodes
-    obs = np.stack([[env.reset(seed=episode_seed(member_seeds[i], step, j))[0]
-                     for j, env in enumerate(row)] for i, row in enumerate(envs.envs)]).astype(np.float32)
-    active = np.ones((m, e), bool)
-    returns, lengths, success = np.zeros((m, e)), np.zeros((m, e), np.int64), np.zeros((m, e))
+    seeds = [episode_seed(member_seeds[i], step, j) for i in range(m) for j in range(e)]
+    obs = envs.pool.reset(seeds).reshape(m, e, -1)
+    active = np.ones(m * e, bool)
+    returns, lengths, success = np.zeros(m * e), np.zeros(m * e, np.int64), np.zeros(m * e)
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s), step))(np.asarray(member_seeds))
-    t = 0
-    started = time.time()
+    started, t = time.time(), 0
     while active.any():
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
-        actions = np.asarray(policy(states, obs, step_keys))
-        for i, j in zip(*np.nonzero(active)):
-            ob, reward, terminated, truncated, info = envs.envs[i][j].step(actions[i, j])
-            obs[i, j] = ob
-            returns[i, j] += reward
-            lengths[i, j] += 1
-            if terminated or truncated:
-                active[i, j] = False
-                success[i, j] = float(info.get('success', 0.0))
+        actions = np.asarray(policy(states, obs, step_keys)).reshape(m * e, -1)
+        new_obs, reward, done, final_success = envs.pool.step(actions, active)
+        obs = np.where(active[:, None], new_obs, obs.reshape(m * e, -1)).reshape(m, e, -1)
+        returns += reward
+        lengths += active
+        success = np.where(active & done, final_success, success)
+        active &= ~done
         t += 1
-    env_steps = int(lengths.sum())
-    return dict(success=success.mean(1), episode_return=returns.mean(1), episode_length=lengths.mean(1),
-                env_steps_per_s=np.full(m, env_steps / max(time.time() - started, 1e-9)))
+    rate = lengths.sum() / max(time.time() - started, 1e-9)
+    per_member = lambda x: x.reshape(m, e).mean(1)
+    return dict(success=per_member(success), episode_return=per_member(returns),
+                episode_length=per_member(lengths.astype(float)), env_steps_per_s=np.full(m, rate))
 
 
 def final_score(success_history) -> float:

@@ -7,6 +7,7 @@
 """
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -36,6 +37,7 @@ class RunSettings:
     log_interval: int = 5_000
     eval_interval: int = 100_000
     eval_episodes: int = 50
+    eval_workers: int = 0  # processes stepping the evaluation envs; 0: one per core
     save_interval: int = 1_000_000
     save_dir: str = 'exp/'
     run_group: str = 'Debug'
@@ -60,7 +62,7 @@ class Members:
 def check_settings(s: RunSettings) -> None:
     positive = dict(offline_steps=s.offline_steps, log_interval=s.log_interval, num_seeds=s.num_seeds)
     non_negative = dict(eval_interval=s.eval_interval, eval_episodes=s.eval_episodes,
-                        save_interval=s.save_interval)
+                        save_interval=s.save_interval, eval_workers=s.eval_workers)
     for name, value in positive.items():
         if value <= 0:
             raise UserError(f'--{name} must be a positive integer, got {value}.')
@@ -69,6 +71,10 @@ def check_settings(s: RunSettings) -> None:
             raise UserError(f'--{name} must be zero (off) or a positive integer, got {value}.')
     if s.dataset_episodes is not None and s.dataset_episodes <= 0:
         raise UserError(f'--dataset_episodes must be a positive integer, got {s.dataset_episodes}.')
+
+
+def eval_workers(requested: int) -> int:
+    return requested if requested > 0 else (os.cpu_count() or 1)
 
 
 def resolve_members(s: RunSettings, agent, spec, log=print) -> Members:
@@ -190,7 +196,8 @@ class Run:
 
     def evaluate(self):
         if self.eval_envs is None:
-            self.eval_envs = EvalEnvs(lambda: make_env(self.spec), len(self.members.labels), self.s.eval_episodes)
+            self.eval_envs = EvalEnvs(functools.partial(make_env, self.spec), len(self.members.labels),
+                                      self.s.eval_episodes, eval_workers(self.s.eval_workers))
         stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step)
         self.eval_log.append(self._rows(stats))
         return stats

@@ -26,7 +26,7 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp('main')
     args = ['--env_name=cube-single-play', f'--dataset_dir={root / "data"}', '--dataset_episodes=2',
             f'--save_dir={root / "runs"}', '--offline_steps=200', '--log_interval=50', '--eval_interval=100',
-            '--eval_episodes=2', '--save_interval=100', '--num_seeds=2', *TINY]
+            '--eval_episodes=2', '--save_interval=100', '--num_seeds=2', '--eval_workers=1', *TINY]
     result = run_cli(args)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = [os.path.join(dp, d) for dp, ds, _ in os.walk(root / 'runs') for d in ds if d.startswith('fql_')]

@@ -1,0 +1,92 @@
+"""A batch of environments stepped together, in this process or split over worker processes.
+
+Evaluation steps hundreds of MuJoCo environments (episodes x members) on the host; with
+`workers > 1` each worker process owns a contiguous slice of them, so a many-core machine
+steps them in parallel while the accelerator computes the next batch of actions. Results do
+not depend on the worker count: every environment is reset with its own seed.
+"""
+
+import multiprocessing as mp
+
+import numpy as np
+
+
+class _Slice:
+    """The environments of one worker (or of the whole pool when stepping in-process)."""
+
+    def __init__(self, make_env, count):
+        self.envs = [make_env() for _ in range(count)]
+
+    def reset(self, seeds):
+        return np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(self.envs, seeds)])
+
+    def step(self, actions, active):
+        """Steps the active envs; returns (obs, reward, done, success) for every env (zeros if inactive)."""
+        count = len(self.envs)
+        obs = np.zeros((count,) + self.envs[0].observation_space.shape, np.float32)
+        reward, done, success = np.zeros(count), np.zeros(count, bool), np.zeros(count)
+        for i in np.nonzero(active)[0]:
+            ob, r, terminated, truncated, info = self.envs[i].step(actions[i])
+            obs[i], reward[i], done[i] = ob, r, terminated or truncated
+            success[i] = float(info.get('success', 0.0))
+        return obs, reward, done, success
+
+
+def _worker(connection, make_env, count):
+    envs = _Slice(make_env, count)
+    while True:
+        command, args = connection.recv()
+        if command == 'close':
+            break
+        connection.send(getattr(envs, command)(*args))
+    connection.close()
+
+
+class EnvPool:
+    """`count` environments from `make_env` (a picklable callable), over `workers` processes."""
+
+    def __init__(self, make_env, count: int, workers: int = 1):
+        self.count = count
+        workers = max(1, min(workers, count))
+        self.bounds = np.linspace(0, count, workers + 1).astype(int)
+        if workers == 1:
+            self.local, self.connections, self.processes = _Slice(make_env, count), [], []
+            return
+        self.local = None
+        context = mp.get_context('spawn')  # fork is unsafe once JAX has started its threads
+        self.connections, self.processes = [], []
+        for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
+            parent, child = context.Pipe()
+            process = context.Process(target=_worker, args=(child, make_env, hi - lo), daemon=True)
+            process.start()
+            self.connections.append(parent)
+            self.processes.append(process)
+
+    def _call(self, command, *arrays):
+        if self.local is not None:
+            return getattr(self.local, command)(*arrays)
+        for connection, lo, hi in zip(self.connections, self.bounds[:-1], self.bounds[1:]):
+            connection.send((command, tuple(a[lo:hi] for a in arrays)))
+        parts = [connection.recv() for connection in self.connections]
+        if isinstance(parts[0], tuple):
+            return tuple(np.concatenate(p) for p in zip(*parts))
+        return np.concatenate(parts)
+
+    def reset(self, seeds):
+        return self._call('reset', np.asarray(seeds)).astype(np.float32)
+
+    def step(self, actions, active):
+        return self._call('step', np.asarray(actions), np.asarray(active))
+
+    def close(self):
+        for connection in self.connections:
+            connection.send(('close', ()))
+        for process in self.processes:
+            process.join(timeout=10)
+        self.connections, self.processes = [], []
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the daemons die with us
+            pass
