@@ -211,10 +211,20 @@ def _member_shapes(archive: zipfile.ZipFile, path: Path, required_fields, remedy
     shapes = {}
     for field in required_fields:
         with archive.open(f"{field}.npy") as handle:
-            version = np.lib.format.read_magic(handle)
-            shape, _, _ = np.lib.format._read_array_header(handle, version)
-            shapes[field] = shape
+            shapes[field] = _npy_shape(handle)
     return shapes
+
+
+def _npy_shape(handle) -> tuple:
+    """Shape from a .npy header alone, without decompressing the array."""
+    version = np.lib.format.read_magic(handle)
+    header_readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version in header_readers:
+        shape, _, _ = header_readers[version](handle)
+        return shape
+    # Rare newer header versions: fall back to reading the array.
+    handle.seek(0)
+    return np.lib.format.read_array(handle, allow_pickle=False).shape
 
 
 def _read_member(archive: zipfile.ZipFile, field: str) -> np.ndarray:

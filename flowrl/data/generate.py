@@ -14,6 +14,7 @@ the workers and leaves no partial dataset behind.
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.metadata
 import multiprocessing
 import os
@@ -237,16 +238,28 @@ def _run_episodes(plan: GenerationPlan, seed: int, workers: int, on_episode) -> 
         finally:
             np.random.set_state(saved_state)
         return
-    # 'spawn' so that workers never inherit a forked JAX / MuJoCo state from the parent.
-    context = multiprocessing.get_context("spawn")
-    pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.spec.name, plan.steps_per_episode))
+    # 'spawn' so that workers never inherit a forked JAX / MuJoCo state from the parent. An
+    # executor (unlike multiprocessing.Pool) reports workers that die instead of respawning
+    # them forever, e.g. when an unguarded main script re-runs itself in every worker.
+    executor = concurrent.futures.ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(plan.spec.name, plan.steps_per_episode),
+    )
     try:
-        for result in pool.imap_unordered(_collect_in_worker, tasks, chunksize=1):
-            on_episode(*result)
-        pool.close()
+        pending = [executor.submit(_collect_in_worker, task) for task in tasks]
+        for future in concurrent.futures.as_completed(pending):
+            on_episode(*future.result())
+    except concurrent.futures.process.BrokenProcessPool:
+        raise UserError(
+            "A dataset worker process died; if you call flowrl from your own script, put its entry point under "
+            "`if __name__ == '__main__':` (spawned workers re-import the main script), otherwise rerun with "
+            "workers=1 to see the underlying error."
+        ) from None
     finally:
-        pool.terminate()
-        pool.join()
+        # On Ctrl-C or an error: drop queued episodes; running ones end within one episode.
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _metadata(plan: GenerationPlan, split: str, seed: int, first_index: int, episodes: int, redone: int) -> dict:
@@ -276,6 +289,26 @@ def _metadata(plan: GenerationPlan, split: str, seed: int, first_index: int, epi
     }
 
 
+def _write_splits(plan, buffers, redone, seed, train_file: Path, val_file: Path) -> None:
+    """Write val then train (a training file on disk implies a complete validation file).
+
+    If anything fails or is interrupted part-way, every file of this dataset is removed, so
+    that no half-written dataset (say, a validation file without its training file) remains.
+    """
+    try:
+        for split, path, first, episodes in (
+            ("val", val_file, plan.train_episodes, plan.val_episodes),
+            ("train", train_file, 0, plan.train_episodes),
+        ):
+            metadata = _metadata(plan, split, seed, first, episodes, redone[split])
+            files.write_generated_npz(path, buffers.arrays[split], metadata)
+    except BaseException:
+        files.remove_quietly(
+            val_file, files.metadata_path_for(val_file), train_file, files.metadata_path_for(train_file)
+        )
+        raise
+
+
 def build_dataset(plan: GenerationPlan, dataset_dir: str, workers: int, seed: int, log=print) -> Path:
     """Generate the files described by `plan`; returns the training file path."""
     if seed < 0:
@@ -303,13 +336,7 @@ def build_dataset(plan: GenerationPlan, dataset_dir: str, workers: int, seed: in
         _run_episodes(plan, seed, workers, on_episode)
     elapsed = time.perf_counter() - started
 
-    # Validation first: a training file on disk then implies its validation file is complete.
-    for split, path, first, episodes in (
-        ("val", val_file, plan.train_episodes, plan.val_episodes),
-        ("train", train_file, 0, plan.train_episodes),
-    ):
-        metadata = _metadata(plan, split, seed, first, episodes, redone[split])
-        files.write_generated_npz(path, buffers.arrays[split], metadata)
+    _write_splits(plan, buffers, redone, seed, train_file, val_file)
     log(
         f"Generated {files.display_path(train_file)} and {val_file.name} in {elapsed:.0f} s "
         f"({plan.total_steps / max(elapsed, 1e-9):,.0f} steps/s on {workers} worker(s))."

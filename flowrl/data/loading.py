@@ -24,9 +24,9 @@ from flowrl.data import files
 from flowrl.data.generate import build_dataset, default_workers, plan_generation
 from flowrl.data.protocol import (
     dataset_name_for_env,
-    expert_policy_message,
     find_spec,
     needs_expert_policies,
+    needs_rendering,
     reduced_dataset_name,
     require_spec,
     singletask_env_id,
@@ -106,6 +106,7 @@ def resolve_dataset_files(
     workers: int | None,
     seed: int,
     log=print,
+    download: bool = True,
 ) -> tuple[Path, str]:
     """Verified training file for `dataset_name` (generating it if allowed) and a source line."""
     fields = required_fields(dataset_name)
@@ -122,14 +123,8 @@ def resolve_dataset_files(
         plan = None
     train_file = files.train_path(dataset_dir, file_stem)
 
-    if not train_file.exists() and plan is None:
-        if find_spec(dataset_name) is None and needs_expert_policies(dataset_name):
-            # Still try the official download before giving up on expert-policy datasets.
-            if not files.try_download_official(dataset_name, dataset_dir, log):
-                raise UserError(expert_policy_message(dataset_name, files.display_path(Path(dataset_dir).expanduser())))
-        else:
-            require_spec(dataset_name)  # unknown or non-generable names fail here, before any network
-            files.try_download_official(dataset_name, dataset_dir, log)
+    if not train_file.exists() and plan is None and download:
+        _download_or_explain(dataset_name, dataset_dir, log)
 
     if not train_file.exists():
         if not generate:
@@ -140,20 +135,29 @@ def resolve_dataset_files(
                 + "` first."
             )
         plan = plan or plan_generation(dataset_name)
-        log(f"Dataset {files.display_path(train_file)} not found and not downloadable.")
+        reason = "reduced datasets are only generated locally" if plan.reduced else "it could not be downloaded"
+        log(f"Dataset {files.display_path(train_file)} not found ({reason}).")
         build_dataset(plan, dataset_dir, workers or default_workers(), seed, log)
 
     return _verified_directory_files(train_file, fields, dataset_name, dataset_episodes)
 
 
+def _download_or_explain(dataset_name: str, dataset_dir: str, log) -> None:
+    """Try OGBench's server for a missing full dataset; fail now if it cannot be generated either."""
+    if find_spec(dataset_name) is not None:
+        files.try_download_official(dataset_name, dataset_dir, log)
+        return
+    if not (needs_expert_policies(dataset_name) or needs_rendering(dataset_name)):
+        require_spec(dataset_name)  # unknown name: fails here, before any network access
+    if not files.try_download_official(dataset_name, dataset_dir, log):
+        require_spec(dataset_name, files.display_path(Path(dataset_dir).expanduser()))
+
+
 def required_fields(dataset_name: str) -> tuple[str, ...]:
     """Arrays a file must hold for OGBench's singletask relabelling of this dataset."""
-    family = dataset_name.split("-")[0].removeprefix("visual")
-    has_buttons = dataset_name.split("-")[0] in ("scene", "puzzle") or dataset_name.startswith(
-        ("visual-scene", "visual-puzzle")
-    )
-    del family
-    return files.BASE_FIELDS + files.STATE_FIELDS + (("button_states",) if has_buttons else ())
+    family = dataset_name.removeprefix("visual-").split("-")[0]
+    buttons = ("button_states",) if family in ("scene", "puzzle") else ()
+    return files.BASE_FIELDS + files.STATE_FIELDS + buttons
 
 
 def _regenerate_remedy(train_file: Path, dataset_name: str, dataset_episodes: int | None) -> str:
@@ -223,6 +227,8 @@ def relabel_files(env_id: str, train_file: Path, val_file: Path | None):
     from ogbench.relabel_utils import relabel_dataset
     from ogbench.utils import load_dataset
 
+    # Visual datasets keep uint8 images, as OGBench loads them (float32 would be 4x the memory).
+    ob_dtype = np.uint8 if "visual" in env_id else np.float32
     env = gymnasium.make(env_id)
     try:
         splits = []
@@ -230,15 +236,19 @@ def relabel_files(env_id: str, train_file: Path, val_file: Path | None):
             if path is None:
                 splits.append(None)
                 continue
-            dataset = load_dataset(str(path), compact_dataset=False, add_info=True)
+            dataset = load_dataset(str(path), ob_dtype=ob_dtype, compact_dataset=False, add_info=True)
             relabel_dataset(env_id, env, dataset)
-            splits.append(to_transitions(dataset))
+            splits.append(to_transitions(dataset, ob_dtype))
     finally:
         env.close()
     return splits[0], splits[1]
 
 
-def to_transitions(dataset: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    transitions = {key: np.asarray(dataset[key], dtype=np.float32) for key in TRANSITION_KEYS}
+def to_transitions(dataset: dict[str, np.ndarray], ob_dtype=np.float32) -> dict[str, np.ndarray]:
+    """The six transition arrays: float32 (observations stay uint8 for visual datasets)."""
+    transitions = {}
+    for key in TRANSITION_KEYS:
+        dtype = ob_dtype if key in ("observations", "next_observations") else np.float32
+        transitions[key] = np.asarray(dataset[key], dtype=dtype)
     transitions["actions"] = np.clip(transitions["actions"], -ACTION_CLIP, ACTION_CLIP)
     return transitions

@@ -80,10 +80,11 @@ _STACK_PROBABILITY_BOUNDS = {
 }
 DEFAULT_STACK_PROBABILITY = 0.5
 
-# Single-process throughput and compressed size measured on the 2-core CPU dev machine with
-# benchmarks/data_generation.py; used only for the "expected size and time" announcement.
-_APPROX_STEPS_PER_SEC = {"cube": 500.0, "scene": 400.0, "puzzle": 350.0, "pointmaze": 2500.0}
-_APPROX_BYTES_PER_STEP = {"cube": 300.0, "scene": 330.0, "puzzle": 600.0, "pointmaze": 30.0}
+# Rough single-process throughput and compressed bytes per stored step, measured on the 2-core
+# CPU dev machine (mujoco 4.0.0) with benchmarks/data_generation.py and small generated files;
+# used only for the "expected size and time" announcement before generating.
+_APPROX_STEPS_PER_SEC = {"cube": 270.0, "scene": 240.0, "puzzle": 200.0, "pointmaze": 3000.0}
+_APPROX_BYTES_PER_STEP = {"cube": 300.0, "scene": 290.0, "puzzle": 300.0, "pointmaze": 40.0}
 
 _REDUCED_SUFFIX = re.compile(r"^(?P<base>.+-v\d+)-ep(?P<episodes>\d+)$")
 
@@ -214,18 +215,18 @@ def generable_dataset_names() -> list[str]:
     return names
 
 
-def require_spec(dataset_name: str) -> DatasetSpec:
+def require_spec(dataset_name: str, dataset_dir: str = "~/.ogbench/data") -> DatasetSpec:
     """The protocol for `dataset_name`, or a UserError that says why it cannot be generated."""
     spec = find_spec(dataset_name)
     if spec is not None:
         return spec
     if needs_expert_policies(dataset_name):
-        raise UserError(expert_policy_message(dataset_name))
+        raise UserError(expert_policy_message(dataset_name, dataset_dir))
     if needs_rendering(dataset_name):
         raise UserError(
-            f"'{dataset_name}' renders images, which local generation does not do; place "
-            f"{dataset_name}.npz and {dataset_name}-val.npz (from {OFFICIAL_URL}/) in the dataset "
-            "directory or pass --dataset_path."
+            f"'{dataset_name}' holds rendered images, which local generation does not produce: download "
+            f"{dataset_name}.npz and {dataset_name}-val.npz from {OFFICIAL_URL}/ on a machine with internet "
+            f"and place both in {dataset_dir} (or pass --dataset_path)."
         )
     raise UserError(
         f"Unknown OGBench dataset '{dataset_name}'; use one of: {', '.join(generable_dataset_names())}."

@@ -1,0 +1,127 @@
+"""Command line for flowrl's dataset layer.
+
+    python -m flowrl.data generate cube-double-play-v0 [--episodes N] [--workers W] [--seed S] [--dataset_dir D] [--force]
+    python -m flowrl.data plan cube-double-play-v0 [--episodes N] [--workers W]
+    python -m flowrl.data verify cube-double-play-v0 [--episodes N] [--dataset_dir D]
+
+`--dataset_episodes` is accepted as a synonym of `--episodes` (the name main.py uses). A dataset
+may also be named by a single-task env name ('cube-double-play-singletask-task2-v0').
+User errors print one sentence and exit with status 1; bad arguments exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flowrl.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flowrl.data", description="OGBench datasets for flowrl, offline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="generate a dataset with OGBench's scripted oracles")
+    _add_common_arguments(generate)
+    generate.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    generate.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    generate.add_argument("--force", action="store_true", help="replace files that already exist")
+
+    plan = commands.add_parser("plan", help="print what generation would produce, without generating")
+    _add_common_arguments(plan)
+    plan.add_argument("--workers", type=int, default=None, help="worker processes for the time estimate")
+
+    verify = commands.add_parser("verify", help="check the integrity of existing dataset files")
+    _add_common_arguments(verify)
+    return parser
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="dataset name, e.g. cube-double-play-v0")
+    parser.add_argument(
+        "--episodes", "--dataset_episodes", dest="episodes", type=_positive_int, default=None,
+        help="build a reduced dataset of N episodes, stored as '<dataset>-ep<N>.npz'",
+    )
+    parser.add_argument("--dataset_dir", default="~/.ogbench/data", help="dataset directory (default ~/.ogbench/data)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def _dataset_name(name: str) -> str:
+    from flowrl.data.protocol import dataset_name_for_env
+
+    return dataset_name_for_env(name) if "-singletask" in name else name
+
+
+def run_generate(args) -> None:
+    from flowrl.data import files
+    from flowrl.data.generate import build_dataset, default_workers, plan_generation
+
+    from flowrl.data.protocol import require_spec
+
+    dataset_name = _dataset_name(args.dataset)
+    require_spec(dataset_name, args.dataset_dir)  # so the message names the directory given
+    plan = plan_generation(dataset_name, args.episodes)
+    train_file = files.train_path(args.dataset_dir, plan.file_stem)
+    if train_file.exists() and not args.force:
+        raise UserError(
+            f"{files.display_path(train_file)} already exists; pass --force to replace it, or run "
+            f"`python -m flowrl.data verify {plan.spec.name}` to check it."
+        )
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, not {args.workers}; omit it to use all cores.")
+    build_dataset(plan, args.dataset_dir, args.workers or default_workers(), args.seed, print)
+
+
+def run_plan(args) -> None:
+    from flowrl.data.generate import default_workers, describe_plan, plan_generation
+
+    plan = plan_generation(_dataset_name(args.dataset), args.episodes)
+    workers = args.workers or default_workers()
+    print(f"dataset            {plan.spec.name} ({plan.spec.dataset_type}, collected in {plan.spec.env_id})")
+    print(f"files              {plan.file_stem}.npz, {plan.file_stem}-val.npz")
+    print(f"episodes           {plan.train_episodes} train + {plan.val_episodes} val")
+    print(f"steps per episode  {plan.steps_per_episode}")
+    print(f"steps stored       {plan.train_steps:,} train + {plan.val_steps:,} val")
+    print(f"transitions        {plan.train_transitions:,} train + {plan.val_transitions:,} val (after loading)")
+    print(describe_plan(plan, workers, 0, args.dataset_dir))
+
+
+def run_verify(args) -> None:
+    from flowrl.data.loading import resolve_dataset_files
+
+    train_file, source = resolve_dataset_files(
+        _dataset_name(args.dataset),
+        dataset_path=None,
+        dataset_dir=args.dataset_dir,
+        dataset_episodes=args.episodes,
+        generate=False,
+        workers=None,
+        seed=0,
+        log=print,
+        download=False,
+    )
+    print(f"OK: {source}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"generate": run_generate, "plan": run_plan, "verify": run_verify}
+    try:
+        handlers[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted; no partial dataset was left behind.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
