@@ -1,0 +1,75 @@
+"""Flow BC: behaviour cloning with a flow-matching policy (the FQL paper's flow baseline).
+
+A velocity field v_theta(s, x, t) is trained by conditional flow matching on the dataset
+actions; acting integrates it with `flow_steps` Euler steps from Gaussian noise. There is no
+critic. QFQL's sampler with guidance 0 and IFQL's candidate sampler are this sampler.
+Math: ALGORITHMS.md, "Baselines" and "FQL" step 2.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from flowrl import agent_state as st
+from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.networks import VelocityField
+
+# `temperature` only acts at inference; it is the one sweepable value flow BC has besides lr.
+DYNAMIC_KEYS = ('lr', 'temperature')
+
+
+def networks(config):
+    """The agent's network definitions (static: built from the static config)."""
+    return dict(actor_bc_flow=VelocityField(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm))
+
+
+def init(rng, example_batch, config):
+    """Initial state for observations/actions shaped like `example_batch`."""
+    observations, actions = example_batch['observations'], example_batch['actions']
+    dims = dict(action_dim=actions.shape[-1])
+    nets = networks(st.static_config(config, (), **dims))
+    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
+    params = dict(actor_bc_flow=nets['actor_bc_flow'].init(rng, observations, actions, t)['params'])
+    return st.create_state(config, params, target_names=(), dynamic_keys=DYNAMIC_KEYS, **dims)
+
+
+def _apply(nets, name, params, *inputs):
+    return nets[name].apply({'params': params[name]}, *inputs)
+
+
+def actor_loss(nets, params, batch, rng):
+    """Conditional flow matching on the dataset actions (moves v_theta, the only network)."""
+    observations = batch['observations']
+    loss = flow_matching_loss(lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t),
+                              batch['actions'], rng)
+    return loss, {'actor/bc_flow_loss': loss}
+
+
+def update(state, batch, rng):
+    """One Adam step on the flow-matching loss."""
+    nets = networks(state.config)
+    grads, info = jax.grad(lambda p: actor_loss(nets, p, batch, rng), has_aux=True)(state.params)
+    return st.apply_gradients(state, grads), info
+
+
+def sample_actions(state, observations, rng):
+    """Euler integration of the BC flow from x0 ~ N(0, temperature^2 I), clipped to [-1, 1]."""
+    nets = networks(state.config)
+    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
+    noises = noises * state.hparams['temperature']  # x * 1.0 is exact: temperature 1 is the plain sampler
+    return euler_integrate(lambda x, t: _apply(nets, 'actor_bc_flow', state.params, observations, x, t),
+                           noises, state.config.flow_steps)
+
+
+def get_config():
+    return ml_collections.ConfigDict(dict(
+        agent_name='flow_bc',
+        lr=3e-4,  # Adam learning rate (dynamic).
+        batch_size=256,  # Transitions per update.
+        actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.
+        actor_layer_norm=False,  # LayerNorm in the velocity field.
+        flow_steps=10,  # Euler steps when acting.
+        # Not in the published config: scale of the initial noise at acting time (dynamic, so
+        # a trained checkpoint can be sampled at several values); 1 is the published sampler.
+        temperature=1.0,
+    ))

@@ -1,0 +1,102 @@
+"""IFQL: IQL's value and critic with a BC flow policy, acting by rejection over flow samples
+(the FQL paper's flow counterpart of IDQL, Hansen-Estruch et al. 2023).
+
+Training is IQL's expectile value and TD critic (flowrl/iql_losses.py) plus plain flow
+matching for the velocity field; nothing couples the flow to the critic during training.
+Acting draws `num_samples` Euler samples of the flow per observation and returns the one with
+the largest min(Q1, Q2) of the online critics. Math: ALGORITHMS.md, "Baselines".
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from flowrl import agent_state as st
+from flowrl import iql_losses
+from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.networks import Ensemble, VelocityField
+
+DYNAMIC_KEYS = ('lr', 'expectile', 'discount', 'tau')
+
+
+def networks(config):
+    """The agent's network definitions (static: built from the static config)."""
+    return dict(
+        critic=Ensemble(config.value_hidden_dims, num=2, layer_norm=config.layer_norm),
+        value=Ensemble(config.value_hidden_dims, num=1, layer_norm=config.layer_norm),
+        actor_bc_flow=VelocityField(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm),
+    )
+
+
+def init(rng, example_batch, config):
+    """Initial state for observations/actions shaped like `example_batch`."""
+    observations, actions = example_batch['observations'], example_batch['actions']
+    dims = dict(action_dim=actions.shape[-1])
+    nets = networks(st.static_config(config, (), **dims))
+    rngs = jax.random.split(rng, 3)
+    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
+    params = dict(
+        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
+        value=nets['value'].init(rngs[1], observations)['params'],
+        actor_bc_flow=nets['actor_bc_flow'].init(rngs[2], observations, actions, t)['params'],
+    )
+    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+
+
+def _apply(nets, name, params, *inputs):
+    return nets[name].apply({'params': params[name]}, *inputs)
+
+
+def total_loss(params, state, batch, rng):
+    """IQL value + critic losses (move V and Q) + flow matching (moves v_theta)."""
+    nets = networks(state.config)
+    apply = lambda name, p, *inputs: _apply(nets, name, p, *inputs)
+    vc_loss, vc_info = iql_losses.value_and_critic_losses(apply, params, state.target_params, state.hparams, batch)
+    observations = batch['observations']
+    bc_flow_loss = flow_matching_loss(lambda x, t: apply('actor_bc_flow', params, observations, x, t),
+                                      batch['actions'], rng)
+    return vc_loss + bc_flow_loss, {**vc_info, 'actor/bc_flow_loss': bc_flow_loss}
+
+
+def update(state, batch, rng):
+    """One gradient step on all losses, then the critic's Polyak target update."""
+    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
+    state = st.apply_gradients(state, grads)
+    state = st.update_targets(state, state.hparams['tau'])
+    return state, info
+
+
+def candidate_actions(state, observations, rng):
+    """`num_samples` clipped Euler samples of the BC flow per observation: [N, ..., action_dim]."""
+    nets = networks(state.config)
+    num = state.config.num_samples
+    repeated = jnp.broadcast_to(observations, (num,) + observations.shape)
+    noises = jax.random.normal(rng, repeated.shape[:-1] + (state.config.action_dim,))
+    return euler_integrate(lambda x, t: _apply(nets, 'actor_bc_flow', state.params, repeated, x, t),
+                           noises, state.config.flow_steps)
+
+
+def sample_actions(state, observations, rng):
+    """The candidate with the largest min(Q1, Q2) for each observation."""
+    candidates = candidate_actions(state, observations, rng)
+    repeated = jnp.broadcast_to(observations, candidates.shape[:-1] + observations.shape[-1:])
+    q = jnp.min(_apply(networks(state.config), 'critic', state.params, repeated, candidates), axis=0)
+    best = jnp.argmax(q, axis=0)  # [...]: one index per observation
+    return jnp.take_along_axis(candidates, best[None, ..., None], axis=0)[0]
+
+
+def get_config():
+    return ml_collections.ConfigDict(dict(
+        agent_name='ifql',
+        lr=3e-4,  # Adam learning rate (dynamic).
+        batch_size=256,  # Transitions per update.
+        actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.
+        value_hidden_dims=(512, 512, 512, 512),  # Value and critic MLPs.
+        layer_norm=True,  # LayerNorm in the value and critic networks.
+        actor_layer_norm=False,  # LayerNorm in the velocity field.
+        discount=0.99,  # Discount factor (dynamic).
+        tau=0.005,  # Target critic Polyak rate (dynamic).
+        expectile=0.9,  # Expectile of the value regression (dynamic).
+        num_samples=32,  # Flow samples per observation when acting; the best under the critic is taken.
+        flow_steps=10,  # Euler steps per flow sample.
+    ))

@@ -1,0 +1,184 @@
+"""QFQL: Q-guided flow Q-learning (the seed paper): value guidance at inference only.
+
+Training couples nothing: the actor is a plain BC flow v_theta (flow matching) and the twin
+critic learns by TD the value of that behaviour flow (its next action is an *unguided*
+`flow_steps`-step Euler sample at s', without gradient). Acting integrates the flow plus
+guidance from the critic,
+
+    a <- a + (1/K) (v_theta(s, a, t_k) + beta_k clip(grad_a Q(s, a))),   Q = mean of the critics,
+
+so guidance is one step of policy improvement that can be changed on a trained checkpoint.
+Math: ALGORITHMS.md, "QFQL".
+
+Inference knobs (all dynamic state leaves, so one compiled sampler vmaps over a stack of
+states with different values and changing them never recompiles):
+- `guidance` (beta): 0 reproduces flow BC's sampler bit for bit (same noise, same steps; the
+  guided velocity is *selected*, not added, when beta_k == 0).
+- `guidance_anneal` (a in [-1, 1]): beta_k = beta (1 + a (2 tau_k - 1)) with the step midpoint
+  tau_k = (k + 1/2) / K. The weights average to exactly 1 over the K steps, so annealing moves
+  guidance between early and late steps without changing its total; a = 1 ramps it up towards
+  the action end, where the critic was trained, a = -1 ramps it down.
+- `grad_clip`: each sample's grad_a Q is rescaled to norm <= grad_clip (the paper saw norms
+  near 400 and NaNs on puzzle-3x3), so a step moves at most beta_k * grad_clip / K beyond the
+  flow. Dynamic rather than static because, like beta, it only acts at inference and users
+  tune the two together on a trained checkpoint; `inf` switches clipping off.
+- Non-finite guard: non-finite gradient entries are zeroed before clipping; a sample whose
+  guided action is still non-finite is replaced by its unguided flow sample (zeros if that is
+  non-finite too). `sample_actions_with_info` reports how many samples were replaced.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from flowrl import agent_state as st
+from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.networks import Ensemble, VelocityField
+
+# discount first: it is the value the shared contract test sweeps through `update`.
+DYNAMIC_KEYS = ('lr', 'discount', 'tau', 'guidance', 'guidance_anneal', 'grad_clip')
+
+
+def networks(config):
+    """The agent's network definitions (static: built from the static config)."""
+    return dict(
+        critic=Ensemble(config.value_hidden_dims, num=2, layer_norm=config.layer_norm),
+        actor_bc_flow=VelocityField(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm),
+    )
+
+
+def init(rng, example_batch, config):
+    """Initial state for observations/actions shaped like `example_batch`."""
+    observations, actions = example_batch['observations'], example_batch['actions']
+    dims = dict(action_dim=actions.shape[-1])
+    nets = networks(st.static_config(config, (), **dims))
+    critic_rng, flow_rng = jax.random.split(rng)
+    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
+    params = dict(
+        critic=nets['critic'].init(critic_rng, observations, actions)['params'],
+        actor_bc_flow=nets['actor_bc_flow'].init(flow_rng, observations, actions, t)['params'],
+    )
+    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+
+
+def _apply(nets, name, params, *inputs):
+    return nets[name].apply({'params': params[name]}, *inputs)
+
+
+def bc_flow_samples(nets, params, config, observations, noises):
+    """Unguided Euler samples of the BC flow from `noises`, clipped (flow BC's sampler)."""
+    return euler_integrate(lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t),
+                           noises, config.flow_steps)
+
+
+def critic_loss(nets, params, target_params, hparams, config, batch, rng):
+    """TD loss of both critics; the next action is an unguided flow sample at s' (moves Q only)."""
+    next_obs = batch['next_observations']
+    noises = jax.random.normal(rng, batch['actions'].shape)
+    next_actions = bc_flow_samples(nets, jax.lax.stop_gradient(params), config, next_obs, noises)
+    next_q = st.aggregate_q(_apply(nets, 'critic', target_params, next_obs, next_actions), config.q_agg)
+    target = batch['rewards'] + hparams['discount'] * batch['masks'] * next_q
+    qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
+    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
+    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
+                  'critic/q_min': qs.min()}
+
+
+def actor_loss(nets, params, batch, rng):
+    """Plain flow matching on the dataset actions (moves v_theta only; no Q term)."""
+    observations = batch['observations']
+    loss = flow_matching_loss(lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t),
+                              batch['actions'], rng)
+    return loss, {'actor/bc_flow_loss': loss}
+
+
+def total_loss(params, state, batch, rng):
+    nets = networks(state.config)
+    critic_rng, actor_rng = jax.random.split(rng)
+    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
+    a_loss, a_info = actor_loss(nets, params, batch, actor_rng)
+    return c_loss + a_loss, {**c_info, **a_info}
+
+
+def update(state, batch, rng):
+    """One gradient step on critic + BC flow losses, then the critic's Polyak target update."""
+    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
+    state = st.apply_gradients(state, grads)
+    state = st.update_targets(state, state.hparams['tau'])
+    return state, info
+
+
+def guidance_weight(hparams, t, steps: int):
+    """beta_k for the Euler step that starts at t = k / K (see the module docstring)."""
+    midpoint = t + 0.5 / steps
+    return hparams['guidance'] * (1.0 + hparams['guidance_anneal'] * (2.0 * midpoint - 1.0))
+
+
+def clip_per_sample(grads, max_norm):
+    """Rescales each row of `grads` to L2 norm <= max_norm, without overflow or NaN.
+
+    Non-finite entries become finite first (a NaN gradient must not reach the action); the
+    norm is taken of the row divided by its largest entry, so 1e30-sized gradients keep their
+    direction instead of overflowing to inf.
+    """
+    grads = jnp.nan_to_num(grads)
+    peak = jnp.max(jnp.abs(grads), axis=-1, keepdims=True)
+    unit = grads / jnp.where(peak > 0, peak, 1.0)  # largest entry +-1, so 1 <= ||unit|| <= sqrt(d)
+    unit_norm = jnp.maximum(jnp.linalg.norm(unit, axis=-1, keepdims=True), 1.0)
+    return unit * jnp.minimum(peak, max_norm / unit_norm)
+
+
+def guided_field(nets, params, hparams, config, observations):
+    """The guided velocity (x, t) -> v_theta(s, x, t) + beta_k clip(grad_x mean_k Q_k(s, x))."""
+
+    def q_sum(x):  # rows are independent, so the gradient of the sum is each row's own gradient
+        return jnp.sum(jnp.mean(_apply(nets, 'critic', params, observations, x), axis=0))
+
+    def velocity(x, t):
+        v = _apply(nets, 'actor_bc_flow', params, observations, x, t)
+        beta = guidance_weight(hparams, t, config.flow_steps)
+        push = beta * clip_per_sample(jax.grad(q_sum)(x), hparams['grad_clip'])
+        return jnp.where(beta == 0, v, v + push)  # select, not add: beta = 0 is flow BC exactly
+
+    return velocity
+
+
+def sample_actions_with_info(state, observations, rng):
+    """Guided Euler sampling; returns (actions, {'nonfinite': samples replaced by the guard})."""
+    nets, config = networks(state.config), state.config
+    noises = jax.random.normal(rng, observations.shape[:-1] + (config.action_dim,))
+    actions = euler_integrate(guided_field(nets, state.params, state.hparams, config, observations),
+                              noises, config.flow_steps)
+    bad = ~jnp.all(jnp.isfinite(actions), axis=-1, keepdims=True)
+    # The fallback costs K more flow passes, so it only runs when some sample needs it (under
+    # vmap lax.cond becomes a select and both branches run).
+    fallback = jax.lax.cond(jnp.any(bad),
+                            lambda: bc_flow_samples(nets, state.params, config, observations, noises),
+                            lambda: jnp.zeros_like(actions))
+    actions = jnp.where(bad, fallback, actions)
+    actions = jnp.where(jnp.isfinite(actions), actions, 0.0)
+    return actions, {'nonfinite': jnp.sum(bad.astype(jnp.int32))}
+
+
+def sample_actions(state, observations, rng):
+    """Guided actions in [-1, 1] (see `sample_actions_with_info` for the non-finite count)."""
+    return sample_actions_with_info(state, observations, rng)[0]
+
+
+def get_config():
+    return ml_collections.ConfigDict(dict(
+        agent_name='qfql',
+        lr=3e-4,  # Adam learning rate (dynamic).
+        batch_size=256,  # Transitions per update.
+        actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.
+        value_hidden_dims=(512, 512, 512, 512),  # Critic MLPs.
+        layer_norm=True,  # LayerNorm in the critics.
+        actor_layer_norm=False,  # LayerNorm in the velocity field.
+        discount=0.99,  # Discount factor (dynamic).
+        tau=0.005,  # Target critic Polyak rate (dynamic).
+        q_agg='mean',  # How the TD target combines the two target critics: 'mean' or 'min'.
+        flow_steps=10,  # Euler steps, for acting and for the critic's next action.
+        guidance=1.0,  # beta: weight of grad_a Q in the acting ODE; 0 = flow BC (dynamic, inference only).
+        guidance_anneal=0.0,  # Linear redistribution of beta over the steps in [-1, 1], same total (dynamic).
+        grad_clip=1.0,  # Per-sample bound on ||grad_a Q|| when acting; inf = off (dynamic).
+    ))

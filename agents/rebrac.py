@@ -1,0 +1,176 @@
+"""ReBRAC: Revisited BRAC (Tarasov et al. 2023), as configured in the FQL paper.
+
+TD3+BC with LayerNorm twin critics and a tanh deterministic actor (last layer init scale
+`actor_fc_scale`): the actor maximises min(Q1, Q2) / sg(mean|Q|) minus `alpha_actor` times the
+squared error to the dataset action; the critic's TD target uses the target actor with
+clipped Gaussian noise and subtracts `alpha_critic` times the squared error between that next
+action and the dataset's next action. Math: ALGORITHMS.md, "Baselines".
+
+Delayed updates live inside `update`: update number n = step + 1 is a "full" update when
+n % actor_freq == 0 (the official loop's `i % actor_freq == 0` with i counting from 1). Only
+full updates move the actor (its params and its Adam moments: a zero gradient would still move
+it through Adam's momentum) and Polyak-update both targets; the critic moves every update.
+`lax.cond` skips the actor loss on other updates (under vmap both branches run).
+
+Batches need `next_actions` (the dataset action at s'; `add_next_actions` builds it). A batch
+without it gets no critic BC penalty and a warning when the update is traced.
+"""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from flowrl import agent_state as st
+from flowrl.networks import ConditionedPolicy, Ensemble
+
+DYNAMIC_KEYS = ('lr', 'alpha_actor', 'alpha_critic', 'discount', 'tau', 'actor_noise', 'actor_noise_clip')
+BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations', 'next_actions')
+
+
+def add_next_actions(dataset: dict) -> dict:
+    """Adds `next_actions[i] = actions[i + 1]` (host arrays), keeping `actions[i]` where
+    `terminals[i]` ends an episode, so the penalty never compares actions of two episodes."""
+    actions = np.asarray(dataset['actions'])
+    ends = np.asarray(dataset['terminals']).astype(bool)
+    shifted = np.concatenate([actions[1:], actions[-1:]], axis=0)
+    return {**dataset, 'next_actions': np.where(ends[:, None], actions, shifted)}
+
+
+def networks(config):
+    """The agent's network definitions (static: built from the static config)."""
+    return dict(
+        critic=Ensemble(config.value_hidden_dims, num=2, layer_norm=config.layer_norm),
+        actor=ConditionedPolicy(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm,
+                                final_init_scale=config.actor_fc_scale),
+    )
+
+
+def init(rng, example_batch, config):
+    """Initial state for observations/actions shaped like `example_batch`."""
+    observations, actions = example_batch['observations'], example_batch['actions']
+    dims = dict(action_dim=actions.shape[-1])
+    nets = networks(st.static_config(config, (), **dims))
+    critic_rng, actor_rng = jax.random.split(rng)
+    params = dict(
+        critic=nets['critic'].init(critic_rng, observations, actions)['params'],
+        actor=nets['actor'].init(actor_rng, observations)['params'],
+    )
+    return st.create_state(config, params, target_names=('critic', 'actor'), dynamic_keys=DYNAMIC_KEYS, **dims)
+
+
+def _apply(nets, name, params, *inputs):
+    return nets[name].apply({'params': params[name]}, *inputs)
+
+
+def policy_actions(nets, params, observations):
+    """The deterministic tanh actor: actions in (-1, 1)."""
+    return jnp.tanh(_apply(nets, 'actor', params, observations))
+
+
+def critic_target(next_qs, next_actions, data_next_actions, rewards, masks, discount, alpha_critic):
+    """r + discount * mask * (min_k Qbar_k(s', a') - alpha_critic * ||a' - a'_data||^2)."""
+    penalty = jnp.sum((next_actions - data_next_actions) ** 2, axis=-1)
+    return rewards + discount * masks * (jnp.min(next_qs, axis=0) - alpha_critic * penalty)
+
+
+def critic_loss(nets, params, target_params, hparams, batch, rng):
+    """TD loss of both critics with the noisy target actor's next action (moves Q only)."""
+    next_obs = batch['next_observations']
+    next_actions = policy_actions(nets, target_params, next_obs)
+    noise = jnp.clip(hparams['actor_noise'] * jax.random.normal(rng, next_actions.shape),
+                     -hparams['actor_noise_clip'], hparams['actor_noise_clip'])
+    next_actions = jnp.clip(next_actions + noise, -1, 1)
+    if 'next_actions' in batch:
+        data_next_actions = batch['next_actions']
+    else:
+        warnings.warn("ReBRAC batch has no 'next_actions': the critic BC penalty (alpha_critic) is off.")
+        data_next_actions = next_actions
+    next_qs = _apply(nets, 'critic', target_params, next_obs, next_actions)
+    target = critic_target(next_qs, next_actions, data_next_actions, batch['rewards'], batch['masks'],
+                           hparams['discount'], hparams['alpha_critic'])
+    qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
+    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
+    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(), 'critic/q_min': qs.min()}
+
+
+def actor_objective(q, actions, data_actions, alpha_actor):
+    """-mean(Q) / sg(mean|Q|) + alpha_actor * mean ||a - a_data||^2 (returns loss, Q loss, BC loss)."""
+    q_loss = -jnp.mean(q) * jax.lax.stop_gradient(1.0 / jnp.abs(q).mean())
+    bc_loss = alpha_actor * jnp.mean(jnp.sum((actions - data_actions) ** 2, axis=-1))
+    return q_loss + bc_loss, q_loss, bc_loss
+
+
+def actor_loss(nets, params, hparams, batch):
+    """Deterministic policy gradient through the frozen critics plus the BC penalty (moves the actor only)."""
+    observations = batch['observations']
+    actions = policy_actions(nets, params, observations)
+    q = jnp.min(_apply(nets, 'critic', jax.lax.stop_gradient(params), observations, actions), axis=0)
+    loss, q_loss, bc_loss = actor_objective(q, actions, batch['actions'], hparams['alpha_actor'])
+    return loss, {'actor/loss': loss, 'actor/q_loss': q_loss, 'actor/bc_loss': bc_loss, 'actor/q': q.mean(),
+                  'actor/mse_to_data': jnp.mean((actions - batch['actions']) ** 2)}
+
+
+def is_full_update(state):
+    """Whether the update about to be applied moves the actor and the targets."""
+    return (state.step + 1) % state.config.actor_freq == 0
+
+
+def total_loss(params, state, batch, rng, full):
+    nets = networks(state.config)
+    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, batch, rng)
+    a_loss, a_info = jax.lax.cond(
+        full,
+        lambda p: actor_loss(nets, p, state.hparams, batch),
+        # Off updates: no actor loss; zeros keep the metrics' structure (see 'actor/updated').
+        lambda p: jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: actor_loss(nets, p, state.hparams, batch))),
+        params)
+    return c_loss + a_loss, {**c_info, **a_info, 'actor/updated': full.astype(jnp.float32)}
+
+
+def _keep_actor_unless(full, new, old):
+    """Leaves under an 'actor' key come from `new` only on full updates (params and Adam moments)."""
+    def pick(path, n, o):
+        is_actor = any(getattr(entry, 'key', None) == 'actor' for entry in path)
+        return jnp.where(full, n, o) if is_actor else n
+    return jax.tree_util.tree_map_with_path(pick, new, old)
+
+
+def update(state, batch, rng):
+    """Critic step every update; actor step and Polyak update of both targets every `actor_freq`."""
+    full = is_full_update(state)
+    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng, full)
+    new = st.apply_gradients(state, grads)
+    new = new.replace(params=_keep_actor_unless(full, new.params, state.params),
+                      opt_state=_keep_actor_unless(full, new.opt_state, state.opt_state))
+    targets = st.update_targets(new, new.hparams['tau']).target_params
+    new = new.replace(target_params=jax.tree.map(lambda t, o: jnp.where(full, t, o), targets, state.target_params))
+    return new, info
+
+
+def sample_actions(state, observations, rng):
+    """The deterministic actor (`rng` is unused but kept for the contract)."""
+    del rng
+    return policy_actions(networks(state.config), state.params, observations)
+
+
+def get_config():
+    return ml_collections.ConfigDict(dict(
+        agent_name='rebrac',
+        lr=3e-4,  # Adam learning rate (dynamic).
+        batch_size=256,  # Transitions per update.
+        actor_hidden_dims=(512, 512, 512, 512),  # Actor MLP.
+        value_hidden_dims=(512, 512, 512, 512),  # Critic MLPs.
+        layer_norm=True,  # LayerNorm in the critics.
+        actor_layer_norm=False,  # LayerNorm in the actor.
+        discount=0.99,  # Discount factor (dynamic).
+        tau=0.005,  # Target Polyak rate, applied on full updates only (dynamic).
+        actor_fc_scale=0.01,  # Init scale of the actor's last layer (initial actions near 0).
+        alpha_actor=0.0,  # Actor BC penalty coefficient (dynamic; set per environment).
+        alpha_critic=0.0,  # Critic BC penalty coefficient (dynamic; set per environment).
+        actor_freq=2,  # The actor and the targets are updated every `actor_freq` updates.
+        actor_noise=0.2,  # Std of the target actor's Gaussian noise (dynamic).
+        actor_noise_clip=0.5,  # The noise is clipped to +-actor_noise_clip (dynamic).
+    ))

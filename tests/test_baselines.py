@@ -1,0 +1,218 @@
+"""The FQL paper's baselines (ALGORITHMS.md, "Baselines"): losses on hand-computed cases,
+which networks each loss moves, ReBRAC's delayed actor under scan, IFQL's argmax, flow BC's
+sampler, and the published config keys and presets."""
+
+import importlib
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents import flow_bc, ifql, iql, rebrac
+from flowrl import iql_losses
+from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.testing import max_abs_diff, synthetic_batch, tiny_config
+
+BATCH = synthetic_batch()
+
+
+def _state(agent, seed=0, **overrides):
+    return agent.init(jax.random.PRNGKey(seed), BATCH, tiny_config(agent, **overrides))
+
+
+def _moved(grads):
+    """Network name -> whether the loss has a non-zero gradient there."""
+    return {name: float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(g))) > 0 for name, g in grads.items()}
+
+
+def _jit_grad(loss):
+    """Compiled gradient of a scalar loss (op-by-op evaluation is slower than compiling)."""
+    return jax.jit(jax.grad(loss))
+
+
+def _apply_fn(agent, state):
+    nets = agent.networks(state.config)
+    return lambda name, p, *inputs: nets[name].apply({'params': p[name]}, *inputs)
+
+
+# ---- hand-computed losses ----
+
+def test_expectile_loss_weights_positive_errors_by_the_expectile():
+    got = iql_losses.expectile_loss(jnp.array([2.0, -1.0, 0.0]), 0.9)
+    np.testing.assert_allclose(got, [0.9 * 4, 0.1 * 1, 0.0], rtol=1e-6)
+
+
+def test_iql_value_and_critic_losses_by_hand():
+    # V = [0, 1] against min over the target critics [[1, 3], [2, 0]] = [1, 0]: errors +1, -1
+    loss, _ = iql_losses.value_loss_from_values(jnp.array([0.0, 1.0]), jnp.array([[1.0, 3.0], [2.0, 0.0]]), 0.9)
+    np.testing.assert_allclose(loss, (0.9 + 0.1) / 2, rtol=1e-6)
+    # targets r + 0.5 m V' = [1 + 0.5 * 2, -1] = [2, -1]; squared errors summed over critics [5, 2]
+    loss, _ = iql_losses.critic_loss_from_values(jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([2.0, 5.0]),
+                                                 jnp.array([1.0, -1.0]), jnp.array([1.0, 0.0]), 0.5)
+    np.testing.assert_allclose(loss, 3.5, rtol=1e-6)
+
+
+def test_iql_awr_and_gaussian_log_prob_by_hand():
+    log_prob = iql.gaussian_log_prob(jnp.array([[0.5, -0.5]]), jnp.zeros((1, 2)), jnp.zeros((1, 2)))
+    np.testing.assert_allclose(log_prob, [-0.25 - math.log(2 * math.pi)], rtol=1e-6)
+    # advantages 0, 1, 10 at alpha 1: weights 1, e, 100 (capped from e^10)
+    loss, weights = iql.awr_objective(jnp.array([-1.0, -2.0, -0.5]), jnp.array([0.0, 1.0, 10.0]), jnp.zeros(3), 1.0)
+    np.testing.assert_allclose(weights, [1.0, math.e, 100.0], rtol=1e-6)
+    np.testing.assert_allclose(loss, (1.0 + 2 * math.e + 50.0) / 3, rtol=1e-6)
+
+
+def test_rebrac_target_and_actor_objective_by_hand():
+    # min Qbar' = [1, 2]; penalty ||a' - a'_data||^2 = [0.25, 0]; target = r + g m (minQ - 2 pen)
+    target = rebrac.critic_target(jnp.array([[1.0, 3.0], [2.0, 2.0]]), jnp.array([[0.5], [0.0]]),
+                                  jnp.array([[0.0], [0.0]]), jnp.array([0.0, 1.0]), jnp.array([1.0, 0.0]), 0.5, 2.0)
+    np.testing.assert_allclose(target, [0.5 * (1.0 - 0.5), 1.0], rtol=1e-6)
+    # Q = [1, 3]: -mean(Q) / mean|Q| = -1; BC: 0.1 * mean([1, 0]) = 0.05
+    loss, q_loss, bc_loss = rebrac.actor_objective(jnp.array([1.0, 3.0]), jnp.array([[1.0], [0.0]]),
+                                                   jnp.zeros((2, 1)), 0.1)
+    np.testing.assert_allclose([loss, q_loss, bc_loss], [-0.95, -1.0, 0.05], rtol=1e-6)
+
+
+# ---- which networks each loss moves ----
+
+def test_iql_losses_move_only_their_network():
+    state = _state(iql)
+    apply = _apply_fn(iql, state)
+    value = _jit_grad(lambda p: iql_losses.value_loss(apply, p, state.target_params, state.hparams, BATCH)[0])
+    critic = _jit_grad(lambda p: iql_losses.critic_loss(apply, p, state.hparams, BATCH)[0])
+    assert _moved(value(state.params)) == dict(value=True, critic=False, actor=False)
+    assert _moved(critic(state.params)) == dict(value=False, critic=True, actor=False)
+    for actor_loss in ('awr', 'ddpgbc'):
+        s = _state(iql, actor_loss=actor_loss)
+        nets = iql.networks(s.config)
+        actor = _jit_grad(lambda p: iql.actor_loss(nets, p, s.hparams, s.config, BATCH, jax.random.PRNGKey(0))[0])
+        assert _moved(actor(s.params)) == dict(value=False, critic=False, actor=True), actor_loss
+
+
+def test_rebrac_losses_move_only_their_network():
+    state = _state(rebrac, alpha_critic=1.0)
+    nets = rebrac.networks(state.config)
+    batch = {**BATCH, 'next_actions': BATCH['actions']}
+    critic = _jit_grad(lambda p: rebrac.critic_loss(nets, p, state.target_params, state.hparams, batch,
+                                                   jax.random.PRNGKey(0))[0])
+    actor = _jit_grad(lambda p: rebrac.actor_loss(nets, p, state.hparams, batch)[0])
+    assert _moved(critic(state.params)) == dict(critic=True, actor=False)
+    assert _moved(actor(state.params)) == dict(critic=False, actor=True)
+
+
+def test_ifql_losses_move_only_their_network():
+    state = _state(ifql)
+    apply = _apply_fn(ifql, state)
+    value = _jit_grad(lambda p: iql_losses.value_loss(apply, p, state.target_params, state.hparams, BATCH)[0])
+    critic = _jit_grad(lambda p: iql_losses.critic_loss(apply, p, state.hparams, BATCH)[0])
+    flow = _jit_grad(lambda p: flow_matching_loss(
+        lambda x, t: apply('actor_bc_flow', p, BATCH['observations'], x, t), BATCH['actions'], jax.random.PRNGKey(0)))
+    assert _moved(value(state.params)) == dict(value=True, critic=False, actor_bc_flow=False)
+    assert _moved(critic(state.params)) == dict(value=False, critic=True, actor_bc_flow=False)
+    assert _moved(flow(state.params)) == dict(value=False, critic=False, actor_bc_flow=True)
+    # and update() is exactly the sum of those losses (no other term): a full step moves all three
+    new, _ = jax.jit(ifql.update)(state, BATCH, jax.random.PRNGKey(1))
+    assert all(max_abs_diff(new.params[k], state.params[k]) > 0 for k in state.params)
+
+
+# ---- ReBRAC's delayed actor and targets under scan ----
+
+def test_rebrac_actor_and_targets_move_every_actor_freq_updates_under_scan():
+    state = _state(rebrac, actor_freq=2, alpha_actor=0.1, alpha_critic=0.1)
+    batch = {**BATCH, 'next_actions': BATCH['actions']}
+    digest = lambda tree: sum(jnp.sum(x) for x in jax.tree.leaves(tree))
+
+    def one_update(state, rng):
+        state, metrics = rebrac.update(state, batch, rng)
+        adam_actor = state.opt_state.inner_state[0].mu['actor']
+        return state, dict(actor=digest(state.params['actor']), critic=digest(state.params['critic']),
+                           target_actor=digest(state.target_params['actor']),
+                           target_critic=digest(state.target_params['critic']),
+                           adam_actor=digest(adam_actor), updated=metrics['actor/updated'])
+
+    run = jax.jit(lambda s, r: jax.lax.scan(one_update, s, jax.random.split(r, 6)))
+    _, trace = run(state, jax.random.PRNGKey(0))
+    before = dict(actor=digest(state.params['actor']), critic=digest(state.params['critic']),
+                  target_actor=digest(state.target_params['actor']),
+                  target_critic=digest(state.target_params['critic']), adam_actor=0.0)
+    full = np.array([False, True, False, True, False, True])  # updates 2, 4, 6 (step + 1 divisible by 2)
+    np.testing.assert_array_equal(np.asarray(trace['updated']), full.astype(np.float32))
+    for key in ('actor', 'target_actor', 'target_critic', 'adam_actor', 'critic'):
+        series = np.concatenate([[before[key]], np.asarray(trace[key])])
+        changed = series[1:] != series[:-1]
+        expected = np.ones(6, bool) if key == 'critic' else full
+        np.testing.assert_array_equal(changed, expected, err_msg=key)
+
+
+def test_rebrac_critic_penalty_uses_dataset_next_actions():
+    state = _state(rebrac, alpha_critic=1.0)
+    nets = rebrac.networks(state.config)
+    loss = lambda next_actions: float(rebrac.critic_loss(
+        nets, state.params, state.target_params, state.hparams, {**BATCH, 'next_actions': next_actions},
+        jax.random.PRNGKey(0))[0])
+    assert loss(BATCH['actions']) != loss(-BATCH['actions'])
+    dataset = dict(actions=np.arange(4.0)[:, None], terminals=np.array([0.0, 1.0, 0.0, 1.0]))
+    np.testing.assert_array_equal(rebrac.add_next_actions(dataset)['next_actions'][:, 0], [1.0, 1.0, 3.0, 3.0])
+
+
+# ---- acting ----
+
+def test_ifql_acts_with_the_best_of_its_flow_samples():
+    state = _state(ifql, num_samples=8)
+    rng = jax.random.PRNGKey(3)
+    chosen = jax.jit(ifql.sample_actions)(state, BATCH['observations'], rng)
+    candidates = jax.jit(ifql.candidate_actions)(state, BATCH['observations'], rng)  # [8, B, A]
+    critic = lambda a: jnp.min(ifql.networks(state.config)['critic'].apply(
+        {'params': state.params['critic']}, BATCH['observations'], a), axis=0)
+    q = jnp.stack([critic(c) for c in candidates])  # [8, B]
+    best = np.asarray(candidates)[np.asarray(jnp.argmax(q, axis=0)), np.arange(BATCH['observations'].shape[0])]
+    np.testing.assert_allclose(chosen, best, atol=1e-6)
+    assert len({tuple(np.round(np.asarray(c[0]), 5)) for c in candidates}) == 8  # candidates really differ
+
+
+def test_flow_bc_update_and_sampler_are_the_shared_flow_math():
+    state = _state(flow_bc)
+    nets = flow_bc.networks(state.config)
+    velocity = lambda p: lambda x, t: nets['actor_bc_flow'].apply({'params': p['actor_bc_flow']},
+                                                                  BATCH['observations'], x, t)
+    _, metrics = flow_bc.update(state, BATCH, jax.random.PRNGKey(1))
+    expected = flow_matching_loss(velocity(state.params), BATCH['actions'], jax.random.PRNGKey(1))
+    np.testing.assert_allclose(metrics['actor/bc_flow_loss'], expected, rtol=1e-6)
+    rng = jax.random.PRNGKey(2)
+    noises = jax.random.normal(rng, BATCH['actions'].shape)
+    np.testing.assert_allclose(flow_bc.sample_actions(state, BATCH['observations'], rng),
+                               euler_integrate(velocity(state.params), noises, state.config.flow_steps), atol=1e-6)
+
+
+def test_iql_and_rebrac_act_deterministically():
+    for agent in (iql, rebrac):
+        state = _state(agent)
+        a = agent.sample_actions(state, BATCH['observations'], jax.random.PRNGKey(0))
+        b = agent.sample_actions(state, BATCH['observations'], jax.random.PRNGKey(1))
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- published keys, defaults and presets ----
+
+def test_published_config_keys_and_defaults():
+    expect = {
+        iql: dict(lr=3e-4, batch_size=256, expectile=0.9, alpha=10.0, actor_loss='awr', const_std=True,
+                  layer_norm=True, discount=0.99, tau=0.005),
+        rebrac: dict(actor_freq=2, actor_noise=0.2, actor_noise_clip=0.5, actor_fc_scale=0.01, layer_norm=True),
+        ifql: dict(num_samples=32, flow_steps=10, expectile=0.9),
+        flow_bc: dict(flow_steps=10, lr=3e-4, batch_size=256),
+    }
+    for agent, values in expect.items():
+        config = agent.get_config()
+        assert {k: config[k] for k in values} == values, agent.__name__
+        assert config.actor_hidden_dims == (512,) * 4
+    assert {'alpha_actor', 'alpha_critic'} <= set(rebrac.get_config())  # README: --agent.alpha_actor=...
+
+
+@pytest.mark.parametrize('name', ['qfql', 'iql', 'rebrac', 'ifql'])
+def test_presets_name_existing_keys(name):
+    presets = importlib.import_module(f'configs.{name}').PRESETS
+    config = importlib.import_module(f'agents.{name}').get_config()
+    for env, values in presets.items():
+        assert set(values) <= set(config), (env, set(values) - set(config))
