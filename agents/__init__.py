@@ -7,5 +7,6 @@
     actions = fql.sample_actions(state, observations, rng)
 
 Every module also names `DYNAMIC_KEYS`: the config keys that are pytree leaves of the state
-(sweepable under vmap without recompiling).
+(sweepable under vmap without recompiling). A module may define `prepare_dataset(dataset)`:
+the training loop calls it once on the host arrays to add fields its batches need.
 """

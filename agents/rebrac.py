@@ -12,11 +12,9 @@ full updates move the actor (its params and its Adam moments: a zero gradient wo
 it through Adam's momentum) and Polyak-update both targets; the critic moves every update.
 `lax.cond` skips the actor loss on other updates (under vmap both branches run).
 
-Batches need `next_actions` (the dataset action at s'; `add_next_actions` builds it). A batch
-without it gets no critic BC penalty and a warning when the update is traced.
+Batches need `next_actions` (the dataset action at s'): `prepare_dataset`, the optional hook
+of the agent contract that the training loop calls once on the host dataset, adds it.
 """
-
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -27,11 +25,10 @@ from flowrl import agent_state as st
 from flowrl.networks import ConditionedPolicy, Ensemble
 
 DYNAMIC_KEYS = ('lr', 'alpha_actor', 'alpha_critic', 'discount', 'tau', 'actor_noise', 'actor_noise_clip')
-BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations', 'next_actions')
 
 
-def add_next_actions(dataset: dict) -> dict:
-    """Adds `next_actions[i] = actions[i + 1]` (host arrays), keeping `actions[i]` where
+def prepare_dataset(dataset: dict) -> dict:
+    """Training-loop hook: adds `next_actions[i] = actions[i + 1]` (host arrays), keeping `actions[i]` where
     `terminals[i]` ends an episode, so the penalty never compares actions of two episodes."""
     actions = np.asarray(dataset['actions'])
     ends = np.asarray(dataset['terminals']).astype(bool)
@@ -83,11 +80,9 @@ def critic_loss(nets, params, target_params, hparams, batch, rng):
     noise = jnp.clip(hparams['actor_noise'] * jax.random.normal(rng, next_actions.shape),
                      -hparams['actor_noise_clip'], hparams['actor_noise_clip'])
     next_actions = jnp.clip(next_actions + noise, -1, 1)
-    if 'next_actions' in batch:
-        data_next_actions = batch['next_actions']
-    else:
-        warnings.warn("ReBRAC batch has no 'next_actions': the critic BC penalty (alpha_critic) is off.")
-        data_next_actions = next_actions
+    if 'next_actions' not in batch:
+        raise KeyError("ReBRAC batches need 'next_actions'; build them with rebrac.prepare_dataset(dataset).")
+    data_next_actions = batch['next_actions']
     next_qs = _apply(nets, 'critic', target_params, next_obs, next_actions)
     target = critic_target(next_qs, next_actions, data_next_actions, batch['rewards'], batch['masks'],
                            hparams['discount'], hparams['alpha_critic'])

@@ -134,6 +134,8 @@ class Run:
         self.members = resolve_members(settings, self.agent, self.spec, log)
         self._print_config()
         dataset = load_dataset(settings, self.spec, log)
+        # Optional contract hook: fields an agent derives once from the whole dataset (ReBRAC's next_actions).
+        dataset = getattr(self.agent, 'prepare_dataset', lambda d: d)(dataset)
         self.obs_dim = dataset['observations'].shape[-1]
         example = {k: v[:2] for k, v in dataset.items()}
         member_sharding, replicated = member_shardings(len(self.members.configs))

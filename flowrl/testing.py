@@ -37,9 +37,11 @@ def synthetic_batch(rng_seed=0, batch_size=16, obs_dim=6, action_dim=3):
     """A random batch of transitions with the fields every agent reads."""
     rng = np.random.default_rng(rng_seed)
     obs = rng.normal(size=(batch_size, obs_dim)).astype(np.float32)
+    actions = rng.uniform(-0.99, 0.99, size=(batch_size, action_dim)).astype(np.float32)
     return dict(
         observations=jnp.asarray(obs),
-        actions=jnp.asarray(rng.uniform(-0.99, 0.99, size=(batch_size, action_dim)).astype(np.float32)),
+        actions=jnp.asarray(actions),
+        next_actions=jnp.asarray(np.roll(actions, -1, axis=0)),
         rewards=jnp.asarray(-rng.integers(0, 2, size=batch_size).astype(np.float32)),
         masks=jnp.asarray(rng.integers(0, 2, size=batch_size).astype(np.float32)),
         terminals=jnp.zeros(batch_size, jnp.float32),

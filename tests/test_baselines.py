@@ -153,7 +153,7 @@ def test_rebrac_critic_penalty_uses_dataset_next_actions():
         jax.random.PRNGKey(0))[0])
     assert loss(BATCH['actions']) != loss(-BATCH['actions'])
     dataset = dict(actions=np.arange(4.0)[:, None], terminals=np.array([0.0, 1.0, 0.0, 1.0]))
-    np.testing.assert_array_equal(rebrac.add_next_actions(dataset)['next_actions'][:, 0], [1.0, 1.0, 3.0, 3.0])
+    np.testing.assert_array_equal(rebrac.prepare_dataset(dataset)['next_actions'][:, 0], [1.0, 1.0, 3.0, 3.0])
 
 
 # ---- acting ----
