@@ -1,0 +1,221 @@
+"""FlowQ: energy-guided flow matching (Alles, Chen, van der Smagt & Cseke, 2025).
+
+The flow policy is trained towards pi(a|s) ∝ pi_beta(a|s) exp(lambda Q(s, a)) by flow matching
+alone: the critic's guidance is put into the *training* path, so acting is plain Euler
+sampling (no guidance) and the policy update never samples from the policy, so its cost does
+not depend on `flow_steps`.
+
+Derivation (ours: the paper's full text and code are not available to this project; see
+ALGORITHMS.md, "FlowQ"):
+- Gaussian conditional path p_t(x | a1) = N(t a1, sigma_t^2 I) from noise (t = 0) to the data
+  action a1 (t = 1). Guided path p_t(x | a1) exp(lambda h(t) Q(s, x)); a first-order Taylor
+  expansion of Q around a1, with g = grad_a Q(s, a1), keeps it Gaussian:
+  N(t a1 + lambda kappa(t) g, sigma_t^2 I) with kappa(t) = h(t) sigma_t^2.
+- Sample x_t = t a1 + lambda kappa(t) g + sigma_t x0 and regress v(s, x_t, t) on its time
+  derivative u_t = a1 + sigma_t' x0 + lambda kappa'(t) g (the Hessian term, from g moving
+  with x, is dropped).
+- The flow's endpoint is the data action shifted by lambda kappa(1) g. With the linear path
+  sigma_t = 1 - t, the paper's schedules h = t, t^2 and t^2/(1-t) all give kappa(1) = 0, i.e.
+  behaviour cloning. The default is therefore h = t^2 / sigma_t^2 ('t2_over_sigma2'), i.e.
+  kappa(t) = t^2 on any path: kappa(1) = 1 and, on the linear path, the bounded target
+  a1 - x0 + 2 lambda t g. On the path sigma_t^2 = 1 - t ('sqrt'), h = t^2/(1-t) is the same
+  kappa, but sigma_t' = -1/(2 sigma_t) is unbounded, so t is clamped there.
+- Learnable schedule: kappa_theta(t) = sum_k softmax(w)_k t^k, k = 1..4 (h_theta = kappa_theta /
+  sigma_t^2). kappa(0) = 0 keeps the source N(0, I); kappa(1) = 1 pins the endpoint, so lambda
+  keeps its meaning and the schedule cannot switch the guidance off; only the shape of the path
+  in between is learned, by the same flow-matching loss (the one the velocity net fits best).
+- An unweighted Gaussian shift moves mass locally; it cannot move mass between separate modes.
+
+Critic (not specified by the paper): IQL by default (expectile V, Q target r + gamma m V(s')),
+so nothing in training samples the policy; `critic='td'` uses TD with K-step flow samples at s'.
+Gradients: value loss -> V, critic loss -> Q, flow loss -> velocity field (and the learned
+schedule); g is computed with the critic stop-gradiented.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from flowrl import agent_state as st
+from flowrl.errors import UserError
+from flowrl.flow import euler_integrate
+from flowrl.iql_losses import critic_loss_from_values, value_and_critic_losses
+from flowrl.networks import Ensemble, VelocityField
+
+DYNAMIC_KEYS = ('lr', 'lambda', 'discount', 'tau', 'expectile')
+PATHS = ('linear', 'sqrt')
+SCHEDULES = ('t', 't2', 't2_over_1mt', 't2_over_sigma2', 'learned')
+CRITICS = ('iql', 'td')
+LEARNED_SCHEDULE_DEGREE = 4  # kappa_theta mixes t, t^2, t^3, t^4.
+SQRT_PATH_MAX_TIME = 1.0 - 1e-3  # bounds |sigma_t'| <= 16 on the 'sqrt' path.
+GRAD_NORM_EPS = 1e-6
+
+
+def networks(config):
+    """The agent's network definitions (static: built from the static config)."""
+    nets = dict(
+        critic=Ensemble(config.value_hidden_dims, num=2, layer_norm=config.layer_norm),
+        actor_flow=VelocityField(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm),
+    )
+    if config.critic == 'iql':
+        nets['value'] = Ensemble(config.value_hidden_dims, num=1, layer_norm=config.layer_norm)
+    return nets
+
+
+def check_config(config):
+    for key, allowed in (('path', PATHS), ('schedule', SCHEDULES), ('critic', CRITICS)):
+        if config[key] not in allowed:
+            raise UserError(f"flowq: {key} must be one of {', '.join(allowed)}; got {config[key]!r}.")
+
+
+def init(rng, example_batch, config):
+    """Initial state for observations/actions shaped like `example_batch`."""
+    check_config(config)
+    observations, actions = example_batch['observations'], example_batch['actions']
+    dims = dict(action_dim=actions.shape[-1])
+    nets = networks(st.static_config(config, (), **dims))
+    rngs = jax.random.split(rng, 3)
+    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
+    params = dict(
+        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
+        actor_flow=nets['actor_flow'].init(rngs[1], observations, actions, t)['params'],
+    )
+    if 'value' in nets:
+        params['value'] = nets['value'].init(rngs[2], observations)['params']
+    if config.schedule == 'learned':
+        params['schedule'] = dict(logits=jnp.zeros(LEARNED_SCHEDULE_DEGREE, jnp.float32))
+    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+
+
+def _apply(nets, name, params, *inputs):
+    return nets[name].apply({'params': params[name]}, *inputs)
+
+
+def path_sigma(t, path):
+    """Noise scale sigma_t of the conditional path: 1 - t ('linear') or sqrt(1 - t) ('sqrt')."""
+    return 1.0 - t if path == 'linear' else jnp.sqrt(1.0 - t)
+
+
+def kappa(t, config, schedule_params=None):
+    """kappa(t) = h(t) sigma_t^2 in closed form, so that h's pole at t = 1 cancels."""
+    sigma_squared = path_sigma(t, config.path) ** 2
+    if config.schedule == 't':
+        return t * sigma_squared
+    if config.schedule == 't2':
+        return t ** 2 * sigma_squared
+    if config.schedule == 't2_over_1mt':  # sigma_t^2 / (1 - t) is 1 - t (linear) or 1 (sqrt).
+        return t ** 2 * (1.0 - t if config.path == 'linear' else 1.0)
+    if config.schedule == 't2_over_sigma2':
+        return t ** 2
+    mix = jax.nn.softmax(schedule_params['logits'])
+    powers = t[..., None] ** jnp.arange(1, LEARNED_SCHEDULE_DEGREE + 1, dtype=t.dtype)
+    return jnp.sum(mix * powers, axis=-1)
+
+
+def guided_path_point(actions, noises, t, shift, config, schedule_params=None):
+    """(x_t, u_t) on the guided Gaussian path; `shift` = lambda g. Derivatives in t by jvp."""
+    ones = jnp.ones_like(t)
+    sigma, dsigma = jax.jvp(lambda s: path_sigma(s, config.path), (t,), (ones,))
+    kap, dkap = jax.jvp(lambda s: kappa(s, config, schedule_params), (t,), (ones,))
+    x_t = t * actions + kap * shift + sigma * noises
+    target = actions + dsigma * noises + dkap * shift
+    return x_t, target
+
+
+def q_action_gradient(nets, critic_params, observations, actions):
+    """g = grad_a of the mean of the twin critics, per sample (critic params get no gradient)."""
+    critic_params = jax.lax.stop_gradient(critic_params)
+
+    def summed_q(a):  # samples are independent, so the gradient of the sum is per sample.
+        return jnp.mean(nets['critic'].apply({'params': critic_params}, observations, a), axis=0).sum()
+
+    return jax.grad(summed_q)(actions)
+
+
+def critic_loss(nets, params, target_params, hparams, config, batch, rng):
+    """IQL value + critic losses, or (critic='td') TD with K-step flow samples at s'."""
+    def apply(name, p, *inputs):
+        return _apply(nets, name, p, *inputs)
+
+    if config.critic == 'iql':
+        return value_and_critic_losses(apply, params, target_params, hparams, batch)
+    next_obs = batch['next_observations']
+    frozen = jax.lax.stop_gradient(params)
+    noises = jax.random.normal(rng, batch['actions'].shape)
+    next_actions = euler_integrate(
+        lambda x, t: apply('actor_flow', frozen, next_obs, x, t), noises, config.flow_steps)
+    next_q = st.aggregate_q(apply('critic', target_params, next_obs, next_actions), config.q_agg)
+    qs = apply('critic', params, batch['observations'], batch['actions'])
+    return critic_loss_from_values(qs, next_q, batch['rewards'], batch['masks'], hparams['discount'])
+
+
+def actor_loss(nets, params, hparams, config, batch, rng):
+    """Energy-guided flow matching at the data actions: no policy sampling, O(1) in flow_steps."""
+    observations, actions = batch['observations'], batch['actions']
+    grad_q = q_action_gradient(nets, params['critic'], observations, actions)
+    grad_rms = jnp.sqrt(jnp.mean(grad_q ** 2))
+    if config.normalize_grad:  # a batch constant: the target is pi_beta exp(lambda Q / c).
+        grad_q = grad_q / (grad_rms + GRAD_NORM_EPS)
+    shift = hparams['lambda'] * grad_q
+
+    # Same draws as flow.sample_path_points, so lambda = 0 is exactly the BC flow loss.
+    noise_rng, time_rng = jax.random.split(rng)
+    noises = jax.random.normal(noise_rng, actions.shape, actions.dtype)
+    t = jax.random.uniform(time_rng, actions.shape[:-1] + (1,), actions.dtype)
+    if config.path == 'sqrt':
+        t = jnp.minimum(t, SQRT_PATH_MAX_TIME)
+    x_t, target = guided_path_point(actions, noises, t, shift, config, params.get('schedule'))
+    velocity = _apply(nets, 'actor_flow', params, observations, x_t, t)
+    loss = jnp.mean((velocity - target) ** 2)
+
+    end_kappa = kappa(jnp.ones(()), config, params.get('schedule'))
+    return loss, {'actor/loss': loss, 'actor/grad_q_rms': grad_rms, 'actor/kappa_end': end_kappa,
+                  'actor/endpoint_shift': end_kappa * jnp.sqrt(jnp.mean(shift ** 2))}
+
+
+def total_loss(params, state, batch, rng):
+    nets = networks(state.config)
+    critic_rng, actor_rng = jax.random.split(rng)
+    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
+    a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, actor_rng)
+    return c_loss + a_loss, {**c_info, **a_info}
+
+
+def update(state, batch, rng):
+    """One gradient step on critic (+ value) and flow losses, then the critic's Polyak update."""
+    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
+    state = st.apply_gradients(state, grads)
+    state = st.update_targets(state, state.hparams['tau'])
+    return state, info
+
+
+def sample_actions(state, observations, rng):
+    """K-step Euler sampling of the flow from N(0, I), no guidance, clipped to the action box."""
+    nets = networks(state.config)
+    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
+    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', state.params, observations, x, t),
+                           noises, state.config.flow_steps)
+
+
+def get_config():
+    config = ml_collections.ConfigDict(dict(
+        agent_name='flowq',
+        lr=3e-4,  # Adam learning rate (dynamic).
+        batch_size=256,  # Transitions per update.
+        actor_hidden_dims=(512, 512, 512, 512),  # Velocity field MLP.
+        value_hidden_dims=(512, 512, 512, 512),  # Critic and value MLPs.
+        layer_norm=True,  # LayerNorm in the critic and value networks.
+        actor_layer_norm=False,  # LayerNorm in the velocity field.
+        discount=0.99,  # Discount factor (dynamic).
+        tau=0.005,  # Target critic Polyak rate (dynamic).
+        expectile=0.9,  # IQL expectile of the value function (dynamic; used when critic='iql').
+        critic='iql',  # 'iql' (expectile V; no policy samples in training) or 'td' (K-step flow samples at s').
+        q_agg='min',  # How critic='td' combines the two target critics: 'min' or 'mean'.
+        path='linear',  # Conditional path noise scale: 'linear' (sigma = 1 - t) or 'sqrt' (sigma^2 = 1 - t).
+        schedule='t2_over_sigma2',  # h(t): 't', 't2', 't2_over_1mt', 't2_over_sigma2' (kappa = t^2), 'learned'.
+        normalize_grad=True,  # Divide g by its batch RMS, so lambda * kappa(1) is the RMS action shift.
+        flow_steps=10,  # Euler steps when acting (and for critic='td' next actions); not used by the actor loss.
+    ))
+    # 'lambda' is a Python keyword, so it is set by item; `--agent.lambda=0.3` works on main.py.
+    config['lambda'] = 0.1  # Energy weight (dynamic): endpoint shift lambda * kappa(1) * g.
+    return config

@@ -1,0 +1,201 @@
+"""QIPO: Q-weighted iterative policy optimisation with energy-weighted flow matching
+(Zhang, Zhang & Gu, 2025).
+
+The flow's endpoint is trained towards pi(a|s) ∝ pi_beta(a|s) exp(beta Q(s, a)) by weighting each
+support action's conditional flow-matching error with a softmax of beta Q over the support set of
+its state. Three phases, all driven by `state.step` (the training loop knows nothing of them):
+
+1. steps [0, bc_steps): behaviour warm-up, plain BC flow matching on the dataset action.
+2. steps [bc_steps, bc_steps + critic_steps): the flow keeps cloning the behaviour while the twin
+   critics learn by in-support softmax Q-learning: M actions a'_j from the current (= behaviour)
+   flow at s', V(s') = sum_j softmax_j(critic_beta Qbar(s', a'_j)) Qbar(s', a'_j), Qbar = min of
+   the target critics, y = r + gamma m V(s').
+3. afterwards: critics frozen; support set = dataset action + M actions of a *snapshot* of the
+   policy, weights softmax_j(beta min_k Q_k(s, a_j)), loss mean_s sum_j w_j |v(s, x_t^j, t_j) -
+   (a_j - x0_j)|^2. The snapshot is renewed every `renew_period` updates (first at the start of
+   phase 3, so period l trains towards pi_{l} ∝ pi_{l-1} exp(beta Q) ≈ pi_beta exp(l beta Q)).
+
+Phases are selected by masks, not branches: under vmap over seeds `lax.cond` on the (batched) step
+would run every branch anyway, so one program serves all phases at a uniform cost. One Euler call
+draws the M support actions for both uses (snapshot at s in phase 3, current flow at s' before),
+and one weighted loss gives BC (weight 1 on the dataset action) or QIPO (softmax weights).
+"Frozen" means the critics' *update* is discarded (params restored after the optimizer step) and
+their target is no longer averaged: masking only the gradient would let Adam's momentum keep
+moving them. Acting: Euler sampling of the flow, no guidance.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from flowrl import agent_state as st
+from flowrl.flow import euler_integrate, flow_matching_errors
+from flowrl.networks import Ensemble, VelocityField
+
+DYNAMIC_KEYS = ('lr', 'beta', 'discount', 'tau', 'critic_beta')
+Q_SCALE_EPS = 1e-6
+
+
+def networks(config):
+    """The agent's network definitions (static: built from the static config)."""
+    return dict(
+        critic=Ensemble(config.value_hidden_dims, num=2, layer_norm=config.layer_norm),
+        actor_flow=VelocityField(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm),
+    )
+
+
+def init(rng, example_batch, config):
+    """Initial state; the policy snapshot (in `extras`) starts as a copy of the flow."""
+    observations, actions = example_batch['observations'], example_batch['actions']
+    dims = dict(action_dim=actions.shape[-1])
+    nets = networks(st.static_config(config, (), **dims))
+    rngs = jax.random.split(rng, 2)
+    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
+    params = dict(
+        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
+        actor_flow=nets['actor_flow'].init(rngs[1], observations, actions, t)['params'],
+    )
+    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS,
+                           extras=dict(snapshot=params['actor_flow']), **dims)
+
+
+def _apply(nets, name, params, *inputs):
+    return nets[name].apply({'params': params[name]}, *inputs)
+
+
+def _tree_where(condition, on_true, on_false):
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
+
+
+def policy_start(config):
+    """First update of phase 3."""
+    return config.bc_steps + config.critic_steps
+
+
+def in_critic_phase(step, config):
+    return (step >= config.bc_steps) & (step < policy_start(config))
+
+
+def in_policy_phase(step, config):
+    return step >= policy_start(config)
+
+
+def renew_snapshot(state):
+    """snapshot <- current flow at the start of phase 3 and every `renew_period` updates after."""
+    since = state.step - policy_start(state.config)
+    renew = (since >= 0) & (since % state.config.renew_period == 0)
+    snapshot = _tree_where(renew, state.params['actor_flow'], state.extras['snapshot'])
+    return state.replace(extras={**state.extras, 'snapshot': snapshot})
+
+
+def support_weights(q, temperature, normalize):
+    """softmax_j(temperature * q_j / c) over the last axis. With `normalize`, c is the batch mean of
+    the per-state std of q over the support (no gradient), so the temperature is in units of the
+    typical Q spread among a state's candidate actions and transfers across reward scales."""
+    scale = 1.0
+    if normalize:
+        scale = jax.lax.stop_gradient(jnp.mean(jnp.std(q, axis=-1)) + Q_SCALE_EPS)
+    return jax.nn.softmax(temperature * q / scale, axis=-1)
+
+
+def draw_support_actions(nets, params, extras, config, batch, policy_phase, rng):
+    """M clipped Euler samples per state, no gradient: [B, M, A]. Phase 3: the snapshot at s;
+    before: the current (behaviour) flow at s', the critic's next actions."""
+    frozen = jax.lax.stop_gradient(dict(actor_flow=_tree_where(policy_phase, extras['snapshot'], params['actor_flow'])))
+    obs = jnp.where(policy_phase, batch['observations'], batch['next_observations'])
+    num = max(config.critic_support, config.policy_support)
+    obs = jnp.repeat(obs[:, None], num, axis=1)
+    noises = jax.random.normal(rng, obs.shape[:-1] + (config.action_dim,))
+    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', frozen, obs, x, t), noises, config.flow_steps)
+
+
+def critic_loss(nets, params, target_params, hparams, config, batch, next_actions):
+    """In-support softmax Q-learning: V(s') = softmax-weighted mean of min target Q over the support."""
+    next_actions = next_actions[:, :config.critic_support]
+    next_obs = jnp.repeat(batch['next_observations'][:, None], next_actions.shape[1], axis=1)
+    next_q = jnp.min(_apply(nets, 'critic', target_params, next_obs, next_actions), axis=0)  # [B, M]
+    weights = support_weights(next_q, hparams['critic_beta'], config.normalize_q)
+    next_v = jnp.sum(weights * next_q, axis=-1)
+    target = jax.lax.stop_gradient(batch['rewards'] + hparams['discount'] * batch['masks'] * next_v)
+    qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
+    loss = jnp.mean((qs - target) ** 2)
+    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
+                  'critic/q_min': qs.min(), 'critic/next_v': next_v.mean()}
+
+
+def policy_loss(nets, params, hparams, config, batch, snapshot_actions, policy_phase, rng):
+    """Q-weighted flow matching over {dataset action} + M snapshot actions (phase 3), or BC on the
+    dataset action alone (weight one-hot on it) before. Moves the velocity field only."""
+    observations = batch['observations']
+    support = jnp.concatenate([batch['actions'][:, None], snapshot_actions[:, :config.policy_support]], axis=1)
+    obs = jnp.repeat(observations[:, None], support.shape[1], axis=1)
+    q = jnp.min(_apply(nets, 'critic', jax.lax.stop_gradient(params), obs, support), axis=0)  # [B, M + 1]
+    qipo_weights = support_weights(q, hparams['beta'], config.normalize_q)
+    weights = jnp.where(policy_phase, qipo_weights, jax.nn.one_hot(0, support.shape[1]))
+    errors = flow_matching_errors(lambda x, t: _apply(nets, 'actor_flow', params, obs, x, t), support, rng)
+    loss = jnp.mean(jnp.sum(weights * errors, axis=-1))
+    return loss, {'actor/loss': loss, 'actor/bc_loss': jnp.mean(errors[:, 0]),
+                  'actor/data_weight': jnp.mean(qipo_weights[:, 0]),
+                  'actor/max_weight': jnp.mean(jnp.max(qipo_weights, axis=-1)),
+                  'actor/support_q': jnp.mean(q)}
+
+
+def total_loss(params, state, batch, rng):
+    nets, config = networks(state.config), state.config
+    policy_phase = in_policy_phase(state.step, config)
+    critic_phase = in_critic_phase(state.step, config)
+    sample_rng, flow_rng = jax.random.split(rng)
+    support = draw_support_actions(nets, params, state.extras, config, batch, policy_phase, sample_rng)
+    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, config, batch, support)
+    a_loss, a_info = policy_loss(nets, params, state.hparams, config, batch, support, policy_phase, flow_rng)
+    c_loss = jnp.where(critic_phase, c_loss, 0.0)  # the critics learn in phase 2 only.
+    # Outside phase 2 the support is not drawn at s', so the TD numbers would mean nothing.
+    c_info = {**c_info, 'critic/loss': c_loss, 'critic/next_v': jnp.where(critic_phase, c_info['critic/next_v'], 0.0)}
+    phase = 1.0 + critic_phase.astype(jnp.float32) + 2.0 * policy_phase.astype(jnp.float32)
+    return c_loss + a_loss, {**c_info, **a_info, 'actor/phase': phase}
+
+
+def update(state, batch, rng):
+    """Renew the snapshot if due, one optimizer step, then keep the critics fixed outside phase 2."""
+    state = renew_snapshot(state)
+    critic_phase = in_critic_phase(state.step, state.config)
+    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
+    new_state = st.apply_gradients(state, grads)
+    critic = _tree_where(critic_phase, new_state.params['critic'], state.params['critic'])
+    new_state = new_state.replace(params={**new_state.params, 'critic': critic})
+    new_state = st.update_targets(new_state, jnp.where(critic_phase, state.hparams['tau'], 0.0))
+    return new_state, info
+
+
+def sample_actions(state, observations, rng):
+    """K-step Euler sampling of the flow from N(0, I), no guidance, clipped to the action box."""
+    nets = networks(state.config)
+    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
+    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', state.params, observations, x, t),
+                           noises, state.config.flow_steps)
+
+
+def get_config():
+    return ml_collections.ConfigDict(dict(
+        agent_name='qipo',
+        lr=3e-4,  # Adam learning rate (dynamic).
+        batch_size=256,  # Transitions per update.
+        actor_hidden_dims=(512, 512, 512, 512),  # Velocity field MLP.
+        value_hidden_dims=(512, 512, 512, 512),  # Critic MLPs.
+        layer_norm=True,  # LayerNorm in the critics.
+        actor_layer_norm=False,  # LayerNorm in the velocity field.
+        discount=0.99,  # Discount factor (dynamic).
+        tau=0.005,  # Target critic Polyak rate (dynamic; applied in phase 2 only).
+        beta=3.0,  # Phase-3 energy temperature: weights softmax(beta Q) (dynamic; paper: 3).
+        critic_beta=1.0,  # Phase-2 in-support softmax temperature beta_Q (dynamic; our choice, not published).
+        normalize_q=True,  # Measure Q in units of its per-state spread over the support (see support_weights).
+        critic_support=16,  # M next actions per state for the critic's softmax value (paper: 16; 32 antmaze).
+        policy_support=16,  # M snapshot actions per state added to the dataset action in phase 3 (paper: 16).
+        flow_steps=10,  # Euler steps for support actions and for acting.
+        # Phase lengths (the paper's are not public). They fit the default 1M updates: BC warm-up
+        # 20 %, critic 30 %, then 500k policy updates with a renewal every 50k = 10 % of phase 3,
+        # the paper's ratio (100 epochs, renewed every 10).
+        bc_steps=200_000,  # Phase 1: behaviour warm-up updates.
+        critic_steps=300_000,  # Phase 2: critic updates (flow keeps cloning); critics frozen after.
+        renew_period=50_000,  # Phase 3: updates between snapshot renewals.
+    ))

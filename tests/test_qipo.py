@@ -1,0 +1,229 @@
+"""QIPO (agents/qipo.py): weights and losses by hand, the step-driven phases (critic frozen,
+snapshot renewals) under one jit, and the defining property on a bandit: the learned sampler's
+mass on the high-Q mode matches the tilt pi_beta exp(l beta Q) after l renewals."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents import qipo
+from flowrl.flow import flow_matching_errors
+from flowrl.testing import index, max_abs_diff, stack, synthetic_batch, tiny_config
+
+
+class LinearCritic:
+    """Stand-in twin critic with Q_k(s, a) = w_k * a[..., 0]."""
+
+    def apply(self, variables, observations, actions):
+        return variables['params']['w'][:, None, None] * actions[None, ..., 0] * jnp.ones(actions.shape[:-1])
+
+
+class ZeroField:
+    def apply(self, variables, observations, x, t):
+        return jnp.zeros_like(x)
+
+
+STUB_NETS = dict(critic=LinearCritic(), actor_flow=ZeroField())
+
+
+def test_support_weights_by_hand():
+    q = jnp.array([[0.0, math.log(2.0)], [1.0, 1.0]])
+    np.testing.assert_allclose(qipo.support_weights(q, 1.0, False), [[1 / 3, 2 / 3], [0.5, 0.5]], rtol=1e-6)
+    # normalize: q is divided by the batch mean of per-state std over the support: (1 + 2) / 2.
+    q = jnp.array([[0.0, 2.0], [0.0, 4.0]])
+    expected = jax.nn.softmax(q / 1.5, axis=-1)
+    np.testing.assert_allclose(qipo.support_weights(q, 1.0, True), expected, rtol=1e-5)
+
+
+def test_critic_loss_by_hand():
+    """Target critics w = (1, 2): Qbar = min = a for a >= 0. Support a' = (0, ln 3): with
+    beta_Q = 1, weights (1/4, 3/4), V = 3/4 ln 3; y = r + 0.5 * m * V."""
+    config = tiny_config(qipo, critic_support=2, normalize_q=False)
+    batch = dict(observations=jnp.zeros((1, 1)), next_observations=jnp.zeros((1, 1)),
+                 actions=jnp.array([[0.5]]), rewards=jnp.array([1.0]), masks=jnp.array([1.0]))
+    next_actions = jnp.array([[[0.0], [math.log(3.0)]]])
+    params = dict(critic=dict(w=jnp.array([1.0, -1.0])))
+    target_params = dict(critic=dict(w=jnp.array([1.0, 2.0])))
+    hparams = dict(critic_beta=jnp.float32(1.0), discount=jnp.float32(0.5))
+    loss, info = qipo.critic_loss(STUB_NETS, params, target_params, hparams, config, batch, next_actions)
+    y = 1.0 + 0.5 * 0.75 * math.log(3.0)
+    assert float(info['critic/next_v']) == pytest.approx(0.75 * math.log(3.0), rel=1e-6)
+    assert float(loss) == pytest.approx(((0.5 - y) ** 2 + (-0.5 - y) ** 2) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize('policy_phase', [True, False])
+def test_policy_loss_by_hand(policy_phase):
+    """v = 0 and Q_k = w_k a with w = (1, 2): phase 3 weighs each support action's error by softmax(beta a_j);
+    earlier the weight is all on the dataset action (BC)."""
+    config = tiny_config(qipo, policy_support=2, normalize_q=False)
+    batch = dict(observations=jnp.zeros((3, 1)), actions=jnp.array([[0.1], [-0.2], [0.3]]))
+    snapshot_actions = jnp.array([[[0.5], [-0.5]], [[0.0], [0.2]], [[0.9], [-0.9]]])
+    params = dict(critic=dict(w=jnp.array([1.0, 2.0])), actor_flow={})
+    rng = jax.random.PRNGKey(3)
+    loss, _ = qipo.policy_loss(STUB_NETS, params, dict(beta=jnp.float32(2.0)), config, batch, snapshot_actions,
+                               jnp.asarray(policy_phase), rng)
+    support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)
+    errors = flow_matching_errors(lambda x, t: jnp.zeros_like(x), support, rng)
+    min_q = jnp.minimum(support[..., 0], 2.0 * support[..., 0])
+    weights = jax.nn.softmax(2.0 * min_q, axis=-1) if policy_phase else jnp.eye(3)[0]
+    assert float(loss) == pytest.approx(float(jnp.mean(jnp.sum(weights * errors, axis=-1))), rel=1e-6)
+
+
+def _nonzero(grads):
+    return {name: any(float(jnp.max(jnp.abs(leaf))) > 0 for leaf in jax.tree.leaves(tree))
+            for name, tree in grads.items()}
+
+
+def test_which_params_each_loss_moves():
+    batch = synthetic_batch()
+    state = qipo.init(jax.random.PRNGKey(0), batch, tiny_config(qipo))
+    nets, config, rng = qipo.networks(state.config), state.config, jax.random.PRNGKey(1)
+    support = qipo.draw_support_actions(nets, state.params, state.extras, config, batch, jnp.asarray(False), rng)
+    critic_grads = jax.grad(lambda p: qipo.critic_loss(
+        nets, p, state.target_params, state.hparams, config, batch, support)[0])(state.params)
+    policy_grads = jax.grad(lambda p: qipo.policy_loss(
+        nets, p, state.hparams, config, batch, support, jnp.asarray(True), rng)[0])(state.params)
+    assert _nonzero(critic_grads) == dict(critic=True, actor_flow=False)
+    assert _nonzero(policy_grads) == dict(critic=False, actor_flow=True)
+
+
+def test_phases_freeze_the_critic_and_renew_the_snapshot_under_one_jit():
+    """bc_steps=2, critic_steps=3, renew_period=2: the critic (and its target) move only in
+    updates 2..4; the snapshot is the flow as it was before updates 5, 7, 9."""
+    config = tiny_config(qipo, bc_steps=2, critic_steps=3, renew_period=2)
+    batch = synthetic_batch()
+    state = qipo.init(jax.random.PRNGKey(0), batch, config)
+    traces = []
+
+    def counted(state, batch, rng):
+        traces.append(1)
+        return qipo.update(state, batch, rng)
+
+    update = jax.jit(counted)
+    for step in range(10):
+        new_state, metrics = update(state, synthetic_batch(rng_seed=step), jax.random.PRNGKey(step))
+        critic_moved = max_abs_diff(new_state.params['critic'], state.params['critic']) > 0
+        target_moved = max_abs_diff(new_state.target_params['critic'], state.target_params['critic']) > 0
+        assert critic_moved == target_moved == (2 <= step < 5), step
+        assert max_abs_diff(new_state.params['actor_flow'], state.params['actor_flow']) > 0
+        renewed = step >= 5 and (step - 5) % 2 == 0
+        snapshot = new_state.extras['snapshot']
+        assert max_abs_diff(snapshot, state.params['actor_flow'] if renewed else state.extras['snapshot']) == 0
+        assert (max_abs_diff(snapshot, state.extras['snapshot']) > 0) == renewed, step
+        assert float(metrics['actor/phase']) == (1 if step < 2 else 2 if step < 5 else 3)
+        state = new_state
+    assert len(traces) == 1 and int(state.step) == 10
+
+
+def test_vmap_over_beta_in_phase_three_matches_single_runs():
+    batch = synthetic_batch()
+    states = [qipo.init(jax.random.PRNGKey(0), batch, tiny_config(qipo, beta=beta, bc_steps=0, critic_steps=0))
+              for beta in (0.0, 3.0)]
+    rng = jax.random.PRNGKey(2)
+    stacked, _ = jax.jit(jax.vmap(qipo.update, in_axes=(0, None, None)))(stack(states), batch, rng)
+    singles = [jax.jit(qipo.update)(state, batch, rng)[0] for state in states]
+    for i, single in enumerate(singles):
+        assert max_abs_diff(index(stacked, i).params, single.params) < 1e-5
+    assert max_abs_diff(singles[0].params['actor_flow'], singles[1].params['actor_flow']) > 0
+
+
+# ---- Bandit: one constant state, behaviour 20 % at a = +0.5 and 80 % at a = -0.5, reward
+# r(a) = 0.3 a on terminal transitions, so the phase-2 critic learns Q(s, a) = 0.3 a.
+
+HIGH_FRACTION, SLOPE, BETA, SUPPORT, RENEWALS = 0.2, 0.3, 3.0, 8, 2
+
+
+def _bandit(n=4096, seed=0):
+    rng = np.random.default_rng(seed)
+    actions = np.where(rng.uniform(size=n) < HIGH_FRACTION, 0.5, -0.5) + 0.1 * rng.normal(size=n)
+    actions = np.clip(actions, -1 + 1e-5, 1 - 1e-5).astype(np.float32)[:, None]
+    zeros = jnp.zeros((n, 1), jnp.float32)
+    return dict(observations=zeros, next_observations=zeros, actions=jnp.asarray(actions),
+                rewards=jnp.asarray(SLOPE * actions[:, 0]), masks=jnp.zeros(n, jnp.float32),
+                terminals=jnp.ones(n, jnp.float32))
+
+
+def next_high_mass(p_behaviour, p_snapshot, q_high, q_low, beta, support):
+    """Exact target mass on the high mode of one snapshot period, for two point modes:
+    E[sum_j w_j 1(a_j high)], w = softmax(beta Q), over support sets of one behaviour action and
+    `support` snapshot actions."""
+    high, low = math.exp(beta * q_high), math.exp(beta * q_low)
+    mass = 0.0
+    for data_high, p_data in ((1, p_behaviour), (0, 1 - p_behaviour)):
+        for n in range(support + 1):
+            count = n + data_high
+            p_n = math.comb(support, n) * p_snapshot ** n * (1 - p_snapshot) ** (support - n)
+            mass += p_data * p_n * count * high / (count * high + (support + 1 - count) * low)
+    return mass
+
+
+def tilted_high_mass(p_behaviour, q_high, q_low, beta, support, renewals):
+    """High-mode mass after `renewals` periods starting from the behaviour; for a large support
+    this is the energy tilt pi_beta exp(l beta Q)."""
+    p = p_behaviour
+    for _ in range(renewals):
+        p = next_high_mass(p_behaviour, p, q_high, q_low, beta, support)
+    return p
+
+
+def test_tilted_high_mass_tends_to_the_energy_tilt():
+    ideal = 0.2 * math.exp(2 * 0.9) / (0.2 * math.exp(2 * 0.9) + 0.8)
+    assert tilted_high_mass(0.2, 0.15, -0.15, 3.0, 800, 2) == pytest.approx(ideal, abs=2e-3)
+    assert tilted_high_mass(0.2, 0.15, -0.15, 0.0, 8, 2) == pytest.approx(0.2)
+
+
+def _train_chunks(states, data, chunks, chunk, batch_size):
+    """jit(vmap(scan(update))) in chunks of `chunk` updates (one compile); yields after each."""
+    def run(state, rng):
+        def one(carry, _):
+            state, rng = carry
+            rng, batch_rng, update_rng = jax.random.split(rng, 3)
+            idx = jax.random.randint(batch_rng, (batch_size,), 0, data['actions'].shape[0])
+            state, _ = qipo.update(state, jax.tree.map(lambda x: x[idx], data), update_rng)
+            return (state, rng), None
+        return jax.lax.scan(one, (state, rng), length=chunk)[0][0]
+    run = jax.jit(jax.vmap(run, in_axes=(0, None)))
+    for i in range(chunks):
+        states = run(states, jax.random.PRNGKey(100 + i))
+        yield i + 1, states
+
+
+def test_bandit_mass_on_high_q_mode_matches_the_energy_tilt():
+    data = _bandit()
+    chunk, betas = 200, (0.0, BETA)
+    config = tiny_config(qipo, hidden=(64, 64), batch_size=128, lr=3e-3, normalize_q=False,
+                         critic_support=SUPPORT, policy_support=SUPPORT,
+                         bc_steps=2 * chunk, critic_steps=chunk, renew_period=2 * chunk)
+    example = jax.tree.map(lambda x: x[:4], data)
+    states = []
+    for beta in betas:  # same seed: identical until phase 3, where beta starts to act
+        config.beta = beta
+        states.append(qipo.init(jax.random.PRNGKey(0), example, config))
+    warm_up_chunks = (config.bc_steps + config.critic_steps) // chunk
+    period_chunks = config.renew_period // chunk
+
+    obs, noise_rng = jnp.zeros((4000, 1)), jax.random.PRNGKey(7)
+    masses = {beta: [] for beta in betas}  # high-mode mass of each member at every renewal
+    for done, trained in _train_chunks(stack(states), data, warm_up_chunks + RENEWALS * period_chunks, chunk, 128):
+        if done >= warm_up_chunks and (done - warm_up_chunks) % period_chunks == 0:
+            for member, beta in enumerate(betas):
+                samples = qipo.sample_actions(index(trained, member), obs, noise_rng)
+                masses[beta].append(float(jnp.mean(samples > 0)))
+
+    nets = qipo.networks(trained.config)
+    q_high, q_low = (float(q) for q in jnp.min(nets['critic'].apply(
+        {'params': index(trained, 1).params['critic']}, jnp.zeros((2, 1)), jnp.array([[0.5], [-0.5]])), axis=0))
+    assert q_high == pytest.approx(SLOPE * 0.5, abs=0.03) and q_low == pytest.approx(-SLOPE * 0.5, abs=0.03)
+
+    behaviour = float(jnp.mean(data['actions'] > 0))
+    assert masses[BETA][0] == pytest.approx(behaviour, abs=0.05)  # the warm-up flow clones the behaviour
+    for beta in betas:
+        for renewal in range(RENEWALS):  # each period tilts its snapshot once more by exp(beta Q)
+            predicted = next_high_mass(behaviour, masses[beta][renewal], q_high, q_low, beta, SUPPORT)
+            assert masses[beta][renewal + 1] == pytest.approx(predicted, abs=0.08), (beta, renewal, masses)
+        # ... and overall, l renewals give pi_beta exp(l beta Q) (finite-M exact form).
+        predicted = tilted_high_mass(behaviour, q_high, q_low, beta, SUPPORT, RENEWALS)
+        assert masses[beta][-1] == pytest.approx(predicted, abs=0.1), (beta, masses, predicted)
