@@ -12,7 +12,7 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl.flow import euler_integrate, flow_matching_loss
-from flowrl.networks import VelocityField
+from flowrl.networks import VelocityField, apply_named as _apply
 
 # `temperature` only acts at inference; it is the one sweepable value flow BC has besides lr.
 DYNAMIC_KEYS = ('lr', 'temperature')
@@ -31,10 +31,6 @@ def init(rng, example_batch, config):
     t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
     params = dict(actor_bc_flow=nets['actor_bc_flow'].init(rng, observations, actions, t)['params'])
     return st.create_state(config, params, target_names=(), dynamic_keys=DYNAMIC_KEYS, **dims)
-
-
-def _apply(nets, name, params, *inputs):
-    return nets[name].apply({'params': params[name]}, *inputs)
 
 
 def actor_loss(nets, params, batch, rng):

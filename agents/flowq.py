@@ -40,7 +40,7 @@ from flowrl import agent_state as st
 from flowrl.errors import UserError
 from flowrl.flow import euler_integrate
 from flowrl.iql_losses import critic_loss_from_values, value_and_critic_losses
-from flowrl.networks import Ensemble, VelocityField
+from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'lambda', 'discount', 'tau', 'expectile')
 PATHS = ('linear', 'sqrt')
@@ -85,10 +85,6 @@ def init(rng, example_batch, config):
     if config.schedule == 'learned':
         params['schedule'] = dict(logits=jnp.zeros(LEARNED_SCHEDULE_DEGREE, jnp.float32))
     return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
-
-
-def _apply(nets, name, params, *inputs):
-    return nets[name].apply({'params': params[name]}, *inputs)
 
 
 def path_sigma(t, path):
@@ -183,10 +179,7 @@ def total_loss(params, state, batch, rng):
 
 def update(state, batch, rng):
     """One gradient step on critic (+ value) and flow losses, then the critic's Polyak update."""
-    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
-    state = st.apply_gradients(state, grads)
-    state = st.update_targets(state, state.hparams['tau'])
-    return state, info
+    return st.gradient_step(state, total_loss, batch, rng)
 
 
 def sample_actions(state, observations, rng):

@@ -11,7 +11,7 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl.flow import euler_integrate, flow_matching_loss
-from flowrl.networks import ConditionedPolicy, Ensemble, VelocityField
+from flowrl.networks import ConditionedPolicy, Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha', 'discount', 'tau')
 
@@ -38,10 +38,6 @@ def init(rng, example_batch, config):
         actor_onestep_flow=nets['actor_onestep_flow'].init(rngs[2], observations, actions)['params'],
     )
     return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
-
-
-def _apply(nets, name, params, *inputs):
-    return nets[name].apply({'params': params[name]}, *inputs)
 
 
 def one_step_actions(nets, params, observations, noises):
@@ -112,10 +108,7 @@ def total_loss(params, state, batch, rng):
 
 def update(state, batch, rng):
     """One gradient step on critic + actor losses, then the critic's Polyak target update."""
-    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
-    state = st.apply_gradients(state, grads)
-    state = st.update_targets(state, state.hparams['tau'])
-    return state, info
+    return st.gradient_step(state, total_loss, batch, rng)
 
 
 def sample_actions(state, observations, rng):

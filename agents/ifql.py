@@ -14,7 +14,7 @@ import ml_collections
 from flowrl import agent_state as st
 from flowrl import iql_losses
 from flowrl.flow import euler_integrate, flow_matching_loss
-from flowrl.networks import Ensemble, VelocityField
+from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'expectile', 'discount', 'tau')
 
@@ -43,10 +43,6 @@ def init(rng, example_batch, config):
     return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
 
 
-def _apply(nets, name, params, *inputs):
-    return nets[name].apply({'params': params[name]}, *inputs)
-
-
 def total_loss(params, state, batch, rng):
     """IQL value + critic losses (move V and Q) + flow matching (moves v_theta)."""
     nets = networks(state.config)
@@ -60,10 +56,7 @@ def total_loss(params, state, batch, rng):
 
 def update(state, batch, rng):
     """One gradient step on all losses, then the critic's Polyak target update."""
-    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
-    state = st.apply_gradients(state, grads)
-    state = st.update_targets(state, state.hparams['tau'])
-    return state, info
+    return st.gradient_step(state, total_loss, batch, rng)
 
 
 def candidate_actions(state, observations, rng):

@@ -17,7 +17,7 @@ import ml_collections
 from flowrl import agent_state as st
 from flowrl import iql_losses
 from flowrl.errors import UserError
-from flowrl.networks import MLP, Ensemble
+from flowrl.networks import MLP, Ensemble, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha', 'expectile', 'discount', 'tau')
 AWR_WEIGHT_CAP = 100.0  # exp(alpha * advantage) is capped so a few large advantages cannot dominate.
@@ -73,10 +73,6 @@ def init(rng, example_batch, config):
     return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
 
 
-def _apply(nets, name, params, *inputs):
-    return nets[name].apply({'params': params[name]}, *inputs)
-
-
 def awr_objective(log_prob, q, v, alpha):
     """-mean(min(exp(alpha (Q - V)), 100) * log pi(a|s)); the weights carry no gradient."""
     weights = jax.lax.stop_gradient(jnp.minimum(jnp.exp(alpha * (q - v)), AWR_WEIGHT_CAP))
@@ -118,10 +114,7 @@ def total_loss(params, state, batch, rng):
 
 def update(state, batch, rng):
     """One gradient step on value + critic + actor losses, then the critic's Polyak target update."""
-    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
-    state = st.apply_gradients(state, grads)
-    state = st.update_targets(state, state.hparams['tau'])
-    return state, info
+    return st.gradient_step(state, total_loss, batch, rng)
 
 
 def sample_actions(state, observations, rng):

@@ -33,7 +33,7 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl.flow import euler_integrate, flow_matching_loss
-from flowrl.networks import Ensemble, VelocityField
+from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 # discount first: it is the value the shared contract test sweeps through `update`.
 DYNAMIC_KEYS = ('lr', 'discount', 'tau', 'guidance', 'guidance_anneal', 'grad_clip')
@@ -59,10 +59,6 @@ def init(rng, example_batch, config):
         actor_bc_flow=nets['actor_bc_flow'].init(flow_rng, observations, actions, t)['params'],
     )
     return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
-
-
-def _apply(nets, name, params, *inputs):
-    return nets[name].apply({'params': params[name]}, *inputs)
 
 
 def bc_flow_samples(nets, params, config, observations, noises):
@@ -102,10 +98,7 @@ def total_loss(params, state, batch, rng):
 
 def update(state, batch, rng):
     """One gradient step on critic + BC flow losses, then the critic's Polyak target update."""
-    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
-    state = st.apply_gradients(state, grads)
-    state = st.update_targets(state, state.hparams['tau'])
-    return state, info
+    return st.gradient_step(state, total_loss, batch, rng)
 
 
 def guidance_weight(hparams, t, steps: int):

@@ -30,7 +30,7 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl.flow import euler_integrate, flow_matching_errors
-from flowrl.networks import Ensemble, VelocityField
+from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'beta', 'discount', 'tau', 'critic_beta')
 Q_SCALE_EPS = 1e-6
@@ -57,10 +57,6 @@ def init(rng, example_batch, config):
     )
     return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS,
                            extras=dict(snapshot=params['actor_flow']), **dims)
-
-
-def _apply(nets, name, params, *inputs):
-    return nets[name].apply({'params': params[name]}, *inputs)
 
 
 def _tree_where(condition, on_true, on_false):

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from flowrl import agent_state as st
-from flowrl.networks import ConditionedPolicy, Ensemble
+from flowrl.networks import ConditionedPolicy, Ensemble, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha_actor', 'alpha_critic', 'discount', 'tau', 'actor_noise', 'actor_noise_clip')
 
@@ -56,10 +56,6 @@ def init(rng, example_batch, config):
         actor=nets['actor'].init(actor_rng, observations)['params'],
     )
     return st.create_state(config, params, target_names=('critic', 'actor'), dynamic_keys=DYNAMIC_KEYS, **dims)
-
-
-def _apply(nets, name, params, *inputs):
-    return nets[name].apply({'params': params[name]}, *inputs)
 
 
 def policy_actions(nets, params, observations):

@@ -19,7 +19,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 
 from flowrl.testing import agent_names, import_agent, synthetic_batch
 

@@ -95,3 +95,11 @@ def aggregate_q(qs, how: str):
     if how == 'mean':
         return jnp.mean(qs, axis=0)
     raise UserError(f"q_agg must be 'mean' or 'min', got {how!r}.")
+
+
+def gradient_step(state: AgentState, loss_fn, batch, rng):
+    """The common update: grad of `loss_fn(params, state, batch, rng) -> (loss, metrics)`,
+    one optimizer step on all params, then Polyak averaging of every target network."""
+    grads, info = jax.grad(loss_fn, has_aux=True)(state.params, state, batch, rng)
+    state = update_targets(apply_gradients(state, grads), state.hparams['tau'])
+    return state, info

@@ -84,3 +84,8 @@ class ConditionedPolicy(nn.Module):
     def __call__(self, *inputs):
         x = jnp.concatenate(inputs, axis=-1)
         return MLP(self.hidden_dims, self.action_dim, self.layer_norm, self.final_init_scale)(x)
+
+
+def apply_named(nets: dict, name: str, params: dict, *inputs):
+    """Applies network `name` of an agent's `nets` with its entry of the `params` dict."""
+    return nets[name].apply({'params': params[name]}, *inputs)

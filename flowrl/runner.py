@@ -17,7 +17,7 @@ import tqdm
 
 from flowrl import checkpoints, run_files
 from flowrl.agent_loading import agent_name, load_agent
-from flowrl.config_overrides import apply_overrides, parse_sweeps, split_agent_flags, sweep_grid  # noqa: F401
+from flowrl.config_overrides import apply_overrides, parse_sweeps, sweep_grid
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, parse_env_name
 from flowrl.evaluation import EvalEnvs, final_score, make_policy, run_episodes
