@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('run_dir', None, 'Run directory written by main.py.')
 flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); default: the run\'s --eval_episodes.')
 flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
+flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
 
 
 def example_batch(spec):
@@ -65,7 +66,7 @@ def expand_members(states, labels, values: list[dict]):
     return expanded.replace(hparams=hparams), new_labels
 
 
-def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, log=print):
+def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=None, log=print):
     settings, agent, spec, members, states, step = restore_run(run_dir, step)
     config = members.configs[0]
     sweeps = parse_sweeps([f'agent.{k}={v}' for k, v in overrides.items()], config, agent.DYNAMIC_KEYS, settings.agent)
@@ -77,7 +78,8 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, log=prin
     states, labels = expand_members(states, members.labels, values)
     episodes = episodes or settings.eval_episodes or 50
     log(f'Evaluating {len(labels)} (member, value) pairs x {episodes} episodes at update {step:,} of {run_dir}.')
-    envs = EvalEnvs(functools.partial(make_env, spec), len(labels), episodes, eval_workers(settings.eval_workers))
+    workers = eval_workers(settings.eval_workers if workers is None else workers)
+    envs = EvalEnvs(functools.partial(make_env, spec), len(labels), episodes, workers)
     stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step)
     rows = [dict(step=step, **label, success=float(stats['success'][i]), episode_return=float(stats['episode_return'][i]),
                  episode_length=float(stats['episode_length'][i]), episodes=episodes) for i, label in enumerate(labels)]
@@ -98,7 +100,7 @@ def main(argv, overrides):
         raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}.')
     if not FLAGS.run_dir:
         raise UserError('Pass the run to evaluate: --run_dir=RUN_DIR.')
-    evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step)
+    evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step, FLAGS.eval_workers)
 
 
 def run():
