@@ -9,6 +9,7 @@ import itertools
 
 import ml_collections
 
+from flowrl.config_rules import config_problems, value_problem
 from flowrl.errors import UserError
 
 AGENT_PREFIX = '--agent.'
@@ -28,8 +29,18 @@ def split_agent_flags(argv):
     return rest, raw
 
 
-def parse_value(key: str, raw: str, default):
-    """Converts the string `raw` to the type of the config's default value for `key`."""
+def parse_value(key: str, raw: str, default, flag: str | None = None):
+    """Converts the string `raw` to the type of the config's default value for `key`, and
+    refuses values the key cannot take (see flowrl.config_rules); `flag` names it in errors."""
+    flag = flag or f'--agent.{key}'
+    value = _convert(raw, default, flag)
+    requirement = value_problem(key, value)
+    if requirement is not None:
+        raise UserError(f'{flag} must be {requirement}, got {raw!r}.')
+    return value
+
+
+def _convert(raw: str, default, flag: str):
     try:
         if isinstance(default, bool):
             lowered = raw.strip().lower()
@@ -51,7 +62,7 @@ def parse_value(key: str, raw: str, default):
         return raw
     except (ValueError, SyntaxError, TypeError):
         kind = type(default).__name__
-        raise UserError(f'--agent.{key} expects a {kind} like {default!r}, got {raw!r}.') from None
+        raise UserError(f'{flag} expects a {kind} like {default!r}, got {raw!r}.') from None
 
 
 def check_key(config, key: str, source: str):
@@ -71,7 +82,7 @@ def apply_overrides(config: ml_collections.ConfigDict, raw: dict, source: str) -
 
 def parse_sweeps(specs, config, dynamic_keys, source: str) -> list[tuple[str, list]]:
     """`['agent.alpha=3,10,30', ...]` -> [('alpha', [3.0, 10.0, 30.0]), ...]; keys must be dynamic."""
-    sweeps = []
+    sweeps, raw_values = [], {}
     for spec in specs:
         target, sep, values = spec.partition('=')
         if not sep or not target.startswith('agent.') or not values:
@@ -81,8 +92,25 @@ def parse_sweeps(specs, config, dynamic_keys, source: str) -> list[tuple[str, li
         if key not in dynamic_keys:
             raise UserError(f'--sweep over {key!r} is not possible in one program: {source} can only sweep '
                             f'its dynamic hyperparameters ({", ".join(dynamic_keys)}).')
-        sweeps.append((key, [parse_value(key, v, config[key]) for v in values.split(',')]))
+        if key in raw_values:
+            raise UserError(f'--sweep gives agent.{key} twice ({raw_values[key]} and {values}); list all its values '
+                            f'in one flag: --sweep=agent.{key}={raw_values[key]},{values}.')
+        raw_values[key] = values
+        parsed = [parse_value(key, v, config[key], flag=f'--sweep=agent.{key}') for v in values.split(',')]
+        repeated = sorted({repr(v) for v in parsed if parsed.count(v) > 1})
+        if repeated:
+            raise UserError(f'--sweep={spec} lists {", ".join(repeated)} more than once; give each value once '
+                            '(use --num_seeds for repeated runs of one value).')
+        sweeps.append((key, parsed))
     return sweeps
+
+
+def check_config(config, source: str) -> None:
+    """Refuses a resolved config (defaults, presets and overrides together) that breaks a value rule."""
+    problems = config_problems(config)
+    if problems:
+        key, value, requirement = problems[0]
+        raise UserError(f'{source}: config key {key!r} must be {requirement}, got {value!r}.')
 
 
 def sweep_grid(sweeps) -> list[dict]:

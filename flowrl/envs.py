@@ -2,15 +2,35 @@
 
 Accepted names: the full OGBench name (`cube-double-play-singletask-task2-v0`,
 `cube-double-play-singletask-v0` for the default task) or the short forms
-`cube-double-play` (default task) and `cube-double-play-task3`.
+`cube-double-play` (default task) and `cube-double-play-task3`. The dataset family
+(`cube-double-play`) must be one OGBench publishes and the task one its environment registers,
+so a typo fails with the nearest names instead of training on something else.
 """
 
 import dataclasses
+import difflib
 import re
 
 import gymnasium
 
 from flowrl.errors import UserError
+
+# The dataset families OGBench publishes (its README: 85 datasets; powderworld's 3 have no
+# single-task version). ogbench registers environments but lists no datasets, hence this table:
+# (environments, dataset types), each environment also with a 'visual-' twin where marked.
+_PUBLISHED = (
+    (('pointmaze-medium', 'pointmaze-large', 'pointmaze-giant', 'pointmaze-teleport'), ('navigate', 'stitch'), False),
+    (('antmaze-medium', 'antmaze-large', 'antmaze-teleport'), ('navigate', 'stitch', 'explore'), True),
+    (('antmaze-giant',), ('navigate', 'stitch'), True),
+    (('humanoidmaze-medium', 'humanoidmaze-large', 'humanoidmaze-giant'), ('navigate', 'stitch'), True),
+    (('antsoccer-arena', 'antsoccer-medium'), ('navigate', 'stitch'), False),
+    (('cube-single', 'cube-double', 'cube-triple', 'cube-quadruple', 'scene',
+      'puzzle-3x3', 'puzzle-4x4', 'puzzle-4x5', 'puzzle-4x6'), ('play', 'noisy'), True),
+)
+DATASET_FAMILIES = tuple(
+    f'{prefix}{env}-{kind}'
+    for envs, kinds, visual in _PUBLISHED for prefix in (('', 'visual-') if visual else ('',))
+    for env in envs for kind in kinds)
 
 _FULL = re.compile(r'^(?P<family>[a-z0-9-]+?)-singletask(?:-task(?P<task>\d+))?-v0$')
 _SHORT = re.compile(r'^(?P<family>[a-z0-9-]+?)(?:-task(?P<task>\d+))?$')
@@ -52,9 +72,24 @@ def parse_env_name(name: str) -> EnvSpec:
         raise UserError(f'Unknown environment {name!r}: expected an OGBench singletask name such as '
                         'cube-double-play, cube-double-play-task3 or cube-double-play-singletask-task3-v0.')
     spec = EnvSpec(match['family'], int(match['task']) if match['task'] else None)
+    if spec.family not in DATASET_FAMILIES:
+        raise UserError(f'Unknown environment {name!r}: OGBench publishes no dataset {spec.dataset_name!r}'
+                        + _did_you_mean(spec.family, spec.task))
     if spec.env_id not in gymnasium.registry:
-        raise UserError(f'Unknown environment {name!r}: OGBench has no singletask environment {spec.env_id!r}.')
+        tasks = [t for t in range(1, 10) if EnvSpec(spec.family, t).env_id in gymnasium.registry]
+        first, last = (EnvSpec(spec.family, t).short_name for t in (tasks[0], tasks[-1]))
+        raise UserError(f'Unknown environment {name!r}: OGBench registers tasks {tasks[0]} to {tasks[-1]} for '
+                        f'{spec.family}; pass one of {first} to {last}, or {spec.family} for its default task.')
     return spec
+
+
+def _did_you_mean(family: str, task: int | None) -> str:
+    """The end of the sentence: the nearest published families (difflib), keeping the task."""
+    close = difflib.get_close_matches(family, DATASET_FAMILIES, n=3, cutoff=0.6)
+    if not close:
+        return '; see the dataset list in the OGBench README.'
+    names = [EnvSpec(c, task).short_name for c in close]
+    return f'; did you mean {", ".join(names[:-1]) + " or " if len(names) > 1 else ""}{names[-1]}?'
 
 
 def make_env(spec: EnvSpec, **kwargs):

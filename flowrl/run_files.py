@@ -6,11 +6,14 @@ an interrupted and resumed run has exactly the rows an uninterrupted one would.
 """
 
 import csv
+import io
 import json
 import os
 import tempfile
 
 import numpy as np
+
+from flowrl.errors import UserError
 
 FLAGS_FILE, TRAIN_CSV, EVAL_CSV, RESULTS_FILE, CHECKPOINT_DIR = (
     'flags.json', 'train.csv', 'eval.csv', 'results.json', 'checkpoints')
@@ -44,6 +47,25 @@ def write_atomic(path: str, text: str) -> None:
         raise
 
 
+def require_writable_dir(path: str, what: str) -> None:
+    """Refuses, before any expensive work, a directory that cannot be created or written;
+    `what` names it in the message (e.g. "--save_dir 'exp/'").
+
+    Probes by creating (and removing) a temporary directory in `path` or in its nearest
+    existing ancestor, since permission bits lie for root and on special filesystems (/proc).
+    """
+    existing = os.path.abspath(os.path.expanduser(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f'{what} cannot be created: {existing!r} is a file, not a directory.')
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix='.flowrl-write-test-', dir=existing))
+    except OSError as error:
+        raise UserError(f'{what} is not writable ({error.strerror} in {existing!r}); '
+                        'pass a directory you can write to.') from None
+
+
 def write_json(path: str, data) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=_jsonable) + '\n')
 
@@ -54,14 +76,23 @@ def read_json(path: str):
 
 
 class CsvLog:
-    """Rows of dicts appended to a CSV; the header is fixed by the first row written."""
+    """Rows of dicts appended to a CSV; the header is fixed by the first row written.
+
+    A crash while a row is appended leaves a partial last line: it is never read as a row, and
+    `truncate_after` (run on resume) removes it, so the run continues on a clean file.
+    """
 
     def __init__(self, path: str):
         self.path = path
         self.fields = None
         if os.path.exists(path):
-            with open(path, newline='') as f:
-                self.fields = next(csv.reader(f), None)
+            self.fields = next(csv.reader(io.StringIO(self._complete_text())), None)
+
+    def _complete_text(self) -> str:
+        """The file up to its last complete line (every row written ends with a line break)."""
+        with open(self.path, newline='') as f:
+            text = f.read()
+        return text[:text.rfind('\n') + 1]
 
     def append(self, rows: list[dict]) -> None:
         if not rows:
@@ -76,19 +107,21 @@ class CsvLog:
             writer.writerows(rows)
 
     def read(self) -> list[dict]:
+        """Complete rows only: a row with missing or extra fields is a damaged one."""
         if not os.path.exists(self.path):
             return []
-        with open(self.path, newline='') as f:
-            return list(csv.DictReader(f))
+        rows = csv.DictReader(io.StringIO(self._complete_text()))
+        return [row for row in rows if None not in row and None not in row.values()]
 
     def truncate_after(self, step: int) -> None:
-        """Drops rows logged after `step` (they belong to updates a resume will redo)."""
-        rows = [r for r in self.read() if int(r['step']) <= step]
-        if self.fields is None:
+        """Drops rows logged after `step` (they belong to updates a resume will redo) and any
+        damaged row, rewriting the file atomically."""
+        if not os.path.exists(self.path):
             return
-        import io
+        rows = [r for r in self.read() if int(r['step']) <= step]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.fields)
-        writer.writeheader()
-        writer.writerows(rows)
+        if self.fields is not None:
+            writer = csv.DictWriter(buffer, fieldnames=self.fields)
+            writer.writeheader()
+            writer.writerows(rows)
         write_atomic(self.path, buffer.getvalue())

@@ -17,7 +17,7 @@ import tqdm
 
 from flowrl import checkpoints, run_files
 from flowrl.agent_loading import agent_name, load_agent
-from flowrl.config_overrides import apply_overrides, parse_sweeps, sweep_grid
+from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, parse_env_name
 from flowrl.evaluation import EvalEnvs, final_score, make_policy, run_episodes
@@ -69,6 +69,8 @@ def check_settings(s: RunSettings) -> None:
     for name, value in non_negative.items():
         if value < 0:
             raise UserError(f'--{name} must be zero (off) or a positive integer, got {value}.')
+    if s.seed < 0:
+        raise UserError(f'--seed must be a non-negative integer, got {s.seed}.')
     if s.dataset_episodes is not None and s.dataset_episodes <= 0:
         raise UserError(f'--dataset_episodes must be a positive integer, got {s.dataset_episodes}.')
 
@@ -84,6 +86,7 @@ def resolve_members(s: RunSettings, agent, spec, log=print) -> Members:
     sweeps = parse_sweeps(s.sweep, config, agent.DYNAMIC_KEYS, source)
     keep = set(s.agent_overrides) | {key for key, _ in sweeps}
     applied = apply_presets(config, presets_for(agent_name(s.agent), spec), keep)
+    check_config(config, source)
     if applied:
         log(f'Presets for {spec.family} (configs/{agent_name(s.agent)}.py): '
             + ', '.join(f'{k}={v}' for k, v in applied.items()))
@@ -133,6 +136,11 @@ class Run:
         self.spec = parse_env_name(settings.env_name)
         self.members = resolve_members(settings, self.agent, self.spec, log)
         self._print_config()
+        if run_dir is None:
+            run_files.require_writable_dir(os.path.join(os.path.expanduser(settings.save_dir), settings.run_group),
+                                           f'--save_dir {settings.save_dir!r}')
+        else:
+            run_files.require_writable_dir(run_dir, f'The run directory {run_dir!r}')
         dataset = load_dataset(settings, self.spec, log)
         # Optional contract hook: fields an agent derives once from the whole dataset (ReBRAC's next_actions).
         dataset = getattr(self.agent, 'prepare_dataset', lambda d: d)(dataset)
@@ -280,7 +288,11 @@ def settings_from_run_dir(run_dir: str) -> RunSettings:
     path = os.path.join(run_dir, run_files.FLAGS_FILE)
     if not os.path.isfile(path):
         raise UserError(f'Cannot resume {run_dir!r}: it is not a flowrl run directory (no {run_files.FLAGS_FILE}).')
-    return RunSettings(**run_files.read_json(path)['settings'])
+    try:
+        return RunSettings(**run_files.read_json(path)['settings'])
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise UserError(f'{path} is unreadable or corrupt ({type(error).__name__}: {error}); it is written once '
+                        'when a run starts, so restore it from a copy or start a new run.') from None
 
 
 def resume(run_dir: str, log=print) -> dict:

@@ -92,11 +92,12 @@ def init_members(agent, member_configs, member_seeds, example_batch):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *states), jnp.stack(rngs)
 
 
-def chunk_boundaries(start: int, total: int, intervals) -> list[int]:
-    """Steps after `start` (up to `total`) at which a chunk must end: every multiple of each
-    interval (log, eval, save) and the end. Chunks between boundaries run in one dispatch."""
-    stops = {total}
-    for interval in intervals:
-        if interval and interval > 0:
-            stops.update(range(interval, total, interval))
-    return sorted(s for s in stops if s > start)
+def chunk_boundaries(start: int, total: int, intervals):
+    """Steps after `start` (up to `total`) at which a chunk must end, in increasing order: every
+    multiple of each interval (log, eval, save) and the end. Chunks between boundaries run in
+    one dispatch. Generated one at a time, so a huge `total` costs no memory up front."""
+    intervals = [interval for interval in intervals if interval and interval > 0]
+    step = start
+    while step < total:
+        step = min([total] + [(step // interval + 1) * interval for interval in intervals])
+        yield step

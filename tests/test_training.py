@@ -29,9 +29,9 @@ def _train(seeds, configs=None):
 
 
 def test_chunk_boundaries_cover_every_interval_and_the_end():
-    assert chunk_boundaries(0, 10, (4, 6, 0)) == [4, 6, 8, 10]
-    assert chunk_boundaries(6, 10, (4, 6)) == [8, 10]
-    assert chunk_boundaries(0, 5, (5, 100)) == [5]
+    assert list(chunk_boundaries(0, 10, (4, 6, 0))) == [4, 6, 8, 10]
+    assert list(chunk_boundaries(6, 10, (4, 6))) == [8, 10]
+    assert list(chunk_boundaries(0, 5, (5, 100))) == [5]
 
 
 def test_n_seed_run_equals_n_single_seed_runs():

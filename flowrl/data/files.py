@@ -10,9 +10,14 @@ Safety rules:
   reader sees either the old file or the complete new one, never a partial one;
 - generated `.npz` files are written deterministically (fixed zip timestamps), so the same
   seed gives byte-identical files and `sha256` in the metadata is the hash of the file bytes;
+- generation stages the training file, the validation file and both metadata files under
+  temporary names and renames them only once all four are complete (`staged_outputs`), so an
+  interrupted `generate --force` leaves the previous dataset in place;
 - a generated file is verified against its metadata's sha256; an official file (no metadata)
   is verified by opening the zip, checking the required arrays and their lengths, and reading
-  every member so that zip CRC-32 checks catch corruption.
+  every member so that zip CRC-32 checks catch corruption;
+- a generated training file and its `-val` file must come from one generation run (same seed,
+  size and generator versions in both metadata files; `check_same_generation`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import threading
 import urllib.request
@@ -116,18 +122,54 @@ def write_json_atomically(path: str | os.PathLike, payload: dict) -> None:
         Path(temporary).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def write_generated_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict) -> dict:
-    """Write `arrays` and its metadata atomically; returns the metadata with size and sha256.
+def stage_generated_npz(staged: list, path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict) -> dict:
+    """Write `arrays` and its metadata under temporary names, for `staged_outputs` to move into
+    place; returns the metadata with size and sha256.
 
-    The metadata goes in first: if we are interrupted between the two renames, the old `.npz`
-    no longer matches the new metadata and is refused on load instead of being trusted.
+    The metadata is staged first so that it is renamed first: if the renames are cut short
+    (kill -9), an old `.npz` no longer matches the new metadata and is refused on load.
     """
     path = Path(path)
-    with atomic_output(path) as temporary_npz:
-        write_npz_deterministic(temporary_npz, arrays)
-        metadata = dict(metadata, sha256=sha256_of_file(temporary_npz), size_bytes=temporary_npz.stat().st_size)
-        write_json_atomically(metadata_path_for(path), metadata)
+    temporary_npz, temporary_meta = temporary_path_for(path), temporary_path_for(metadata_path_for(path))
+    staged += [(temporary_meta, metadata_path_for(path)), (temporary_npz, path)]
+    write_npz_deterministic(temporary_npz, arrays)
+    metadata = dict(metadata, sha256=sha256_of_file(temporary_npz), size_bytes=temporary_npz.stat().st_size)
+    temporary_meta.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return metadata
+
+
+@contextlib.contextmanager
+def staged_outputs():
+    """Yield a list for (temporary, final) pairs; when the block ends normally, move every
+    temporary onto its final name, otherwise (an error, Ctrl-C) delete the temporaries.
+
+    Files already in place are untouched until all new ones are complete, so an interrupted
+    `generate --force` keeps the previous dataset. Ctrl-C is held back during the renames.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        yield staged
+        with _sigint_deferred():
+            for temporary, final in staged:
+                os.replace(temporary, final)
+    finally:
+        remove_quietly(*(temporary for temporary, _ in staged))
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Run the block with Ctrl-C recorded rather than raised; re-deliver it afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])
 
 
 def remove_quietly(*paths: str | os.PathLike) -> None:
@@ -247,6 +289,37 @@ def _check_episode_ends(path: Path, terminals: np.ndarray, remedy: str) -> int:
     if not bool(terminals[-1]):
         raise corrupt_file_error(path, "its last step does not end an episode", remedy)
     return int(np.count_nonzero(terminals))
+
+
+# Metadata that one generation run writes identically into its train and -val files.
+GENERATION_FIELDS = ("dataset", "file_stem", "seed", "steps_per_episode", "generator_version",
+                     "ogbench_version", "mujoco_version", "numpy_version")
+
+
+def check_same_generation(train: VerifiedFile, val: VerifiedFile, remedy: str) -> None:
+    """Refuse a training file and a `-val` file that were not generated together (say, a val
+    file left by an interrupted `--force --seed 1` beside a seed-0 training file). Official
+    files carry no metadata and are not compared."""
+    if train.metadata is None and val.metadata is None:
+        return
+    if train.metadata is None or val.metadata is None:
+        generated, other = (train, val) if val.metadata is None else (val, train)
+        raise UserError(
+            f"{display_path(generated.path)} was generated locally but {display_path(other.path)} was not "
+            f"(it has no metadata), so they are not one dataset; {remedy}."
+        )
+    differences = [
+        f"{field} {train.metadata.get(field)!r} vs {val.metadata.get(field)!r}"
+        for field in GENERATION_FIELDS
+        if train.metadata.get(field) != val.metadata.get(field)
+    ]
+    if (train.metadata.get("split"), val.metadata.get("split")) != ("train", "val"):
+        differences.append(f"split {train.metadata.get('split')!r} vs {val.metadata.get('split')!r}")
+    if differences:
+        raise UserError(
+            f"{display_path(train.path)} and {display_path(val.path)} come from different generation runs "
+            f"({', '.join(differences)}); {remedy}."
+        )
 
 
 # ----------------------------------------------------------------------------- download

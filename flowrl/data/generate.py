@@ -7,18 +7,23 @@ oracles and maze goal noise use), one feeds the generator our own choices come f
 random state is carried from one episode to the next, so the files are identical whatever the
 number of workers (`attempt` only moves past 0 when a scene episode fails its health check).
 
-Safety: episodes are gathered in memory, then each file is written under a temporary name
-and renamed (see `files.py`); an interruption (Ctrl-C, an exception in a worker) terminates
-the workers and leaves no partial dataset behind.
+Safety: episodes are gathered in memory, then every file is written under a temporary name
+and all are renamed together once complete (see `files.py`); an interruption (Ctrl-C, an
+exception in a worker) terminates the workers, leaves no partial dataset behind and keeps a
+previous dataset of the same name. Workers also end when the generating process is killed
+outright (kill -9), which no handler in it can see: see `_die_with_parent`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import importlib.metadata
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,11 +192,48 @@ class EpisodeCollector:
 _WORKER_COLLECTOR: EpisodeCollector | None = None
 
 
-def _init_worker(dataset_name: str, steps_per_episode: int) -> None:
+def _init_worker(dataset_name: str, steps_per_episode: int, parent_pid: int) -> None:
     global _WORKER_COLLECTOR
+    _die_with_parent(parent_pid)
     # Ctrl-C is handled once, by the parent, which then terminates the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_COLLECTOR = EpisodeCollector(require_spec(dataset_name), steps_per_episode)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_PARENT_POLL_S = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker as soon as the process that started it is gone.
+
+    A parent killed with SIGKILL runs no cleanup, and the pool's queues never report it: each
+    worker holds both ends of its task pipe, so it would finish its queued episodes and then
+    wait forever, holding hundreds of MB. On Linux the kernel kills the worker when its parent
+    dies (prctl PR_SET_PDEATHSIG; the pool starts workers from the thread that generates, which
+    lives as long as the pool); elsewhere a daemon thread polls the parent's pid. Either way a
+    parent that died before this ran is caught by comparing os.getppid() with `parent_pid`.
+    """
+    if not _set_parent_death_signal():
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _set_parent_death_signal() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(1)
 
 
 def _collect_in_worker(task: tuple[int, int]):
@@ -245,7 +287,7 @@ def _run_episodes(plan: GenerationPlan, seed: int, workers: int, on_episode) -> 
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(plan.spec.name, plan.steps_per_episode),
+        initargs=(plan.spec.name, plan.steps_per_episode, os.getpid()),
     )
     try:
         pending = [executor.submit(_collect_in_worker, task) for task in tasks]
@@ -290,23 +332,17 @@ def _metadata(plan: GenerationPlan, split: str, seed: int, first_index: int, epi
 
 
 def _write_splits(plan, buffers, redone, seed, train_file: Path, val_file: Path) -> None:
-    """Write val then train (a training file on disk implies a complete validation file).
-
-    If anything fails or is interrupted part-way, every file of this dataset is removed, so
-    that no half-written dataset (say, a validation file without its training file) remains.
-    """
-    try:
+    """Write both splits (and their metadata) under temporary names, then move all four into
+    place together: a failure or Ctrl-C while writing removes only the temporary files and
+    leaves any previous dataset of this name as it was. Validation files are renamed first, so
+    a training file from this run on disk implies its validation file."""
+    with files.staged_outputs() as staged:
         for split, path, first, episodes in (
             ("val", val_file, plan.train_episodes, plan.val_episodes),
             ("train", train_file, 0, plan.train_episodes),
         ):
             metadata = _metadata(plan, split, seed, first, episodes, redone[split])
-            files.write_generated_npz(path, buffers.arrays[split], metadata)
-    except BaseException:
-        files.remove_quietly(
-            val_file, files.metadata_path_for(val_file), train_file, files.metadata_path_for(train_file)
-        )
-        raise
+            files.stage_generated_npz(staged, path, buffers.arrays[split], metadata)
 
 
 def build_dataset(plan: GenerationPlan, dataset_dir: str, workers: int, seed: int, log=print) -> Path:

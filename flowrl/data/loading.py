@@ -181,6 +181,7 @@ def _verified_directory_files(
         raise UserError(f"Validation file {files.display_path(val_file)} is missing (incomplete dataset); {remedy}.")
     train = files.verify_dataset_file(train_file, fields, remedy)
     val = files.verify_dataset_file(val_file, fields, remedy)
+    files.check_same_generation(train, val, remedy)
     if train.metadata is None:
         return train_file, f"official file: {files.display_path(train_file)} ({train.episodes} episodes)"
     _check_generated_matches_name(train, val, dataset_name, dataset_episodes, remedy)
@@ -213,7 +214,7 @@ def _verified_explicit_file(path: Path, fields: tuple[str, ...]) -> tuple[Path, 
     verified = files.verify_dataset_file(path, fields, remedy)
     val_file = files.val_path_for(path)
     if val_file.exists():
-        files.verify_dataset_file(val_file, fields, remedy)
+        files.check_same_generation(verified, files.verify_dataset_file(val_file, fields, remedy), remedy)
     kind = "generated file" if verified.metadata else "explicit file"
     return path, f"{kind}: {files.display_path(path)} ({verified.episodes} episodes, from --dataset_path)"
 
