@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("Interrupted; no partial dataset was left behind.", file=sys.stderr)
+        print("Interrupted; no partial dataset was left behind and an existing one was kept.", file=sys.stderr)
         return 130
     return 0
 
