@@ -19,8 +19,8 @@ from flowrl import checkpoints, run_files
 from flowrl.agent_loading import agent_name, load_agent
 from flowrl.config_overrides import apply_overrides, parse_sweeps, sweep_grid
 from flowrl.errors import TrainingDiverged, UserError
-from flowrl.envs import make_env, parse_env_name
-from flowrl.evaluation import EvalEnvs, final_score, make_policy, run_episodes
+from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
+from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, run_episodes
 from flowrl.presets import apply_presets, presets_for
 from flowrl.training import NONFINITE_KEY, ChunkRunner, chunk_boundaries, init_members, member_shardings
 
@@ -46,6 +46,7 @@ class RunSettings:
     dataset_dir: str = '~/.ogbench/data'
     dataset_episodes: int | None = None
     dataset_workers: int | None = None
+    success_timing: str | None = None  # 'pre' | 'post': when OGBench computes success; None: OGBench's default
 
 
 @dataclasses.dataclass
@@ -105,10 +106,21 @@ def load_dataset(s: RunSettings, spec, log=print):
                                 dataset_episodes=s.dataset_episodes, workers=s.dataset_workers, log=log)
     train = dict(data.train)
     if s.sparse:
-        # The FQL repository's --sparse: -1 on every step that is not fully successful.
+        # --sparse of the Q-chunking repository (github.com/ColinQiyangLi/qc; the FQL repository
+        # has no such flag): -1 on every step that is not fully successful, 0 otherwise.
         train['rewards'] = (train['rewards'] != 0.0).astype(np.float32) * -1.0
     log(f'Dataset: {data.source}; {len(train["actions"]):,} transitions.')
     return train
+
+
+def env_factory(s: RunSettings, spec):
+    """A picklable () -> evaluation env with the run's success timing."""
+    return functools.partial(make_env, spec, success_timing=resolve_success_timing(spec, s.success_timing))
+
+
+def ogbench_description(s: RunSettings, spec) -> dict:
+    """What decides how success is counted, recorded with the run (ALGORITHMS.md, "Evaluation timing")."""
+    return dict(ogbench_version=ogbench_version(), success_timing=resolve_success_timing(spec, s.success_timing))
 
 
 def new_run_dir(s: RunSettings, spec) -> str:
@@ -131,6 +143,7 @@ class Run:
         self.s, self.log = settings, log
         self.agent = load_agent(settings.agent)
         self.spec = parse_env_name(settings.env_name)
+        self.make_env = env_factory(settings, self.spec)
         self.members = resolve_members(settings, self.agent, self.spec, log)
         self._print_config()
         dataset = load_dataset(settings, self.spec, log)
@@ -149,6 +162,7 @@ class Run:
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
         self.chunks = ChunkRunner(self.agent, self.members.configs[0].batch_size)
         self.policy = make_policy(self.agent)
+        self.diagnostics = make_diagnostics(self.agent)
         self.eval_envs = None
         if run_dir is None:
             run_files.write_json(os.path.join(self.run_dir, run_files.FLAGS_FILE), self._description())
@@ -163,7 +177,8 @@ class Run:
 
     def _description(self) -> dict:
         return dict(settings=dataclasses.asdict(self.s), env=self.spec.name, members=self.members.labels,
-                    configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend())
+                    configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend(),
+                    **ogbench_description(self.s, self.spec))
 
     # -- checkpoints ---------------------------------------------------------------------
     @property
@@ -198,9 +213,10 @@ class Run:
 
     def evaluate(self):
         if self.eval_envs is None:
-            self.eval_envs = EvalEnvs(functools.partial(make_env, self.spec), len(self.members.labels),
+            self.eval_envs = EvalEnvs(self.make_env, len(self.members.labels),
                                       self.s.eval_episodes, eval_workers(self.s.eval_workers))
-        stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step)
+        stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step,
+                             self.diagnostics)
         self.eval_log.append(self._rows(stats))
         return stats
 
@@ -238,7 +254,8 @@ class Run:
     # -- results -------------------------------------------------------------------------
     def write_results(self) -> dict:
         results = summarize_results(self.eval_log.read(), self.members.labels)
-        results.update(env=self.spec.name, agent=self.s.agent, steps=self.step, run_dir=self.run_dir)
+        results.update(env=self.spec.name, agent=self.s.agent, steps=self.step, run_dir=self.run_dir,
+                       **ogbench_description(self.s, self.spec))
         run_files.write_json(os.path.join(self.run_dir, run_files.RESULTS_FILE), results)
         for line in results_lines(results):
             self.log(line)
