@@ -11,7 +11,8 @@ its state. Three phases, all driven by `state.step` (the training loop knows not
    flow at s', V(s') = sum_j softmax_j(critic_beta Qbar(s', a'_j)) Qbar(s', a'_j), Qbar = min of
    the target critics, y = r + gamma m V(s').
 3. afterwards: critics frozen; support set = dataset action + M actions of a *snapshot* of the
-   policy, weights softmax_j(beta min_k Q_k(s, a_j)), loss mean_s sum_j w_j |v(s, x_t^j, t_j) -
+   policy, weights softmax_j(beta min_k Q_k(s, a_j)) on the critic's raw Q (the paper's weights;
+   `normalize_q=True` divides Q by its typical per-state spread first, see support_weights), loss mean_s sum_j w_j |v(s, x_t^j, t_j) -
    (a_j - x0_j)|^2. The snapshot is renewed every `renew_period` updates (first at the start of
    phase 3, so period l trains towards pi_{l} ∝ pi_{l-1} exp(beta Q) ≈ pi_beta exp(l beta Q)).
 
@@ -85,9 +86,12 @@ def renew_snapshot(state):
 
 
 def support_weights(q, temperature, normalize):
-    """softmax_j(temperature * q_j / c) over the last axis. With `normalize`, c is the batch mean of
-    the per-state std of q over the support (no gradient), so the temperature is in units of the
-    typical Q spread among a state's candidate actions and transfers across reward scales."""
+    """softmax_j(temperature * q_j) over the last axis: the paper's energy weights on the raw Q
+    (the default), for which the tilt pi_l ∝ pi_beta exp(l beta Q) holds with the paper's beta.
+    Option `normalize`: q is first divided by c, the batch mean of the per-state std of q over
+    the support (no gradient), so the temperature is in units of the typical Q spread among a
+    state's candidate actions. That makes one value transfer across reward scales, but it is
+    not the paper's beta, and the tilt becomes exp(l beta Q / c) with c changing as training goes."""
     scale = 1.0
     if normalize:
         scale = jax.lax.stop_gradient(jnp.mean(jnp.std(q, axis=-1)) + Q_SCALE_EPS)
@@ -184,7 +188,7 @@ def get_config():
         tau=0.005,  # Target critic Polyak rate (dynamic; applied in phase 2 only).
         beta=3.0,  # Phase-3 energy temperature: weights softmax(beta Q) (dynamic; paper: 3).
         critic_beta=1.0,  # Phase-2 in-support softmax temperature beta_Q (dynamic; our choice, not published).
-        normalize_q=True,  # Measure Q in units of its per-state spread over the support (see support_weights).
+        normalize_q=False,  # False: the paper's softmax(beta Q) on raw Q; True: Q in units of its per-state spread (see support_weights).
         critic_support=16,  # M next actions per state for the critic's softmax value (paper: 16; 32 antmaze).
         policy_support=16,  # M snapshot actions per state added to the dataset action in phase 3 (paper: 16).
         flow_steps=10,  # Euler steps for support actions and for acting.

@@ -72,6 +72,25 @@ def test_policy_loss_by_hand(policy_phase):
     assert float(loss) == pytest.approx(float(jnp.mean(jnp.sum(weights * errors, axis=-1))), rel=1e-6)
 
 
+def test_default_weights_are_the_papers_softmax_of_beta_q():
+    """With the default config the phase-3 weights are softmax_j(beta Q(s, a_j)) on the critic's raw Q
+    (no per-state normalisation), so beta is the paper's beta and pi_l ∝ pi_beta exp(l beta Q)."""
+    config = tiny_config(qipo, policy_support=2)
+    assert config.normalize_q is False and config.beta == 3.0
+    batch = dict(observations=jnp.zeros((2, 1)), actions=jnp.array([[0.1], [-0.2]]))
+    snapshot_actions = jnp.array([[[0.5], [-0.5]], [[0.9], [0.2]]])  # Q spreads 1.0 and 1.1: not unit
+    params = dict(critic=dict(w=jnp.array([1.0, 2.0])), actor_flow={})
+    _, info = qipo.policy_loss(STUB_NETS, params, dict(beta=jnp.float32(config.beta)), config, batch,
+                               snapshot_actions, jnp.asarray(True), jax.random.PRNGKey(0))
+    support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)[..., 0]
+    weights = jax.nn.softmax(config.beta * jnp.minimum(support, 2.0 * support), axis=-1)
+    assert float(info['actor/data_weight']) == pytest.approx(float(jnp.mean(weights[:, 0])), rel=1e-6)
+    assert float(info['actor/max_weight']) == pytest.approx(float(jnp.mean(jnp.max(weights, axis=-1))), rel=1e-6)
+    q = jnp.array([[0.0, 2.0, 5.0], [1.0, 1.5, -3.0]])
+    np.testing.assert_array_equal(qipo.support_weights(q, config.beta, config.normalize_q),
+                                  jax.nn.softmax(config.beta * q, axis=-1))
+
+
 def _nonzero(grads):
     return {name: any(float(jnp.max(jnp.abs(leaf))) > 0 for leaf in jax.tree.leaves(tree))
             for name, tree in grads.items()}
