@@ -242,3 +242,28 @@ def test_presets_name_existing_keys(name):
     config = importlib.import_module(f'agents.{name}').get_config()
     for env, values in presets.items():
         assert set(values) <= set(config), (env, set(values) - set(config))
+
+
+@pytest.mark.parametrize('agent, env, values', [
+    # FQL README's baseline commands (humanoidmaze-medium-navigate, offline).
+    ('iql', 'humanoidmaze-medium-navigate', dict(discount=0.995, alpha=10.0)),
+    ('rebrac', 'humanoidmaze-medium-navigate', dict(discount=0.995, alpha_actor=0.01, alpha_critic=0.01)),
+    ('ifql', 'humanoidmaze-medium-navigate-task3', dict(discount=0.995, num_samples=32)),
+    # QFQL paper, Table 2 (from the FQL paper): IFQL N and QFQL beta on the default tasks.
+    ('ifql', 'antsoccer-arena-navigate', dict(discount=0.995, num_samples=64)),
+    ('ifql', 'puzzle-3x3-play', dict(num_samples=32)),
+    ('qfql', 'scene-play', dict(guidance=0.3)),
+    # The FQL paper's long-horizon discount, for every method.
+    ('qfql', 'humanoidmaze-large-navigate', dict(discount=0.995)),
+])
+def test_published_values_are_preset(agent, env, values):
+    from flowrl.envs import parse_env_name
+    from flowrl.presets import presets_for
+    assert presets_for(agent, parse_env_name(env)) == values
+
+
+@pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo'])
+def test_preset_keys_are_ogbench_environments(name):
+    from flowrl.envs import parse_env_name
+    for env in importlib.import_module(f'configs.{name}').PRESETS:
+        assert parse_env_name(env).short_name == env
