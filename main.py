@@ -43,6 +43,9 @@ flags.DEFINE_string('dataset_path', None, 'Explicit dataset .npz (its -val.npz b
 flags.DEFINE_string('dataset_dir', '~/.ogbench/data', 'OGBench dataset directory (official file names).')
 flags.DEFINE_integer('dataset_episodes', None, 'Build and use a reduced dataset of this many episodes.')
 flags.DEFINE_integer('dataset_workers', None, 'Worker processes for local dataset generation (default: all cores).')
+flags.DEFINE_enum('member_execution', 'auto', ['auto', 'vmap', 'map'],
+                  'How the members on one device run: vmap (batched; accelerators), map (one after another; '
+                  'CPUs), auto (map on CPU, vmap elsewhere).')
 
 
 def settings_from_flags(agent_overrides):

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from flowrl.env_pool import EnvPool
+from flowrl.training import over_members, resolve_member_execution
 
 
 class EvalEnvs:
@@ -28,16 +29,17 @@ def episode_seed(member_seed: int, step: int, episode: int) -> int:
     return int(np.random.SeedSequence([member_seed, step, episode]).generate_state(1)[0])
 
 
-def make_policy(agent):
-    """jit(vmap(sample_actions)) over the member axis: states [M], obs [M, E, d], keys [M]."""
-    return jax.jit(jax.vmap(agent.sample_actions))
+def make_policy(agent, execution: str = 'auto'):
+    """jit(sample_actions over the member axis, run as `execution` says (flowrl.training)):
+    states [M], obs [M, E, d], keys [M]."""
+    return jax.jit(over_members(agent.sample_actions, resolve_member_execution(execution)))
 
 
-def make_diagnostics(agent):
-    """jit(vmap(action_diagnostics)) over the member axis, or None when the agent lacks this
-    optional contract hook: `action_diagnostics(state, observations, rng) -> dict of scalars`."""
+def make_diagnostics(agent, execution: str = 'auto'):
+    """Like make_policy, for the optional contract hook `action_diagnostics(state, observations,
+    rng) -> dict of scalars`; None when the agent lacks it."""
     hook = getattr(agent, 'action_diagnostics', None)
-    return None if hook is None else jax.jit(jax.vmap(hook))
+    return None if hook is None else jax.jit(over_members(hook, resolve_member_execution(execution)))
 
 
 def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagnostics=None):

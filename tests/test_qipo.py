@@ -54,22 +54,22 @@ def test_critic_loss_by_hand():
     assert float(loss) == pytest.approx(((0.5 - y) ** 2 + (-0.5 - y) ** 2) / 2, rel=1e-6)
 
 
-@pytest.mark.parametrize('policy_phase', [True, False])
-def test_policy_loss_by_hand(policy_phase):
-    """v = 0 and Q_k = w_k a with w = (1, 2): phase 3 weighs each support action's error by softmax(beta a_j);
-    earlier the weight is all on the dataset action (BC)."""
+def test_policy_loss_by_hand():
+    """v = 0 and Q_k = w_k a with w = (1, 2): phase 3 weighs each support action's error by softmax(beta a_j)."""
     config = tiny_config(qipo, policy_support=2, normalize_q=False)
     batch = dict(observations=jnp.zeros((3, 1)), actions=jnp.array([[0.1], [-0.2], [0.3]]))
     snapshot_actions = jnp.array([[[0.5], [-0.5]], [[0.0], [0.2]], [[0.9], [-0.9]]])
     params = dict(critic=dict(w=jnp.array([1.0, 2.0])), actor_flow={})
     rng = jax.random.PRNGKey(3)
-    loss, _ = qipo.policy_loss(STUB_NETS, params, dict(beta=jnp.float32(2.0)), config, batch, snapshot_actions,
-                               jnp.asarray(policy_phase), rng)
+    loss, _ = qipo.policy_loss(STUB_NETS, params, dict(beta=jnp.float32(2.0)), config, batch, snapshot_actions, rng)
     support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)
     errors = flow_matching_errors(lambda x, t: jnp.zeros_like(x), support, rng)
     min_q = jnp.minimum(support[..., 0], 2.0 * support[..., 0])
-    weights = jax.nn.softmax(2.0 * min_q, axis=-1) if policy_phase else jnp.eye(3)[0]
+    weights = jax.nn.softmax(2.0 * min_q, axis=-1)
     assert float(loss) == pytest.approx(float(jnp.mean(jnp.sum(weights * errors, axis=-1))), rel=1e-6)
+    bc, _ = qipo.bc_loss(STUB_NETS, params, batch, rng)  # phases 1-2: the dataset action alone
+    assert float(bc) == pytest.approx(float(jnp.mean(flow_matching_errors(
+        lambda x, t: jnp.zeros_like(x), batch['actions'], rng))), rel=1e-6)
 
 
 def test_default_weights_are_the_papers_softmax_of_beta_q():
@@ -100,13 +100,15 @@ def test_which_params_each_loss_moves():
     batch = synthetic_batch()
     state = qipo.init(jax.random.PRNGKey(0), batch, tiny_config(qipo))
     nets, config, rng = qipo.networks(state.config), state.config, jax.random.PRNGKey(1)
-    support = qipo.draw_support_actions(nets, state.params, state.extras, config, batch, jnp.asarray(False), rng)
+    support = qipo.draw_support_actions(nets, state.params['actor_flow'], batch['next_observations'], 4, config, rng)
     critic_grads = jax.grad(lambda p: qipo.critic_loss(
         nets, p, state.target_params, state.hparams, config, batch, support)[0])(state.params)
     policy_grads = jax.grad(lambda p: qipo.policy_loss(
-        nets, p, state.hparams, config, batch, support, jnp.asarray(True), rng)[0])(state.params)
+        nets, p, state.hparams, config, batch, support, rng)[0])(state.params)
+    bc_grads = jax.grad(lambda p: qipo.bc_loss(nets, p, batch, rng)[0])(state.params)
     assert _nonzero(critic_grads) == dict(critic=True, actor_flow=False)
     assert _nonzero(policy_grads) == dict(critic=False, actor_flow=True)
+    assert _nonzero(bc_grads) == dict(critic=False, actor_flow=True)
 
 
 def test_phases_freeze_the_critic_and_renew_the_snapshot_under_one_jit():
