@@ -81,7 +81,7 @@ def test_default_weights_are_the_papers_softmax_of_beta_q():
     snapshot_actions = jnp.array([[[0.5], [-0.5]], [[0.9], [0.2]]])  # Q spreads 1.0 and 1.1: not unit
     params = dict(critic=dict(w=jnp.array([1.0, 2.0])), actor_flow={})
     _, info = qipo.policy_loss(STUB_NETS, params, dict(beta=jnp.float32(config.beta)), config, batch,
-                               snapshot_actions, jnp.asarray(True), jax.random.PRNGKey(0))
+                               snapshot_actions, jax.random.PRNGKey(0))
     support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)[..., 0]
     weights = jax.nn.softmax(config.beta * jnp.minimum(support, 2.0 * support), axis=-1)
     assert float(info['actor/data_weight']) == pytest.approx(float(jnp.mean(weights[:, 0])), rel=1e-6)
