@@ -13,8 +13,9 @@ its state. Three phases, all driven by `state.step` (the training loop knows not
 3. afterwards: critics frozen; support set = dataset action + M actions of a *snapshot* of the
    policy, weights softmax_j(beta min_k Q_k(s, a_j)) on the critic's raw Q (the paper's weights;
    `normalize_q=True` divides Q by its typical per-state spread first, see support_weights),
-   loss mean_s sum_j w_j |v(s, x_t^j, t_j) - (a_j - x0_j)|^2. The snapshot is renewed every `renew_period` updates (first at the start of
-   phase 3, so period l trains towards pi_{l} ∝ pi_{l-1} exp(beta Q) ≈ pi_beta exp(l beta Q)).
+   loss mean_s sum_j w_j |v(s, x_t^j, t_j) - (a_j - x0_j)|^2. The snapshot is renewed every
+   `renew_period` updates (first at the start of phase 3, so period l trains towards
+   pi_{l} ∝ pi_{l-1} exp(beta Q) ≈ pi_beta exp(l beta Q)).
 
 Each phase has its own update (`phase_updates`): the training loop ends its compiled chunks at
 phase starts and runs the phase's update alone, so phase 1 costs what flow BC costs and only
