@@ -12,6 +12,7 @@ import pytest
 from agents import qipo
 from flowrl.flow import flow_matching_errors
 from flowrl.testing import index, max_abs_diff, stack, synthetic_batch, tiny_config
+from flowrl.training import ChunkRunner, init_members
 
 
 class LinearCritic:
@@ -196,19 +197,13 @@ def test_tilted_high_mass_tends_to_the_energy_tilt():
     assert tilted_high_mass(0.2, 0.15, -0.15, 0.0, 8, 2) == pytest.approx(0.2)
 
 
-def _train_chunks(states, data, chunks, chunk, batch_size):
-    """jit(vmap(scan(update))) in chunks of `chunk` updates (one compile); yields after each."""
-    def run(state, rng):
-        def one(carry, _):
-            state, rng = carry
-            rng, batch_rng, update_rng = jax.random.split(rng, 3)
-            idx = jax.random.randint(batch_rng, (batch_size,), 0, data['actions'].shape[0])
-            state, _ = qipo.update(state, jax.tree.map(lambda x: x[idx], data), update_rng)
-            return (state, rng), None
-        return jax.lax.scan(one, (state, rng), length=chunk)[0][0]
-    run = jax.jit(jax.vmap(run, in_axes=(0, None)))
+def _train_chunks(config, data, seeds, chunks, chunk):
+    """The training loop's compiled chunks (each phase's own update) of `chunk` updates; yields after each."""
+    configs = [c for c, _ in seeds]
+    states, rngs = init_members(qipo, configs, [seed for _, seed in seeds], jax.tree.map(lambda x: x[:4], data))
+    runner = ChunkRunner(qipo, config.batch_size, 'auto', config)
     for i in range(chunks):
-        states = run(states, jax.random.PRNGKey(100 + i))
+        states, rngs, _ = runner(states, rngs, data, chunk, i * chunk)
         yield i + 1, states
 
 
@@ -217,18 +212,17 @@ def test_bandit_mass_on_high_q_mode_matches_the_energy_tilt():
     chunk, betas = 200, (0.0, BETA)
     config = tiny_config(qipo, hidden=(64, 64), batch_size=128, lr=3e-3, normalize_q=False,
                          critic_support=SUPPORT, policy_support=SUPPORT,
-                         bc_steps=2 * chunk, critic_steps=chunk, renew_period=2 * chunk)
-    example = jax.tree.map(lambda x: x[:4], data)
-    states = []
+                         bc_steps=2 * chunk, critic_steps=chunk, renew_period=3 * chunk)
+    members = []
     for beta in betas:  # same seed: identical until phase 3, where beta starts to act
-        config.beta = beta
-        states.append(qipo.init(jax.random.PRNGKey(0), example, config))
+        members.append((config.copy_and_resolve_references(), 0))
+        members[-1][0].beta = beta
     warm_up_chunks = (config.bc_steps + config.critic_steps) // chunk
     period_chunks = config.renew_period // chunk
 
     obs, noise_rng = jnp.zeros((4000, 1)), jax.random.PRNGKey(7)
     masses = {beta: [] for beta in betas}  # high-mode mass of each member at every renewal
-    for done, trained in _train_chunks(stack(states), data, warm_up_chunks + RENEWALS * period_chunks, chunk, 128):
+    for done, trained in _train_chunks(config, data, members, warm_up_chunks + RENEWALS * period_chunks, chunk):
         if done >= warm_up_chunks and (done - warm_up_chunks) % period_chunks == 0:
             for member, beta in enumerate(betas):
                 samples = qipo.sample_actions(index(trained, member), obs, noise_rng)
