@@ -184,7 +184,8 @@ def action_diagnostics(state, observations, rng):
 
     def step(x, k):
         v, grad_q, beta = terms(x, jnp.full(x.shape[:-1] + (1,), k * dt, x.dtype))
-        return x + guided_velocity(v, grad_q, beta, state.hparams['grad_clip']) * dt, jnp.linalg.norm(grad_q, axis=-1)
+        x = x + guided_velocity(v, grad_q, beta, state.hparams['grad_clip']) * dt
+        return x, jnp.linalg.norm(grad_q, axis=-1)
 
     _, norms = jax.lax.scan(step, noises, jnp.arange(config.flow_steps))
     finite = jnp.isfinite(norms)
@@ -208,5 +209,5 @@ def get_config():
         flow_steps=10,  # Euler steps, for acting and for the critic's next action.
         guidance=1.0,  # beta: weight of grad_a Q in the acting ODE; 0 = flow BC (dynamic, inference only).
         guidance_anneal=0.0,  # Linear redistribution of beta over the steps in [-1, 1], same total (dynamic).
-        grad_clip=float('inf'),  # Optional per-sample bound on ||grad_a Q|| when acting; inf = off, the paper's rule (dynamic).
+        grad_clip=float('inf'),  # Optional bound on each ||grad_a Q|| when acting; inf: off, the paper's rule (dynamic).
     ))

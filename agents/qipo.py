@@ -241,7 +241,7 @@ def get_config():
         tau=0.005,  # Target critic Polyak rate (dynamic; applied in phase 2 only).
         beta=3.0,  # Phase-3 energy temperature: weights softmax(beta Q) (dynamic; paper: 3).
         critic_beta=1.0,  # Phase-2 in-support softmax temperature beta_Q (dynamic; our choice, not published).
-        normalize_q=False,  # False: the paper's softmax(beta Q) on raw Q; True: Q in units of its per-state spread (see support_weights).
+        normalize_q=False,  # False: the paper's softmax(beta Q) on raw Q; True: Q over its spread (support_weights).
         critic_support=16,  # M next actions per state for the critic's softmax value (paper: 16; 32 antmaze).
         policy_support=16,  # M snapshot actions per state added to the dataset action in phase 3 (paper: 16).
         flow_steps=10,  # Euler steps for support actions and for acting.

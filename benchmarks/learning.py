@@ -122,14 +122,16 @@ def table(entries, args, path):
         f'Networks smaller than the papers\' 4 x 512: hidden {args.hidden} (every MLP). ogbench '
         f'{any_entry["results"].get("ogbench_version")}, success timing '
         f'{any_entry["results"].get("success_timing")}.', '',
-        '| agent | score (mean ± std) | per seed | best evaluation | vs flow BC | not published for cube-single | time (min) |',
+        '| agent | score (mean ± std) | per seed | best evaluation | vs flow BC '
+        '| not published for cube-single | time (min) |',
         '|---|---:|---|---:|---|---|---:|']
     for agent, entry in entries.items():
         s = scores(entry)
         _, success = curves(entry)
         lines.append(f'| {agent} | {100 * s.mean():.1f} ± {100 * s.std():.1f} | '
                      f'{", ".join(f"{100 * x:.0f}" for x in s)} | {100 * success.mean(0).max():.1f} | '
-                     f'{versus_baseline(entry, baseline)} | {UNPUBLISHED.get(agent, "")} | {entry["seconds"] / 60:.1f} |')
+                     f'{versus_baseline(entry, baseline)} | {UNPUBLISHED.get(agent, "")} | '
+                     f'{entry["seconds"] / 60:.1f} |')
     return '\n'.join(lines)
 
 
@@ -173,7 +175,8 @@ def main():
     parser.add_argument('--workers', type=int, default=2, help='processes generating the dataset')
     parser.add_argument('--success_timing', choices=('pre', 'post'), default=None, help="default: OGBench's own")
     parser.add_argument('--extra', action='append', default=[],
-                        help='AGENT:KEY=VALUE, an extra config value for one agent (repeatable), e.g. rebrac:alpha_actor=1')
+                        help='AGENT:KEY=VALUE, an extra config value for one agent (repeatable), '
+                             'e.g. rebrac:alpha_actor=1')
     args = parser.parse_args()
     if args.updates % args.evaluations:
         sys.exit('--updates must be a multiple of --evaluations.')
@@ -194,7 +197,8 @@ def main():
             entries[agent] = entry
     if not entries:
         sys.exit('Every run failed.')
-    text = table(entries, args, path) + f'\n\nTotal training and evaluation time: {(time.time() - started) / 60:.1f} min.'
+    minutes = (time.time() - started) / 60
+    text = table(entries, args, path) + f'\n\nTotal training and evaluation time: {minutes:.1f} min.'
     print('\n' + text)
     with open(os.path.join(args.out_dir, 'learning.md'), 'w') as f:
         f.write(text + '\n')

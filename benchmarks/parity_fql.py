@@ -191,8 +191,10 @@ def markdown(table, header_lines):
                          f'{p["flowrl_mean"]:.4g} ± {p["flowrl_std"]:.2g} | {p["diff"]:+.3g} | '
                          f'{AGREEMENT_SE * p["se"]:.3g} | {"yes" if p["agree"] else "no"} |')
         lines.append('')
-    verdict = all(entry['agree'] for entry in table.values())
-    lines.append(f'Verdict: {"flowrl and the official FQL agree within seed noise on every metric" if verdict else "the curves DIFFER beyond seed noise on: " + ", ".join(k for k, e in table.items() if not e["agree"])}.')
+    differing = [label for label, entry in table.items() if not entry['agree']]
+    verdict = not differing
+    lines.append('Verdict: ' + ('flowrl and the official FQL agree within seed noise on every metric.' if verdict
+                                else f'the curves DIFFER beyond seed noise on: {", ".join(differing)}.'))
     return '\n'.join(lines), verdict
 
 
@@ -228,7 +230,8 @@ def main():
     header = [f'FQL parity on {DATASET} ({args.episodes} generated episodes, {path}): {args.seeds} seeds per '
               f'program, {args.steps} updates, window means over {args.log_interval} updates.',
               'Networks smaller than the paper\'s 4 x 512 (CPU-sized): ' + args.hidden + '.',
-              'Shared config (checked equal in both programs): ' + ', '.join(f'{k}={v}' for k, v in config.items()) + '.']
+              'Shared config (checked equal in both programs): '
+              + ', '.join(f'{k}={v}' for k, v in config.items()) + '.']
     text, verdict = markdown(table, header)
     print(text)
     if args.out_dir:

@@ -1,6 +1,7 @@
 """Evaluation environments: results do not depend on how many worker processes step them."""
 
 import functools
+import importlib.metadata
 
 import numpy as np
 
@@ -44,6 +45,7 @@ def test_success_timing_reaches_the_env_and_is_recorded():
         settings = RunSettings(success_timing=requested)
         assert env_factory(settings, spec)().unwrapped._success_timing == expected
         assert ogbench_description(settings, spec)['success_timing'] == expected
-    assert ogbench_description(RunSettings(), spec)['ogbench_version'] == __import__('importlib.metadata').metadata.version('ogbench')
+    installed = importlib.metadata.version('ogbench')
+    assert ogbench_description(RunSettings(), spec)['ogbench_version'] == installed
     with pytest.raises(UserError, match="--success_timing must be 'pre' or 'post'"):
         env_factory(RunSettings(success_timing='after'), spec)
