@@ -34,11 +34,18 @@ flags.DEFINE_integer('save_interval', 1_000_000, 'Updates between checkpoints (o
 flags.DEFINE_string('save_dir', 'exp/', 'Where run directories are created.')
 flags.DEFINE_string('run_group', 'Debug', 'Sub-directory of save_dir for this run.')
 flags.DEFINE_string('resume', None, 'Run directory to continue from its latest checkpoint (other flags ignored).')
-flags.DEFINE_bool('sparse', False, 'Sparse rewards: -1 unless the task is fully solved (FQL repository option).')
+flags.DEFINE_bool('sparse', False, 'Sparse rewards: -1 unless the task is fully solved (the Q-chunking repository\'s '
+                  '--sparse, github.com/ColinQiyangLi/qc; the FQL repository has no such flag).')
+flags.DEFINE_string('success_timing', None, "When OGBench computes success and reward: 'pre' (before the step; the "
+                    "default of ogbench >= 1.2) or 'post' (after it; ogbench 1.1.0, as in the FQL paper). "
+                    "Default: OGBench's own.")
 flags.DEFINE_string('dataset_path', None, 'Explicit dataset .npz (its -val.npz beside it is used if present).')
 flags.DEFINE_string('dataset_dir', '~/.ogbench/data', 'OGBench dataset directory (official file names).')
 flags.DEFINE_integer('dataset_episodes', None, 'Build and use a reduced dataset of this many episodes.')
 flags.DEFINE_integer('dataset_workers', None, 'Worker processes for local dataset generation (default: all cores).')
+flags.DEFINE_enum('member_execution', 'auto', ['auto', 'vmap', 'map'],
+                  'How the members on one device run: vmap (batched; accelerators), map (one after another; '
+                  'CPUs), auto (map on CPU, vmap elsewhere).')
 
 
 def settings_from_flags(agent_overrides):

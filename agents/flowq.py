@@ -1,12 +1,23 @@
-"""FlowQ: energy-guided flow matching (Alles, Chen, van der Smagt & Cseke, 2025).
+"""FlowQ, reconstructed: energy-guided flow matching after Alles, Chen, van der Smagt & Cseke (2025).
 
-The flow policy is trained towards pi(a|s) ∝ pi_beta(a|s) exp(lambda Q(s, a)) by flow matching
-alone: the critic's guidance is put into the *training* path, so acting is plain Euler
-sampling (no guidance) and the policy update never samples from the policy, so its cost does
-not depend on `flow_steps`.
+The paper trains a flow towards pi(a|s) ∝ pi_beta(a|s) exp(lambda Q(s, a)) by flow matching alone,
+with the critic's guidance in the *training* path, so that acting is plain Euler sampling and the
+policy update never samples from the policy (its cost does not depend on `flow_steps`). Its full
+text and code are not available to this project: this file is our reconstruction (derivation in
+ALGORITHMS.md, "FlowQ"), and what its loss does is narrower than that target.
 
-Derivation (ours: the paper's full text and code are not available to this project; see
-ALGORITHMS.md, "FlowQ"):
+What the default loss does. For each dataset pair (s, a): g = grad_a Q(s, a) (mean of the twin
+critics, critics stop-gradiented), divided by the RMS of g over the batch (`normalize_grad`, a
+batch constant); the flow regresses on the Gaussian path from N(0, I) to the point
+a + lambda kappa(1) g, with kappa(1) = 1 for the default schedule. The learned policy is therefore
+behaviour cloning of *shifted data actions*: every action moves locally uphill on Q by
+lambda g / rms(g) (lambda is the RMS shift in action units). Modes are not reweighted (a low-Q
+mode keeps its mass), so this matches pi_beta exp(lambda Q) only for small shifts of a locally
+Gaussian pi_beta. Two parts are ours, not the paper's: the schedule kappa(t) = t^2
+(the paper's schedules give kappa(1) = 0 on the linear path, i.e. no shift at all) and the
+normalisation of g.
+
+Derivation:
 - Gaussian conditional path p_t(x | a1) = N(t a1, sigma_t^2 I) from noise (t = 0) to the data
   action a1 (t = 1). Guided path p_t(x | a1) exp(lambda h(t) Q(s, x)); a first-order Taylor
   expansion of Q around a1, with g = grad_a Q(s, a1), keeps it Gaussian:
@@ -14,20 +25,21 @@ ALGORITHMS.md, "FlowQ"):
 - Sample x_t = t a1 + lambda kappa(t) g + sigma_t x0 and regress v(s, x_t, t) on its time
   derivative u_t = a1 + sigma_t' x0 + lambda kappa'(t) g (the Hessian term, from g moving
   with x, is dropped).
-- The flow's endpoint is the data action shifted by lambda kappa(1) g. With the linear path
-  sigma_t = 1 - t, the paper's schedules h = t, t^2 and t^2/(1-t) all give kappa(1) = 0, i.e.
-  behaviour cloning. The default is therefore h = t^2 / sigma_t^2 ('t2_over_sigma2'), i.e.
-  kappa(t) = t^2 on any path: kappa(1) = 1 and, on the linear path, the bounded target
-  a1 - x0 + 2 lambda t g. On the path sigma_t^2 = 1 - t ('sqrt'), h = t^2/(1-t) is the same
-  kappa, but sigma_t' = -1/(2 sigma_t) is unbounded, so t is clamped there.
-- Learnable schedule: kappa_theta(t) = sum_k softmax(w)_k t^k, k = 1..4 (h_theta = kappa_theta /
-  sigma_t^2). kappa(0) = 0 keeps the source N(0, I); kappa(1) = 1 pins the endpoint, so lambda
-  keeps its meaning and the schedule cannot switch the guidance off; only the shape of the path
-  in between is learned, by the same flow-matching loss (the one the velocity net fits best).
-- An unweighted Gaussian shift moves mass locally; it cannot move mass between separate modes.
+- The flow's endpoint is the data action shifted by lambda kappa(1) g.
 
-Critic (not specified by the paper): IQL by default (expectile V, Q target r + gamma m V(s')),
-so nothing in training samples the policy; `critic='td'` uses TD with K-step flow samples at s'.
+Selectable alternatives (config keys):
+- `schedule`: the paper's h = 't', 't2', 't2_over_1mt' (kappa(1) = 0 on the linear path: behaviour
+  cloning), 't2_over_sigma2' (default: kappa(t) = t^2 on any path, kappa(1) = 1; on the linear path
+  the bounded target a1 - x0 + 2 lambda t g), or 'learned': kappa_theta(t) = sum_k softmax(w)_k t^k,
+  k = 1..4 (h_theta = kappa_theta / sigma_t^2), with kappa(0) = 0 (the source stays N(0, I)) and
+  kappa(1) = 1 (lambda keeps its meaning); only the shape of the path in between is learned.
+- `path`: 'linear' (sigma_t = 1 - t, default) or 'sqrt' (sigma_t^2 = 1 - t; with 't2_over_1mt'
+  this is kappa = t^2 again, but sigma_t' = -1/(2 sigma_t) is unbounded, so t is clamped).
+- `normalize_grad=False`: the raw g, i.e. the target pi_beta exp(lambda Q) of the Taylor expansion,
+  whose shift scales with the critic's (reward-dependent) gradient.
+- `critic` (not specified by the paper): 'iql' by default (expectile V, Q target r + gamma m V(s')),
+  so nothing in training samples the policy; 'td' uses TD with K-step flow samples at s'.
+
 Gradients: value loss -> V, critic loss -> Q, flow loss -> velocity field (and the learned
 schedule); g is computed with the critic stop-gradiented.
 """

@@ -5,9 +5,10 @@ critic learns by TD the value of that behaviour flow (its next action is an *ung
 `flow_steps`-step Euler sample at s', without gradient). Acting integrates the flow plus
 guidance from the critic,
 
-    a <- a + (1/K) (v_theta(s, a, t_k) + beta_k clip(grad_a Q(s, a))),   Q = mean of the critics,
+    a <- a + (1/K) (v_theta(s, a, t_k) + beta_k grad_a Q(s, a)),   Q = mean of the critics,
 
-so guidance is one step of policy improvement that can be changed on a trained checkpoint.
+the paper's eq. 5 (no clipping by default: its per-task beta values were tuned without it), so
+guidance is one step of policy improvement that can be changed on a trained checkpoint.
 Math: ALGORITHMS.md, "QFQL".
 
 Inference knobs (all dynamic state leaves, so one compiled sampler vmaps over a stack of
@@ -18,13 +19,18 @@ states with different values and changing them never recompiles):
   tau_k = (k + 1/2) / K. The weights average to exactly 1 over the K steps, so annealing moves
   guidance between early and late steps without changing its total; a = 1 ramps it up towards
   the action end, where the critic was trained, a = -1 ramps it down.
-- `grad_clip`: each sample's grad_a Q is rescaled to norm <= grad_clip (the paper saw norms
-  near 400 and NaNs on puzzle-3x3), so a step moves at most beta_k * grad_clip / K beyond the
-  flow. Dynamic rather than static because, like beta, it only acts at inference and users
-  tune the two together on a trained checkpoint; `inf` switches clipping off.
+- `grad_clip` (default `inf`: off, as in the paper's rule): optionally, each sample's grad_a Q
+  is rescaled to norm <= grad_clip (the paper's "in practice, we can ... clip ||grad_a Q||"),
+  so a step moves at most beta_k * grad_clip / K beyond the flow. Dynamic rather than static
+  because, like beta, it only acts at inference and users tune the two together on a trained
+  checkpoint.
 - Non-finite guard: non-finite gradient entries are zeroed before clipping; a sample whose
   guided action is still non-finite is replaced by its unguided flow sample (zeros if that is
   non-finite too). `sample_actions_with_info` reports how many samples were replaced.
+
+`action_diagnostics` (an optional hook of the agent contract, written to eval.csv at every
+evaluation) reports the norms of grad_a Q along the guided sampling trajectory: the paper's own
+warning sign (below 10 where QFQL works, ~400 with NaNs on puzzle-3x3 where it fails).
 """
 
 import jax
@@ -121,19 +127,28 @@ def clip_per_sample(grads, max_norm):
     return unit * jnp.minimum(peak, max_norm / unit_norm)
 
 
-def guided_field(nets, params, hparams, config, observations):
-    """The guided velocity (x, t) -> v_theta(s, x, t) + beta_k clip(grad_x mean_k Q_k(s, x))."""
+def guidance_terms(nets, params, hparams, config, observations):
+    """(x, t) -> (v_theta(s, x, t), raw grad_x mean_k Q_k(s, x), beta_k): the parts of a guided step."""
 
     def q_sum(x):  # rows are independent, so the gradient of the sum is each row's own gradient
         return jnp.sum(jnp.mean(_apply(nets, 'critic', params, observations, x), axis=0))
 
-    def velocity(x, t):
+    def terms(x, t):
         v = _apply(nets, 'actor_bc_flow', params, observations, x, t)
-        beta = guidance_weight(hparams, t, config.flow_steps)
-        push = beta * clip_per_sample(jax.grad(q_sum)(x), hparams['grad_clip'])
-        return jnp.where(beta == 0, v, v + push)  # select, not add: beta = 0 is flow BC exactly
+        return v, jax.grad(q_sum)(x), guidance_weight(hparams, t, config.flow_steps)
 
-    return velocity
+    return terms
+
+
+def guided_velocity(v, grad_q, beta, grad_clip):
+    """v + beta clip(grad_q); the guided term is selected, not added, when beta == 0 (flow BC exactly)."""
+    return jnp.where(beta == 0, v, v + beta * clip_per_sample(grad_q, grad_clip))
+
+
+def guided_field(nets, params, hparams, config, observations):
+    """The guided velocity (x, t) -> v_theta(s, x, t) + beta_k clip(grad_x mean_k Q_k(s, x))."""
+    terms = guidance_terms(nets, params, hparams, config, observations)
+    return lambda x, t: guided_velocity(*terms(x, t), hparams['grad_clip'])
 
 
 def sample_actions_with_info(state, observations, rng):
@@ -158,6 +173,27 @@ def sample_actions(state, observations, rng):
     return sample_actions_with_info(state, observations, rng)[0]
 
 
+def action_diagnostics(state, observations, rng):
+    """Norms of the raw (unclipped) grad_a Q at every Euler step of the guided sampler, over the
+    samples that `sample_actions(state, observations, rng)` draws: mean and max of the finite
+    norms, and the fraction of (sample, step) pairs whose gradient is not finite."""
+    nets, config = networks(state.config), state.config
+    terms = guidance_terms(nets, state.params, state.hparams, config, observations)
+    noises = jax.random.normal(rng, observations.shape[:-1] + (config.action_dim,))
+    dt = 1.0 / config.flow_steps  # the Euler grid of flow.euler_integrate
+
+    def step(x, k):
+        v, grad_q, beta = terms(x, jnp.full(x.shape[:-1] + (1,), k * dt, x.dtype))
+        x = x + guided_velocity(v, grad_q, beta, state.hparams['grad_clip']) * dt
+        return x, jnp.linalg.norm(grad_q, axis=-1)
+
+    _, norms = jax.lax.scan(step, noises, jnp.arange(config.flow_steps))
+    finite = jnp.isfinite(norms)
+    return {'grad_q_norm_mean': jnp.sum(jnp.where(finite, norms, 0.0)) / jnp.maximum(jnp.sum(finite), 1),
+            'grad_q_norm_max': jnp.max(jnp.where(finite, norms, 0.0)),
+            'grad_q_nonfinite': 1.0 - jnp.mean(finite)}
+
+
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='qfql',
@@ -173,5 +209,5 @@ def get_config():
         flow_steps=10,  # Euler steps, for acting and for the critic's next action.
         guidance=1.0,  # beta: weight of grad_a Q in the acting ODE; 0 = flow BC (dynamic, inference only).
         guidance_anneal=0.0,  # Linear redistribution of beta over the steps in [-1, 1], same total (dynamic).
-        grad_clip=1.0,  # Per-sample bound on ||grad_a Q|| when acting; inf = off (dynamic).
+        grad_clip=float('inf'),  # Optional bound on each ||grad_a Q|| when acting; inf: off, the paper's rule (dynamic).
     ))

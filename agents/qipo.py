@@ -11,17 +11,19 @@ its state. Three phases, all driven by `state.step` (the training loop knows not
    flow at s', V(s') = sum_j softmax_j(critic_beta Qbar(s', a'_j)) Qbar(s', a'_j), Qbar = min of
    the target critics, y = r + gamma m V(s').
 3. afterwards: critics frozen; support set = dataset action + M actions of a *snapshot* of the
-   policy, weights softmax_j(beta min_k Q_k(s, a_j)), loss mean_s sum_j w_j |v(s, x_t^j, t_j) -
-   (a_j - x0_j)|^2. The snapshot is renewed every `renew_period` updates (first at the start of
-   phase 3, so period l trains towards pi_{l} ∝ pi_{l-1} exp(beta Q) ≈ pi_beta exp(l beta Q)).
+   policy, weights softmax_j(beta min_k Q_k(s, a_j)) on the critic's raw Q (the paper's weights;
+   `normalize_q=True` divides Q by its typical per-state spread first, see support_weights),
+   loss mean_s sum_j w_j |v(s, x_t^j, t_j) - (a_j - x0_j)|^2. The snapshot is renewed every
+   `renew_period` updates (first at the start of phase 3, so period l trains towards
+   pi_{l} ∝ pi_{l-1} exp(beta Q) ≈ pi_beta exp(l beta Q)).
 
-Phases are selected by masks, not branches: under vmap over seeds `lax.cond` on the (batched) step
-would run every branch anyway, so one program serves all phases at a uniform cost. One Euler call
-draws the M support actions for both uses (snapshot at s in phase 3, current flow at s' before),
-and one weighted loss gives BC (weight 1 on the dataset action) or QIPO (softmax weights).
-"Frozen" means the critics' *update* is discarded (params restored after the optimizer step) and
-their target is no longer averaged: masking only the gradient would let Adam's momentum keep
-moving them. Acting: Euler sampling of the flow, no guidance.
+Each phase has its own update (`phase_updates`): the training loop ends its compiled chunks at
+phase starts and runs the phase's update alone, so phase 1 costs what flow BC costs and only
+phases 2 and 3 pay for their M x flow_steps support draws. `update` dispatches on the step with
+`lax.switch` for users who call it directly. "Frozen" means the critics' *update* is discarded
+(params kept as they were before the optimizer step) and their target is no longer averaged:
+masking only the gradient would let Adam's momentum keep moving them. Acting: Euler sampling of
+the flow, no guidance.
 """
 
 import jax
@@ -85,29 +87,28 @@ def renew_snapshot(state):
 
 
 def support_weights(q, temperature, normalize):
-    """softmax_j(temperature * q_j / c) over the last axis. With `normalize`, c is the batch mean of
-    the per-state std of q over the support (no gradient), so the temperature is in units of the
-    typical Q spread among a state's candidate actions and transfers across reward scales."""
+    """softmax_j(temperature * q_j) over the last axis: the paper's energy weights on the raw Q
+    (the default), for which the tilt pi_l ∝ pi_beta exp(l beta Q) holds with the paper's beta.
+    Option `normalize`: q is first divided by c, the batch mean of the per-state std of q over
+    the support (no gradient), so the temperature is in units of the typical Q spread among a
+    state's candidate actions. That makes one value transfer across reward scales, but it is
+    not the paper's beta, and the tilt becomes exp(l beta Q / c) with c changing as training goes."""
     scale = 1.0
     if normalize:
         scale = jax.lax.stop_gradient(jnp.mean(jnp.std(q, axis=-1)) + Q_SCALE_EPS)
     return jax.nn.softmax(temperature * q / scale, axis=-1)
 
 
-def draw_support_actions(nets, params, extras, config, batch, policy_phase, rng):
-    """M clipped Euler samples per state, no gradient: [B, M, A]. Phase 3: the snapshot at s;
-    before: the current (behaviour) flow at s', the critic's next actions."""
-    frozen = jax.lax.stop_gradient(dict(actor_flow=_tree_where(policy_phase, extras['snapshot'], params['actor_flow'])))
-    obs = jnp.where(policy_phase, batch['observations'], batch['next_observations'])
-    num = max(config.critic_support, config.policy_support)
-    obs = jnp.repeat(obs[:, None], num, axis=1)
+def draw_support_actions(nets, flow_params, observations, num: int, config, rng):
+    """`num` clipped Euler samples per state from the flow `flow_params`, no gradient: [B, num, A]."""
+    frozen = jax.lax.stop_gradient(dict(actor_flow=flow_params))
+    obs = jnp.repeat(observations[:, None], num, axis=1)
     noises = jax.random.normal(rng, obs.shape[:-1] + (config.action_dim,))
     return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', frozen, obs, x, t), noises, config.flow_steps)
 
 
 def critic_loss(nets, params, target_params, hparams, config, batch, next_actions):
     """In-support softmax Q-learning: V(s') = softmax-weighted mean of min target Q over the support."""
-    next_actions = next_actions[:, :config.critic_support]
     next_obs = jnp.repeat(batch['next_observations'][:, None], next_actions.shape[1], axis=1)
     next_q = jnp.min(_apply(nets, 'critic', target_params, next_obs, next_actions), axis=0)  # [B, M]
     weights = support_weights(next_q, hparams['critic_beta'], config.normalize_q)
@@ -119,48 +120,104 @@ def critic_loss(nets, params, target_params, hparams, config, batch, next_action
                   'critic/q_min': qs.min(), 'critic/next_v': next_v.mean()}
 
 
-def policy_loss(nets, params, hparams, config, batch, snapshot_actions, policy_phase, rng):
-    """Q-weighted flow matching over {dataset action} + M snapshot actions (phase 3), or BC on the
-    dataset action alone (weight one-hot on it) before. Moves the velocity field only."""
+def bc_loss(nets, params, batch, rng):
+    """Plain flow matching on the dataset action (phases 1 and 2). Moves the velocity field only."""
     observations = batch['observations']
-    support = jnp.concatenate([batch['actions'][:, None], snapshot_actions[:, :config.policy_support]], axis=1)
+    loss = jnp.mean(flow_matching_errors(lambda x, t: _apply(nets, 'actor_flow', params, observations, x, t),
+                                         batch['actions'], rng))
+    return loss, {'actor/loss': loss, 'actor/bc_loss': loss}
+
+
+def policy_loss(nets, params, hparams, config, batch, snapshot_actions, rng):
+    """Q-weighted flow matching over {dataset action} + M snapshot actions (phase 3). Moves the
+    velocity field only (the critic is frozen and read without gradient)."""
+    observations = batch['observations']
+    support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)
     obs = jnp.repeat(observations[:, None], support.shape[1], axis=1)
     q = jnp.min(_apply(nets, 'critic', jax.lax.stop_gradient(params), obs, support), axis=0)  # [B, M + 1]
-    qipo_weights = support_weights(q, hparams['beta'], config.normalize_q)
-    weights = jnp.where(policy_phase, qipo_weights, jax.nn.one_hot(0, support.shape[1]))
+    weights = support_weights(q, hparams['beta'], config.normalize_q)
     errors = flow_matching_errors(lambda x, t: _apply(nets, 'actor_flow', params, obs, x, t), support, rng)
     loss = jnp.mean(jnp.sum(weights * errors, axis=-1))
     return loss, {'actor/loss': loss, 'actor/bc_loss': jnp.mean(errors[:, 0]),
-                  'actor/data_weight': jnp.mean(qipo_weights[:, 0]),
-                  'actor/max_weight': jnp.mean(jnp.max(qipo_weights, axis=-1)),
+                  'actor/data_weight': jnp.mean(weights[:, 0]),
+                  'actor/max_weight': jnp.mean(jnp.max(weights, axis=-1)),
                   'actor/support_q': jnp.mean(q)}
 
 
-def total_loss(params, state, batch, rng):
+# Every phase reports every metric (0 where a phase does not compute it), so metrics keep one
+# structure across phases: lax.switch needs it, and so do train.csv's columns.
+METRICS = ('critic/loss', 'critic/q_mean', 'critic/q_max', 'critic/q_min', 'critic/next_v', 'actor/loss',
+           'actor/bc_loss', 'actor/data_weight', 'actor/max_weight', 'actor/support_q', 'actor/phase')
+
+
+def behaviour_phase_loss(params, state, batch, rng):
+    """Phase 1: BC flow matching alone."""
+    return bc_loss(networks(state.config), params, batch, rng)
+
+
+def critic_phase_loss(params, state, batch, rng):
+    """Phase 2: BC flow matching + in-support softmax Q-learning, the support drawn from the
+    current (behaviour) flow at s'."""
     nets, config = networks(state.config), state.config
-    policy_phase = in_policy_phase(state.step, config)
-    critic_phase = in_critic_phase(state.step, config)
     sample_rng, flow_rng = jax.random.split(rng)
-    support = draw_support_actions(nets, params, state.extras, config, batch, policy_phase, sample_rng)
-    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, config, batch, support)
-    a_loss, a_info = policy_loss(nets, params, state.hparams, config, batch, support, policy_phase, flow_rng)
-    c_loss = jnp.where(critic_phase, c_loss, 0.0)  # the critics learn in phase 2 only.
-    # Outside phase 2 the support is not drawn at s', so the TD numbers would mean nothing.
-    c_info = {**c_info, 'critic/loss': c_loss, 'critic/next_v': jnp.where(critic_phase, c_info['critic/next_v'], 0.0)}
-    phase = 1.0 + critic_phase.astype(jnp.float32) + 2.0 * policy_phase.astype(jnp.float32)
-    return c_loss + a_loss, {**c_info, **a_info, 'actor/phase': phase}
+    next_actions = draw_support_actions(nets, params['actor_flow'], batch['next_observations'],
+                                        config.critic_support, config, sample_rng)
+    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, config, batch, next_actions)
+    a_loss, a_info = bc_loss(nets, params, batch, flow_rng)
+    return c_loss + a_loss, {**c_info, **a_info}
+
+
+def policy_phase_loss(params, state, batch, rng):
+    """Phase 3: Q-weighted flow matching, the support drawn from the snapshot at s."""
+    nets, config = networks(state.config), state.config
+    sample_rng, flow_rng = jax.random.split(rng)
+    snapshot_actions = draw_support_actions(nets, state.extras['snapshot'], batch['observations'],
+                                            config.policy_support, config, sample_rng)
+    return policy_loss(nets, params, state.hparams, config, batch, snapshot_actions, flow_rng)
+
+
+def _phase_update(state, loss_fn, batch, rng, phase: int):
+    """One Adam step on all params with `loss_fn`; the critics (and their targets) change in
+    phase 2 only. Outside it their gradient is zero, and their params are kept as they were:
+    masking the gradient alone would let Adam's momentum keep moving them."""
+    grads, info = jax.grad(loss_fn, has_aux=True)(state.params, state, batch, rng)
+    new_state = st.apply_gradients(state, grads)
+    if phase == 2:
+        new_state = st.update_targets(new_state, state.hparams['tau'])
+    else:
+        new_state = new_state.replace(params={**new_state.params, 'critic': state.params['critic']})
+    info = {key: info.get(key, jnp.zeros((), jnp.float32)) for key in METRICS}
+    return new_state, {**info, 'actor/phase': jnp.float32(phase)}
+
+
+def update_behaviour_phase(state, batch, rng):
+    return _phase_update(state, behaviour_phase_loss, batch, rng, phase=1)
+
+
+def update_critic_phase(state, batch, rng):
+    return _phase_update(state, critic_phase_loss, batch, rng, phase=2)
+
+
+def update_policy_phase(state, batch, rng):
+    return _phase_update(renew_snapshot(state), policy_phase_loss, batch, rng, phase=3)
+
+
+def phase_updates(config):
+    """Agent-contract extension (flowrl.training.update_phases): the first step of each phase and
+    its update. The training loop runs each phase's own compiled update, so phases 1 and 2 never
+    pay for phase 3's support draws, nor phase 1 for phase 2's."""
+    return ((0, update_behaviour_phase), (config.bc_steps, update_critic_phase),
+            (policy_start(config), update_policy_phase))
 
 
 def update(state, batch, rng):
-    """Renew the snapshot if due, one optimizer step, then keep the critics fixed outside phase 2."""
-    state = renew_snapshot(state)
-    critic_phase = in_critic_phase(state.step, state.config)
-    grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng)
-    new_state = st.apply_gradients(state, grads)
-    critic = _tree_where(critic_phase, new_state.params['critic'], state.params['critic'])
-    new_state = new_state.replace(params={**new_state.params, 'critic': critic})
-    new_state = st.update_targets(new_state, jnp.where(critic_phase, state.hparams['tau'], 0.0))
-    return new_state, info
+    """The update of the phase `state.step` is in (a lax.switch: on one state it runs that phase
+    alone; vmapped over states it computes all three and selects, which is why the training
+    loop uses `phase_updates` instead)."""
+    config = state.config
+    index = in_critic_phase(state.step, config).astype(jnp.int32) + 2 * in_policy_phase(state.step, config)
+    return jax.lax.switch(index, [update_behaviour_phase, update_critic_phase, update_policy_phase],
+                          state, batch, rng)
 
 
 def sample_actions(state, observations, rng):
@@ -184,7 +241,7 @@ def get_config():
         tau=0.005,  # Target critic Polyak rate (dynamic; applied in phase 2 only).
         beta=3.0,  # Phase-3 energy temperature: weights softmax(beta Q) (dynamic; paper: 3).
         critic_beta=1.0,  # Phase-2 in-support softmax temperature beta_Q (dynamic; our choice, not published).
-        normalize_q=True,  # Measure Q in units of its per-state spread over the support (see support_weights).
+        normalize_q=False,  # False: the paper's softmax(beta Q) on raw Q; True: Q over its spread (support_weights).
         critic_support=16,  # M next actions per state for the critic's softmax value (paper: 16; 32 antmaze).
         policy_support=16,  # M snapshot actions per state added to the dataset action in phase 3 (paper: 16).
         flow_steps=10,  # Euler steps for support actions and for acting.

@@ -8,9 +8,11 @@ action and the dataset's next action. Math: ALGORITHMS.md, "Baselines".
 
 Delayed updates live inside `update`: update number n = step + 1 is a "full" update when
 n % actor_freq == 0 (the official loop's `i % actor_freq == 0` with i counting from 1). Only
-full updates move the actor (its params and its Adam moments: a zero gradient would still move
-it through Adam's momentum) and Polyak-update both targets; the critic moves every update.
-`lax.cond` skips the actor loss on other updates (under vmap both branches run).
+full updates add the actor loss and Polyak-update both targets. As in the authors' code (one
+Adam over all networks, the actor loss simply left out of the sum), every update takes an Adam
+step on every network: on the other updates the actor's gradient is zero, but Adam's moments
+decay and its bias-corrected momentum still moves the actor. `lax.cond` skips the actor loss on
+those updates (under vmap both branches run).
 
 Batches need `next_actions` (the dataset action at s'): `prepare_dataset`, the optional hook
 of the agent contract that the training loop calls once on the host dataset, adds it.
@@ -121,21 +123,12 @@ def total_loss(params, state, batch, rng, full):
     return c_loss + a_loss, {**c_info, **a_info, 'actor/updated': full.astype(jnp.float32)}
 
 
-def _keep_actor_unless(full, new, old):
-    """Leaves under an 'actor' key come from `new` only on full updates (params and Adam moments)."""
-    def pick(path, n, o):
-        is_actor = any(getattr(entry, 'key', None) == 'actor' for entry in path)
-        return jnp.where(full, n, o) if is_actor else n
-    return jax.tree_util.tree_map_with_path(pick, new, old)
-
-
 def update(state, batch, rng):
-    """Critic step every update; actor step and Polyak update of both targets every `actor_freq`."""
+    """One Adam step on all networks every update (the actor loss only every `actor_freq`, so the
+    actor moves by momentum in between, as in the authors' code); targets every `actor_freq`."""
     full = is_full_update(state)
     grads, info = jax.grad(total_loss, has_aux=True)(state.params, state, batch, rng, full)
     new = st.apply_gradients(state, grads)
-    new = new.replace(params=_keep_actor_unless(full, new.params, state.params),
-                      opt_state=_keep_actor_unless(full, new.opt_state, state.opt_state))
     targets = st.update_targets(new, new.hparams['tau']).target_params
     new = new.replace(target_params=jax.tree.map(lambda t, o: jnp.where(full, t, o), targets, state.target_params))
     return new, info
@@ -161,7 +154,7 @@ def get_config():
         actor_fc_scale=0.01,  # Init scale of the actor's last layer (initial actions near 0).
         alpha_actor=0.0,  # Actor BC penalty coefficient (dynamic; set per environment).
         alpha_critic=0.0,  # Critic BC penalty coefficient (dynamic; set per environment).
-        actor_freq=2,  # The actor and the targets are updated every `actor_freq` updates.
+        actor_freq=2,  # The actor loss and the targets enter every `actor_freq` updates (Adam steps every update).
         actor_noise=0.2,  # Std of the target actor's Gaussian noise (dynamic).
         actor_noise_clip=0.5,  # The noise is clipped to +-actor_noise_clip (dynamic).
     ))

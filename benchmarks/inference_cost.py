@@ -6,8 +6,11 @@
 Paper sizes: 4 x 512 MLPs, batch 256, synthetic observations of dim 40 and actions of dim 5.
 Acting is timed for 50 observations (one evaluation step of 50 environments) and for 1; a
 training "call" is a jitted lax.scan over `--updates_per_call` updates (as the training loop
-runs them), so dispatch is amortised. Compilation and a warm-up call are excluded; every
-timing ends with block_until_ready; the table reports the median over `--repeats` calls.
+runs them), so dispatch is amortised. Compilation and a warm-up call are excluded from the
+rates and reported apart (first call minus a timed call); every timing ends with
+block_until_ready; the table reports the median over `--repeats` calls. An agent with
+`phase_updates` (QIPO) gets one training row per phase, since the loop runs each phase's own
+compiled update.
 The "passes" column is the expected network cost per action (ALGORITHMS.md): FQL one
 forward pass, flow agents K = flow_steps passes, QFQL K passes + K critic gradients, IFQL N*K.
 """
@@ -21,6 +24,7 @@ import time
 import jax
 
 from flowrl.testing import agent_names, import_agent, synthetic_batch
+from flowrl.training import update_phases
 
 OBS_DIM, ACTION_DIM, BATCH_SIZE = 40, 5, 256
 
@@ -37,17 +41,20 @@ def passes_per_action(config) -> str:
     return f'{steps} v' if steps else '?'
 
 
-def median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int, with_first: bool = False):
+    start = time.perf_counter()
     jax.block_until_ready(fn())  # warm-up: compile and first run excluded
+    first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    median = statistics.median(times)
+    return (median, first - median) if with_first else median
 
 
-def measure(agent, repeats: int, updates_per_call: int) -> dict:
+def measure(agent, repeats: int, updates_per_call: int) -> list[dict]:
     config = agent.get_config()
     config.batch_size = BATCH_SIZE
     batch = synthetic_batch(batch_size=BATCH_SIZE, obs_dim=OBS_DIM, action_dim=ACTION_DIM)
@@ -60,16 +67,18 @@ def measure(agent, repeats: int, updates_per_call: int) -> dict:
         observations = batch['observations'][:n]
         row[f'act_ms_{n}'] = 1e3 * median_seconds(lambda: sample(state, observations, jax.random.PRNGKey(1)), repeats)
 
-    def train(state, rng):
-        def one(state, key):
-            state, metrics = agent.update(state, batch, key)
-            return state, metrics
-        return jax.lax.scan(one, state, jax.random.split(rng, updates_per_call))
+    rows = []
+    phases = update_phases(agent, config)
+    for number, (first_step, update) in enumerate(phases, 1):
+        def train(state, rng, update=update):
+            return jax.lax.scan(lambda s, key: update(s, batch, key), state, jax.random.split(rng, updates_per_call))
 
-    train = jax.jit(train)
-    seconds = median_seconds(lambda: train(state, jax.random.PRNGKey(2)), repeats)
-    row['updates_per_s'] = updates_per_call / seconds
-    return row
+        train = jax.jit(train)
+        phase_state = state.replace(step=jax.numpy.asarray(first_step, state.step.dtype))
+        seconds, compile_s = median_seconds(lambda: train(phase_state, jax.random.PRNGKey(2)), repeats, True)
+        name = config.agent_name if len(phases) == 1 else f'{config.agent_name} phase {number}'
+        rows.append(dict(row, agent=name, updates_per_s=updates_per_call / seconds, compile_s=compile_s))
+    return rows
 
 
 def machine() -> str:
@@ -93,17 +102,19 @@ def main():
 
     print(f'machine: {machine()}')
     print(f'sizes: 4x512 MLPs, obs_dim {OBS_DIM}, action_dim {ACTION_DIM}, training batch {BATCH_SIZE}')
-    header = f"{'agent':<10} {'network passes per action':<28} {'act 50 obs (ms)':>16} {'act 1 obs (ms)':>15} {'updates/s':>10}"
+    header = (f"{'agent':<14} {'network passes per action':<28} {'act 50 obs (ms)':>16} {'act 1 obs (ms)':>15} "
+              f"{'updates/s':>10} {'compile (s)':>12}")
     print(header)
     print('-' * len(header))
     for name in names:
         try:
-            row = measure(import_agent(name), args.repeats, args.updates_per_call)
+            rows = measure(import_agent(name), args.repeats, args.updates_per_call)
         except Exception as error:  # another agent may be mid-edit: report it, time the rest
-            print(f'{name:<10} failed: {type(error).__name__}: {error}')
+            print(f'{name:<14} failed: {type(error).__name__}: {error}')
             continue
-        print(f"{row['agent']:<10} {row['passes']:<28} {row['act_ms_50']:>16.2f} {row['act_ms_1']:>15.2f} "
-              f"{row['updates_per_s']:>10.2f}", flush=True)
+        for row in rows:
+            print(f"{row['agent']:<14} {row['passes']:<28} {row['act_ms_50']:>16.2f} {row['act_ms_1']:>15.2f} "
+                  f"{row['updates_per_s']:>10.2f} {row['compile_s']:>12.1f}", flush=True)
 
 
 if __name__ == '__main__':

@@ -1,11 +1,13 @@
 """FQL training throughput at paper sizes (batch 256, 4 x 512 networks, cube-double shapes).
 
-    python benchmarks/train_throughput.py                 # 1 seed and 4 vmapped seeds
-    python benchmarks/train_throughput.py --seeds 1,8     # on a GPU: 1 and 8 seeds
+    python benchmarks/train_throughput.py                 # 1 and 4 seeds, member execution vmap and map
+    python benchmarks/train_throughput.py --seeds 1,8 --precision default,highest     # on a GPU
 
-Prints: compile time; updates/s of flowrl's scanned loop for each seed count; the same update
-driven the way the official FQL code drives it (numpy batch sampled on the host and one jitted
-call per update), for equal work; and evaluation env-steps/s with batched policy calls.
+Prints: compile time; updates/s of flowrl's scanned loop for each seed count, member execution
+mode (flowrl.training: vmap batches the members, map runs them in turn) and matmul precision,
+with the final critic and actor losses (to see whether a precision changes them); the same
+update driven the way the official FQL code drives it (numpy batch sampled on the host and one
+jitted call per update), for equal work; and evaluation env-steps/s with batched policy calls.
 """
 
 import argparse
@@ -29,13 +31,14 @@ def synthetic_dataset(size=DATASET_SIZE):
                 rewards=-np.ones(size, np.float32), terminals=np.zeros(size, np.float32))
 
 
-def scanned_updates_per_second(num_seeds, chunk, repeats, dataset):
+def scanned_updates_per_second(num_seeds, chunk, repeats, dataset, execution='auto'):
+    """(updates/s per seed, compile s, last chunk's mean critic loss, actor loss) of the main loop."""
     config = fql.get_config()
     members, replicated = member_shardings(num_seeds)
     states, rngs = init_members(fql, [config] * num_seeds, list(range(num_seeds)), {k: v[:2] for k, v in dataset.items()})
     states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
     data = jax.device_put(dataset, replicated)
-    runner = ChunkRunner(fql, config.batch_size)
+    runner = ChunkRunner(fql, config.batch_size, execution)
     start = time.perf_counter()
     states, rngs, summary = runner(states, rngs, data, chunk)
     jax.block_until_ready(summary)
@@ -45,7 +48,8 @@ def scanned_updates_per_second(num_seeds, chunk, repeats, dataset):
         states, rngs, summary = runner(states, rngs, data, chunk)
     jax.block_until_ready(summary)
     per_chunk = (time.perf_counter() - start) / repeats
-    return chunk / per_chunk, first - per_chunk
+    losses = [float(np.mean(summary[k])) for k in ('critic/loss', 'actor/loss')]
+    return chunk / per_chunk, first - per_chunk, *losses
 
 
 def host_loop_updates_per_second(updates, dataset):
@@ -94,6 +98,8 @@ def eval_env_steps_per_second(episodes, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seeds', default='1,4', help='comma-separated seed counts to time')
+    parser.add_argument('--executions', default='vmap,map', help='member execution modes to time (flowrl.training)')
+    parser.add_argument('--precision', default='default', help="matmul precisions to time: default,high,highest")
     parser.add_argument('--chunk', type=int, default=50, help='updates per compiled chunk')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--host_updates', type=int, default=100, help='updates for the host-loop reference (0: skip)')
@@ -104,10 +110,17 @@ def main():
     print(f'machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind} '
           f'({jax.default_backend()}), jax {jax.__version__}')
     print(f'FQL, batch 256, 4x512 nets, obs {OBS_DIM}, actions {ACTION_DIM}; chunk {args.chunk} updates\n')
-    print(f'{"loop":<34}{"seeds":>6}{"updates/s (all)":>17}{"per seed":>11}{"compile s":>11}')
-    for seeds in [int(s) for s in args.seeds.split(',')]:
-        rate, compile_s = scanned_updates_per_second(seeds, args.chunk, args.repeats, dataset)
-        print(f'{"flowrl jit(vmap(scan))":<34}{seeds:>6}{rate * seeds:>17.1f}{rate:>11.1f}{compile_s:>11.1f}')
+    print(f'{"loop":<34}{"seeds":>6}{"updates/s (all)":>17}{"per seed":>11}{"compile s":>11}'
+          f'{"critic loss":>13}{"actor loss":>12}')
+    for precision in args.precision.split(','):
+        for execution in args.executions.split(','):
+            for seeds in [int(s) for s in args.seeds.split(',')]:
+                with jax.default_matmul_precision(None if precision == 'default' else precision):
+                    rate, compile_s, critic, actor = scanned_updates_per_second(
+                        seeds, args.chunk, args.repeats, dataset, execution)
+                name = f'flowrl {execution}, {precision} precision'
+                print(f'{name:<34}{seeds:>6}{rate * seeds:>17.1f}{rate:>11.1f}{compile_s:>11.1f}'
+                      f'{critic:>13.4g}{actor:>12.4g}')
     if args.host_updates:
         rate = host_loop_updates_per_second(args.host_updates, dataset)
         print(f'{"host loop (official structure)":<34}{1:>6}{rate:>17.1f}{rate:>11.1f}{"":>11}')

@@ -92,8 +92,41 @@ def _did_you_mean(family: str, task: int | None) -> str:
     return f'; did you mean {", ".join(names[:-1]) + " or " if len(names) > 1 else ""}{names[-1]}?'
 
 
-def make_env(spec: EnvSpec, **kwargs):
-    """One evaluation environment (gymnasium, with OGBench's own time limit)."""
+SUCCESS_TIMINGS = ('pre', 'post')
+
+
+def ogbench_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version('ogbench')
+
+
+def default_success_timing(spec: EnvSpec) -> str:
+    """When OGBench computes a singletask step's success, reward and termination by default:
+    'pre' (before the action is applied; ogbench >= 1.2 registers this) or 'post' (after it;
+    ogbench 1.1.0, the version of the FQL paper, which has no such option)."""
     import ogbench  # noqa: F401
 
+    return gymnasium.spec(spec.env_id).kwargs.get('success_timing', 'post')
+
+
+def resolve_success_timing(spec: EnvSpec, requested: str | None) -> str:
+    """`requested` ('pre' | 'post'), or OGBench's default for the environment when None."""
+    if requested is None:
+        return default_success_timing(spec)
+    if requested not in SUCCESS_TIMINGS:
+        raise UserError(f"--success_timing must be 'pre' or 'post', got {requested!r}.")
+    if 'success_timing' not in gymnasium.spec(spec.env_id).kwargs and requested != 'post':
+        raise UserError(f'ogbench {ogbench_version()} has no success_timing option (it always computes '
+                        "success after the step): use --success_timing=post or leave it unset.")
+    return requested
+
+
+def make_env(spec: EnvSpec, success_timing: str | None = None, **kwargs):
+    """One evaluation environment (gymnasium, with OGBench's own time limit); `success_timing`
+    ('pre' | 'post') overrides OGBench's default (None keeps it)."""
+    import ogbench  # noqa: F401
+
+    if success_timing is not None and success_timing != default_success_timing(spec):
+        kwargs['success_timing'] = success_timing  # passed only when it changes something (ogbench 1.1 lacks it)
     return gymnasium.make(spec.env_id, **kwargs)

@@ -7,7 +7,6 @@ environments. Prints a table and writes it to RUN_DIR/evaluate_<key>_step<N>.csv
 """
 
 import csv
-import functools
 import io
 import itertools
 import os
@@ -23,8 +22,8 @@ from flowrl.agent_loading import load_agent
 from flowrl.config_overrides import parse_sweeps, split_agent_flags, sweep_grid
 from flowrl.envs import make_env, parse_env_name
 from flowrl.errors import UserError
-from flowrl.evaluation import EvalEnvs, make_policy, run_episodes
-from flowrl.runner import eval_workers, resolve_members, settings_from_run_dir
+from flowrl.evaluation import EvalEnvs, make_diagnostics, make_policy, run_episodes
+from flowrl.runner import env_factory, eval_workers, resolve_members, settings_from_run_dir
 from flowrl.training import init_members
 
 FLAGS = flags.FLAGS
@@ -79,10 +78,12 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=
     episodes = episodes or settings.eval_episodes or 50
     log(f'Evaluating {len(labels)} (member, value) pairs x {episodes} episodes at update {step:,} of {run_dir}.')
     workers = eval_workers(settings.eval_workers if workers is None else workers)
-    envs = EvalEnvs(functools.partial(make_env, spec), len(labels), episodes, workers)
-    stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step)
-    rows = [dict(step=step, **label, success=float(stats['success'][i]), episode_return=float(stats['episode_return'][i]),
-                 episode_length=float(stats['episode_length'][i]), episodes=episodes) for i, label in enumerate(labels)]
+    envs = EvalEnvs(env_factory(settings, spec), len(labels), episodes, workers)
+    stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step,
+                         make_diagnostics(agent))
+    stats.pop('env_steps_per_s')
+    rows = [dict(step=step, **label, **{k: float(v[i]) for k, v in stats.items()}, episodes=episodes)
+            for i, label in enumerate(labels)]
     name = '_'.join(key for key, _ in sweeps) or 'checkpoint'
     path = os.path.join(run_dir, f'evaluate_{name}_step{step}.csv')
     buffer = io.StringIO()

@@ -19,10 +19,11 @@ from flowrl import checkpoints, run_files
 from flowrl.agent_loading import agent_name, load_agent
 from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import TrainingDiverged, UserError
-from flowrl.envs import make_env, parse_env_name
-from flowrl.evaluation import EvalEnvs, final_score, make_policy, run_episodes
+from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
+from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, run_episodes
 from flowrl.presets import apply_presets, presets_for
-from flowrl.training import NONFINITE_KEY, ChunkRunner, chunk_boundaries, init_members, member_shardings
+from flowrl.training import (NONFINITE_KEY, ChunkRunner, chunk_boundaries, init_members, member_shardings,
+                             resolve_member_execution)
 
 
 @dataclasses.dataclass
@@ -46,6 +47,8 @@ class RunSettings:
     dataset_dir: str = '~/.ogbench/data'
     dataset_episodes: int | None = None
     dataset_workers: int | None = None
+    member_execution: str = 'auto'  # how the members on one device run: auto, vmap or map (flowrl.training)
+    success_timing: str | None = None  # 'pre' | 'post': when OGBench computes success; None: OGBench's default
 
 
 @dataclasses.dataclass
@@ -108,10 +111,21 @@ def load_dataset(s: RunSettings, spec, log=print):
                                 dataset_episodes=s.dataset_episodes, workers=s.dataset_workers, log=log)
     train = dict(data.train)
     if s.sparse:
-        # The FQL repository's --sparse: -1 on every step that is not fully successful.
+        # --sparse of the Q-chunking repository (github.com/ColinQiyangLi/qc; the FQL repository
+        # has no such flag): -1 on every step that is not fully successful, 0 otherwise.
         train['rewards'] = (train['rewards'] != 0.0).astype(np.float32) * -1.0
     log(f'Dataset: {data.source}; {len(train["actions"]):,} transitions.')
     return train
+
+
+def env_factory(s: RunSettings, spec):
+    """A picklable () -> evaluation env with the run's success timing."""
+    return functools.partial(make_env, spec, success_timing=resolve_success_timing(spec, s.success_timing))
+
+
+def ogbench_description(s: RunSettings, spec) -> dict:
+    """What decides how success is counted, recorded with the run (ALGORITHMS.md, "Evaluation timing")."""
+    return dict(ogbench_version=ogbench_version(), success_timing=resolve_success_timing(spec, s.success_timing))
 
 
 def new_run_dir(s: RunSettings, spec) -> str:
@@ -132,8 +146,10 @@ class Run:
     def __init__(self, settings: RunSettings, run_dir: str | None = None, log=print):
         check_settings(settings)
         self.s, self.log = settings, log
+        self.execution = resolve_member_execution(settings.member_execution)
         self.agent = load_agent(settings.agent)
         self.spec = parse_env_name(settings.env_name)
+        self.make_env = env_factory(settings, self.spec)
         self.members = resolve_members(settings, self.agent, self.spec, log)
         self._print_config()
         if run_dir is None:
@@ -155,8 +171,10 @@ class Run:
         self.run_dir = run_dir or new_run_dir(settings, self.spec)
         self.train_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.TRAIN_CSV))
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
-        self.chunks = ChunkRunner(self.agent, self.members.configs[0].batch_size)
-        self.policy = make_policy(self.agent)
+        self.chunks = ChunkRunner(self.agent, self.members.configs[0].batch_size, self.execution,
+                                  self.members.configs[0])
+        self.policy = make_policy(self.agent, self.execution)
+        self.diagnostics = make_diagnostics(self.agent, self.execution)
         self.eval_envs = None
         if run_dir is None:
             run_files.write_json(os.path.join(self.run_dir, run_files.FLAGS_FILE), self._description())
@@ -164,14 +182,16 @@ class Run:
     def _print_config(self):
         config = self.members.configs[0]
         self.log(f'Agent {self.s.agent} on {self.spec.name}; {len(self.members.labels)} member(s) '
-                 f'on {jax.local_device_count()} {jax.default_backend()} device(s).')
+                 f'on {jax.local_device_count()} {jax.default_backend()} device(s), '
+                 f'member execution: {self.execution} (--member_execution).')
         self.log('Config: ' + ', '.join(f'{k}={v}' for k, v in config.items()))
         if self.s.sweep:
             self.log('Members: ' + '; '.join(str(label) for label in self.members.labels))
 
     def _description(self) -> dict:
         return dict(settings=dataclasses.asdict(self.s), env=self.spec.name, members=self.members.labels,
-                    configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend())
+                    configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend(),
+                    **ogbench_description(self.s, self.spec))
 
     # -- checkpoints ---------------------------------------------------------------------
     @property
@@ -206,9 +226,10 @@ class Run:
 
     def evaluate(self):
         if self.eval_envs is None:
-            self.eval_envs = EvalEnvs(functools.partial(make_env, self.spec), len(self.members.labels),
+            self.eval_envs = EvalEnvs(self.make_env, len(self.members.labels),
                                       self.s.eval_episodes, eval_workers(self.s.eval_workers))
-        stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step)
+        stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step,
+                             self.diagnostics)
         self.eval_log.append(self._rows(stats))
         return stats
 
@@ -216,17 +237,21 @@ class Run:
         s = self.s
         bar = tqdm.tqdm(total=s.offline_steps, initial=self.step, unit='upd', dynamic_ncols=True,
                         smoothing=0.1, desc=agent_name(s.agent))
-        last_success = None
-        for stop in chunk_boundaries(self.step, s.offline_steps, (s.log_interval, s.eval_interval, s.save_interval)):
+        last_success, unlogged = None, []  # unlogged: (updates, chunk means) since the last train.csv row
+        phase_starts = [start for start, _ in self.chunks.phases]
+        for stop in chunk_boundaries(self.step, s.offline_steps, (s.log_interval, s.eval_interval, s.save_interval),
+                                     phase_starts):
             start = self.step
-            self.states, self.rngs, summary = self.chunks(self.states, self.rngs, self.dataset, stop - start)
+            self.states, self.rngs, summary = self.chunks(self.states, self.rngs, self.dataset, stop - start, start)
             summary = jax.device_get(summary)
             self.step = stop
             self._check_finite(summary, start)
             bar.update(stop - start)
             at_end = stop == s.offline_steps
+            unlogged.append((stop - start, {k: v for k, v in summary.items() if k != NONFINITE_KEY}))
             if stop % s.log_interval == 0 or at_end:
-                self.train_log.append(self._rows({k: v for k, v in summary.items() if k != NONFINITE_KEY}))
+                self.train_log.append(self._rows(mean_over_chunks(unlogged)))
+                unlogged = []
             if s.eval_episodes and s.eval_interval and (stop % s.eval_interval == 0 or at_end):
                 last_success = float(np.mean(self.evaluate()['success']))
             if (s.save_interval and stop % s.save_interval == 0) or at_end:
@@ -246,11 +271,18 @@ class Run:
     # -- results -------------------------------------------------------------------------
     def write_results(self) -> dict:
         results = summarize_results(self.eval_log.read(), self.members.labels)
-        results.update(env=self.spec.name, agent=self.s.agent, steps=self.step, run_dir=self.run_dir)
+        results.update(env=self.spec.name, agent=self.s.agent, steps=self.step, run_dir=self.run_dir,
+                       **ogbench_description(self.s, self.spec))
         run_files.write_json(os.path.join(self.run_dir, run_files.RESULTS_FILE), results)
         for line in results_lines(results):
             self.log(line)
         return results
+
+
+def mean_over_chunks(chunks) -> dict:
+    """Per-update means over several chunks, from each chunk's (number of updates, means)."""
+    total = sum(n for n, _ in chunks)
+    return {k: sum(n * np.asarray(means[k]) for n, means in chunks) / total for k in chunks[0][1]}
 
 
 def summarize_results(eval_rows: list[dict], labels: list[dict]) -> dict:

@@ -60,5 +60,6 @@ def index(tree, i):
 
 
 def max_abs_diff(a, b) -> float:
-    diffs = jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(jnp.asarray(x, jnp.float32) - jnp.asarray(y, jnp.float32)))), a, b)
+    # On the host: the two trees may live on different devices (e.g. a sharded run and a single one).
+    diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)))), a, b)
     return max(jax.tree.leaves(diffs) or [0.0])

@@ -1,9 +1,17 @@
-"""The compiled training program: jit( vmap_over_members( scan_over_K_updates(...) ) ).
+"""The compiled training program: jit( shard_map_over_devices( members( scan_over_K_updates(...) ) ) ).
 
 A "member" is one independent training run: a seed, or a (seed, swept values) pair. All
 members share one compiled program; their states are stacked on a leading axis that is
 sharded over the local devices. Batches are sampled on the device inside the scan, so a
 chunk of K updates costs one dispatch and no host<->device traffic but its summary metrics.
+
+How the members held by one device run is the *member execution* mode:
+- 'vmap': batched together. Fills an accelerator, whose matrix units want large batches.
+- 'map': one after another inside the compiled program (`lax.map`). On a CPU a vmapped
+  member axis turns every matrix product into a batched one, which XLA's CPU backend runs at
+  about half the speed of plain products; running members in turn keeps plain products.
+'auto' picks 'map' on CPUs and 'vmap' elsewhere. A device that holds one member runs it with
+no member axis at all, in either mode.
 """
 
 import math
@@ -14,20 +22,48 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from flowrl.errors import UserError
+
 MEMBER_AXIS = 'members'
 NONFINITE_KEY = 'nonfinite_update'  # index in the chunk of the first update with a non-finite metric, or -1
+MEMBER_EXECUTIONS = ('auto', 'vmap', 'map')
+
+
+def resolve_member_execution(requested: str = 'auto', backend: str | None = None) -> str:
+    """'vmap' or 'map' for `requested` ('auto', 'vmap' or 'map') on `backend` (default: JAX's)."""
+    if requested not in MEMBER_EXECUTIONS:
+        raise UserError(f'--member_execution must be one of {", ".join(MEMBER_EXECUTIONS)}, got {requested!r}.')
+    if requested != 'auto':
+        return requested
+    return 'map' if (backend or jax.default_backend()) == 'cpu' else 'vmap'
+
+
+def member_mesh(num_members: int) -> Mesh:
+    """A 1-D mesh over the largest number of local devices that divides the member count, so
+    every device holds the same number of members; members never communicate."""
+    devices = jax.local_devices()
+    count = math.gcd(num_members, len(devices))
+    return Mesh(np.asarray(devices[:count]), (MEMBER_AXIS,))
 
 
 def member_shardings(num_members: int):
-    """(sharding of member-stacked arrays, replicated sharding) over the local devices.
-
-    Uses the largest number of devices that divides the member count, so every device holds
-    the same number of members; members never communicate, so this is embarrassingly parallel.
-    """
-    devices = jax.local_devices()
-    count = math.gcd(num_members, len(devices))
-    mesh = Mesh(np.asarray(devices[:count]), (MEMBER_AXIS,))
+    """(sharding of member-stacked arrays, replicated sharding) over `member_mesh`."""
+    mesh = member_mesh(num_members)
     return NamedSharding(mesh, PartitionSpec(MEMBER_AXIS)), NamedSharding(mesh, PartitionSpec())
+
+
+def over_members(fn, execution: str):
+    """`fn(*per_member_args)` applied to member-stacked args on one device, as `execution` says."""
+
+    def run(*stacked):
+        if jax.tree.leaves(stacked)[0].shape[0] == 1:  # one member here: no member axis at all
+            out = fn(*jax.tree.map(lambda x: x[0], stacked))
+            return jax.tree.map(lambda x: x[None], out)
+        if execution == 'vmap':
+            return jax.vmap(fn)(*stacked)
+        return jax.lax.map(lambda args: fn(*args), stacked)
+
+    return run
 
 
 def sample_batch(dataset: dict, rng, batch_size: int) -> dict:
@@ -44,37 +80,72 @@ def summarize(metrics: dict) -> dict:
     return {**{k: jnp.mean(v) for k, v in metrics.items()}, NONFINITE_KEY: first_bad}
 
 
-def train_member(agent, batch_size: int, num_updates: int, state, rng, dataset):
-    """`num_updates` updates of one member; returns (state, rng, summary metrics)."""
+def train_member(update, batch_size: int, num_updates: int, state, rng, dataset):
+    """`num_updates` calls of `update` on one member; returns (state, rng, summary metrics)."""
 
     def one_update(carry, _):
         state, rng = carry
         rng, batch_rng, update_rng = jax.random.split(rng, 3)
-        state, metrics = agent.update(state, sample_batch(dataset, batch_rng, batch_size), update_rng)
+        state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size), update_rng)
         return (state, rng), metrics
 
     (state, rng), metrics = jax.lax.scan(one_update, (state, rng), length=num_updates)
     return state, rng, summarize(metrics)
 
 
-class ChunkRunner:
-    """Compiles (once per distinct chunk length) and runs chunks of updates for all members."""
+def update_phases(agent, config) -> list:
+    """[(first step, update function), ...] sorted by step, starting at 0.
 
-    def __init__(self, agent, batch_size: int):
+    Agent contract extension: an agent whose update does very different work in different
+    stretches of training (QIPO's phases) may define `phase_updates(config)` returning such
+    pairs. The loop ends a chunk at every phase start and runs each chunk with the update of
+    the phase it is in, so a phase pays only for its own work (under vmap a `lax.switch` on
+    the step would run every branch). All members share the step, and phase lengths are
+    static config, so every member is in the same phase. `agent.update` itself stays correct
+    at every step for users who call it directly.
+    """
+    phases = dict(getattr(agent, 'phase_updates', lambda c: ((0, agent.update),))(config))
+    if 0 not in phases:
+        raise ValueError(f'{agent.__name__}.phase_updates must include a phase starting at step 0.')
+    return sorted(phases.items())
+
+
+def phase_at(phases, step: int):
+    """The update function of the phase that `step` (the first update of a chunk) falls in."""
+    return [update for start, update in phases if start <= step][-1]
+
+
+class ChunkRunner:
+    """Compiles (once per chunk length, member count and phase) and runs chunks of updates for
+    all members: jit(shard_map over devices(members run as `execution` says(scan(update))))."""
+
+    def __init__(self, agent, batch_size: int, execution: str = 'auto', config=None):
         self.agent, self.batch_size = agent, batch_size
+        self.execution = resolve_member_execution(execution)
+        self.phases = update_phases(agent, config) if config is not None else [(0, agent.update)]
         self._compiled = {}
 
-    def function(self, num_updates: int):
-        if num_updates not in self._compiled:
-            def chunk(states, rngs, dataset):
-                run = lambda s, r: train_member(self.agent, self.batch_size, num_updates, s, r, dataset)
-                return jax.vmap(run)(states, rngs)
+    def function(self, num_updates: int, num_members: int = 1, update=None):
+        update = update or self.agent.update
+        key = (num_updates, num_members, update)
+        if key not in self._compiled:
+            run_one = lambda s, r, d: train_member(update, self.batch_size, num_updates, s, r, d)
+            local = lambda states, rngs, dataset: over_members(
+                lambda s, r: run_one(s, r, dataset), self.execution)(states, rngs)
+            members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()
+            chunk = jax.shard_map(local, mesh=member_mesh(num_members), in_specs=(members, members, replicated),
+                                  out_specs=members)
+            self._compiled[key] = jax.jit(chunk, donate_argnums=(0, 1))
+        return self._compiled[key]
 
-            self._compiled[num_updates] = jax.jit(chunk, donate_argnums=(0, 1))
-        return self._compiled[num_updates]
-
-    def __call__(self, states, rngs, dataset, num_updates: int):
-        return self.function(num_updates)(states, rngs, dataset)
+    def __call__(self, states, rngs, dataset, num_updates: int, first_step: int = 0):
+        """Runs updates first_step+1 .. first_step+num_updates (the chunk must not cross a phase start)."""
+        update = phase_at(self.phases, first_step)
+        # Inputs placed as the outputs will be (no-op when they already are), so that a chunk's
+        # outputs fed back in hit the same compiled program.
+        members, replicated = member_shardings(rngs.shape[0])
+        states, rngs = jax.device_put((states, rngs), members)
+        return self.function(num_updates, rngs.shape[0], update)(states, rngs, jax.device_put(dataset, replicated))
 
 
 def init_members(agent, member_configs, member_seeds, example_batch):
@@ -92,12 +163,15 @@ def init_members(agent, member_configs, member_seeds, example_batch):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *states), jnp.stack(rngs)
 
 
-def chunk_boundaries(start: int, total: int, intervals):
+def chunk_boundaries(start: int, total: int, intervals, points=()):
     """Steps after `start` (up to `total`) at which a chunk must end, in increasing order: every
-    multiple of each interval (log, eval, save) and the end. Chunks between boundaries run in
-    one dispatch. Generated one at a time, so a huge `total` costs no memory up front."""
+    multiple of each interval (log, eval, save), each of `points` (phase starts) and the end.
+    Chunks between boundaries run in one dispatch. Generated one at a time, so a huge `total`
+    costs no memory up front."""
     intervals = [interval for interval in intervals if interval and interval > 0]
+    points = sorted(p for p in points if 0 < p < total)
     step = start
     while step < total:
-        step = min([total] + [(step // interval + 1) * interval for interval in intervals])
+        following = [p for p in points if p > step][:1]
+        step = min([total] + following + [(step // interval + 1) * interval for interval in intervals])
         yield step

@@ -137,12 +137,38 @@ def test_rebrac_actor_and_targets_move_every_actor_freq_updates_under_scan():
                   target_actor=digest(state.target_params['actor']),
                   target_critic=digest(state.target_params['critic']), adam_actor=0.0)
     full = np.array([False, True, False, True, False, True])  # updates 2, 4, 6 (step + 1 divisible by 2)
+    # As in the authors' code, Adam steps every update: after the first actor gradient (update 2)
+    # the actor and its moments move on every update; before it they are zero, so nothing moves.
+    after_first_actor_step = np.array([False, True, True, True, True, True])
     np.testing.assert_array_equal(np.asarray(trace['updated']), full.astype(np.float32))
-    for key in ('actor', 'target_actor', 'target_critic', 'adam_actor', 'critic'):
+    expected = dict(critic=np.ones(6, bool), target_actor=full, target_critic=full,
+                    actor=after_first_actor_step, adam_actor=after_first_actor_step)
+    for key, moves in expected.items():
         series = np.concatenate([[before[key]], np.asarray(trace[key])])
-        changed = series[1:] != series[:-1]
-        expected = np.ones(6, bool) if key == 'critic' else full
-        np.testing.assert_array_equal(changed, expected, err_msg=key)
+        np.testing.assert_array_equal(series[1:] != series[:-1], moves, err_msg=key)
+
+
+def test_rebrac_actor_moves_by_adam_momentum_on_updates_without_actor_loss():
+    """Update 3 has no actor loss; the actor still takes the Adam step of a zero gradient, computed
+    here by hand from the moments left by update 2 (the authors' code does the same)."""
+    state = _state(rebrac, actor_freq=2, alpha_actor=0.1, alpha_critic=0.1, lr=1e-3)
+    update = jax.jit(rebrac.update)
+    for i in range(2):  # updates 1 (critic only) and 2 (actor loss)
+        state, _ = update(state, BATCH, jax.random.PRNGKey(i))
+    new, metrics = update(state, BATCH, jax.random.PRNGKey(2))
+    assert float(metrics['actor/updated']) == 0.0
+
+    adam = state.opt_state.inner_state[0]
+    b1, b2, eps, lr, count = 0.9, 0.999, 1e-8, 1e-3, int(adam.count) + 1
+
+    def by_hand(param, mu, nu):
+        mu, nu = b1 * np.asarray(mu), b2 * np.asarray(nu)  # zero gradient
+        return np.asarray(param) - lr * (mu / (1 - b1 ** count)) / (np.sqrt(nu / (1 - b2 ** count)) + eps)
+
+    expected = jax.tree.map(by_hand, state.params['actor'], adam.mu['actor'], adam.nu['actor'])
+    assert max_abs_diff(new.params['actor'], state.params['actor']) > 1e-5
+    assert max_abs_diff(new.params['actor'], expected) < 1e-7
+    assert max_abs_diff(new.target_params['actor'], state.target_params['actor']) == 0.0
 
 
 def test_rebrac_critic_penalty_uses_dataset_next_actions():
@@ -216,3 +242,28 @@ def test_presets_name_existing_keys(name):
     config = importlib.import_module(f'agents.{name}').get_config()
     for env, values in presets.items():
         assert set(values) <= set(config), (env, set(values) - set(config))
+
+
+@pytest.mark.parametrize('agent, env, values', [
+    # FQL README's baseline commands (humanoidmaze-medium-navigate, offline).
+    ('iql', 'humanoidmaze-medium-navigate', dict(discount=0.995, alpha=10.0)),
+    ('rebrac', 'humanoidmaze-medium-navigate', dict(discount=0.995, alpha_actor=0.01, alpha_critic=0.01)),
+    ('ifql', 'humanoidmaze-medium-navigate-task3', dict(discount=0.995, num_samples=32)),
+    # QFQL paper, Table 2 (from the FQL paper): IFQL N and QFQL beta on the default tasks.
+    ('ifql', 'antsoccer-arena-navigate', dict(discount=0.995, num_samples=64)),
+    ('ifql', 'puzzle-3x3-play', dict(num_samples=32)),
+    ('qfql', 'scene-play', dict(guidance=0.3)),
+    # The FQL paper's long-horizon discount, for every method.
+    ('qfql', 'humanoidmaze-large-navigate', dict(discount=0.995)),
+])
+def test_published_values_are_preset(agent, env, values):
+    from flowrl.envs import parse_env_name
+    from flowrl.presets import presets_for
+    assert presets_for(agent, parse_env_name(env)) == values
+
+
+@pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo'])
+def test_preset_keys_are_ogbench_environments(name):
+    from flowrl.envs import parse_env_name
+    for env in importlib.import_module(f'configs.{name}').PRESETS:
+        assert parse_env_name(env).short_name == env

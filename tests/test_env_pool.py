@@ -1,6 +1,7 @@
 """Evaluation environments: results do not depend on how many worker processes step them."""
 
 import functools
+import importlib.metadata
 
 import numpy as np
 
@@ -28,3 +29,23 @@ def test_two_workers_step_exactly_like_one_process():
     assert single.shape == (31, 3, 28)
     np.testing.assert_array_equal(single, split)
     assert not np.array_equal(single[0, 0], single[0, 2])  # different reset seeds
+
+
+# ---- success timing: OGBench's default unless the run asks for another, recorded with the run ----
+
+def test_success_timing_reaches_the_env_and_is_recorded():
+    import pytest
+
+    from flowrl.errors import UserError
+    from flowrl.runner import RunSettings, env_factory, ogbench_description
+
+    spec = parse_env_name('cube-single-play')
+    default = make_env(spec).unwrapped._success_timing  # what this OGBench does when not told
+    for requested, expected in ((None, default), ('pre', 'pre'), ('post', 'post')):
+        settings = RunSettings(success_timing=requested)
+        assert env_factory(settings, spec)().unwrapped._success_timing == expected
+        assert ogbench_description(settings, spec)['success_timing'] == expected
+    installed = importlib.metadata.version('ogbench')
+    assert ogbench_description(RunSettings(), spec)['ogbench_version'] == installed
+    with pytest.raises(UserError, match="--success_timing must be 'pre' or 'post'"):
+        env_factory(RunSettings(success_timing='after'), spec)

@@ -76,6 +76,38 @@ def test_actor_loss_by_hand_with_a_linear_critic(normalize_grad):
     assert float(info['actor/grad_q_rms']) == pytest.approx(2.0)
 
 
+class QuadraticCritic:
+    """Q_k(s, a) = -w_k |a - 0.3|^2 / 2: g = -mean(w) (a - 0.3), different for every sample."""
+
+    def apply(self, variables, observations, actions):
+        return -0.5 * variables['params']['w'][:, None] * jnp.sum((actions - 0.3) ** 2, axis=-1)[None]
+
+
+def test_default_loss_is_bc_of_data_actions_shifted_by_lambda_g_over_its_batch_rms():
+    """The documented behaviour ("FlowQ, reconstructed"): with the default config the flow regresses
+    on the linear path to a + lambda kappa(1) g / rms_batch(g), kappa(t) = t^2, g = grad_a Q at the
+    data action; the RMS endpoint shift is lambda."""
+    config = _config()  # defaults: linear path, kappa = t^2, normalize_grad
+    assert (config.path, config.schedule, config.normalize_grad) == ('linear', 't2_over_sigma2', True)
+    batch = synthetic_batch(batch_size=8, action_dim=2)
+    params = dict(critic=dict(w=jnp.array([1.0, 3.0])), actor_flow={})
+    lam, rng = 0.5, jax.random.PRNGKey(4)
+    nets = dict(critic=QuadraticCritic(), actor_flow=ZeroField())
+    loss, info = flowq.actor_loss(nets, params, {'lambda': jnp.float32(lam)}, config, batch, rng)
+
+    a = np.asarray(batch['actions'])
+    g = -2.0 * (a - 0.3)
+    g_hat = g / np.sqrt(np.mean(g ** 2))  # one batch constant, not a per-sample norm
+    x0, t, _, _ = sample_path_points(rng, batch['actions'])
+    endpoint = a + lam * 1.0 * g_hat  # kappa(1) = 1
+    # v = 0, so the loss is mean(u_t^2) with x_t = t a + t^2 lam g_hat + (1 - t) x0, u_t = a - x0 + 2 t lam g_hat.
+    target = a - np.asarray(x0) + 2 * np.asarray(t) * lam * g_hat
+    assert float(loss) == pytest.approx(float(np.mean(target ** 2)), rel=1e-5)
+    assert float(info['actor/endpoint_shift']) == pytest.approx(lam, rel=1e-5)
+    x1, _ = flowq.guided_path_point(batch['actions'], x0, jnp.ones_like(t), lam * jnp.asarray(g_hat), config)
+    np.testing.assert_allclose(x1, endpoint, atol=1e-6)
+
+
 def test_zero_lambda_is_exactly_the_bc_flow_loss():
     config = tiny_config(flowq)
     batch = synthetic_batch()

@@ -2,6 +2,7 @@
 results; and one clear sentence with a non-zero exit for bad input."""
 
 import csv
+import importlib.metadata
 import json
 import os
 import shutil
@@ -9,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+
+from flowrl.envs import default_success_timing, parse_env_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--agent.actor_hidden_dims=32,32', '--agent.value_hidden_dims=32,32', '--agent.batch_size=32']
@@ -43,6 +46,9 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     assert 'Presets for cube-single-play' in result.stdout and 'alpha=300.0' in result.stdout
     flags = json.load(open(os.path.join(run_dir, 'flags.json')))
     assert flags['env'] == 'cube-single-play-singletask-v0' and flags['configs'][0]['alpha'] == 300.0
+    ogbench = dict(ogbench_version=importlib.metadata.version('ogbench'),
+                   success_timing=default_success_timing(parse_env_name('cube-single-play')))
+    assert {k: flags[k] for k in ogbench} == ogbench
     train = read_csv(os.path.join(run_dir, 'train.csv'))
     assert [(int(r['step']), int(r['seed'])) for r in train] == [(s, seed) for s in (50, 100, 150, 200) for seed in (0, 1)]
     evals = read_csv(os.path.join(run_dir, 'eval.csv'))
@@ -55,6 +61,7 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
         history = [e['success'] for e in member['evaluations']]
         assert member['final_score'] == pytest.approx(sum(history[-3:]) / len(history[-3:]))
     assert results['aggregate'][0]['num_seeds'] == 2
+    assert {k: results[k] for k in ogbench} == ogbench
     assert 'Final score' in result.stdout
 
 
@@ -118,3 +125,5 @@ def test_evaluate_sweeps_qfql_guidance_on_a_trained_checkpoint(trained_run, tmp_
     assert sorted((int(r['seed']), float(r['guidance'])) for r in rows) == [
         (s, g) for s in (0, 1) for g in (0.0, 1.0, 3.0)]
     assert all(0 <= float(r['success']) <= 1 and float(r['episode_length']) > 0 for r in rows)
+    # QFQL's action_diagnostics hook: grad_a Q norms along the sampling path, beside success.
+    assert all(float(r['grad_q_norm_max']) >= float(r['grad_q_norm_mean']) > 0 for r in rows)

@@ -145,7 +145,7 @@ def test_clipping_bounds_each_step(critic_scale):
 
 @pytest.mark.parametrize('critic_scale', [1e35, 1e39])  # gradients ~1e35 (norm overflows), inf/NaN
 def test_huge_gradients_give_finite_actions(critic_scale):
-    state = _with(_huge_critic(_state(), critic_scale), guidance=100.0)
+    state = _with(_huge_critic(_state(), critic_scale), guidance=100.0, grad_clip=1.0)
     rng = jax.random.PRNGKey(0)
     actions, info = sample_with_info(state, OBS, rng)
     assert bool(jnp.all(jnp.isfinite(actions))) and float(jnp.max(jnp.abs(actions))) <= 1.0
@@ -185,3 +185,63 @@ def test_guidance_vmaps_through_sample_actions_without_retracing():
         np.testing.assert_allclose(actions[i], single, atol=1e-5)
     np.testing.assert_allclose(actions[0], sample_flow_bc(_flow_bc_twin(state), OBS, rng), atol=1e-6)
     assert max_abs_diff(index(actions, 0), index(actions, 3)) > 1e-3
+
+
+# ---- the paper's unclipped rule by default, and grad_a Q norms as diagnostics ----
+
+class LinearCritic:
+    """Twin critic Q_k(s, a) = w_k sum(a): grad_a of the mean is mean(w) in every action dim."""
+
+    def apply(self, variables, observations, actions):
+        return variables['params']['w'][:, None] * jnp.sum(actions, axis=-1)[None]
+
+
+class QuadraticCritic:
+    """Twin critic Q_k(s, a) = -w_k |a|^2 / 2: grad_a of the mean is -mean(w) a."""
+
+    def apply(self, variables, observations, actions):
+        return -0.5 * variables['params']['w'][:, None] * jnp.sum(actions ** 2, axis=-1)[None]
+
+
+class ZeroField:
+    def apply(self, variables, observations, x, t):
+        return jnp.zeros_like(x)
+
+
+def _stub_state(monkeypatch, critic, w, **hparams):
+    """A QFQL state whose networks are `critic` (weights w) and a zero velocity field."""
+    monkeypatch.undo()  # a real state first (init needs the real networks), then the stubs
+    state = _state()
+    monkeypatch.setattr(qfql, 'networks', lambda config: dict(critic=critic, actor_bc_flow=ZeroField()))
+    params = dict(critic=dict(w=jnp.asarray(w, jnp.float32)), actor_bc_flow={})
+    return _with(state.replace(params=params), **hparams)
+
+
+def test_default_guidance_is_the_papers_unclipped_rule(monkeypatch):
+    """grad_a Q = 5 in each of 3 dims (norm 8.7 > 1): K steps of beta g / K move every sample by beta g."""
+    assert qfql.get_config().grad_clip == float('inf')
+    state = _stub_state(monkeypatch, LinearCritic(), [4.0, 6.0], guidance=0.1, grad_clip=qfql.get_config().grad_clip)
+    rng = jax.random.PRNGKey(7)
+    noises = jax.random.normal(rng, (OBS.shape[0], 3))
+    np.testing.assert_allclose(qfql.sample_actions(state, OBS, rng), jnp.clip(noises + 0.1 * 5.0, -1, 1), atol=1e-5)
+
+
+def test_action_diagnostics_report_the_raw_gradient_norms(monkeypatch):
+    # Constant gradient: norm 5 sqrt(3) at every sample and step, whatever the clip.
+    state = _stub_state(monkeypatch, LinearCritic(), [4.0, 6.0], guidance=0.1, grad_clip=1.0)
+    info = qfql.action_diagnostics(state, OBS, jax.random.PRNGKey(0))
+    assert float(info['grad_q_norm_mean']) == pytest.approx(5 * np.sqrt(3), rel=1e-5)
+    assert float(info['grad_q_norm_max']) == pytest.approx(5 * np.sqrt(3), rel=1e-5)
+    assert float(info['grad_q_nonfinite']) == 0.0
+    # grad = -2 a; with beta = 0 and a zero field every sample stays at its noise x0 for all K
+    # steps, so the norms are 2 |x0|: mean and max over the samples of sample_actions' noise.
+    rng = jax.random.PRNGKey(1)
+    state = _stub_state(monkeypatch, QuadraticCritic(), [1.0, 3.0], guidance=0.0)
+    info = qfql.action_diagnostics(state, OBS, rng)
+    norms = 2.0 * np.linalg.norm(jax.random.normal(rng, (OBS.shape[0], 3)), axis=-1)
+    assert float(info['grad_q_norm_mean']) == pytest.approx(norms.mean(), rel=1e-5)
+    assert float(info['grad_q_norm_max']) == pytest.approx(norms.max(), rel=1e-5)
+    # A non-finite gradient is counted, not averaged in.
+    state = _stub_state(monkeypatch, LinearCritic(), [np.nan, 1.0], guidance=0.1)
+    info = qfql.action_diagnostics(state, OBS, rng)
+    assert float(info['grad_q_nonfinite']) == 1.0 and float(info['grad_q_norm_max']) == 0.0

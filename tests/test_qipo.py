@@ -12,6 +12,7 @@ import pytest
 from agents import qipo
 from flowrl.flow import flow_matching_errors
 from flowrl.testing import index, max_abs_diff, stack, synthetic_batch, tiny_config
+from flowrl.training import ChunkRunner, init_members
 
 
 class LinearCritic:
@@ -54,22 +55,41 @@ def test_critic_loss_by_hand():
     assert float(loss) == pytest.approx(((0.5 - y) ** 2 + (-0.5 - y) ** 2) / 2, rel=1e-6)
 
 
-@pytest.mark.parametrize('policy_phase', [True, False])
-def test_policy_loss_by_hand(policy_phase):
-    """v = 0 and Q_k = w_k a with w = (1, 2): phase 3 weighs each support action's error by softmax(beta a_j);
-    earlier the weight is all on the dataset action (BC)."""
+def test_policy_loss_by_hand():
+    """v = 0 and Q_k = w_k a with w = (1, 2): phase 3 weighs each support action's error by softmax(beta a_j)."""
     config = tiny_config(qipo, policy_support=2, normalize_q=False)
     batch = dict(observations=jnp.zeros((3, 1)), actions=jnp.array([[0.1], [-0.2], [0.3]]))
     snapshot_actions = jnp.array([[[0.5], [-0.5]], [[0.0], [0.2]], [[0.9], [-0.9]]])
     params = dict(critic=dict(w=jnp.array([1.0, 2.0])), actor_flow={})
     rng = jax.random.PRNGKey(3)
-    loss, _ = qipo.policy_loss(STUB_NETS, params, dict(beta=jnp.float32(2.0)), config, batch, snapshot_actions,
-                               jnp.asarray(policy_phase), rng)
+    loss, _ = qipo.policy_loss(STUB_NETS, params, dict(beta=jnp.float32(2.0)), config, batch, snapshot_actions, rng)
     support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)
     errors = flow_matching_errors(lambda x, t: jnp.zeros_like(x), support, rng)
     min_q = jnp.minimum(support[..., 0], 2.0 * support[..., 0])
-    weights = jax.nn.softmax(2.0 * min_q, axis=-1) if policy_phase else jnp.eye(3)[0]
+    weights = jax.nn.softmax(2.0 * min_q, axis=-1)
     assert float(loss) == pytest.approx(float(jnp.mean(jnp.sum(weights * errors, axis=-1))), rel=1e-6)
+    bc, _ = qipo.bc_loss(STUB_NETS, params, batch, rng)  # phases 1-2: the dataset action alone
+    assert float(bc) == pytest.approx(float(jnp.mean(flow_matching_errors(
+        lambda x, t: jnp.zeros_like(x), batch['actions'], rng))), rel=1e-6)
+
+
+def test_default_weights_are_the_papers_softmax_of_beta_q():
+    """With the default config the phase-3 weights are softmax_j(beta Q(s, a_j)) on the critic's raw Q
+    (no per-state normalisation), so beta is the paper's beta and pi_l ∝ pi_beta exp(l beta Q)."""
+    config = tiny_config(qipo, policy_support=2)
+    assert config.normalize_q is False and config.beta == 3.0
+    batch = dict(observations=jnp.zeros((2, 1)), actions=jnp.array([[0.1], [-0.2]]))
+    snapshot_actions = jnp.array([[[0.5], [-0.5]], [[0.9], [0.2]]])  # Q spreads 1.0 and 1.1: not unit
+    params = dict(critic=dict(w=jnp.array([1.0, 2.0])), actor_flow={})
+    _, info = qipo.policy_loss(STUB_NETS, params, dict(beta=jnp.float32(config.beta)), config, batch,
+                               snapshot_actions, jax.random.PRNGKey(0))
+    support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)[..., 0]
+    weights = jax.nn.softmax(config.beta * jnp.minimum(support, 2.0 * support), axis=-1)
+    assert float(info['actor/data_weight']) == pytest.approx(float(jnp.mean(weights[:, 0])), rel=1e-6)
+    assert float(info['actor/max_weight']) == pytest.approx(float(jnp.mean(jnp.max(weights, axis=-1))), rel=1e-6)
+    q = jnp.array([[0.0, 2.0, 5.0], [1.0, 1.5, -3.0]])
+    np.testing.assert_array_equal(qipo.support_weights(q, config.beta, config.normalize_q),
+                                  jax.nn.softmax(config.beta * q, axis=-1))
 
 
 def _nonzero(grads):
@@ -81,13 +101,15 @@ def test_which_params_each_loss_moves():
     batch = synthetic_batch()
     state = qipo.init(jax.random.PRNGKey(0), batch, tiny_config(qipo))
     nets, config, rng = qipo.networks(state.config), state.config, jax.random.PRNGKey(1)
-    support = qipo.draw_support_actions(nets, state.params, state.extras, config, batch, jnp.asarray(False), rng)
+    support = qipo.draw_support_actions(nets, state.params['actor_flow'], batch['next_observations'], 4, config, rng)
     critic_grads = jax.grad(lambda p: qipo.critic_loss(
         nets, p, state.target_params, state.hparams, config, batch, support)[0])(state.params)
     policy_grads = jax.grad(lambda p: qipo.policy_loss(
-        nets, p, state.hparams, config, batch, support, jnp.asarray(True), rng)[0])(state.params)
+        nets, p, state.hparams, config, batch, support, rng)[0])(state.params)
+    bc_grads = jax.grad(lambda p: qipo.bc_loss(nets, p, batch, rng)[0])(state.params)
     assert _nonzero(critic_grads) == dict(critic=True, actor_flow=False)
     assert _nonzero(policy_grads) == dict(critic=False, actor_flow=True)
+    assert _nonzero(bc_grads) == dict(critic=False, actor_flow=True)
 
 
 def test_phases_freeze_the_critic_and_renew_the_snapshot_under_one_jit():
@@ -175,19 +197,13 @@ def test_tilted_high_mass_tends_to_the_energy_tilt():
     assert tilted_high_mass(0.2, 0.15, -0.15, 0.0, 8, 2) == pytest.approx(0.2)
 
 
-def _train_chunks(states, data, chunks, chunk, batch_size):
-    """jit(vmap(scan(update))) in chunks of `chunk` updates (one compile); yields after each."""
-    def run(state, rng):
-        def one(carry, _):
-            state, rng = carry
-            rng, batch_rng, update_rng = jax.random.split(rng, 3)
-            idx = jax.random.randint(batch_rng, (batch_size,), 0, data['actions'].shape[0])
-            state, _ = qipo.update(state, jax.tree.map(lambda x: x[idx], data), update_rng)
-            return (state, rng), None
-        return jax.lax.scan(one, (state, rng), length=chunk)[0][0]
-    run = jax.jit(jax.vmap(run, in_axes=(0, None)))
+def _train_chunks(config, data, seeds, chunks, chunk):
+    """The training loop's compiled chunks (each phase's own update) of `chunk` updates; yields after each."""
+    configs = [c for c, _ in seeds]
+    states, rngs = init_members(qipo, configs, [seed for _, seed in seeds], jax.tree.map(lambda x: x[:4], data))
+    runner = ChunkRunner(qipo, config.batch_size, 'auto', config)
     for i in range(chunks):
-        states = run(states, jax.random.PRNGKey(100 + i))
+        states, rngs, _ = runner(states, rngs, data, chunk, i * chunk)
         yield i + 1, states
 
 
@@ -196,18 +212,17 @@ def test_bandit_mass_on_high_q_mode_matches_the_energy_tilt():
     chunk, betas = 200, (0.0, BETA)
     config = tiny_config(qipo, hidden=(64, 64), batch_size=128, lr=3e-3, normalize_q=False,
                          critic_support=SUPPORT, policy_support=SUPPORT,
-                         bc_steps=2 * chunk, critic_steps=chunk, renew_period=2 * chunk)
-    example = jax.tree.map(lambda x: x[:4], data)
-    states = []
+                         bc_steps=2 * chunk, critic_steps=chunk, renew_period=3 * chunk)
+    members = []
     for beta in betas:  # same seed: identical until phase 3, where beta starts to act
-        config.beta = beta
-        states.append(qipo.init(jax.random.PRNGKey(0), example, config))
+        members.append((config.copy_and_resolve_references(), 0))
+        members[-1][0].beta = beta
     warm_up_chunks = (config.bc_steps + config.critic_steps) // chunk
     period_chunks = config.renew_period // chunk
 
     obs, noise_rng = jnp.zeros((4000, 1)), jax.random.PRNGKey(7)
     masses = {beta: [] for beta in betas}  # high-mode mass of each member at every renewal
-    for done, trained in _train_chunks(stack(states), data, warm_up_chunks + RENEWALS * period_chunks, chunk, 128):
+    for done, trained in _train_chunks(config, data, members, warm_up_chunks + RENEWALS * period_chunks, chunk):
         if done >= warm_up_chunks and (done - warm_up_chunks) % period_chunks == 0:
             for member, beta in enumerate(betas):
                 samples = qipo.sample_actions(index(trained, member), obs, noise_rng)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -14,18 +15,22 @@ from flowrl import checkpoints
 from flowrl.errors import TrainingDiverged
 from flowrl.runner import Run
 from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_config
-from flowrl.training import NONFINITE_KEY, ChunkRunner, chunk_boundaries, init_members, summarize
+from flowrl.errors import UserError
+from flowrl.training import (NONFINITE_KEY, ChunkRunner, chunk_boundaries, init_members, resolve_member_execution,
+                             sample_batch, summarize)
 
 DATASET = synthetic_batch(batch_size=256)
 CONFIG = tiny_config(fql, batch_size=16)
-RUNNER = ChunkRunner(fql, 16)  # shared: each (chunk length, member count) compiles once per session
+# Shared: each (chunk length, member count) compiles once per session and execution mode.
+RUNNERS = {mode: ChunkRunner(fql, 16, mode) for mode in ('vmap', 'map')}
+RUNNER = RUNNERS['map']
 UPDATES = 8
 
 
-def _train(seeds, configs=None):
+def _train(seeds, configs=None, runner=RUNNER):
     configs = configs or [CONFIG] * len(seeds)
     states, rngs = init_members(fql, configs, seeds, DATASET)
-    return RUNNER(states, rngs, DATASET, UPDATES)
+    return runner(states, rngs, DATASET, UPDATES)
 
 
 def test_chunk_boundaries_cover_every_interval_and_the_end():
@@ -34,12 +39,46 @@ def test_chunk_boundaries_cover_every_interval_and_the_end():
     assert list(chunk_boundaries(0, 5, (5, 100))) == [5]
 
 
-def test_n_seed_run_equals_n_single_seed_runs():
-    together, _, _ = _train([0, 1])
+def test_member_execution_is_map_on_cpu_and_vmap_on_accelerators():
+    assert resolve_member_execution('auto', 'cpu') == 'map'
+    assert resolve_member_execution('auto', 'gpu') == resolve_member_execution('auto', 'tpu') == 'vmap'
+    assert resolve_member_execution('vmap', 'cpu') == 'vmap'
+    with pytest.raises(UserError, match='--member_execution must be one of'):
+        resolve_member_execution('pmap')
+
+
+@pytest.mark.parametrize('mode', ['vmap', 'map'])
+def test_n_seed_run_equals_n_single_seed_runs(mode):
+    together, _, _ = _train([0, 1], runner=RUNNERS[mode])
     for i, seed in enumerate([0, 1]):
-        alone, _, _ = _train([seed])
+        alone, _, _ = _train([seed])  # one member: no member axis, whatever the mode
         assert max_abs_diff(index(together, i).params, index(alone, 0).params) < 1e-5
     assert max_abs_diff(index(together, 0).params, index(together, 1).params) > 1e-3  # seeds differ
+
+
+def test_phase_updates_run_in_their_own_chunks_and_equal_the_step_by_step_update():
+    """QIPO's phases (contract extension `phase_updates`): chunks end at phase starts, each chunk
+    runs its phase's update, and the result equals calling the dispatching `update` per step."""
+    from agents import qipo
+    config = tiny_config(qipo, batch_size=16, bc_steps=2, critic_steps=2, renew_period=1, critic_support=2,
+                         policy_support=2, flow_steps=2)
+    runner = ChunkRunner(qipo, 16, 'map', config)
+    assert [start for start, _ in runner.phases] == [0, 2, 4]
+    stops = list(chunk_boundaries(0, 6, (), [start for start, _ in runner.phases]))
+    assert stops == [2, 4, 6]
+    states, rngs = init_members(qipo, [config], [0], DATASET)
+    reference, rng = index(states, 0), rngs[0]
+    step = 0
+    for stop in stops:
+        states, rngs, summary = runner(states, rngs, DATASET, stop - step, step)
+        assert set(np.asarray(summary['actor/phase'])) == {1.0 + step // 2}
+        step = stop
+    update = jax.jit(qipo.update)
+    for _ in range(6):
+        rng, batch_rng, update_rng = jax.random.split(rng, 3)
+        reference, _ = update(reference, sample_batch(DATASET, batch_rng, 16), update_rng)
+    assert max_abs_diff(index(states, 0).params, reference.params) < 1e-5
+    assert max_abs_diff(index(states, 0).extras, reference.extras) < 1e-5
 
 
 def test_sweep_member_equals_a_single_run_with_that_value():
@@ -64,13 +103,13 @@ def test_interrupted_and_resumed_training_matches_uninterrupted(tmp_path):
 
 
 def test_jit_compiles_once_per_chunk_length():
-    runner = ChunkRunner(fql, 16)
+    runner = ChunkRunner(fql, 16, 'map')
     states, rngs = init_members(fql, [CONFIG], [0], DATASET)
     states, rngs, _ = runner(states, rngs, DATASET, 3)
     states, rngs, _ = runner(states, rngs, DATASET, 3)
     states = states.replace(hparams={**states.hparams, 'alpha': states.hparams['alpha'] * 2})
     runner(states, rngs, DATASET, 3)
-    assert runner.function(3)._cache_size() == 1
+    assert runner.function(3, 1, fql.update)._cache_size() == 1
 
 
 def test_summary_reports_the_first_nonfinite_update():
@@ -96,26 +135,28 @@ SHARDED_SCRIPT = textwrap.dedent('''
     from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_config
     from flowrl.training import ChunkRunner, init_members, member_shardings
     dataset, config = synthetic_batch(batch_size=256), tiny_config(fql, batch_size=16)
-    runner = ChunkRunner(fql, 16)
-    states, rngs = init_members(fql, [config] * 4, [0, 1, 2, 3], dataset)
-    members, replicated = member_shardings(4)
-    states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
-    states, _, _ = runner(states, rngs, jax.device_put(dataset, replicated), 6)
-    devices = len(jax.tree.leaves(states.params)[0].sharding.device_set)
-    worst = 0.0
-    for i in range(4):
+    members, replicated = member_shardings(8)
+    singles = {}
+    for i in (0, 3, 6):
         alone, r = init_members(fql, [config], [i], dataset)
-        alone, _, _ = runner(alone, r, dataset, 6)
-        worst = max(worst, max_abs_diff(index(states, i).params, index(alone, 0).params))
-    print('RESULT', jax.device_count(), devices, worst)
+        singles[i] = index(ChunkRunner(fql, 16)(alone, r, dataset, 6)[0], 0)
+    for mode in ('vmap', 'map'):  # 8 members on 4 devices: 2 per device, run as `mode` says
+        states, rngs = init_members(fql, [config] * 8, list(range(8)), dataset)
+        states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
+        states, _, _ = ChunkRunner(fql, 16, mode)(states, rngs, jax.device_put(dataset, replicated), 6)
+        devices = len(jax.tree.leaves(states.params)[0].sharding.device_set)
+        worst = max(max_abs_diff(index(states, i).params, single.params) for i, single in singles.items())
+        print('RESULT', mode, jax.device_count(), devices, worst)
 ''')
 
 
-def test_members_sharded_over_four_host_devices_equal_single_runs():
+def test_members_sharded_over_four_host_devices_equal_single_runs_in_both_modes():
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
     out = subprocess.run([sys.executable, '-c', SHARDED_SCRIPT], env=env, capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)), timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    device_count, used, worst = out.stdout.split('RESULT')[1].split()
-    assert (int(device_count), int(used)) == (4, 4)
-    assert float(worst) < 1e-5
+    results = [line.split()[1:] for line in out.stdout.splitlines() if line.startswith('RESULT')]
+    assert [mode for mode, *_ in results] == ['vmap', 'map']
+    for mode, device_count, used, worst in results:
+        assert (int(device_count), int(used)) == (4, 4), mode
+        assert float(worst) < 1e-5, mode
