@@ -117,11 +117,6 @@ def atomic_output(final_path: str | os.PathLike):
             os.remove(temporary)
 
 
-def write_json_atomically(path: str | os.PathLike, payload: dict) -> None:
-    with atomic_output(path) as temporary:
-        Path(temporary).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
 def stage_generated_npz(staged: list, path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict) -> dict:
     """Write `arrays` and its metadata under temporary names, for `staged_outputs` to move into
     place; returns the metadata with size and sha256.
