@@ -45,7 +45,8 @@ def check_source(path: str) -> None:
     script that would run or redefine flags if imported). `from x import *` defers the check
     to import time."""
     if not path.endswith('.py'):
-        raise UserError(f'Agent file {path!r} is not a Python file; pass an agent module such as --agent=agents/fql.py.')
+        raise UserError(f'Agent file {path!r} is not a Python file; pass an agent module such as '
+                        '--agent=agents/fql.py.')
     try:
         with open(path, 'rb') as f:
             tree = ast.parse(f.read(), filename=path)

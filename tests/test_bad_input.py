@@ -80,7 +80,8 @@ def test_edge_values_that_mean_something_are_accepted(agent, key, raw, value):
     (['agent.lr=-1,3e-4'], 'must be a non-negative learning rate'),
     (['agent.alpha=300,300'], '--sweep=agent.alpha=300,300 lists 300.0 more than once; give each value once'),
     (['agent.alpha=300,300.0,10'], 'lists 300.0 more than once'),
-    (['agent.alpha=1,2', 'agent.alpha=3'], '--sweep gives agent.alpha twice (1,2 and 3); list all its values in one flag: --sweep=agent.alpha=1,2,3.'),
+    (['agent.alpha=1,2', 'agent.alpha=3'],
+     '--sweep gives agent.alpha twice (1,2 and 3); list all its values in one flag: --sweep=agent.alpha=1,2,3.'),
 ])
 def test_bad_sweeps_are_refused(specs, message):
     with pytest.raises(UserError) as error:
@@ -106,7 +107,8 @@ def test_resolved_config_is_checked_whatever_set_the_value():
     ('cube-single-pla-singletask-task2-v0', 'did you mean cube-single-play-task2'),
     ('cube-octuple-play', "OGBench publishes no dataset 'cube-octuple-play-v0'"),  # environment only
     ('pointmaze-medium-explore', 'did you mean'),  # explore exists for antmaze only
-    ('cube-double-play-task7', 'OGBench registers tasks 1 to 5 for cube-double-play; pass one of cube-double-play-task1 to cube-double-play-task5, or cube-double-play for its default task.'),
+    ('cube-double-play-task7', 'OGBench registers tasks 1 to 5 for cube-double-play; pass one of '
+                               'cube-double-play-task1 to cube-double-play-task5, or cube-double-play for its default task.'),
     ('cube-double-play-singletask-task0-v0', 'tasks 1 to 5'),
 ])
 def test_environment_typos_are_refused_with_the_nearest_names(name, message):
