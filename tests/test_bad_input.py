@@ -107,8 +107,8 @@ def test_resolved_config_is_checked_whatever_set_the_value():
     ('cube-single-pla-singletask-task2-v0', 'did you mean cube-single-play-task2'),
     ('cube-octuple-play', "OGBench publishes no dataset 'cube-octuple-play-v0'"),  # environment only
     ('pointmaze-medium-explore', 'did you mean'),  # explore exists for antmaze only
-    ('cube-double-play-task7', 'OGBench registers tasks 1 to 5 for cube-double-play; pass one of cube-double-play-task1 '
-                               'to cube-double-play-task5, or cube-double-play for its default task.'),
+    ('cube-double-play-task7', 'OGBench registers tasks 1 to 5 for cube-double-play; pass one of cube-double-play-task1'
+                               ' to cube-double-play-task5, or cube-double-play for its default task.'),
     ('cube-double-play-singletask-task0-v0', 'tasks 1 to 5'),
 ])
 def test_environment_typos_are_refused_with_the_nearest_names(name, message):
