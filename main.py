@@ -29,11 +29,15 @@ flags.DEFINE_integer('log_interval', 5_000, 'Updates between train.csv rows (and
 flags.DEFINE_integer('eval_interval', 100_000, 'Updates between evaluations (0: no evaluation).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per member.')
 flags.DEFINE_integer('eval_workers', 0, 'Processes stepping the evaluation environments (0: one per core).')
+flags.DEFINE_integer('eval_envs', 0, 'Evaluation environments alive at once, ~160 MB each (0: chosen from cores '
+                     'and memory); results do not depend on it.')
 flags.DEFINE_integer('video_episodes', 0, 'Accepted for compatibility with the FQL command line; must be 0.')
 flags.DEFINE_integer('save_interval', 1_000_000, 'Updates between checkpoints (one is always saved at the end).')
 flags.DEFINE_string('save_dir', 'exp/', 'Where run directories are created.')
 flags.DEFINE_string('run_group', 'Debug', 'Sub-directory of save_dir for this run.')
-flags.DEFINE_string('resume', None, 'Run directory to continue from its latest checkpoint (other flags ignored).')
+flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint; only --offline_steps '
+                    '(to extend the run), --eval_envs, --eval_workers, --dataset_dir, --dataset_workers may '
+                    'be given with it.')
 flags.DEFINE_bool('sparse', False, 'Sparse rewards: -1 unless the task is fully solved (the Q-chunking repository\'s '
                   '--sparse, github.com/ColinQiyangLi/qc; the FQL repository has no such flag).')
 flags.DEFINE_string('success_timing', None, "When OGBench computes success and reward: 'pre' (before the step; the "
@@ -60,6 +64,13 @@ def settings_from_flags(agent_overrides):
     return RunSettings(**values, agent_overrides=agent_overrides)
 
 
+def resume_changes(agent_overrides) -> dict:
+    """The flags given with --resume: the run's own settings apply, so any other is refused."""
+    given = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])
+             if f.present and f.name != 'resume'}
+    return {**given, **{f'agent.{k}': v for k, v in agent_overrides.items()}}
+
+
 def main(argv, agent_overrides):
     from flowrl import runner
 
@@ -68,7 +79,7 @@ def main(argv, agent_overrides):
     if not FLAGS['verbosity'].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     if FLAGS.resume:
-        runner.resume(FLAGS.resume)
+        runner.resume(FLAGS.resume, resume_changes(agent_overrides))
     else:
         runner.Run(settings_from_flags(agent_overrides)).train()
 

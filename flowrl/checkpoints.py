@@ -1,45 +1,155 @@
-"""Checkpoints of the whole training carry with orbax-checkpoint.
+"""Checkpoints of the whole training carry with orbax-checkpoint, verified by checksums.
 
 What is saved is the full pytree the training loop carries (agent states with params,
 optimizer states, targets and dynamic hyperparameters; the per-member RNG keys; the step).
 Orbax writes each step into a temporary directory and renames it when complete, so an
-interrupted save never leaves a checkpoint that is later trusted.
+interrupted save never leaves a checkpoint that is later trusted. After the save, a manifest
+with the sha256 of every file of the step directory is written into it (temporary file +
+rename); a restore first checks the files against it, so a flipped bit, garbled bytes or a
+truncated file are caught before they can change results. A step without a manifest (saved
+by an older flowrl, or interrupted between the save and the manifest) is unverified: it is
+used only when no verified step exists, and saying so.
 """
 
+import hashlib
 import os
 
 import jax
 import orbax.checkpoint as ocp
 
+from flowrl import run_files
 from flowrl.errors import UserError
 
+MANIFEST = 'flowrl_checksums.json'
+MAX_TO_KEEP = 2  # the newest, and the previous one to fall back to if the newest is damaged
+NO_MANIFEST = 'has no checksum manifest'
 
-def _manager(directory, max_to_keep=2):
+
+def _manager(directory, max_to_keep=MAX_TO_KEEP):
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+def step_dir(directory, step: int) -> str:
+    return os.path.join(os.path.abspath(directory), str(int(step)))
+
+
 def save(directory, step: int, tree) -> None:
-    """Saves `tree` as checkpoint `step` under `directory` and waits until it is on disk."""
+    """Saves `tree` as checkpoint `step` under `directory`, waits until it is on disk, then
+    writes its checksum manifest."""
     with _manager(directory) as manager:
         manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
         manager.wait_until_finished()
+    write_manifest(step_dir(directory, step))
+
+
+def steps(directory) -> list[int]:
+    """The complete checkpoint steps in `directory`, oldest first (verified or not)."""
+    if not os.path.isdir(directory):
+        return []
+    with _manager(directory) as manager:
+        return sorted(manager.all_steps())
 
 
 def latest_step(directory) -> int | None:
-    """The newest complete checkpoint step in `directory`, or None when there is none."""
-    if not os.path.isdir(directory):
-        return None
-    with _manager(directory) as manager:
-        return manager.latest_step()
+    """The newest complete checkpoint step in `directory` (not verified), or None."""
+    found = steps(directory)
+    return found[-1] if found else None
 
 
-def restore(directory, like, step: int | None = None):
-    """Restores the checkpoint `step` (default: latest) with the structure, dtypes and
-    shardings of `like` (a pytree of arrays or jax.ShapeDtypeStruct)."""
-    step = latest_step(directory) if step is None else step
-    if step is None:
-        raise UserError(f'No complete checkpoint in {directory}: nothing to resume from.')
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(path: str) -> list[str]:
+    """Every file under `path` but the manifest (and its temporary files), relative, sorted."""
+    found = []
+    for root, _, names in os.walk(path):
+        for name in names:
+            relative = os.path.relpath(os.path.join(root, name), path)
+            if not relative.lstrip('.').startswith(MANIFEST):
+                found.append(relative)
+    return sorted(found)
+
+
+def write_manifest(path: str) -> None:
+    files = {relative: _sha256(os.path.join(path, relative)) for relative in _files(path)}
+    run_files.write_json(os.path.join(path, MANIFEST), dict(algorithm='sha256', files=files))
+
+
+def damage(directory, step: int) -> str | None:
+    """None when every file of checkpoint `step` matches its manifest; else what is wrong."""
+    path = step_dir(directory, step)
+    if not os.path.isfile(os.path.join(path, MANIFEST)):
+        return NO_MANIFEST
+    try:
+        files = run_files.read_json(os.path.join(path, MANIFEST))['files']
+    except (OSError, ValueError, KeyError, TypeError):
+        return 'has an unreadable checksum manifest'
+    for relative, digest in files.items():
+        if not os.path.isfile(os.path.join(path, relative)):
+            return f'lacks its file {relative}'
+        if _sha256(os.path.join(path, relative)) != digest:
+            return f'has a file that does not match its checksum ({relative})'
+    return None
+
+
+def pick_step(directory, step: int | None = None, log=print, set_aside: bool = False) -> int:
+    """Checkpoint `step` after checking it (UserError if it is missing or damaged); or, with
+    no step, the newest one that passes the check, saying in one line which newer ones were
+    skipped and why (and, with `set_aside`, moving them out of orbax's view so that training
+    can save those steps again). UserError when none passes."""
+    found = steps(directory)
+    if step is not None:
+        if step not in found:
+            raise UserError(f'{directory} has no checkpoint {step}; available: '
+                            f'{", ".join(map(str, found)) or "none"}.')
+        problems = {step: damage(directory, step)}
+        if problems[step] not in (None, NO_MANIFEST):
+            raise UserError(f'Checkpoint {step} in {directory} {problems[step]}: it is damaged and cannot be used.')
+        chosen = step
+    else:
+        problems = {s: damage(directory, s) for s in reversed(found)}
+        good = [s for s, problem in problems.items() if problem is None]
+        unverified = [s for s, problem in problems.items() if problem == NO_MANIFEST]
+        chosen = good[0] if good else (unverified[0] if unverified else None)
+        if chosen is None:
+            details = '; '.join(f'{s} {problem}' for s, problem in problems.items())
+            raise UserError(f'No usable checkpoint in {directory}' + (f': {details}.' if details else '.'))
+        skipped = [s for s in found if s > chosen]
+        if skipped:
+            moved = [_set_aside(directory, s) for s in skipped] if set_aside else []
+            log('Checkpoint ' + '; checkpoint '.join(f'{s} {problems[s]}' for s in reversed(skipped))
+                + f': using checkpoint {chosen} instead'
+                + (f' (set aside as {", ".join(moved)}).' if moved else '.'))
+    if problems[chosen] == NO_MANIFEST:
+        log(f'Checkpoint {chosen} {NO_MANIFEST} (saved by an older flowrl or interrupted before it was '
+            'written): restoring it unverified.')
+    return chosen
+
+
+def _set_aside(directory, step: int) -> str:
+    """Renames checkpoint `step` to `rejected-<step>` (kept for inspection; orbax ignores it)."""
+    name, suffix = f'rejected-{step}', 0
+    while os.path.exists(os.path.join(directory, name if not suffix else f'{name}.{suffix}')):
+        suffix += 1
+    name = name if not suffix else f'{name}.{suffix}'
+    os.rename(step_dir(directory, step), os.path.join(directory, name))
+    return name
+
+
+def read(directory, like, step: int):
+    """Reads checkpoint `step` (unchecked: pick it with `pick_step`) with the structure, dtypes
+    and shardings of `like` (a pytree of arrays or jax.ShapeDtypeStruct)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     with _manager(directory) as manager:
-        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
+
+
+def restore(directory, like, step: int | None = None, log=print):
+    """Checkpoint `step` (default: the newest good one, see `pick_step`), checked, then read."""
+    return read(directory, like, pick_step(directory, step, log))

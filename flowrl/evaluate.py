@@ -11,6 +11,7 @@ import io
 import itertools
 import os
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,9 @@ flags.DEFINE_string('run_dir', None, 'Run directory written by main.py.')
 flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); default: the run\'s --eval_episodes.')
 flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
 flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
+flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).')
+
+RETRIES = 3  # reads of a run that is still training, which may delete the checkpoint being read
 
 
 def example_batch(spec):
@@ -39,18 +43,34 @@ def example_batch(spec):
     return dict(observations=np.zeros((2, obs_dim), np.float32), actions=np.zeros((2, action_dim), np.float32))
 
 
-def restore_run(run_dir, step=None):
+def restore_run(run_dir, step=None, log=print):
     """(settings, agent, spec, members, stacked states, checkpoint step) of a saved run."""
     settings = settings_from_run_dir(run_dir)
     agent, spec = load_agent(settings.agent), parse_env_name(settings.env_name)
     members = resolve_members(settings, agent, spec, log=lambda *_: None)
     states, rngs = init_members(agent, members.configs, members.seeds, example_batch(spec))
     directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
-    step = checkpoints.latest_step(directory) if step is None else step
-    if step is None:
+    if not checkpoints.steps(directory):
         raise UserError(f'{run_dir} has no complete checkpoint to evaluate.')
-    tree = checkpoints.restore(directory, dict(states=states, rngs=rngs), step)
+    tree, step = read_while_training(directory, dict(states=states, rngs=rngs), step, log)
     return settings, agent, spec, members, tree['states'], step
+
+
+def read_while_training(directory, like, step=None, log=print):
+    """(tree, step) of checkpoint `step` (default: the newest good one). The trainer of a run
+    still going deletes old checkpoints as it saves new ones: when the checkpoints change while
+    one is being checked or read, it starts again (a few times) with the new list."""
+    for attempt in range(RETRIES):
+        before = checkpoints.steps(directory)
+        try:
+            chosen = checkpoints.pick_step(directory, step, log)
+            return checkpoints.read(directory, like, chosen), chosen
+        except Exception:
+            time.sleep(1.0)  # let a deletion that is under way finish before comparing
+            if checkpoints.steps(directory) == before or attempt == RETRIES - 1:
+                raise
+            log('The run saved and deleted checkpoints while one was being read (it is still training); '
+                'reading again.')
 
 
 def expand_members(states, labels, values: list[dict]):
@@ -65,8 +85,8 @@ def expand_members(states, labels, values: list[dict]):
     return expanded.replace(hparams=hparams), new_labels
 
 
-def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=None, log=print):
-    settings, agent, spec, members, states, step = restore_run(run_dir, step)
+def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=None, max_envs=None, log=print):
+    settings, agent, spec, members, states, step = restore_run(run_dir, step, log)
     config = members.configs[0]
     sweeps = parse_sweeps([f'agent.{k}={v}' for k, v in overrides.items()], config, agent.DYNAMIC_KEYS, settings.agent)
     for key, _ in sweeps:
@@ -75,15 +95,21 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=
                             'only those can change at evaluation time.')
     values = sweep_grid(sweeps)
     states, labels = expand_members(states, members.labels, values)
+    diverged = run_files.read_diverged(run_dir)
+    if diverged:
+        log(f'Leaving out member(s) {", ".join(map(str, sorted(diverged)))}: they diverged in training.')
+    evaluated = np.asarray([label['member'] not in diverged for label in labels])
     episodes = episodes or settings.eval_episodes or 50
     log(f'Evaluating {len(labels)} (member, value) pairs x {episodes} episodes at update {step:,} of {run_dir}.')
     workers = eval_workers(settings.eval_workers if workers is None else workers)
-    envs = EvalEnvs(env_factory(settings, spec), len(labels), episodes, workers)
+    max_envs = settings.eval_envs if max_envs is None else max_envs
+    envs = EvalEnvs(env_factory(settings, spec), len(labels), episodes, workers, max_envs)
+    log(envs.describe())
     stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step,
-                         make_diagnostics(agent))
+                         make_diagnostics(agent), evaluated)
     stats.pop('env_steps_per_s')
     rows = [dict(step=step, **label, **{k: float(v[i]) for k, v in stats.items()}, episodes=episodes)
-            for i, label in enumerate(labels)]
+            for i, label in enumerate(labels) if evaluated[i]]
     name = '_'.join(key for key, _ in sweeps) or 'checkpoint'
     path = os.path.join(run_dir, f'evaluate_{name}_step{step}.csv')
     buffer = io.StringIO()
@@ -101,7 +127,10 @@ def main(argv, overrides):
         raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}.')
     if not FLAGS.run_dir:
         raise UserError('Pass the run to evaluate: --run_dir=RUN_DIR.')
-    evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step, FLAGS.eval_workers)
+    for name, meaning in (('eval_workers', 'one per core'), ('eval_envs', 'chosen from cores and memory')):
+        if FLAGS[name].value is not None and FLAGS[name].value < 0:
+            raise UserError(f'--{name} must be zero ({meaning}) or a positive integer, got {FLAGS[name].value}.')
+    evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step, FLAGS.eval_workers, FLAGS.eval_envs)
 
 
 def run():

@@ -1,27 +1,46 @@
-"""Evaluation: every member's policy on a batch of environments, stepped together.
+"""Evaluation: every member's policy on a bounded pool of environments reused across episodes.
 
-All (member x episode) environments advance in lock-step; each env step is one jitted,
-member-vmapped `sample_actions` call on the whole observation batch. Environments that
-finished stop stepping (their rows still ride along in the batch, which keeps shapes static).
-Seeds for environment resets and policy noise derive from (member seed, training step), so an
-evaluation is reproducible and a resumed run evaluates exactly as an uninterrupted one.
+The (member, episode) pairs of an evaluation wait in a queue; a pool of environments whose
+size is bounded by the machine (`env_pool.default_env_count`, or `--eval_envs`) takes them in
+order: when an environment finishes its episode it starts the next pending one. Memory is
+bounded by the pool, not by members x episodes.
+
+Results do not depend on the pool size nor on which environment ran an episode:
+- each episode is reset with its own seed (member seed, training step, episode);
+- its action noise at time t comes from the key (member seed, step, episode, t);
+- the policy runs on blocks of BLOCK episode slots per member, always of that shape, one
+  jitted, member-vmapped call per block with running episodes. The shape matters: XLA's CPU
+  matmuls give a row results that differ in the last bit with the batch width, but not with
+  the row's position in a batch of fixed width (checked for FQL, IFQL and QFQL).
+Seeds derive from (member seed, training step), so a resumed run evaluates exactly as an
+uninterrupted one.
 """
 
+import collections
 import time
 
 import jax
 import numpy as np
 
-from flowrl.env_pool import EnvPool
+from flowrl.env_pool import ENV_MEMORY_BYTES, EnvPool, default_env_count
 from flowrl.training import over_members, resolve_member_execution
+
+BLOCK = 8  # episode slots per member in one policy call
 
 
 class EvalEnvs:
-    """`num_members x episodes` environments in an EnvPool, created once and reused."""
+    """A pool of at most `max_envs` environments (0: `default_env_count`) for evaluations of
+    `num_members x episodes` episodes; created once and reused."""
 
-    def __init__(self, make_env, num_members: int, episodes: int, workers: int = 1):
+    def __init__(self, make_env, num_members: int, episodes: int, workers: int = 1, max_envs: int = 0):
         self.num_members, self.episodes = num_members, episodes
-        self.pool = EnvPool(make_env, num_members * episodes, workers)
+        needed = num_members * episodes
+        self.size = min(needed, max_envs) if max_envs else default_env_count(needed)
+        self.pool = EnvPool(make_env, self.size, workers)
+
+    def describe(self) -> str:
+        return (f'Evaluation: {self.size} environment(s) alive at once for {self.num_members} x {self.episodes} '
+                f'episodes (~{self.size * ENV_MEMORY_BYTES / 2**30:.1f} GiB; --eval_envs sets it).')
 
 
 def episode_seed(member_seed: int, step: int, episode: int) -> int:
@@ -30,9 +49,21 @@ def episode_seed(member_seed: int, step: int, episode: int) -> int:
 
 
 def make_policy(agent, execution: str = 'auto'):
-    """jit(sample_actions over the member axis, run as `execution` says (flowrl.training)):
-    states [M], obs [M, E, d], keys [M]."""
-    return jax.jit(over_members(agent.sample_actions, resolve_member_execution(execution)))
+    """Actions for a block of episode slots of every member: states [M], observations [M, B, d],
+    base keys [M] (per member and step), episode indices and episode times [M, B]; members run
+    as `execution` says (flowrl.training).
+
+    Each observation is sampled alone (vmap over rows) with the key (base key, episode, t), so
+    its noise does not depend on the other rows or on the slot it sits in."""
+
+    def one(state, observation, key):
+        return agent.sample_actions(state, observation[None], key)[0]
+
+    def member_block(state, observations, base_key, episodes, times):
+        keys = jax.vmap(lambda e, t: jax.random.fold_in(jax.random.fold_in(base_key, e), t))(episodes, times)
+        return jax.vmap(one, in_axes=(None, 0, 0))(state, observations, keys)
+
+    return jax.jit(over_members(member_block, resolve_member_execution(execution)))
 
 
 def make_diagnostics(agent, execution: str = 'auto'):
@@ -42,33 +73,111 @@ def make_diagnostics(agent, execution: str = 'auto'):
     return None if hook is None else jax.jit(over_members(hook, resolve_member_execution(execution)))
 
 
-def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagnostics=None):
-    """Runs one episode in every env; returns per-member arrays of success, return, length, and
-    the scalars of `diagnostics` (see make_diagnostics) on the first observations."""
-    m, e = envs.num_members, envs.episodes
-    seeds = [episode_seed(member_seeds[i], step, j) for i in range(m) for j in range(e)]
-    obs = envs.pool.reset(seeds).reshape(m, e, -1)
-    active = np.ones(m * e, bool)
-    returns, lengths, success = np.zeros(m * e), np.zeros(m * e, np.int64), np.zeros(m * e)
-    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s), step))(np.asarray(member_seeds))
-    extra = {}  # the agent's diagnostics, on the first observations with the first step's keys
-    if diagnostics is not None:
-        extra = jax.device_get(diagnostics(states, obs, jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)))
-    started, t = time.time(), 0
-    while active.any():
-        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
-        actions = np.asarray(policy(states, obs, step_keys)).reshape(m * e, -1)
-        new_obs, reward, done, final_success = envs.pool.step(actions, active)
-        obs = np.where(active[:, None], new_obs, obs.reshape(m * e, -1)).reshape(m, e, -1)
-        returns += reward
-        lengths += active
-        success = np.where(active & done, final_success, success)
-        active &= ~done
-        t += 1
+def member_keys(member_seeds, step: int):
+    return jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s), step))(np.asarray(member_seeds))
+
+
+class _Slots:
+    """Episode slots [member, column] and the environment running each one."""
+
+    def __init__(self, num_members: int, episodes: int, num_envs: int):
+        self.episodes = episodes
+        width = -(-episodes // BLOCK) * BLOCK
+        self.episode = np.zeros((num_members, width), np.int32)
+        self.time = np.zeros((num_members, width), np.int32)
+        self.occupied = np.zeros((num_members, width), bool)
+        self.member = np.full(num_envs, -1)  # slot of each env, member -1 when idle
+        self.column = np.zeros(num_envs, np.int64)
+
+    def start(self, env: int, member: int, episode: int):
+        column = int(np.argmin(self.occupied[member]))  # the first free column
+        self.member[env], self.column[env] = member, column
+        self.episode[member, column], self.time[member, column] = episode, 0
+        self.occupied[member, column] = True
+
+    def finish(self, envs):
+        self.occupied[self.member[envs], self.column[envs]] = False
+        self.member[envs] = -1
+
+    def blocks(self):
+        """Column slices of the blocks where some episode is running."""
+        starts = range(0, self.occupied.shape[1], BLOCK)
+        return [slice(b, b + BLOCK) for b in starts if self.occupied[:, b:b + BLOCK].any()]
+
+
+def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagnostics=None, members=None):
+    """Runs `envs.episodes` episodes for every member (or those where `members` is True);
+    returns per-member arrays of success, return, length and the scalars of `diagnostics` (see
+    make_diagnostics) on the episodes' first observations (NaN for members not evaluated)."""
+    m, e, pool = envs.num_members, envs.episodes, envs.pool
+    members = np.ones(m, bool) if members is None else np.asarray(members, bool)
+    pending = collections.deque((i, j) for j in range(e) for i in range(m) if members[i])  # members take turns
+    slots = _Slots(m, e, envs.size)
+    returns, lengths, success = np.zeros((m, e)), np.zeros((m, e), np.int64), np.zeros((m, e))
+    base_keys, obs, first_obs = member_keys(member_seeds, step), None, None
+    started = time.time()
+    while True:
+        obs, first_obs = _start_pending(pool, slots, pending, obs, first_obs, member_seeds, step)
+        running = slots.member >= 0
+        if not running.any():
+            break
+        actions = _policy_actions(policy, states, obs, base_keys, slots)
+        rows, cols = slots.member[running], slots.column[running]
+        env_actions = np.zeros((envs.size,) + actions.shape[2:], actions.dtype)
+        env_actions[running] = actions[rows, cols]
+        new_obs, reward, done, final_success = pool.step(env_actions, running)
+        episodes = slots.episode[rows, cols]
+        obs[rows, cols] = new_obs[running]
+        returns[rows, episodes] += reward[running]
+        lengths[rows, episodes] += 1
+        slots.time[rows, cols] += 1
+        ended = done[running]
+        success[rows[ended], episodes[ended]] = final_success[running][ended]
+        slots.finish(np.nonzero(running)[0][ended])
     rate = lengths.sum() / max(time.time() - started, 1e-9)
-    per_member = lambda x: x.reshape(m, e).mean(1)
+    extra = {}  # the agent's diagnostics, on every episode's first observation with the first step's keys
+    if diagnostics is not None and first_obs is not None:
+        extra = jax.device_get(diagnostics(states, first_obs, jax.vmap(lambda k: jax.random.fold_in(k, 0))(base_keys)))
+    per_member = lambda x: np.where(members, x.mean(1), np.nan)
     return dict(success=per_member(success), episode_return=per_member(returns),
-                episode_length=per_member(lengths.astype(float)), env_steps_per_s=np.full(m, rate), **extra)
+                episode_length=per_member(lengths.astype(float)), env_steps_per_s=np.full(m, rate),
+                **{k: np.where(members, v, np.nan) for k, v in extra.items()})
+
+
+def _start_pending(pool, slots: _Slots, pending, obs, first_obs, member_seeds, step):
+    """Gives each idle environment the next pending (member, episode) and resets it with the
+    episode's seed; returns the observation grid [M, width, d] with the new first observations,
+    and every episode's first observation [M, episodes, d]."""
+    idle = np.nonzero(slots.member < 0)[0][:len(pending)]
+    if not len(idle):
+        return obs, first_obs
+    seeds, selected = np.zeros(len(slots.member), np.uint32), np.zeros(len(slots.member), bool)
+    for env in idle:
+        member, episode = pending.popleft()
+        slots.start(env, member, episode)
+        seeds[env], selected[env] = episode_seed(member_seeds[member], step, episode), True
+    first = pool.reset(seeds, selected)
+    if obs is None:
+        obs = np.zeros(slots.occupied.shape + first.shape[1:], np.float32)
+        first_obs = np.zeros((obs.shape[0], slots.episodes) + first.shape[1:], np.float32)
+    members, columns = slots.member[idle], slots.column[idle]
+    obs[members, columns] = first[idle]
+    first_obs[members, slots.episode[members, columns]] = first[idle]
+    return obs, first_obs
+
+
+def _policy_actions(policy, states, obs, base_keys, slots: _Slots):
+    """Actions [M, width, a] for the running slots (other entries are zero); every block is
+    dispatched before any result is pulled to the host."""
+    blocks = slots.blocks()
+    outputs = [policy(states, obs[:, b], base_keys, slots.episode[:, b], slots.time[:, b]) for b in blocks]
+    actions = None
+    for b, out in zip(blocks, outputs):
+        out = np.asarray(out)
+        if actions is None:
+            actions = np.zeros(obs.shape[:2] + out.shape[2:], out.dtype)
+        actions[:, b] = out
+    return actions
 
 
 def final_score(success_history) -> float:

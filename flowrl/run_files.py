@@ -1,6 +1,8 @@
-"""Files of a run directory: flags.json, train.csv, eval.csv, results.json, checkpoints/.
+"""Files of a run directory: flags.json, train.csv, eval.csv, results.json, diverged.json,
+checkpoints/.
 
-JSON files are written to a temporary name and renamed. CSVs are appended row by row while
+JSON files are written to a temporary name and renamed, with null for non-finite numbers
+(JSON has no NaN). CSVs are appended row by row while
 training; on resume they are rewritten (atomically) without the rows past the checkpoint, so
 an interrupted and resumed run has exactly the rows an uninterrupted one would.
 """
@@ -17,18 +19,22 @@ from flowrl.errors import UserError
 
 FLAGS_FILE, TRAIN_CSV, EVAL_CSV, RESULTS_FILE, CHECKPOINT_DIR = (
     'flags.json', 'train.csv', 'eval.csv', 'results.json', 'checkpoints')
+DIVERGED_FILE = 'diverged.json'  # members of a sweep that diverged: update and metrics
 
 
 def _jsonable(value):
-    if isinstance(value, (np.integer,)):
+    """`value` with numpy scalars and arrays as Python ones and non-finite floats as None."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f'not JSON serialisable: {type(value).__name__}')
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -67,12 +73,22 @@ def require_writable_dir(path: str, what: str) -> None:
 
 
 def write_json(path: str, data) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=_jsonable) + '\n')
+    write_atomic(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + '\n')
 
 
 def read_json(path: str):
     with open(path) as f:
         return json.load(f)
+
+
+def read_diverged(run_dir: str) -> dict:
+    """{member index: dict(diverged_at_update, diverged_metrics)} of a run (empty if none)."""
+    path = os.path.join(run_dir, DIVERGED_FILE)
+    return {int(k): v for k, v in read_json(path).items()} if os.path.exists(path) else {}
+
+
+def write_diverged(run_dir: str, diverged: dict) -> None:
+    write_json(os.path.join(run_dir, DIVERGED_FILE), {str(k): v for k, v in sorted(diverged.items())})
 
 
 class CsvLog:

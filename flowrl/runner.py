@@ -39,6 +39,7 @@ class RunSettings:
     eval_interval: int = 100_000
     eval_episodes: int = 50
     eval_workers: int = 0  # processes stepping the evaluation envs; 0: one per core
+    eval_envs: int = 0  # evaluation envs alive at once; 0: from cores and memory (env_pool.default_env_count)
     save_interval: int = 1_000_000
     save_dir: str = 'exp/'
     run_group: str = 'Debug'
@@ -65,13 +66,17 @@ class Members:
 def check_settings(s: RunSettings) -> None:
     positive = dict(offline_steps=s.offline_steps, log_interval=s.log_interval, num_seeds=s.num_seeds)
     non_negative = dict(eval_interval=s.eval_interval, eval_episodes=s.eval_episodes,
-                        save_interval=s.save_interval, eval_workers=s.eval_workers)
+                        save_interval=s.save_interval)
+    automatic = dict(eval_workers='one per core', eval_envs='chosen from cores and memory')
     for name, value in positive.items():
         if value <= 0:
             raise UserError(f'--{name} must be a positive integer, got {value}.')
     for name, value in non_negative.items():
         if value < 0:
             raise UserError(f'--{name} must be zero (off) or a positive integer, got {value}.')
+    for name, meaning in automatic.items():
+        if getattr(s, name) < 0:
+            raise UserError(f'--{name} must be zero ({meaning}) or a positive integer, got {getattr(s, name)}.')
     if s.seed < 0:
         raise UserError(f'--seed must be a non-negative integer, got {s.seed}.')
     if s.dataset_episodes is not None and s.dataset_episodes <= 0:
@@ -176,6 +181,8 @@ class Run:
         self.policy = make_policy(self.agent, self.execution)
         self.diagnostics = make_diagnostics(self.agent, self.execution)
         self.eval_envs = None
+        self.diverged = {}  # member index -> dict(diverged_at_update, diverged_metrics)
+        self.alive = np.ones(len(self.members.labels), bool)  # members still training (not diverged)
         if run_dir is None:
             run_files.write_json(os.path.join(self.run_dir, run_files.FLAGS_FILE), self._description())
 
@@ -202,34 +209,66 @@ class Run:
         checkpoints.save(self.checkpoint_dir, self.step, dict(states=self.states, rngs=self.rngs))
 
     def restore(self):
-        step = checkpoints.latest_step(self.checkpoint_dir)
-        if step is None:
+        """Restores the newest checkpoint that passes verification (setting newer, damaged ones
+        aside) and the members that had diverged by then; drops log rows written after it."""
+        if not checkpoints.steps(self.checkpoint_dir):
             raise UserError(f'{self.run_dir} has no complete checkpoint to resume from.')
-        tree = checkpoints.restore(self.checkpoint_dir, dict(states=self.states, rngs=self.rngs), step)
+        step = checkpoints.pick_step(self.checkpoint_dir, log=self.log, set_aside=True)
+        tree = checkpoints.read(self.checkpoint_dir, dict(states=self.states, rngs=self.rngs), step)
         self.states, self.rngs, self.step = tree['states'], tree['rngs'], step
         self.train_log.truncate_after(step)
         self.eval_log.truncate_after(step)
+        self.diverged = {i: record for i, record in run_files.read_diverged(self.run_dir).items()
+                         if record['diverged_at_update'] <= step}
+        run_files.write_diverged(self.run_dir, self.diverged)
+        self.alive[list(self.diverged)] = False
+
+    def _checkpoint_note(self) -> str:
+        step = checkpoints.latest_step(self.checkpoint_dir)
+        if step is None:
+            return 'no checkpoint was saved before it'
+        return f'the latest checkpoint is update {step:,} in {self.checkpoint_dir}'
 
     # -- training ------------------------------------------------------------------------
     def _rows(self, values: dict) -> list[dict]:
+        """One row per member still training (diverged members are no longer logged)."""
         return [dict(step=self.step, **label, **{k: float(v[i]) for k, v in values.items()})
-                for i, label in enumerate(self.members.labels)]
+                for i, label in enumerate(self.members.labels) if self.alive[i]]
 
-    def _check_finite(self, summary, chunk_start):
+    def _record_divergence(self, summary, chunk_start):
+        """Members whose metrics turned non-finite in this chunk (the program kept their
+        pre-chunk state): in a sweep they are recorded and frozen and the others go on; a
+        single member, or the last ones alive, stop the run."""
         bad = np.asarray(summary[NONFINITE_KEY])
-        for i in np.nonzero(bad >= 0)[0]:
+        new = [i for i in np.nonzero(bad >= 0)[0] if self.alive[i]]
+        for i in new:
             names = [k for k, v in summary.items() if k != NONFINITE_KEY and not np.isfinite(v[i])]
-            raise TrainingDiverged(
-                f'Training diverged: member {self.members.labels[i]} produced non-finite '
-                f'{", ".join(names) or "metrics"} at update {chunk_start + int(bad[i]) + 1}; '
-                f'the last checkpoint in {self.checkpoint_dir} is untouched.')
+            self.diverged[int(i)] = dict(diverged_at_update=chunk_start + int(bad[i]) + 1,
+                                         diverged_metrics=names or ['metrics'])
+        if not new:
+            return
+        described = '; '.join(f'member {self.members.labels[i]} produced non-finite '
+                              f'{", ".join(self.diverged[i]["diverged_metrics"])} at update '
+                              f'{self.diverged[i]["diverged_at_update"]}' for i in new)
+        if len(new) == self.alive.sum():
+            raise TrainingDiverged(f'Training diverged: {described}; {self._checkpoint_note()}.')
+        self.alive[new] = False
+        run_files.write_diverged(self.run_dir, self.diverged)
+        self.log(f'Diverged: {described}; frozen at update {chunk_start:,} and left out of evaluations and '
+                 f'results, the other {int(self.alive.sum())} member(s) go on.')
+
+    def _evaluation_due(self, step: int) -> bool:
+        s = self.s
+        return bool(s.eval_episodes and s.eval_interval and step > 0
+                    and (step % s.eval_interval == 0 or step == s.offline_steps))
 
     def evaluate(self):
         if self.eval_envs is None:
-            self.eval_envs = EvalEnvs(self.make_env, len(self.members.labels),
-                                      self.s.eval_episodes, eval_workers(self.s.eval_workers))
+            self.eval_envs = EvalEnvs(self.make_env, len(self.members.labels), self.s.eval_episodes,
+                                      eval_workers(self.s.eval_workers), self.s.eval_envs)
+            self.log(self.eval_envs.describe())
         stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step,
-                             self.diagnostics)
+                             self.diagnostics, self.alive)
         self.eval_log.append(self._rows(stats))
         return stats
 
@@ -238,31 +277,36 @@ class Run:
         bar = tqdm.tqdm(total=s.offline_steps, initial=self.step, unit='upd', dynamic_ncols=True,
                         smoothing=0.1, desc=agent_name(s.agent))
         last_success, unlogged = None, []  # unlogged: (updates, chunk means) since the last train.csv row
+        if self._evaluation_due(self.step) and not any(int(r['step']) == self.step for r in self.eval_log.read()):
+            self.evaluate()  # resumed from the checkpoint saved just before an evaluation that did not finish
         phase_starts = [start for start, _ in self.chunks.phases]
         for stop in chunk_boundaries(self.step, s.offline_steps, (s.log_interval, s.eval_interval, s.save_interval),
                                      phase_starts):
             start = self.step
-            self.states, self.rngs, summary = self.chunks(self.states, self.rngs, self.dataset, stop - start, start)
+            self.states, self.rngs, summary = self.chunks(self.states, self.rngs, self.dataset, stop - start, start,
+                                                          self.alive)
             summary = jax.device_get(summary)
             self.step = stop
-            self._check_finite(summary, start)
+            self._record_divergence(summary, start)
             bar.update(stop - start)
             at_end = stop == s.offline_steps
             unlogged.append((stop - start, {k: v for k, v in summary.items() if k != NONFINITE_KEY}))
             if stop % s.log_interval == 0 or at_end:
                 self.train_log.append(self._rows(mean_over_chunks(unlogged)))
                 unlogged = []
-            if s.eval_episodes and s.eval_interval and (stop % s.eval_interval == 0 or at_end):
-                last_success = float(np.mean(self.evaluate()['success']))
-            if (s.save_interval and stop % s.save_interval == 0) or at_end:
+            evaluating = self._evaluation_due(stop)
+            # A checkpoint before every evaluation: a crash while evaluating loses no training.
+            if (s.save_interval and stop % s.save_interval == 0) or at_end or evaluating:
                 self.save()
-            bar.set_postfix(self._postfix(summary, last_success), refresh=False)
+            if evaluating:
+                last_success = float(np.nanmean(self.evaluate()['success']))
+            bar.set_postfix(self._postfix(summary, last_success, self.alive), refresh=False)
         bar.close()
         return self.write_results()
 
     @staticmethod
-    def _postfix(summary, success):
-        shown = {k.split('/')[-1]: float(np.mean(v)) for k, v in summary.items()
+    def _postfix(summary, success, alive):
+        shown = {k.split('/')[-1]: float(np.mean(np.asarray(v)[alive])) for k, v in summary.items()
                  if k in ('critic/loss', 'actor/loss')}
         if success is not None:
             shown['success'] = success
@@ -270,7 +314,7 @@ class Run:
 
     # -- results -------------------------------------------------------------------------
     def write_results(self) -> dict:
-        results = summarize_results(self.eval_log.read(), self.members.labels)
+        results = summarize_results(self.eval_log.read(), self.members.labels, self.diverged)
         results.update(env=self.spec.name, agent=self.s.agent, steps=self.step, run_dir=self.run_dir,
                        **ogbench_description(self.s, self.spec))
         run_files.write_json(os.path.join(self.run_dir, run_files.RESULTS_FILE), results)
@@ -285,34 +329,50 @@ def mean_over_chunks(chunks) -> dict:
     return {k: sum(n * np.asarray(means[k]) for n, means in chunks) / total for k in chunks[0][1]}
 
 
-def summarize_results(eval_rows: list[dict], labels: list[dict]) -> dict:
-    """Per-member final score (mean success of the last 3 evaluations) and, per sweep point,
-    mean and std over seeds."""
+MEMBER_RESULT_KEYS = ('member', 'seed', 'final_score', 'evaluations', 'diverged_at_update', 'diverged_metrics')
+
+
+def summarize_results(eval_rows: list[dict], labels: list[dict], diverged: dict | None = None) -> dict:
+    """Per-member final score (mean success of the last 3 evaluations; None without evaluations
+    or for a member that diverged, which gets the update and metrics instead) and, per sweep
+    point, mean and std over the seeds that did not diverge and how many did."""
+    diverged = diverged or {}
     members = []
     for label in labels:
         rows = sorted((r for r in eval_rows if int(r['member']) == label['member']), key=lambda r: int(r['step']))
         history = [float(r['success']) for r in rows]
-        members.append(dict(**label, final_score=final_score(history),
+        score = None if label['member'] in diverged or not history else final_score(history)
+        members.append(dict(**label, final_score=score, **diverged.get(label['member'], {}),
                             evaluations=[dict(step=int(r['step']), success=float(r['success']),
                                               episode_return=float(r['episode_return'])) for r in rows]))
     groups = {}
     for member in members:
-        point = tuple((k, v) for k, v in member.items()
-                      if k not in ('member', 'seed', 'final_score', 'evaluations'))
-        groups.setdefault(point, []).append(member['final_score'])
-    aggregate = [dict(**dict(point), num_seeds=len(scores), mean=float(np.mean(scores)),
-                      std=float(np.std(scores))) for point, scores in groups.items()]
+        point = tuple((k, v) for k, v in member.items() if k not in MEMBER_RESULT_KEYS)
+        groups.setdefault(point, []).append(member)
+    aggregate = []
+    for point, group in groups.items():
+        scores = [m['final_score'] for m in group if m['final_score'] is not None]
+        aggregate.append(dict(**dict(point), num_seeds=len(scores),
+                              diverged=sum('diverged_at_update' in m for m in group),
+                              mean=float(np.mean(scores)) if scores else None,
+                              std=float(np.std(scores)) if scores else None))
     return dict(score='mean success of the last 3 evaluations', members=members, aggregate=aggregate)
 
 
 def results_lines(results: dict) -> list[str]:
     lines = [f'Final score ({results["score"]}):']
     for m in results['members']:
-        extra = ' '.join(f'{k}={v}' for k, v in m.items() if k not in ('member', 'seed', 'final_score', 'evaluations'))
-        lines.append(f'  seed {m["seed"]} {extra}: {100 * m["final_score"]:.1f}%')
+        extra = ' '.join(f'{k}={v}' for k, v in m.items() if k not in MEMBER_RESULT_KEYS)
+        if 'diverged_at_update' in m:
+            outcome = f'diverged at update {m["diverged_at_update"]} ({", ".join(m["diverged_metrics"])})'
+        else:
+            outcome = 'not evaluated' if m['final_score'] is None else f'{100 * m["final_score"]:.1f}%'
+        lines.append(f'  seed {m["seed"]} {extra}: {outcome}')
     for a in results['aggregate']:
-        extra = ' '.join(f'{k}={v}' for k, v in a.items() if k not in ('num_seeds', 'mean', 'std'))
-        lines.append(f'  {extra or "all"}: {100 * a["mean"]:.1f} ± {100 * a["std"]:.1f}% over {a["num_seeds"]} seed(s)')
+        extra = ' '.join(f'{k}={v}' for k, v in a.items() if k not in ('num_seeds', 'diverged', 'mean', 'std'))
+        score = 'no score' if a['mean'] is None else f'{100 * a["mean"]:.1f} ± {100 * a["std"]:.1f}%'
+        diverged = f', {a["diverged"]} diverged' if a.get('diverged') else ''
+        lines.append(f'  {extra or "all"}: {score} over {a["num_seeds"]} seed(s){diverged}')
     return lines
 
 
@@ -327,9 +387,31 @@ def settings_from_run_dir(run_dir: str) -> RunSettings:
                         'when a run starts, so restore it from a copy or start a new run.') from None
 
 
-def resume(run_dir: str, log=print) -> dict:
-    """Continues the run in `run_dir` from its latest checkpoint, exactly as if uninterrupted."""
-    run = Run(settings_from_run_dir(run_dir), run_dir=run_dir, log=log)
+# What --resume lets a user change: the length of the run, and where and how fast things run.
+RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', 'dataset_workers')
+
+
+def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:
+    """Continues the run in `run_dir` from its latest good checkpoint, exactly as if
+    uninterrupted. `changes` may set RESUME_CHANGES (kept in flags.json): --offline_steps sets
+    a new total (to extend the run); the others do not change results."""
+    settings = settings_from_run_dir(run_dir)
+    changes = changes or {}
+    unknown = sorted(set(changes) - set(RESUME_CHANGES))
+    if unknown:
+        raise UserError(f'--resume continues {run_dir} with its own settings; only '
+                        f'{", ".join("--" + k for k in RESUME_CHANGES)} can change, not --{", --".join(unknown)}.')
+    saved = checkpoints.latest_step(os.path.join(run_dir, run_files.CHECKPOINT_DIR))
+    steps = changes.get('offline_steps', settings.offline_steps)
+    if saved is not None and steps < saved:
+        raise UserError(f'--offline_steps={steps} is below the checkpoint {run_dir} resumes from (update '
+                        f'{saved:,}); pass at least {saved} to extend the run.')
+    settings = dataclasses.replace(settings, **changes)
+    run = Run(settings, run_dir=run_dir, log=log)
     run.restore()
-    log(f'Resumed {run_dir} at update {run.step:,}.')
+    if changes:
+        description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
+        description['settings'] = dataclasses.asdict(settings)
+        run_files.write_json(os.path.join(run_dir, run_files.FLAGS_FILE), description)
+    log(f'Resumed {run_dir} at update {run.step:,} of {settings.offline_steps:,}.')
     return run.train()

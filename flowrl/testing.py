@@ -1,5 +1,6 @@
 """Helpers for testing agents on tiny problems (used by the test suite; handy for new agents)."""
 
+import functools
 import glob
 import importlib
 import os
@@ -63,3 +64,73 @@ def max_abs_diff(a, b) -> float:
     # On the host: the two trees may live on different devices (e.g. a sharded run and a single one).
     diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)))), a, b)
     return max(jax.tree.leaves(diffs) or [0.0])
+
+
+class FakeEnv:
+    """A cheap stand-in for an OGBench environment (obs 6, actions 3, like `synthetic_batch`):
+    episodes of 2-9 steps whose length, observations and reward depend on the reset seed and
+    the actions, so evaluation tests see every episode's seed and noise without MuJoCo."""
+
+    def __init__(self, obs_dim=6, action_dim=3):
+        import gymnasium
+
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
+
+    def reset(self, seed=None):
+        rng = np.random.default_rng(seed)
+        self._obs = rng.normal(size=self.observation_space.shape).astype(np.float32)
+        self._left = int(rng.integers(2, 10))
+        return self._obs.copy(), {}
+
+    def step(self, action):
+        action = np.asarray(action, np.float32)
+        self._obs = np.tanh(self._obs + np.resize(action, self._obs.shape)).astype(np.float32)
+        self._left -= 1
+        reward = float(-np.sum((action - 0.1) ** 2))
+        return self._obs.copy(), reward, False, self._left == 0, {'success': float(reward > -0.5)}
+
+
+TINY_RUN_OVERRIDES = dict(actor_hidden_dims='8,8', batch_size='8', flow_steps='2')
+
+
+def tiny_run_settings(save_dir, **changes):
+    """RunSettings of an 8-update flow BC run (tiny networks) that logs every 2 updates and
+    evaluates and saves every 4; meant for `use_fake_world`."""
+    from flowrl.runner import RunSettings
+
+    settings = dict(agent='agents/flow_bc.py', env_name='cube-single-play', offline_steps=8, log_interval=2,
+                    eval_interval=4, eval_episodes=2, eval_workers=1, save_interval=4, save_dir=str(save_dir),
+                    agent_overrides=dict(TINY_RUN_OVERRIDES))
+    return RunSettings(**{**settings, **changes})
+
+
+_CHUNK_RUNNERS = {}
+
+
+def _shared_chunk_runner(agent, batch_size, execution='auto', config=None):
+    from flowrl.training import ChunkRunner
+
+    key = (agent, batch_size, execution, None if config is None else repr(config.to_dict()))
+    if key not in _CHUNK_RUNNERS:
+        _CHUNK_RUNNERS[key] = ChunkRunner(agent, batch_size, execution, config)
+    return _CHUNK_RUNNERS[key]
+
+
+@functools.cache
+def _shared_policy(agent, execution='auto'):
+    from flowrl.evaluation import make_policy
+
+    return make_policy(agent, execution)
+
+
+def use_fake_world(monkeypatch):
+    """Makes runs (flowrl.runner, flowrl.evaluate) train on `synthetic_batch` data and evaluate
+    on FakeEnv, and share their compiled programs across runs, so a test can afford several."""
+    dataset = {k: np.asarray(v) for k, v in synthetic_batch(batch_size=256).items()}
+    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *args, **kwargs: dict(dataset))
+    monkeypatch.setattr('flowrl.runner.make_env', lambda spec, **kwargs: FakeEnv())
+    monkeypatch.setattr('flowrl.runner.ChunkRunner', _shared_chunk_runner)
+    monkeypatch.setattr('flowrl.runner.make_policy', _shared_policy)
+    monkeypatch.setattr('flowrl.evaluate.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
+    monkeypatch.setattr('flowrl.evaluate.make_policy', _shared_policy)

@@ -80,8 +80,12 @@ def summarize(metrics: dict) -> dict:
     return {**{k: jnp.mean(v) for k, v in metrics.items()}, NONFINITE_KEY: first_bad}
 
 
-def train_member(update, batch_size: int, num_updates: int, state, rng, dataset):
-    """`num_updates` calls of `update` on one member; returns (state, rng, summary metrics)."""
+def train_member(update, batch_size: int, num_updates: int, state, rng, dataset, alive=True):
+    """`num_updates` calls of `update` on one member; returns (state, rng, summary metrics).
+
+    A member that is not `alive`, or whose metrics turn non-finite in this chunk, keeps the
+    state and rng it had before the chunk: a diverged member of a sweep stays frozen while the
+    others train (this holds one more copy of the state on the device during the chunk)."""
 
     def one_update(carry, _):
         state, rng = carry
@@ -89,8 +93,11 @@ def train_member(update, batch_size: int, num_updates: int, state, rng, dataset)
         state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size), update_rng)
         return (state, rng), metrics
 
-    (state, rng), metrics = jax.lax.scan(one_update, (state, rng), length=num_updates)
-    return state, rng, summarize(metrics)
+    (new_state, new_rng), metrics = jax.lax.scan(one_update, (state, rng), length=num_updates)
+    summary = summarize(metrics)
+    keep = jnp.logical_and(alive, summary[NONFINITE_KEY] < 0)
+    state, rng = jax.tree.map(lambda new, old: jnp.where(keep, new, old), (new_state, new_rng), (state, rng))
+    return state, rng, summary
 
 
 def update_phases(agent, config) -> list:
@@ -129,23 +136,26 @@ class ChunkRunner:
         update = update or self.agent.update
         key = (num_updates, num_members, update)
         if key not in self._compiled:
-            run_one = lambda s, r, d: train_member(update, self.batch_size, num_updates, s, r, d)
-            local = lambda states, rngs, dataset: over_members(
-                lambda s, r: run_one(s, r, dataset), self.execution)(states, rngs)
+            run_one = lambda s, r, a, d: train_member(update, self.batch_size, num_updates, s, r, d, a)
+            local = lambda states, rngs, dataset, alive: over_members(
+                lambda s, r, a: run_one(s, r, a, dataset), self.execution)(states, rngs, alive)
             members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()
-            chunk = jax.shard_map(local, mesh=member_mesh(num_members), in_specs=(members, members, replicated),
-                                  out_specs=members)
+            chunk = jax.shard_map(local, mesh=member_mesh(num_members),
+                                  in_specs=(members, members, replicated, members), out_specs=members)
             self._compiled[key] = jax.jit(chunk, donate_argnums=(0, 1))
         return self._compiled[key]
 
-    def __call__(self, states, rngs, dataset, num_updates: int, first_step: int = 0):
-        """Runs updates first_step+1 .. first_step+num_updates (the chunk must not cross a phase start)."""
+    def __call__(self, states, rngs, dataset, num_updates: int, first_step: int = 0, alive=None):
+        """Runs updates first_step+1 .. first_step+num_updates (the chunk must not cross a phase
+        start). `alive` [members] bool (default: all): members that are not keep their state."""
         update = phase_at(self.phases, first_step)
+        alive = np.ones(rngs.shape[0], bool) if alive is None else np.asarray(alive, bool)
         # Inputs placed as the outputs will be (no-op when they already are), so that a chunk's
         # outputs fed back in hit the same compiled program.
         members, replicated = member_shardings(rngs.shape[0])
-        states, rngs = jax.device_put((states, rngs), members)
-        return self.function(num_updates, rngs.shape[0], update)(states, rngs, jax.device_put(dataset, replicated))
+        states, rngs, alive = jax.device_put((states, rngs, alive), members)
+        return self.function(num_updates, rngs.shape[0], update)(states, rngs, jax.device_put(dataset, replicated),
+                                                                 alive)
 
 
 def init_members(agent, member_configs, member_seeds, example_batch):

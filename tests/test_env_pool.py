@@ -2,7 +2,10 @@
 
 import functools
 import importlib.metadata
+import types
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from flowrl.env_pool import EnvPool
@@ -49,3 +52,60 @@ def test_success_timing_reaches_the_env_and_is_recorded():
     assert ogbench_description(RunSettings(), spec)['ogbench_version'] == installed
     with pytest.raises(UserError, match="--success_timing must be 'pre' or 'post'"):
         env_factory(RunSettings(success_timing='after'), spec)
+
+
+def _noisy_linear_actions(state, observations, rng):
+    """A stand-in agent's sample_actions: a matmul (as networks do) plus Gaussian noise."""
+    noise = jax.random.normal(rng, observations.shape[:-1] + (3,))
+    return jnp.tanh(observations @ state['w'] + 0.5 * noise)
+
+
+@functools.cache
+def _members():
+    """Two members' states and the compiled policy, built once per module."""
+    from flowrl.evaluation import make_policy
+
+    states = dict(w=jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 3)), jnp.float32))
+    return states, make_policy(types.SimpleNamespace(sample_actions=_noisy_linear_actions))
+
+
+def _evaluate(pool_size, members=None, step=7):
+    from flowrl.evaluation import EvalEnvs, run_episodes
+    from flowrl.testing import FakeEnv
+
+    created = []
+    def make_fake_env():
+        created.append(1)
+        return FakeEnv()
+
+    states, policy = _members()
+    envs = EvalEnvs(make_fake_env, num_members=2, episodes=5, max_envs=pool_size)
+    stats = run_episodes(policy, states, envs, [0, 1], step, members=members)
+    return {k: v for k, v in stats.items() if k != 'env_steps_per_s'}, len(created)
+
+
+def test_evaluation_results_do_not_depend_on_how_many_envs_are_alive():
+    unbounded, created = _evaluate(pool_size=0)
+    assert created == 10  # 2 members x 5 episodes fit this machine's default bound
+    for size in (1, 3):
+        stats, created = _evaluate(pool_size=size)
+        assert created == size
+        for key, value in unbounded.items():
+            np.testing.assert_array_equal(stats[key], value, err_msg=f'{key} with {size} env(s)')
+    assert not np.array_equal(unbounded['episode_return'], _evaluate(pool_size=3, step=8)[0]['episode_return'])
+
+
+def test_members_left_out_of_an_evaluation_get_nan_and_the_others_are_unchanged():
+    everyone, _ = _evaluate(pool_size=3)
+    only_second, _ = _evaluate(pool_size=3, members=[False, True])
+    for key, value in only_second.items():
+        assert np.isnan(value[0]) and value[1] == everyone[key][1], key
+
+
+def test_default_env_count_is_bounded_by_cores_and_memory():
+    from flowrl.env_pool import ENV_MEMORY_BYTES, ENVS_PER_CORE, default_env_count
+
+    assert default_env_count(400, cores=2, memory_bytes=100 * ENV_MEMORY_BYTES) == 2 * ENVS_PER_CORE
+    assert default_env_count(400, cores=64, memory_bytes=40 * ENV_MEMORY_BYTES) == 20  # half the memory
+    assert default_env_count(3, cores=64, memory_bytes=10**12) == 3
+    assert default_env_count(400, cores=1, memory_bytes=0) == 1
