@@ -77,21 +77,31 @@ def host_loop_updates_per_second(updates, dataset):
 
 def eval_env_steps_per_second(episodes, steps):
     from flowrl.envs import make_env, parse_env_name
-    from flowrl.evaluation import make_policy
+    from flowrl.evaluation import BLOCK, make_policy, member_keys
 
     spec = parse_env_name('cube-double-play')
     envs = [make_env(spec) for _ in range(episodes)]
-    obs = np.stack([env.reset(seed=i)[0] for i, env in enumerate(envs)])[None].astype(np.float32)
+    width = -(-episodes // BLOCK) * BLOCK  # policy calls on blocks of BLOCK slots, as in flowrl.evaluation
+    first = np.stack([env.reset(seed=i)[0] for i, env in enumerate(envs)])
+    obs = np.zeros((1, width, first.shape[-1]), np.float32)
+    obs[0, :episodes] = first
     config = fql.get_config()
     state = init_members(fql, [config], [0], dict(observations=obs[0, :2], actions=np.zeros((2, ACTION_DIM), np.float32)))[0]
-    policy = make_policy(fql)
-    keys = jax.random.split(jax.random.PRNGKey(0), 1)
-    np.asarray(policy(state, obs, keys))
+    policy, keys = make_policy(fql), member_keys([0], 0)
+    slots = np.arange(width, dtype=np.int32)[None]
+
+    def actions(t):
+        blocks = [slice(b, b + BLOCK) for b in range(0, width, BLOCK)]
+        times = np.full_like(slots, t)
+        return np.concatenate([np.asarray(out) for out in
+                               [policy(state, obs[:, b], keys, slots[:, b], times[:, b]) for b in blocks]], axis=1)
+
+    actions(0)
     start = time.perf_counter()
     for t in range(steps):
-        actions = np.asarray(policy(state, obs, keys))
+        acts = actions(t)
         for j, env in enumerate(envs):
-            obs[0, j] = env.step(actions[0, j])[0]
+            obs[0, j] = env.step(acts[0, j])[0]
     return episodes * steps / (time.perf_counter() - start)
 
 
@@ -125,9 +135,10 @@ def main():
         rate = host_loop_updates_per_second(args.host_updates, dataset)
         print(f'{"host loop (official structure)":<34}{1:>6}{rate:>17.1f}{rate:>11.1f}{"":>11}')
     if args.eval_steps:
+        from flowrl.evaluation import BLOCK
         rate = eval_env_steps_per_second(args.eval_episodes, args.eval_steps)
         print(f'\nevaluation, cube-double, {args.eval_episodes} envs: {rate:.0f} env-steps/s '
-              f'(one batched policy call per step)')
+              f'(one batched policy call per {BLOCK}-slot block per step)')
 
 
 if __name__ == '__main__':

@@ -127,3 +127,25 @@ def test_evaluate_sweeps_qfql_guidance_on_a_trained_checkpoint(trained_run, tmp_
     assert all(0 <= float(r['success']) <= 1 and float(r['episode_length']) > 0 for r in rows)
     # QFQL's action_diagnostics hook: grad_a Q norms along the sampling path, beside success.
     assert all(float(r['grad_q_norm_max']) >= float(r['grad_q_norm_mean']) > 0 for r in rows)
+
+
+def test_results_without_evaluations_are_json_with_null_scores(tmp_path):
+    from flowrl.run_files import write_json
+    from flowrl.runner import results_lines, summarize_results
+
+    results = summarize_results([], [dict(member=0, seed=0), dict(member=1, seed=1)])
+    write_json(tmp_path / 'results.json', results)
+    text = (tmp_path / 'results.json').read_text()
+    assert 'NaN' not in text
+    parsed = json.loads(text)
+    assert [m['final_score'] for m in parsed['members']] == [None, None] and parsed['aggregate'][0]['mean'] is None
+    assert results_lines(parsed)[1:] == ['  seed 0 : not evaluated', '  seed 1 : not evaluated',
+                                         '  all: no score over 0 seed(s)']
+
+
+def test_eval_workers_error_says_zero_means_one_per_core():
+    from flowrl.errors import UserError
+    from flowrl.runner import RunSettings, check_settings
+
+    with pytest.raises(UserError, match=r'^--eval_workers must be zero \(one per core\) or a positive integer'):
+        check_settings(RunSettings(eval_workers=-1))
