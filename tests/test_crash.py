@@ -120,15 +120,19 @@ def test_a_single_member_that_diverges_stops_the_run_naming_the_checkpoint_that_
         Run(settings, log=QUIET).train()
 
     healthy = Run(tiny_run_settings(tmp_path), log=QUIET)
-    chunks = healthy.chunks
 
-    def nan_after_update_4(states, rngs, dataset, num_updates, first_step, alive):
-        states, rngs, summary = chunks(states, rngs, dataset, num_updates, first_step, alive)
-        if healthy.step >= 4:
-            summary = dict(summary, **{'actor/bc_flow_loss': np.full(1, np.nan), 'nonfinite_update': np.zeros(1, int)})
-        return states, rngs, summary
+    class NanAfterUpdate4:
+        """The run's chunks, with a non-finite metric from update 5 on."""
+        chunks = healthy.chunks
+        phases = chunks.phases
 
-    healthy.chunks = nan_after_update_4
+        def __call__(self, states, rngs, dataset, num_updates, first_step, alive):
+            states, rngs, summary = self.chunks(states, rngs, dataset, num_updates, first_step, alive)
+            if first_step >= 4:
+                summary = dict(summary, **{'actor/bc_flow_loss': np.full(1, np.nan), 'nonfinite_update': np.zeros(1, int)})
+            return states, rngs, summary
+
+    healthy.chunks = NanAfterUpdate4()
     with pytest.raises(TrainingDiverged, match=r'actor/bc_flow_loss at update 5; the latest checkpoint is update 4 in '):
         healthy.train()
 
