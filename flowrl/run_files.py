@@ -2,9 +2,9 @@
 checkpoints/.
 
 JSON files are written to a temporary name and renamed, with null for non-finite numbers
-(JSON has no NaN). CSVs are appended row by row while
-training; on resume they are rewritten (atomically) without the rows past the checkpoint, so
-an interrupted and resumed run has exactly the rows an uninterrupted one would.
+(JSON has no NaN). CSVs are appended row by row while training; on resume they are rewritten
+(atomically) without the rows past the checkpoint, so an interrupted and resumed run has
+exactly the rows an uninterrupted one would.
 """
 
 import csv

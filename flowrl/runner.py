@@ -291,12 +291,14 @@ class Run:
             bar.update(stop - start)
             at_end = stop == s.offline_steps
             unlogged.append((stop - start, {k: v for k, v in summary.items() if k != NONFINITE_KEY}))
-            if stop % s.log_interval == 0 or at_end:
-                self.train_log.append(self._rows(mean_over_chunks(unlogged)))
-                unlogged = []
             evaluating = self._evaluation_due(stop)
             # A checkpoint before every evaluation: a crash while evaluating loses no training.
-            if (s.save_interval and stop % s.save_interval == 0) or at_end or evaluating:
+            saving = bool(s.save_interval and stop % s.save_interval == 0) or at_end or evaluating
+            # Rows are also written at checkpoints, whose resumes cannot know the chunks before them.
+            if stop % s.log_interval == 0 or saving:
+                self.train_log.append(self._rows(mean_over_chunks(unlogged)))
+                unlogged = []
+            if saving:
                 self.save()
             if evaluating:
                 last_success = float(np.nanmean(self.evaluate()['success']))

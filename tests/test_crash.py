@@ -53,8 +53,11 @@ def strict_json(path):
         return json.loads(f.read(), parse_constant=refuse)
 
 
-def test_a_crash_while_evaluating_loses_no_training(straight, tmp_path, monkeypatch):
-    reference_dir, _ = straight
+@pytest.mark.parametrize('intervals', [dict(log_interval=2, eval_interval=4), dict(log_interval=4, eval_interval=2)])
+def test_a_crash_while_evaluating_loses_no_training(world, tmp_path, monkeypatch, intervals):
+    settings = dict(num_seeds=2, **NO_SAVE_INTERVAL, **intervals)
+    reference = Run(tiny_run_settings(tmp_path / 'straight', **settings), log=QUIET)
+    reference.train()
     original, calls = Run.evaluate, []
 
     def crash_at_first_evaluation(self):
@@ -64,13 +67,14 @@ def test_a_crash_while_evaluating_loses_no_training(straight, tmp_path, monkeypa
         return original(self)
 
     monkeypatch.setattr(Run, 'evaluate', crash_at_first_evaluation)
-    run = Run(tiny_run_settings(tmp_path, num_seeds=2, **NO_SAVE_INTERVAL), log=QUIET)
+    run = Run(tiny_run_settings(tmp_path / 'crashed', **settings), log=QUIET)
     with pytest.raises(KeyboardInterrupt):
         run.train()
-    assert checkpoints.steps(run.checkpoint_dir) == [4]  # saved just before the evaluation
+    first = intervals['eval_interval']
+    assert checkpoints.steps(run.checkpoint_dir) == [first]  # saved just before the evaluation
     resume(run.run_dir, log=QUIET)
-    assert calls == [4, 4, 8]  # the interrupted evaluation runs first on resume
-    assert_same_run(run.run_dir, reference_dir)
+    assert calls[:2] == [first, first]  # the interrupted evaluation runs first on resume
+    assert_same_run(run.run_dir, reference.run_dir)
 
 
 def test_resume_with_more_offline_steps_extends_the_run(straight, tmp_path):
