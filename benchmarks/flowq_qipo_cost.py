@@ -64,15 +64,18 @@ def policy_update_table(batch, flow_steps_list, reps):
 
 
 def qipo_table(batch, reps):
+    """Each phase's own update (as the training loop runs it: `qipo.phase_updates`), beside flow BC's."""
+    from agents import flow_bc
     config = qipo.get_config()
     state = qipo.init(jax.random.PRNGKey(0), batch, config)
-    update, rng = jax.jit(qipo.update), jax.random.PRNGKey(1)
-    start = config.bc_steps + config.critic_steps
-    rows = []
-    for name, step in (('1 behaviour warm-up', 0), ('2 critic', config.bc_steps),
-                       ('3 policy, renewal step', start), ('3 policy, other step', start + 1)):
-        rows.append((f'update, phase {name}', median_ms(update, state.replace(step=jnp.int32(step)), batch, rng,
-                                                       reps=reps)))
+    rng = jax.random.PRNGKey(1)
+    bc_state = flow_bc.init(jax.random.PRNGKey(0), batch, flow_bc.get_config())
+    rows = [('flow BC update (reference)', median_ms(jax.jit(flow_bc.update), bc_state, batch, rng, reps=reps))]
+    (_, phase1), (_, phase2), (start, phase3) = qipo.phase_updates(config)
+    for name, update, step in (('1 behaviour warm-up', phase1, 0), ('2 critic', phase2, config.bc_steps),
+                               ('3 policy, renewal step', phase3, start), ('3 policy, other step', phase3, start + 1)):
+        rows.append((f'update, phase {name}', median_ms(jax.jit(update), state.replace(step=jnp.int32(step)), batch,
+                                                       rng, reps=reps)))
     renew = jax.jit(qipo.renew_snapshot)
     rows.append(('snapshot renewal alone', median_ms(renew, state.replace(step=jnp.int32(start)), reps=reps)))
     return rows

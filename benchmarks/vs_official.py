@@ -151,6 +151,7 @@ env = make_env(spec)
 example = dict(observations=np.zeros((2, env.observation_space.shape[0]), np.float32),
                actions=np.zeros((2, env.action_space.shape[0]), np.float32))
 states, _ = init_members(fql, [fql.get_config()], [0], example)
+envs.pool.reset(np.zeros(envs.size, np.uint32), np.ones(envs.size, bool))  # worker processes built their envs
 setup = time.perf_counter() - start
 start = time.perf_counter()
 stats = run_episodes(make_policy(fql), states, envs, [0], 0)
@@ -246,14 +247,21 @@ def eval_section(args):
                            ENV_NAME=ENV_NAME, EPISODES=args.eval_episodes),
         lambda: run_script(sys.executable, FLOWRL_EVAL, ROOT, dict(os.environ, FLOWRL_NO_DOWNLOAD='1'), ROOT=ROOT,
                            ENV_NAME=ENV_NAME, EPISODES=args.eval_episodes))
-    official_s = statistics.median(p[0]['seconds'] for p in pairs)
-    ours_s = statistics.median(p[1]['seconds'] for p in pairs)
+    def seconds(side, key):
+        return statistics.median(p[side][key] - (p[side]['setup_s'] if key == 'evaluate_s' else 0) for p in pairs)
+
+    for p in pairs:
+        for side in p:
+            side['evaluate_s'] = side['seconds']
     steps = pairs[0][1]['env_steps']
-    return [[f'evaluation: {args.eval_episodes} cube-double episodes, {steps:,} env steps (wall s)',
-             f'{official_s:.1f}', f'{ours_s:.1f}', f'{official_s / ours_s:.2f}x'],
-            ['  of which set-up: imports, environments, agent (s)',
-             f'{statistics.median(p[0]["setup_s"] for p in pairs):.1f}',
-             f'{statistics.median(p[1]["setup_s"] for p in pairs):.1f}', '']]
+    official_eval, ours_eval = seconds(0, 'evaluate_s'), seconds(1, 'evaluate_s')
+    official_all, ours_all = seconds(0, 'seconds'), seconds(1, 'seconds')
+    return [[f'one evaluation: {args.eval_episodes} cube-double episodes, {steps:,} env steps (wall s)',
+             f'{official_eval:.1f}', f'{ours_eval:.1f}', f'{official_eval / ours_eval:.2f}x'],
+            ['  set-up once per run: imports, environments, agent (s)', f'{seconds(0, "setup_s"):.1f}',
+             f'{seconds(1, "setup_s"):.1f}', ''],
+            ['  set-up + one evaluation (s)', f'{official_all:.1f}', f'{ours_all:.1f}',
+             f'{official_all / ours_all:.2f}x']]
 
 
 def main():

@@ -16,7 +16,6 @@ import os
 import numpy as np
 
 ENV_MEMORY_BYTES = 160 * 2**20  # one OGBench environment (measured, see above)
-ENVS_PER_CORE = 16  # beyond this, more envs per core no longer raise env-steps/s
 MEMORY_FRACTION = 0.5  # of the memory available when the pool is built
 
 
@@ -32,13 +31,14 @@ def available_memory_bytes() -> int:
     return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
 
 
-def default_env_count(needed: int, cores: int | None = None, memory_bytes: int | None = None) -> int:
-    """How many environments to keep alive for `needed` episodes: at most ENVS_PER_CORE per
-    core and MEMORY_FRACTION of the available memory at ENV_MEMORY_BYTES each, at least one."""
-    cores = cores or os.cpu_count() or 1
+def default_env_count(needed: int, memory_bytes: int | None = None) -> int:
+    """How many environments to keep alive for `needed` episodes: as many as MEMORY_FRACTION of
+    the available memory holds at ENV_MEMORY_BYTES each, at least one. Memory is the only bound:
+    every extra environment saves lock-step rounds (each one a policy call and a round trip to
+    the workers), and the total number of environment steps does not depend on the pool size."""
     memory_bytes = available_memory_bytes() if memory_bytes is None else memory_bytes
     by_memory = int(memory_bytes * MEMORY_FRACTION // ENV_MEMORY_BYTES)
-    return max(1, min(needed, ENVS_PER_CORE * cores, by_memory))
+    return max(1, min(needed, by_memory))
 
 
 class _Slice:

@@ -102,10 +102,8 @@ def test_members_left_out_of_an_evaluation_get_nan_and_the_others_are_unchanged(
         assert np.isnan(value[0]) and value[1] == everyone[key][1], key
 
 
-def test_default_env_count_is_bounded_by_cores_and_memory():
-    from flowrl.env_pool import ENV_MEMORY_BYTES, ENVS_PER_CORE, default_env_count
-
-    assert default_env_count(400, cores=2, memory_bytes=100 * ENV_MEMORY_BYTES) == 2 * ENVS_PER_CORE
-    assert default_env_count(400, cores=64, memory_bytes=40 * ENV_MEMORY_BYTES) == 20  # half the memory
-    assert default_env_count(3, cores=64, memory_bytes=10**12) == 3
-    assert default_env_count(400, cores=1, memory_bytes=0) == 1
+def test_default_env_count_is_bounded_by_memory():
+    from flowrl.env_pool import ENV_MEMORY_BYTES, default_env_count
+    assert default_env_count(400, memory_bytes=40 * ENV_MEMORY_BYTES) == 20  # half the memory
+    assert default_env_count(50, memory_bytes=10**12) == 50  # no more than the episodes need
+    assert default_env_count(400, memory_bytes=0) == 1
