@@ -261,6 +261,13 @@ def test_command_lines_fail_in_one_sentence(tmp_path):
         (['--sweep=agent.alpha=1,2', '--sweep=agent.alpha=3'], '--sweep gives agent.alpha twice'),
         (['--env_name=cube-single-pla'], 'did you mean cube-single-play'),
         ([f'--resume={corrupt_run}'], 'flags.json is unreadable or corrupt'),
+        (['--env_name=cube-nine-play'], "Unknown environment 'cube-nine-play'"),
+        (['--agent=agents/no_such_agent.py'], "Agent file 'agents/no_such_agent.py' does not exist"),
+        (['--agent.no_such_key=1'], "Unknown config key 'no_such_key'"),
+        (['--agent.alpha=ten'], "--agent.alpha expects a float like 10.0, got 'ten'"),
+        (['--sweep=agent.value_hidden_dims=8,16'], "can only sweep its dynamic hyperparameters"),
+        (['--resume=/no/such/run'], "Cannot resume '/no/such/run'"),
+        (['--offline_steps=0'], '--offline_steps must be a positive integer'),
     ]
     result = subprocess.run([sys.executable, '-c', DRIVER, json.dumps([base + argv for argv, _ in cases])],
                             cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)

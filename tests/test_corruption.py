@@ -41,6 +41,10 @@ def largest_array_file(step_path):
     return max(files, key=os.path.getsize)
 
 
+# One xdist worker builds the module's fixtures once and runs every test that reads them.
+pytestmark = pytest.mark.xdist_group('test_corruption')
+
+
 @pytest.fixture(scope='module')
 def finished_run(tmp_path_factory):
     """2 seeds, 8 updates, checkpoints at 4 and 8; run once for the module."""

@@ -19,6 +19,10 @@ QUIET = lambda *_: None
 NO_SAVE_INTERVAL = dict(save_interval=0)  # checkpoints only before evaluations and at the end
 
 
+# One xdist worker builds the module's fixtures once and runs every test that reads them.
+pytestmark = pytest.mark.xdist_group('test_crash')
+
+
 @pytest.fixture(scope='module')
 def world():
     with pytest.MonkeyPatch.context() as patch:

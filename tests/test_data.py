@@ -37,6 +37,10 @@ SMALL_DATASETS = {
 }
 
 
+# One xdist worker generates the module's small datasets once and runs every test that reads them.
+pytestmark = pytest.mark.xdist_group('test_data_small_datasets')
+
+
 @pytest.fixture(autouse=True)
 def data_offline(monkeypatch):
     """No downloads, and fail loudly if anything tries to open a connection anyway."""
@@ -321,9 +325,11 @@ def test_reduced_file_renamed_to_official_name_is_refused(data_cube_copy):
 
 
 def test_missing_dataset_without_generation_names_the_command(tmp_path):
-    with pytest.raises(UserError, match=r"python -m flowrl.data generate cube-double-play-v0` first"):
+    """The suggested command names the dataset directory given (a user copying it must get the same files)."""
+    with pytest.raises(UserError, match=rf"python -m flowrl.data generate cube-double-play-v0 --episodes 3 "
+                                        rf"--dataset_dir {tmp_path}` first"):
         load_singletask_data("cube-double-play-singletask-task1-v0", dataset_dir=str(tmp_path),
-                             generate=False, log=_quiet)
+                             dataset_episodes=3, generate=False, log=_quiet)
 
 
 @pytest.mark.parametrize("env_name", ["antmaze-large-navigate-singletask-task1-v0",
@@ -377,6 +383,7 @@ def test_cli_errors(tmp_path):
 def test_cli_generate_refuses_to_overwrite_and_verifies(data_cube_copy):
     result = _cli("generate", "cube-double-play-v0", "--episodes", "2", "--dataset_dir", str(data_cube_copy))
     assert result.returncode == 1 and "already exists; pass --force" in result.stderr
+    assert f"verify cube-double-play-v0 --episodes 2 --dataset_dir {data_cube_copy}`" in result.stderr
     verify = _cli("verify", "cube-double-play-v0", "--dataset_episodes", "2", "--dataset_dir", str(data_cube_copy))
     assert verify.returncode == 0 and verify.stdout.startswith("OK: generated locally"), verify.stderr
 

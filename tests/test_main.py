@@ -1,5 +1,5 @@
 """main.py end to end on a small locally generated dataset: train, evaluate, checkpoint, resume,
-results; and one clear sentence with a non-zero exit for bad input."""
+results. (Bad command lines: tests/test_bad_input.py.)"""
 
 import csv
 import importlib.metadata
@@ -15,6 +15,10 @@ from flowrl.envs import default_success_timing, parse_env_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--agent.actor_hidden_dims=32,32', '--agent.value_hidden_dims=32,32', '--agent.batch_size=32']
+
+
+# One xdist worker builds the module's trained run once and runs every test that reads it.
+pytestmark = pytest.mark.xdist_group('test_main_trained_run')
 
 
 def run_cli(args, cwd=REPO, module=None):
@@ -90,23 +94,6 @@ def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(os.path.join(run_dir, 'evaluate_alpha_step200.csv'))
     assert sorted((int(r['seed']), float(r['alpha'])) for r in rows) == [(0, 1.0), (0, 30.0), (1, 1.0), (1, 30.0)]
-
-
-@pytest.mark.parametrize('args, message', [
-    (['--env_name=cube-nine-play'], "Unknown environment 'cube-nine-play'"),
-    (['--agent=agents/no_such_agent.py'], "Agent file 'agents/no_such_agent.py' does not exist"),
-    (['--agent.no_such_key=1'], "Unknown config key 'no_such_key'"),
-    (['--agent.alpha=ten'], "--agent.alpha expects a float like 10.0, got 'ten'"),
-    (['--sweep=agent.value_hidden_dims=8,16'], "can only sweep its dynamic hyperparameters"),
-    (['--resume=/no/such/run'], "Cannot resume '/no/such/run'"),
-    (['--offline_steps=0'], '--offline_steps must be a positive integer'),
-])
-def test_bad_input_is_one_sentence_and_nonzero_exit(args, message, tmp_path):
-    result = run_cli([f'--save_dir={tmp_path / "runs"}', f'--dataset_dir={tmp_path / "data"}', *args], cwd=REPO)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], result.stderr[-2000:]
-    assert not os.path.exists(tmp_path / 'runs') and not os.path.exists(tmp_path / 'data')
 
 
 def test_evaluate_sweeps_qfql_guidance_on_a_trained_checkpoint(trained_run, tmp_path):

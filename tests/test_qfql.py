@@ -45,6 +45,10 @@ def true_q(actions):
     return -jnp.sum((actions - BEST_ACTION) ** 2, axis=-1)
 
 
+# One xdist worker builds the module's fixtures once and runs every test that reads them.
+pytestmark = pytest.mark.xdist_group('test_qfql')
+
+
 @pytest.fixture(scope='module')
 def bandit_state():
     """QFQL trained on a one-step bandit: masks = 0, so the critic's target is r = true_q(a)."""

@@ -71,7 +71,7 @@ def run_generate(args) -> None:
     if train_file.exists() and not args.force:
         raise UserError(
             f"{files.display_path(train_file)} already exists; pass --force to replace it, or run "
-            f"`python -m flowrl.data verify {plan.spec.name}` to check it."
+            f"`{files.cli_command('verify', plan.spec.name, args.episodes, args.dataset_dir)}` to check it."
         )
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, not {args.workers}; omit it to use all cores.")

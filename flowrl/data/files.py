@@ -62,6 +62,21 @@ def display_path(path: str | os.PathLike) -> str:
     return "~" + text[len(home):] if text.startswith(home + os.sep) else text
 
 
+DEFAULT_DATASET_DIR = "~/.ogbench/data"
+
+
+def cli_command(verb: str, dataset_name: str, episodes: int | None = None, dataset_dir: str = DEFAULT_DATASET_DIR,
+                extra: str = "") -> str:
+    """The `python -m flowrl.data ...` command a message suggests, with every option the user's
+    files depend on (a reduced size, a dataset directory other than the default)."""
+    command = f"python -m flowrl.data {verb} {dataset_name}"
+    if episodes:
+        command += f" --episodes {episodes}"
+    if os.path.expanduser(str(dataset_dir)) != os.path.expanduser(DEFAULT_DATASET_DIR):
+        command += f" --dataset_dir {display_path(dataset_dir)}"
+    return command + extra
+
+
 def train_path(dataset_dir: str, file_stem: str) -> Path:
     return Path(os.path.expanduser(dataset_dir)) / f"{file_stem}.npz"
 

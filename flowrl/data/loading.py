@@ -130,9 +130,7 @@ def resolve_dataset_files(
         if not generate:
             raise UserError(
                 f"Dataset {files.display_path(train_file)} is missing and generation is disabled; run "
-                f"`python -m flowrl.data generate {dataset_name}"
-                + (f" --dataset_episodes {dataset_episodes}" if dataset_episodes else "")
-                + "` first."
+                f"`{files.cli_command('generate', dataset_name, dataset_episodes, dataset_dir)}` first."
             )
         plan = plan or plan_generation(dataset_name)
         reason = "reduced datasets are only generated locally" if plan.reduced else "it could not be downloaded"
@@ -161,10 +159,10 @@ def required_fields(dataset_name: str) -> tuple[str, ...]:
 
 
 def _regenerate_remedy(train_file: Path, dataset_name: str, dataset_episodes: int | None) -> str:
-    episodes_flag = f" --dataset_episodes {dataset_episodes}" if dataset_episodes else ""
+    command = files.cli_command('generate', dataset_name, dataset_episodes, str(train_file.parent), ' --force')
     return (
         f"delete {files.display_path(train_file)} and its -val/.meta.json siblings and run again, or run "
-        f"`python -m flowrl.data generate {dataset_name}{episodes_flag} --force`"
+        f"`{command}`"
     )
 
 
