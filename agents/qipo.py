@@ -3,7 +3,7 @@
 
 The flow's endpoint is trained towards pi(a|s) ∝ pi_beta(a|s) exp(beta Q(s, a)) by weighting each
 support action's conditional flow-matching error with a softmax of beta Q over the support set of
-its state. Three phases, all driven by `state.step` (the training loop knows nothing of them):
+its state. Three phases, driven by `state.step`:
 
 1. steps [0, bc_steps): behaviour warm-up, plain BC flow matching on the dataset action.
 2. steps [bc_steps, bc_steps + critic_steps): the flow keeps cloning the behaviour while the twin
