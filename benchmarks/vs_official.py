@@ -247,19 +247,17 @@ def eval_section(args):
                            ENV_NAME=ENV_NAME, EPISODES=args.eval_episodes),
         lambda: run_script(sys.executable, FLOWRL_EVAL, ROOT, dict(os.environ, FLOWRL_NO_DOWNLOAD='1'), ROOT=ROOT,
                            ENV_NAME=ENV_NAME, EPISODES=args.eval_episodes))
-    def seconds(side, key):
-        return statistics.median(p[side][key] - (p[side]['setup_s'] if key == 'evaluate_s' else 0) for p in pairs)
+    def median(side, measure):
+        return statistics.median(measure(p[side]) for p in pairs)
 
-    for p in pairs:
-        for side in p:
-            side['evaluate_s'] = side['seconds']
+    evaluation = lambda r: r['seconds'] - r['setup_s']  # the evaluate() call alone
     steps = pairs[0][1]['env_steps']
-    official_eval, ours_eval = seconds(0, 'evaluate_s'), seconds(1, 'evaluate_s')
-    official_all, ours_all = seconds(0, 'seconds'), seconds(1, 'seconds')
+    official_eval, ours_eval = median(0, evaluation), median(1, evaluation)
+    official_all, ours_all = median(0, lambda r: r['seconds']), median(1, lambda r: r['seconds'])
     return [[f'one evaluation: {args.eval_episodes} cube-double episodes, {steps:,} env steps (wall s)',
              f'{official_eval:.1f}', f'{ours_eval:.1f}', f'{official_eval / ours_eval:.2f}x'],
-            ['  set-up once per run: imports, environments, agent (s)', f'{seconds(0, "setup_s"):.1f}',
-             f'{seconds(1, "setup_s"):.1f}', ''],
+            ['  set-up once per run: imports, environments, agent (s)', f'{median(0, lambda r: r["setup_s"]):.1f}',
+             f'{median(1, lambda r: r["setup_s"]):.1f}', ''],
             ['  set-up + one evaluation (s)', f'{official_all:.1f}', f'{ours_all:.1f}',
              f'{official_all / ours_all:.2f}x']]
 
