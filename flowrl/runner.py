@@ -13,7 +13,6 @@ import time
 
 import jax
 import numpy as np
-import tqdm
 
 from flowrl import checkpoints, run_files
 from flowrl.agent_loading import agent_name, load_agent
@@ -22,7 +21,8 @@ from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
 from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, run_episodes
 from flowrl.presets import apply_presets, presets_for
-from flowrl.training import (NONFINITE_KEY, ChunkRunner, chunk_boundaries, init_members, member_shardings,
+from flowrl.progress import ChunkPacer, Progress
+from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, member_shardings,
                              resolve_member_execution)
 
 
@@ -235,14 +235,14 @@ class Run:
         return [dict(step=self.step, **label, **{k: float(v[i]) for k, v in values.items()})
                 for i, label in enumerate(self.members.labels) if self.alive[i]]
 
-    def _record_divergence(self, summary, chunk_start):
-        """Members whose metrics turned non-finite in this chunk (the program kept their
-        pre-chunk state): in a sweep they are recorded and frozen and the others go on; a
-        single member, or the last ones alive, stop the run."""
-        bad = np.asarray(summary[NONFINITE_KEY])
+    def _record_divergence(self, means: dict, first_bad, chunk_start: int):
+        """Members whose metrics turned non-finite in this chunk (`first_bad` >= 0: the program
+        kept their pre-chunk state): in a sweep they are recorded and frozen and the others go
+        on; a single member, or the last ones alive, stop the run."""
+        bad = np.asarray(first_bad)
         new = [i for i in np.nonzero(bad >= 0)[0] if self.alive[i]]
         for i in new:
-            names = [k for k, v in summary.items() if k != NONFINITE_KEY and not np.isfinite(v[i])]
+            names = [k for k, v in means.items() if not np.isfinite(v[i])]
             self.diverged[int(i)] = dict(diverged_at_update=chunk_start + int(bad[i]) + 1,
                                          diverged_metrics=names or ['metrics'])
         if not new:
@@ -272,47 +272,48 @@ class Run:
         self.eval_log.append(self._rows(stats))
         return stats
 
+    def _evaluate_and_show(self, progress):
+        stats = self.evaluate()
+        progress.evaluated(self.step, float(np.nanmean(np.asarray(stats['success'])[self.alive])))
+
     def train(self) -> dict:
         s = self.s
-        bar = tqdm.tqdm(total=s.offline_steps, initial=self.step, unit='upd', dynamic_ncols=True,
-                        smoothing=0.1, desc=agent_name(s.agent))
-        last_success, unlogged = None, []  # unlogged: (updates, chunk means) since the last train.csv row
+        progress = Progress(s.offline_steps, self.step, agent_name(s.agent), self.log)
+        pacer = ChunkPacer()
         if self._evaluation_due(self.step) and not any(int(r['step']) == self.step for r in self.eval_log.read()):
-            self.evaluate()  # resumed from the checkpoint saved just before an evaluation that did not finish
+            self._evaluate_and_show(progress)  # resumed from the checkpoint saved just before an evaluation that did not finish
+        # Metric sums since the last train.csv row, kept on the device and added to in update
+        # order, so a row does not depend on how the updates before it were cut into chunks.
+        totals, counted = None, 0
         phase_starts = [start for start, _ in self.chunks.phases]
         for stop in chunk_boundaries(self.step, s.offline_steps, (s.log_interval, s.eval_interval, s.save_interval),
                                      phase_starts):
-            start = self.step
-            self.states, self.rngs, summary = self.chunks(self.states, self.rngs, self.dataset, stop - start, start,
-                                                          self.alive)
-            summary = jax.device_get(summary)
-            self.step = stop
-            self._record_divergence(summary, start)
-            bar.update(stop - start)
-            at_end = stop == s.offline_steps
-            unlogged.append((stop - start, {k: v for k, v in summary.items() if k != NONFINITE_KEY}))
+            while self.step < stop:  # chunks of about ChunkPacer.seconds: the console moves
+                start, updates = self.step, min(stop - self.step, pacer.size())
+                began = time.monotonic()
+                self.states, self.rngs, totals, first_bad = self.chunks.run(self.states, self.rngs, totals,
+                                                                            self.dataset, updates, start, self.alive)
+                first_bad, sums = jax.device_get((first_bad, totals))
+                seconds = time.monotonic() - began
+                pacer.record(updates, seconds)
+                self.step, counted = start + updates, counted + updates
+                means = {k: v / counted for k, v in sums.items()}
+                self._record_divergence(means, first_bad, start)
+                progress.advanced(updates, seconds, {k: np.mean(v[self.alive]) for k, v in means.items()})
             evaluating = self._evaluation_due(stop)
             # A checkpoint before every evaluation: a crash while evaluating loses no training.
-            saving = bool(s.save_interval and stop % s.save_interval == 0) or at_end or evaluating
-            # Rows are also written at checkpoints, whose resumes cannot know the chunks before them.
+            saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == s.offline_steps or evaluating
+            # Rows are also written at checkpoints, whose resumes start with empty sums.
             if stop % s.log_interval == 0 or saving:
-                self.train_log.append(self._rows(mean_over_chunks(unlogged)))
-                unlogged = []
+                self.train_log.append(self._rows(means))
+                progress.logged()
+                totals, counted = None, 0
             if saving:
                 self.save()
             if evaluating:
-                last_success = float(np.nanmean(self.evaluate()['success']))
-            bar.set_postfix(self._postfix(summary, last_success, self.alive), refresh=False)
-        bar.close()
+                self._evaluate_and_show(progress)
+        progress.close()
         return self.write_results()
-
-    @staticmethod
-    def _postfix(summary, success, alive):
-        shown = {k.split('/')[-1]: float(np.mean(np.asarray(v)[alive])) for k, v in summary.items()
-                 if k in ('critic/loss', 'actor/loss')}
-        if success is not None:
-            shown['success'] = success
-        return {k: f'{v:.3g}' for k, v in shown.items()}
 
     # -- results -------------------------------------------------------------------------
     def write_results(self) -> dict:
@@ -323,12 +324,6 @@ class Run:
         for line in results_lines(results):
             self.log(line)
         return results
-
-
-def mean_over_chunks(chunks) -> dict:
-    """Per-update means over several chunks, from each chunk's (number of updates, means)."""
-    total = sum(n for n, _ in chunks)
-    return {k: sum(n * np.asarray(means[k]) for n, means in chunks) / total for k in chunks[0][1]}
 
 
 MEMBER_RESULT_KEYS = ('member', 'seed', 'final_score', 'evaluations', 'diverged_at_update', 'diverged_metrics')

@@ -73,31 +73,44 @@ def sample_batch(dataset: dict, rng, batch_size: int) -> dict:
     return jax.tree.map(lambda x: x[idx], dataset)
 
 
-def summarize(metrics: dict) -> dict:
-    """Chunk means of per-update metrics, plus the first update whose metrics were non-finite."""
-    finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]), axis=0)
-    first_bad = jnp.where(jnp.all(finite), -1, jnp.argmin(finite))
-    return {**{k: jnp.mean(v) for k, v in metrics.items()}, NONFINITE_KEY: first_bad}
+def metric_names(update, state, dataset, batch_size: int) -> list:
+    """The names of the metrics `update` returns, found by tracing it (without running it)."""
+    rng = jax.random.PRNGKey(0)
+    return list(jax.eval_shape(update, state, sample_batch(dataset, rng, batch_size), rng)[1])
 
 
-def train_member(update, batch_size: int, num_updates: int, state, rng, dataset, alive=True):
-    """`num_updates` calls of `update` on one member; returns (state, rng, summary metrics).
+def train_member(update, batch_size: int, num_updates, state, rng, dataset, alive=True, totals=None):
+    """`num_updates` calls of `update` on one member; returns (state, rng, totals, first_bad).
+
+    `num_updates` may be a traced value: one compiled program serves every chunk length, so the
+    loop can cut chunks by wall time (flowrl.progress) without compiling again. `totals` are
+    running sums of the metrics, added to in update order: a train.csv row (totals / updates)
+    is then the same bits however the updates between two rows were cut into chunks.
+    `first_bad` is the index in this chunk of the first update with a non-finite metric, or -1.
 
     A member that is not `alive`, or whose metrics turn non-finite in this chunk, keeps the
-    state and rng it had before the chunk: a diverged member of a sweep stays frozen while the
-    others train (this holds one more copy of the state on the device during the chunk)."""
+    state and rng it had before the chunk: a diverged member of a sweep stays frozen
+    while the others train (this holds one more copy of the state on the device)."""
+    if totals is None:
+        totals = {k: jnp.zeros((), jnp.float32) for k in metric_names(update, state, dataset, batch_size)}
 
-    def one_update(carry, _):
-        state, rng = carry
+    def one_update(i, carry):
+        state, rng, totals, first_bad = carry
         rng, batch_rng, update_rng = jax.random.split(rng, 3)
         state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size), update_rng)
-        return (state, rng), metrics
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+        first_bad = jnp.where((first_bad < 0) & ~finite, i, first_bad)
+        totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
+        return state, rng, totals, first_bad
 
-    (new_state, new_rng), metrics = jax.lax.scan(one_update, (state, rng), length=num_updates)
-    summary = summarize(metrics)
-    keep = jnp.logical_and(alive, summary[NONFINITE_KEY] < 0)
+    # -1 derived from a per-member input, so that under shard_map it varies over members like
+    # the value the loop computes (shard_map checks that a loop carry keeps its type).
+    no_bad_update = jnp.where(jnp.asarray(alive), -1, -1).astype(jnp.int32)
+    start = (state, rng, totals, no_bad_update)
+    new_state, new_rng, new_totals, first_bad = jax.lax.fori_loop(0, num_updates, one_update, start)
+    keep = jnp.logical_and(alive, first_bad < 0)
     state, rng = jax.tree.map(lambda new, old: jnp.where(keep, new, old), (new_state, new_rng), (state, rng))
-    return state, rng, summary
+    return state, rng, new_totals, first_bad  # the totals show which metrics turned non-finite
 
 
 def update_phases(agent, config) -> list:
@@ -108,7 +121,8 @@ def update_phases(agent, config) -> list:
     pairs. The loop ends a chunk at every phase start and runs each chunk with the update of
     the phase it is in, so a phase pays only for its own work (under vmap a `lax.switch` on
     the step would run every branch). All members share the step, and phase lengths are
-    static config, so every member is in the same phase. `agent.update` itself stays correct
+    static config, so every member is in the same phase. Every phase's update returns the same
+    metrics (train.csv rows sum them across phase starts). `agent.update` itself stays correct
     at every step for users who call it directly.
     """
     phases = dict(getattr(agent, 'phase_updates', lambda c: ((0, agent.update),))(config))
@@ -123,39 +137,56 @@ def phase_at(phases, step: int):
 
 
 class ChunkRunner:
-    """Compiles (once per chunk length, member count and phase) and runs chunks of updates for
-    all members: jit(shard_map over devices(members run as `execution` says(scan(update))))."""
+    """Compiles (once per member count and phase: the chunk length is an argument) and runs
+    chunks of updates for all members: jit(shard_map over devices(members run as `execution`
+    says(loop over updates))))."""
 
     def __init__(self, agent, batch_size: int, execution: str = 'auto', config=None):
         self.agent, self.batch_size = agent, batch_size
         self.execution = resolve_member_execution(execution)
         self.phases = update_phases(agent, config) if config is not None else [(0, agent.update)]
-        self._compiled = {}
+        self._compiled, self._metric_names = {}, {}
 
-    def function(self, num_updates: int, num_members: int = 1, update=None):
+    def function(self, num_members: int = 1, update=None):
         update = update or self.agent.update
-        key = (num_updates, num_members, update)
+        key = (num_members, update)
         if key not in self._compiled:
-            run_one = lambda s, r, a, d: train_member(update, self.batch_size, num_updates, s, r, d, a)
-            local = lambda states, rngs, dataset, alive: over_members(
-                lambda s, r, a: run_one(s, r, a, dataset), self.execution)(states, rngs, alive)
+            def local(states, rngs, totals, alive, dataset, num_updates):
+                one = lambda s, r, t, a: train_member(update, self.batch_size, num_updates, s, r, dataset, a, t)
+                return over_members(one, self.execution)(states, rngs, totals, alive)
+
             members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()
             chunk = jax.shard_map(local, mesh=member_mesh(num_members),
-                                  in_specs=(members, members, replicated, members), out_specs=members)
-            self._compiled[key] = jax.jit(chunk, donate_argnums=(0, 1))
+                                  in_specs=(members, members, members, members, replicated, replicated),
+                                  out_specs=members)
+            self._compiled[key] = jax.jit(chunk, donate_argnums=(0, 1, 2))
         return self._compiled[key]
 
-    def __call__(self, states, rngs, dataset, num_updates: int, first_step: int = 0, alive=None):
+    def run(self, states, rngs, totals, dataset, num_updates: int, first_step: int = 0, alive=None):
         """Runs updates first_step+1 .. first_step+num_updates (the chunk must not cross a phase
-        start). `alive` [members] bool (default: all): members that are not keep their state."""
+        start), adding each member's metrics to `totals` (member-stacked sums, or None for zeros).
+        `alive` [members] bool (default: all): members that are not keep their state.
+        Returns (states, rngs, totals, first_bad [members]: first non-finite update in the chunk or -1)."""
         update = phase_at(self.phases, first_step)
-        alive = np.ones(rngs.shape[0], bool) if alive is None else np.asarray(alive, bool)
+        num_members = rngs.shape[0]
+        alive = np.ones(num_members, bool) if alive is None else np.asarray(alive, bool)
+        if totals is None:
+            if update not in self._metric_names:  # finding them traces the update: once
+                one_member = jax.tree.map(lambda x: x[0], states)
+                self._metric_names[update] = metric_names(update, one_member, dataset, self.batch_size)
+            totals = {k: jnp.zeros((num_members,), jnp.float32) for k in self._metric_names[update]}
         # Inputs placed as the outputs will be (no-op when they already are), so that a chunk's
         # outputs fed back in hit the same compiled program.
-        members, replicated = member_shardings(rngs.shape[0])
-        states, rngs, alive = jax.device_put((states, rngs, alive), members)
-        return self.function(num_updates, rngs.shape[0], update)(states, rngs, jax.device_put(dataset, replicated),
-                                                                 alive)
+        members, replicated = member_shardings(num_members)
+        states, rngs, totals, alive = jax.device_put((states, rngs, totals, alive), members)
+        return self.function(num_members, update)(states, rngs, totals, alive, jax.device_put(dataset, replicated),
+                                                  jnp.int32(num_updates))
+
+    def __call__(self, states, rngs, dataset, num_updates: int, first_step: int = 0, alive=None):
+        """One chunk from zero totals: (states, rngs, summary), summary = the chunk's per-member
+        metric means and NONFINITE_KEY (first non-finite update in the chunk, or -1)."""
+        states, rngs, totals, first_bad = self.run(states, rngs, None, dataset, num_updates, first_step, alive)
+        return states, rngs, {**{k: v / max(num_updates, 1) for k, v in totals.items()}, NONFINITE_KEY: first_bad}
 
 
 def init_members(agent, member_configs, member_seeds, example_batch):

@@ -135,12 +135,13 @@ def test_a_single_member_that_diverges_stops_the_run_naming_the_checkpoint_that_
         chunks = healthy.chunks
         phases = chunks.phases
 
-        def __call__(self, states, rngs, dataset, num_updates, first_step, alive):
-            states, rngs, summary = self.chunks(states, rngs, dataset, num_updates, first_step, alive)
+        def run(self, states, rngs, totals, dataset, num_updates, first_step, alive):
+            states, rngs, totals, first_bad = self.chunks.run(states, rngs, totals, dataset, num_updates, first_step,
+                                                              alive)
             if first_step >= 4:
-                summary = dict(summary, **{'actor/bc_flow_loss': np.full(1, np.nan),
-                                           'nonfinite_update': np.zeros(1, int)})
-            return states, rngs, summary
+                totals = dict(totals, **{'actor/bc_flow_loss': np.full(1, np.nan)})
+                first_bad = np.zeros(1, int)
+            return states, rngs, totals, first_bad
 
     healthy.chunks = NanAfterUpdate4()
     with pytest.raises(TrainingDiverged, match=r'bc_flow_loss at update 5; the latest checkpoint is update 4 in '):

@@ -16,8 +16,8 @@ from flowrl.errors import TrainingDiverged
 from flowrl.runner import Run
 from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_config
 from flowrl.errors import UserError
-from flowrl.training import (NONFINITE_KEY, ChunkRunner, chunk_boundaries, init_members, resolve_member_execution,
-                             sample_batch, summarize)
+from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, resolve_member_execution, sample_batch,
+                             train_member)
 
 DATASET = synthetic_batch(batch_size=256)
 CONFIG = tiny_config(fql, batch_size=16)
@@ -102,20 +102,40 @@ def test_interrupted_and_resumed_training_matches_uninterrupted(tmp_path):
     assert max_abs_diff(resumed[1], straight[1]) == 0.0
 
 
-def test_jit_compiles_once_per_chunk_length():
+def test_one_compiled_program_serves_every_chunk_length():
     runner = ChunkRunner(fql, 16, 'map')
     states, rngs = init_members(fql, [CONFIG], [0], DATASET)
     states, rngs, _ = runner(states, rngs, DATASET, 3)
-    states, rngs, _ = runner(states, rngs, DATASET, 3)
+    states, rngs, _ = runner(states, rngs, DATASET, 5)
     states = states.replace(hparams={**states.hparams, 'alpha': states.hparams['alpha'] * 2})
-    runner(states, rngs, DATASET, 3)
-    assert runner.function(3, 1, fql.update)._cache_size() == 1
+    runner(states, rngs, DATASET, 1)
+    assert runner.function(1, fql.update)._cache_size() == 1
 
 
-def test_summary_reports_the_first_nonfinite_update():
-    metrics = {'a': jnp.array([1.0, 2.0, jnp.nan, 3.0]), 'b': jnp.array([0.0, jnp.inf, 1.0, 1.0])}
-    assert int(summarize(metrics)[NONFINITE_KEY]) == 1
-    assert int(summarize({'a': jnp.ones(3)})[NONFINITE_KEY]) == -1
+def test_chunks_cut_anywhere_give_the_same_state_and_metric_sums():
+    runner = ChunkRunner(fql, 16, 'map')
+    sums = {}
+    for cuts in ((8,), (1, 4, 3)):
+        states, rngs = init_members(fql, [CONFIG] * 2, [0, 1], DATASET)
+        totals, step = None, 0
+        for updates in cuts:
+            states, rngs, totals, first_bad = runner.run(states, rngs, totals, DATASET, updates, step)
+            step += updates
+        sums[cuts] = (states, totals)
+        assert list(first_bad) == [-1, -1]
+    assert max_abs_diff(sums[(8,)][0], sums[(1, 4, 3)][0]) == 0.0
+    assert max_abs_diff(sums[(8,)][1], sums[(1, 4, 3)][1]) == 0.0  # same additions in the same order
+
+
+def test_chunk_reports_the_first_nonfinite_update_and_keeps_the_state_before_it():
+    def update(state, batch, rng):  # metric 'a' turns NaN at the third update of the chunk
+        state = state + 1.0
+        return state, {'a': jnp.where(state == 3.0, jnp.nan, state), 'b': jnp.zeros(())}
+
+    state, rng, totals, first_bad = train_member(update, 4, 5, jnp.float32(0.0), jax.random.PRNGKey(0), DATASET)
+    assert int(first_bad) == 2 and float(state) == 0.0 and np.isnan(totals['a']) and float(totals['b']) == 0.0
+    state, rng, totals, first_bad = train_member(update, 4, 2, jnp.float32(0.0), jax.random.PRNGKey(0), DATASET)
+    assert int(first_bad) == -1 and float(state) == 2.0 and float(totals['a']) == 3.0
 
 
 def test_nonfinite_loss_stops_the_run_with_the_step_and_metric(tmp_path, monkeypatch):
