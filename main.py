@@ -25,7 +25,7 @@ flags.DEFINE_integer('num_seeds', 1, 'Independent seeds trained side by side in 
 flags.DEFINE_multi_string('sweep', [], 'Dynamic hyperparameter values run side by side: agent.alpha=3,10,30.')
 flags.DEFINE_integer('offline_steps', 1_000_000, 'Number of offline updates.')
 flags.DEFINE_integer('online_steps', 0, 'Online fine-tuning steps (not supported yet; must be 0).')
-flags.DEFINE_integer('log_interval', 5_000, 'Updates between train.csv rows (and per compiled chunk).')
+flags.DEFINE_integer('log_interval', 5_000, 'Updates between train.csv rows (and progress lines without a terminal).')
 flags.DEFINE_integer('eval_interval', 100_000, 'Updates between evaluations (0: no evaluation).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per member.')
 flags.DEFINE_integer('eval_workers', 0, 'Processes stepping the evaluation environments (0: one per core).')

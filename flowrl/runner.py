@@ -276,30 +276,37 @@ class Run:
         stats = self.evaluate()
         progress.evaluated(self.step, float(np.nanmean(np.asarray(stats['success'])[self.alive])))
 
+    def _train_until(self, stop: int, totals, counted: int, pacer, progress):
+        """Chunks of about `pacer.seconds` each up to update `stop`, adding to the metric sums
+        `totals` of the `counted` updates since the last row; returns them and the means."""
+        while self.step < stop:
+            start, updates = self.step, min(stop - self.step, pacer.size())
+            began = time.monotonic()
+            self.states, self.rngs, totals, first_bad = self.chunks.run(self.states, self.rngs, totals, self.dataset,
+                                                                        updates, start, self.alive)
+            first_bad, sums = jax.device_get((first_bad, totals))
+            seconds = time.monotonic() - began
+            pacer.record(updates, seconds)
+            self.step, counted = start + updates, counted + updates
+            means = {k: v / counted for k, v in sums.items()}
+            self._record_divergence(means, first_bad, start)
+            progress.advanced(updates, seconds, {k: np.mean(v[self.alive]) for k, v in means.items()})
+        return totals, counted, means
+
     def train(self) -> dict:
         s = self.s
         progress = Progress(s.offline_steps, self.step, agent_name(s.agent), self.log)
         pacer = ChunkPacer()
         if self._evaluation_due(self.step) and not any(int(r['step']) == self.step for r in self.eval_log.read()):
-            self._evaluate_and_show(progress)  # resumed from the checkpoint saved just before an evaluation that did not finish
+            # Resumed from the checkpoint saved just before an evaluation that did not finish.
+            self._evaluate_and_show(progress)
         # Metric sums since the last train.csv row, kept on the device and added to in update
         # order, so a row does not depend on how the updates before it were cut into chunks.
         totals, counted = None, 0
         phase_starts = [start for start, _ in self.chunks.phases]
         for stop in chunk_boundaries(self.step, s.offline_steps, (s.log_interval, s.eval_interval, s.save_interval),
                                      phase_starts):
-            while self.step < stop:  # chunks of about ChunkPacer.seconds: the console moves
-                start, updates = self.step, min(stop - self.step, pacer.size())
-                began = time.monotonic()
-                self.states, self.rngs, totals, first_bad = self.chunks.run(self.states, self.rngs, totals,
-                                                                            self.dataset, updates, start, self.alive)
-                first_bad, sums = jax.device_get((first_bad, totals))
-                seconds = time.monotonic() - began
-                pacer.record(updates, seconds)
-                self.step, counted = start + updates, counted + updates
-                means = {k: v / counted for k, v in sums.items()}
-                self._record_divergence(means, first_bad, start)
-                progress.advanced(updates, seconds, {k: np.mean(v[self.alive]) for k, v in means.items()})
+            totals, counted, means = self._train_until(stop, totals, counted, pacer, progress)
             evaluating = self._evaluation_due(stop)
             # A checkpoint before every evaluation: a crash while evaluating loses no training.
             saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == s.offline_steps or evaluating
