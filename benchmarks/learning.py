@@ -18,6 +18,7 @@ An agent "learns beyond flow BC" here when its lowest seed's score is above flow
 """
 
 import argparse
+import concurrent.futures
 import glob
 import json
 import os
@@ -85,7 +86,7 @@ def train(agent, path, args, runs_dir):
         results = json.load(f)
     with open(os.path.join(run_dir, 'flags.json')) as f:
         config = json.load(f)['configs'][0]
-    print('   ' + ', '.join(f'seed {m["seed"]}: {100 * m["final_score"]:.0f}%' for m in results['members'])
+    print(f'   {agent}: ' + ', '.join(f'seed {m["seed"]}: {100 * m["final_score"]:.0f}%' for m in results['members'])
           + f' ({seconds / 60:.1f} min)', flush=True)
     return dict(results=results, config=config, seconds=seconds, run_dir=run_dir)
 
@@ -165,10 +166,11 @@ def main():
     parser.add_argument('--out_dir', required=True)
     parser.add_argument('--agents', default=','.join(agent_names()), help='comma-separated (flow_bc is always added)')
     parser.add_argument('--seeds', type=int, default=2)
-    parser.add_argument('--updates', type=int, default=10_000)
-    parser.add_argument('--evaluations', type=int, default=5, help='evenly spaced, the last at the end')
+    parser.add_argument('--updates', type=int, default=30_000)
+    parser.add_argument('--evaluations', type=int, default=6, help='evenly spaced, the last at the end')
     parser.add_argument('--eval_episodes', type=int, default=10)
     parser.add_argument('--eval_workers', type=int, default=1, help='processes stepping evaluation envs per run')
+    parser.add_argument('--parallel', type=int, default=2, help='agents trained at once (separate processes)')
     parser.add_argument('--hidden', default='128,128', help='hidden sizes of every MLP (papers: 512,512,512,512)')
     parser.add_argument('--episodes', type=int, default=200, help='episodes of the generated dataset')
     parser.add_argument('--dataset_dir', default='~/.ogbench/data')
@@ -190,11 +192,11 @@ def main():
     runs_dir = os.path.join(os.path.abspath(args.out_dir), 'runs', time.strftime('%Y%m%d_%H%M%S'))
     path = dataset_file(args.dataset_dir, args.episodes, args.workers)
     started = time.time()
-    entries = {}
-    for agent in agents:
-        entry = train(agent, path, args, runs_dir)
-        if entry is not None:
-            entries[agent] = entry
+    # Runs are independent processes: --parallel 2 keeps both cores of a small machine busy
+    # (small networks leave one XLA process mostly single-threaded). Times then overlap.
+    with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+        done = dict(zip(agents, pool.map(lambda agent: train(agent, path, args, runs_dir), agents)))
+    entries = {agent: entry for agent, entry in done.items() if entry is not None}
     if not entries:
         sys.exit('Every run failed.')
     minutes = (time.time() - started) / 60
