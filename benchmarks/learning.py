@@ -11,8 +11,9 @@ and QIPO's phase lengths, which assume 1M updates, are scaled to `--updates` in 
 proportions (20 % BC warm-up, 30 % critic, renewal every 10 % of the policy phase).
 Score = the FQL paper's: mean success of the last three evaluations, per seed.
 
-Writes to --out_dir: learning.md (the table), learning.png (success vs updates: mean over
-seeds, band = min..max), learning.json (every curve), and the run directories under runs/.
+Writes to --out_dir: learning.md (the table), learning.json (every curve), the run directories
+under runs/, and flowrl.report's report.md (IQM with bootstrap intervals), success_<env>.png
+(success vs updates: mean over seeds, 95 % bootstrap band) and losses_<env>_<agent>.png.
 An agent "learns beyond flow BC" here when its lowest seed's score is above flow BC's highest
 (and "below" the other way round); otherwise the seed ranges overlap ("≈ flow BC").
 """
@@ -31,6 +32,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from flowrl.report import write_report  # noqa: E402
 from flowrl.testing import agent_names  # noqa: E402
 
 DATASET, ENV = 'cube-single-play-v0', 'cube-single-play'
@@ -136,31 +138,6 @@ def table(entries, args, path):
     return '\n'.join(lines)
 
 
-def plot(entries, out_path, title):
-    try:
-        import matplotlib
-    except ImportError:
-        print('matplotlib is not installed (pip install -e ".[bench]"): no plot written.')
-        return
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for agent, entry in entries.items():
-        steps, success = curves(entry)
-        style = dict(color='black', linestyle='--', linewidth=2) if agent == BASELINE else {}
-        line, = ax.plot(steps, 100 * success.mean(0), marker='o', label=agent, **style)
-        ax.fill_between(steps, 100 * success.min(0), 100 * success.max(0), color=line.get_color(), alpha=0.15)
-    ax.set_xlabel('updates')
-    ax.set_ylabel('success (%)')
-    ax.set_ylim(-2, 102)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out_dir', required=True)
@@ -208,10 +185,10 @@ def main():
         json.dump(dict(args=vars(args), dataset=path, runs={
             agent: dict(run_dir=e['run_dir'], seconds=e['seconds'], config=e['config'], results=e['results'])
             for agent, e in entries.items()}), f, indent=1)
-    plot(entries, os.path.join(args.out_dir, 'learning.png'),
-         f'cube-single-play, {args.episodes} episodes, {args.updates} updates, hidden {args.hidden}, '
-         f'{args.seeds} seeds (band: min..max)')
-    print(f'Written: {args.out_dir}/learning.md, learning.png, learning.json')
+    # Success curves (mean over seeds, 95 % bootstrap band), loss plots and IQM: flowrl.report.
+    paths = write_report([runs_dir], args.out_dir, log=print)
+    print(f'Written: {args.out_dir}/learning.md, learning.json, ' + ', '.join(
+        os.path.basename(p) for p in [paths['markdown'], *paths['plots']]))
     sys.exit(0 if len(entries) == len(agents) else 1)
 
 

@@ -10,6 +10,7 @@ so a typo fails with the nearest names instead of training on something else.
 import dataclasses
 import difflib
 import re
+import warnings
 
 import gymnasium
 
@@ -31,6 +32,14 @@ DATASET_FAMILIES = tuple(
     f'{prefix}{env}-{kind}'
     for envs, kinds, visual in _PUBLISHED for prefix in (('', 'visual-') if visual else ('',))
     for env in envs for kind in kinds)
+
+# The task OGBench's `<family>-singletask-v0` stands for, where we know it (docs/ALGORITHMS.md,
+# "Default task per environment"): `cube-double-play` and `cube-double-play-task2` are one task.
+DEFAULT_TASKS = {
+    'antmaze-large-navigate': 1, 'humanoidmaze-medium-navigate': 1, 'humanoidmaze-large-navigate': 1,
+    'antsoccer-arena-navigate': 4, 'cube-single-play': 2, 'cube-double-play': 2, 'scene-play': 2,
+    'puzzle-3x3-play': 4, 'puzzle-4x4-play': 4,
+}
 
 _FULL = re.compile(r'^(?P<family>[a-z0-9-]+?)-singletask(?:-task(?P<task>\d+))?-v0$')
 _SHORT = re.compile(r'^(?P<family>[a-z0-9-]+?)(?:-task(?P<task>\d+))?$')
@@ -57,6 +66,10 @@ class EnvSpec:
     def dataset_name(self) -> str:
         """OGBench dataset file stem, e.g. 'cube-double-play-v0'."""
         return f'{self.family}-v0'
+
+    def canonical(self) -> 'EnvSpec':
+        """The same task under one name: the family alone when it is the family's default task."""
+        return EnvSpec(self.family, None) if self.task == DEFAULT_TASKS.get(self.family) else self
 
     @property
     def short_name(self) -> str:
@@ -129,4 +142,20 @@ def make_env(spec: EnvSpec, success_timing: str | None = None, **kwargs):
 
     if success_timing is not None and success_timing != default_success_timing(spec):
         kwargs['success_timing'] = success_timing  # passed only when it changes something (ogbench 1.1 lacks it)
-    return gymnasium.make(spec.env_id, **kwargs)
+    return gym_make(spec.env_id, **kwargs)
+
+
+def gym_make(env_id: str, **kwargs):
+    """`gymnasium.make` for an OGBench environment, without gymnasium's float64-bounds warning.
+
+    OGBench's manipulation environments build their action space from float64 bounds on every
+    read, their own resets included (ogbench/manipspace/envs/manipspace_env.py), and gymnasium
+    warns that it casts them to float32 ("Box low's precision lowered by casting to float32").
+    The cast is what we want and the source is not ours, so exactly that message, and only
+    when gymnasium's Box issues it, is ignored from the first environment on.
+    """
+    import ogbench  # noqa: F401  (registers the environments)
+
+    warnings.filterwarnings('ignore', message=r'.*Box (low|high)\'s precision lowered by casting to float32',
+                            module=r'gymnasium\.spaces\.box')
+    return gymnasium.make(env_id, **kwargs)

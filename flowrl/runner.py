@@ -50,6 +50,7 @@ class RunSettings:
     dataset_workers: int | None = None
     member_execution: str = 'auto'  # how the members on one device run: auto, vmap or map (flowrl.training)
     success_timing: str | None = None  # 'pre' | 'post': when OGBench computes success; None: OGBench's default
+    report: bool = True  # write RUN_DIR/report/ (tables and plots, flowrl.report) at the end
 
 
 @dataclasses.dataclass
@@ -330,7 +331,21 @@ class Run:
         run_files.write_json(os.path.join(self.run_dir, run_files.RESULTS_FILE), results)
         for line in results_lines(results):
             self.log(line)
+        if self.s.report:
+            self._write_report()
         return results
+
+    def _write_report(self):
+        """RUN_DIR/report/: the run's table and plots. A failure here costs the report, not the run."""
+        from flowrl.report import write_report
+
+        try:
+            paths = write_report([self.run_dir], os.path.join(self.run_dir, 'report'), log=self.log)
+        except Exception as error:  # noqa: BLE001 -- the results are already written
+            self.log(f'warning: no report written ({type(error).__name__}: {error}); '
+                     f'python -m flowrl.report {self.run_dir} retries.')
+            return
+        self.log(f'Report: {paths["markdown"]} and {len(paths["plots"])} plot(s) in {os.path.dirname(paths["markdown"])}')
 
 
 MEMBER_RESULT_KEYS = ('member', 'seed', 'final_score', 'evaluations', 'diverged_at_update', 'diverged_metrics')
@@ -392,7 +407,7 @@ def settings_from_run_dir(run_dir: str) -> RunSettings:
 
 
 # What --resume lets a user change: the length of the run, and where and how fast things run.
-RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', 'dataset_workers')
+RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', 'dataset_workers', 'report')
 
 
 def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:

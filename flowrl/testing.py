@@ -101,7 +101,7 @@ def tiny_run_settings(save_dir, **changes):
 
     settings = dict(agent='agents/flow_bc.py', env_name='cube-single-play', offline_steps=8, log_interval=2,
                     eval_interval=4, eval_episodes=2, eval_workers=1, save_interval=4, save_dir=str(save_dir),
-                    agent_overrides=dict(TINY_RUN_OVERRIDES))
+                    agent_overrides=dict(TINY_RUN_OVERRIDES), report=False)  # the report: tests/test_main.py
     return RunSettings(**{**settings, **changes})
 
 

@@ -67,6 +67,10 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     assert results['aggregate'][0]['num_seeds'] == 2
     assert {k: results[k] for k in ogbench} == ogbench
     assert 'Final score' in result.stdout
+    # The run's report (flowrl.report): its table names the run's agent and both seeds.
+    assert f'Report: {run_dir}/report/report.md' in result.stdout
+    assert '| cube-single-play | fql | defaults | 2 |' in open(os.path.join(run_dir, 'report', 'report.md')).read()
+    assert os.path.exists(os.path.join(run_dir, 'report', 'success_cube-single-play.png'))
 
 
 def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run, tmp_path):

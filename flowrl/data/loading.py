@@ -31,6 +31,7 @@ from flowrl.data.protocol import (
     require_spec,
     singletask_env_id,
 )
+from flowrl.envs import gym_make
 from flowrl.errors import UserError
 
 # The FQL paper clips dataset actions just inside the action bounds.
@@ -222,13 +223,12 @@ def _verified_explicit_file(path: Path, fields: tuple[str, ...]) -> tuple[Path, 
 
 def relabel_files(env_id: str, train_file: Path, val_file: Path | None):
     """Load with OGBench's loader, relabel rewards/masks for the task, clip actions, float32."""
-    import gymnasium
     from ogbench.relabel_utils import relabel_dataset
     from ogbench.utils import load_dataset
 
     # Visual datasets keep uint8 images, as OGBench loads them (float32 would be 4x the memory).
     ob_dtype = np.uint8 if "visual" in env_id else np.float32
-    env = gymnasium.make(env_id)
+    env = gym_make(env_id)
     try:
         splits = []
         for path in (train_file, val_file):

@@ -12,11 +12,11 @@ module draws itself comes from the `rng` it is given, so an episode depends only
 
 from __future__ import annotations
 
-import gymnasium
 import numpy as np
 
 from flowrl.data.protocol import NOISY_STD_FACTORS, NOISY_XI_MAX, DatasetSpec, draw_stack_probability
 from flowrl.data.records import EpisodeRecord
+from flowrl.envs import gym_make
 
 # Scene health check bounds (protocol): the cube must stay in view unless it is in the drawer.
 _SCENE_CUBE_MAX_Y = 0.29
@@ -30,9 +30,7 @@ class UnhealthyEpisode(Exception):
 
 
 def make_manipulation_env(spec: DatasetSpec, steps_per_episode: int):
-    import ogbench  # noqa: F401  (registers the environments)
-
-    return gymnasium.make(
+    return gym_make(
         spec.env_id,
         terminate_at_goal=False,
         mode="data_collection",

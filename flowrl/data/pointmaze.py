@@ -15,19 +15,17 @@ from __future__ import annotations
 
 from collections import deque
 
-import gymnasium
 import numpy as np
 
 from flowrl.data.protocol import POINTMAZE_ACTION_NOISE, POINTMAZE_STITCH_DISTANCE, DatasetSpec
 from flowrl.data.records import EpisodeRecord
+from flowrl.envs import gym_make
 
 _NEIGHBOUR_OFFSETS = ((-1, 0), (0, -1), (1, 0), (0, 1))
 
 
 def make_pointmaze_env(spec: DatasetSpec, steps_per_episode: int):
-    import ogbench  # noqa: F401  (registers the environments)
-
-    return gymnasium.make(spec.env_id, terminate_at_goal=False, max_episode_steps=steps_per_episode)
+    return gym_make(spec.env_id, terminate_at_goal=False, max_episode_steps=steps_per_episode)
 
 
 def free_cells(maze_map: np.ndarray) -> list[tuple[int, int]]:

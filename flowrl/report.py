@@ -1,0 +1,332 @@
+"""Tables and plots over any set of run directories.
+
+    python -m flowrl.report exp/                       # every run under exp/
+    python -m flowrl.report 'exp/sweep/fql_*' exp/Debug/iql_cube-double-play_sd000_20261122_101500 --out report/
+
+Members (seeds, sweep points) are grouped by (environment, agent, swept values) across all the
+run directories given, so seeds trained in separate runs pool together. Writes to --out:
+- report.md / report.csv: per group, the final score (the FQL paper's: mean success of the
+  last three evaluations) as mean ± std over seeds, the IQM with its 95 % stratified-bootstrap
+  interval (flowrl.stats), the number of seeds and of diverged members, the last evaluated
+  update, and the published score where one exists (flowrl.published); over several
+  environments, one aggregate IQM per agent and setting with the environments as strata;
+- success_<env>.png: success against updates, one line per agent / setting, mean over seeds
+  with a 95 % bootstrap band;
+- losses_<env>_<agent>.png: train.csv metrics, mean over seeds, one panel per metric.
+"""
+
+import argparse
+import csv
+import dataclasses
+import glob
+import io
+import os
+import sys
+
+import numpy as np
+
+from flowrl import run_files
+from flowrl.agent_loading import agent_name
+from flowrl.envs import parse_env_name
+from flowrl.errors import UserError
+from flowrl.evaluation import final_score
+from flowrl.published import TIMING_NOTE, published_score
+from flowrl.stats import iqm, mean_ci_per_step, stratified_bootstrap_ci
+
+LABEL_KEYS = ('member', 'seed')  # every other label key is a swept value
+NOT_METRICS = ('step', 'member', 'seed')
+
+
+@dataclasses.dataclass
+class Member:
+    """One trained member (a seed at one sweep point) of one run directory."""
+    run_dir: str
+    env: str  # short environment name, e.g. cube-double-play
+    family: str
+    task: int | None
+    agent: str
+    setting: tuple  # ((swept key, value), ...)
+    seed: int
+    diverged: bool
+    steps: np.ndarray  # evaluated updates
+    success: np.ndarray  # success at those updates
+    train_rows: list
+
+    @property
+    def score(self):
+        """The final score, or None if the member diverged or was never evaluated."""
+        return None if self.diverged or not len(self.success) else final_score(self.success)
+
+
+def find_run_dirs(patterns) -> list:
+    """Run directories (those holding flags.json) named by, under, or matched by each pattern."""
+    found = []
+    for pattern in patterns:
+        for path in sorted(glob.glob(os.path.expanduser(pattern))) or [pattern]:
+            if os.path.isfile(os.path.join(path, run_files.FLAGS_FILE)):
+                found.append(path)
+            elif os.path.isdir(path):
+                for root, dirs, files in os.walk(path):
+                    dirs[:] = sorted(d for d in dirs if d != run_files.CHECKPOINT_DIR)
+                    if run_files.FLAGS_FILE in files:
+                        found.append(root)
+    unique = list(dict.fromkeys(os.path.normpath(p) for p in found))
+    if not unique:
+        raise UserError(f'No run directories (directories holding {run_files.FLAGS_FILE}) in or under '
+                        f'{", ".join(patterns)}.')
+    return unique
+
+
+def load_members(run_dir: str) -> list:
+    """The members of one run directory with their evaluations and train.csv rows."""
+    flags = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
+    spec = parse_env_name(flags['env']).canonical()  # cube-double-play-task2 is cube-double-play
+    agent = agent_name(flags['settings']['agent'])
+    diverged = run_files.read_diverged(run_dir)
+    evals = run_files.CsvLog(os.path.join(run_dir, run_files.EVAL_CSV)).read()
+    trains = run_files.CsvLog(os.path.join(run_dir, run_files.TRAIN_CSV)).read()
+    members = []
+    for label in flags['members']:
+        mine = lambda rows: [r for r in rows if int(r['member']) == label['member']]
+        rows = sorted(mine(evals), key=lambda r: int(r['step']))
+        members.append(Member(
+            run_dir=run_dir, env=spec.short_name, family=spec.family, task=spec.task, agent=agent,
+            setting=tuple((k, v) for k, v in label.items() if k not in LABEL_KEYS), seed=int(label['seed']),
+            diverged=label['member'] in diverged, steps=np.array([int(r['step']) for r in rows]),
+            success=np.array([float(r['success']) for r in rows]), train_rows=mine(trains)))
+    return members
+
+
+def load_all(run_dirs, log=print) -> list:
+    """Members of every readable run directory; an unreadable one is skipped with one line."""
+    members = []
+    for run_dir in run_dirs:
+        try:
+            members += load_members(run_dir)
+        except (OSError, ValueError, KeyError, TypeError, UserError) as error:
+            log(f'warning: skipped {run_dir}: unreadable ({type(error).__name__}: {error}).')
+    return members
+
+
+def setting_text(setting) -> str:
+    return ', '.join(f'{k}={v}' for k, v in setting) or 'defaults'
+
+
+def group_members(members, log=print) -> dict:
+    """{(env, agent, setting): [members]}, in first-seen order; warns about repeated seeds."""
+    groups = {}
+    for member in members:
+        groups.setdefault((member.env, member.agent, member.setting), []).append(member)
+    for (env, agent, setting), group in groups.items():
+        seeds = [m.seed for m in group]
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            log(f'warning: {agent} on {env} ({setting_text(setting)}) has seed(s) {repeated} in more than one run '
+                'directory; each counts as a separate run.')
+    return groups
+
+
+def summary_row(key, group) -> dict:
+    env, agent, setting = key
+    scores = np.array([m.score for m in group if m.score is not None])
+    row = dict(environment=env, agent=agent, setting=setting_text(setting), seeds=len(scores),
+               diverged=sum(m.diverged for m in group), mean=None, std=None, iqm=None, ci_low=None, ci_high=None,
+               last_update=max((int(m.steps[-1]) for m in group if len(m.steps)), default=None),
+               published=None, published_std=None, published_source=None)
+    if len(scores):
+        low, high = stratified_bootstrap_ci([scores])
+        row.update(mean=100 * scores.mean(), std=100 * scores.std(), iqm=100 * iqm(scores), ci_low=100 * low,
+                   ci_high=100 * high)
+    published = published_score(group[0].family, group[0].task, agent)
+    if published is not None:
+        row.update(published=published.mean, published_std=published.std, published_source=published.source)
+    return row
+
+
+def aggregate_rows(groups) -> list:
+    """Per (agent, setting) run on several environments: IQM over all runs, environments as strata."""
+    by_agent = {}
+    for (env, agent, setting), group in groups.items():
+        scores = [m.score for m in group if m.score is not None]
+        if scores:
+            by_agent.setdefault((agent, setting), {})[env] = np.array(scores)
+    rows = []
+    for (agent, setting), per_env in by_agent.items():
+        if len(per_env) < 2:
+            continue
+        low, high = stratified_bootstrap_ci(list(per_env.values()))
+        rows.append(dict(agent=agent, setting=setting_text(setting), environments=len(per_env),
+                         runs=sum(len(s) for s in per_env.values()), iqm=100 * iqm(np.concatenate(list(per_env.values()))),
+                         ci_low=100 * low, ci_high=100 * high))
+    return rows
+
+
+def _number(value, digits=1) -> str:
+    return '–' if value is None else f'{value:.{digits}f}'
+
+
+def markdown(rows, aggregates) -> str:
+    lines = ['Final score = mean success (%) of the last three evaluations per seed; IQM with its 95 % '
+             'stratified-bootstrap interval over seeds.', '',
+             '| environment | agent | setting | seeds | mean ± std | IQM [95% CI] | last update | published |',
+             '|---|---|---|---:|---:|---:|---:|---:|']
+    sources = []
+    for r in rows:
+        seeds = f'{r["seeds"]}' + (f' (+{r["diverged"]} diverged)' if r['diverged'] else '')
+        published = '–'
+        if r['published'] is not None:
+            if r['published_source'] not in sources:
+                sources.append(r['published_source'])
+            mark = '¹²³⁴'[sources.index(r['published_source'])]
+            std = '' if r['published_std'] is None else f' ± {r["published_std"]:g}'
+            published = f'{r["published"]:g}{std}{mark}'
+        score = '–' if r['mean'] is None else f'{r["mean"]:.1f} ± {r["std"]:.1f}'
+        interval = '–' if r['iqm'] is None else f'{r["iqm"]:.1f} [{r["ci_low"]:.1f}, {r["ci_high"]:.1f}]'
+        last = '–' if r['last_update'] is None else f'{r["last_update"]:,}'
+        lines.append(f'| {r["environment"]} | {r["agent"]} | {r["setting"]} | {seeds} | {score} | {interval} | '
+                     f'{last} | {published} |')
+    for i, source in enumerate(sources):
+        lines.append(f'\n{"¹²³⁴"[i]} {source}, 1M updates; {TIMING_NOTE}.')
+    if aggregates:
+        lines += ['', 'Over environments (IQM of every run, stratified bootstrap with environments as strata):', '',
+                  '| agent | setting | environments | runs | IQM [95% CI] |', '|---|---|---:|---:|---:|']
+        for a in aggregates:
+            lines.append(f'| {a["agent"]} | {a["setting"]} | {a["environments"]} | {a["runs"]} | '
+                         f'{a["iqm"]:.1f} [{a["ci_low"]:.1f}, {a["ci_high"]:.1f}] |')
+    return '\n'.join(lines) + '\n'
+
+
+def csv_text(rows) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def common_curve(group):
+    """(steps every member of the group was evaluated at, success [members, steps])."""
+    evaluated = [m for m in group if len(m.steps) and not m.diverged]
+    if not evaluated:
+        return np.array([]), np.zeros((0, 0))
+    steps = sorted(set.intersection(*(set(m.steps.tolist()) for m in evaluated)))
+    curves = [[m.success[list(m.steps).index(s)] for s in steps] for m in evaluated]
+    return np.array(steps), np.array(curves)
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_success(groups: dict, env: str, path: str) -> bool:
+    """success_<env>.png: one line per agent/setting; False if nothing was evaluated."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for (group_env, agent, setting), group in groups.items():
+        steps, curves = common_curve(group)
+        if group_env != env or not len(steps):
+            continue
+        low, high = mean_ci_per_step(curves)
+        label = agent + ('' if not setting else f' ({setting_text(setting)})') + f', {len(curves)} seed(s)'
+        line, = ax.plot(steps, 100 * curves.mean(0), marker='o', markersize=3, label=label)
+        ax.fill_between(steps, 100 * low, 100 * high, color=line.get_color(), alpha=0.2, linewidth=0)
+        drawn = True
+    if drawn:
+        ax.set(xlabel='updates', ylabel='success (%)', ylim=(-2, 102),
+               title=f'{env}: mean over seeds, band = 95% bootstrap CI')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        _save_figure(fig, path)
+    plt.close(fig)
+    return drawn
+
+
+def plot_losses(groups: dict, env: str, agent: str, path: str) -> bool:
+    """losses_<env>_<agent>.png: every train.csv metric, mean over seeds, one line per setting."""
+    mine = {setting: group for (e, a, setting), group in groups.items() if e == env and a == agent}
+    rows = [r for group in mine.values() for m in group for r in m.train_rows]
+    metrics = [k for k in (rows[0] if rows else {}) if k not in NOT_METRICS and k not in dict(next(iter(mine)))]
+    if not metrics:
+        return False
+    plt = _pyplot()
+    columns = min(3, len(metrics))
+    lines = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 2.8 * lines), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for setting, group in mine.items():
+            values = {}
+            for m in group:
+                for r in m.train_rows:
+                    if r.get(metric) not in (None, ''):
+                        values.setdefault(int(r['step']), []).append(float(r[metric]))
+            steps = sorted(values)
+            ax.plot(steps, [np.mean(values[s]) for s in steps], label=setting_text(setting))
+        ax.set_title(metric, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(metrics):]:
+        ax.axis('off')
+    if len(mine) > 1:
+        axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f'{agent} on {env}: training metrics, mean over seeds (x: updates)', fontsize=10)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
+def _save_figure(fig, path: str) -> None:
+    """Through a temporary file and a rename, like every file flowrl writes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png', dpi=110)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f'.{os.path.basename(path)}.tmp')
+    with open(tmp, 'wb') as f:
+        f.write(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def write_report(patterns, out_dir: str, log=print) -> dict:
+    """Reads the run directories in/under/matching `patterns` and writes the report to
+    `out_dir`; returns {'markdown': path, 'csv': path, 'plots': [paths]}."""
+    members = load_all(find_run_dirs(patterns), log)
+    if not members:
+        raise UserError('None of the run directories could be read.')
+    groups = group_members(members, log)
+    rows = [summary_row(key, group) for key, group in groups.items()]
+    os.makedirs(out_dir, exist_ok=True)
+    paths = dict(markdown=os.path.join(out_dir, 'report.md'), csv=os.path.join(out_dir, 'report.csv'), plots=[])
+    run_files.write_atomic(paths['markdown'], markdown(rows, aggregate_rows(groups)))
+    run_files.write_atomic(paths['csv'], csv_text(rows))
+    for env in dict.fromkeys(env for env, _, _ in groups):
+        path = os.path.join(out_dir, f'success_{env}.png')
+        if plot_success(groups, env, path):
+            paths['plots'].append(path)
+        for agent in dict.fromkeys(a for e, a, _ in groups if e == env):
+            path = os.path.join(out_dir, f'losses_{env}_{agent}.png')
+            if plot_losses(groups, env, agent, path):
+                paths['plots'].append(path)
+    return paths
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog='python -m flowrl.report', description=__doc__.split('\n')[0])
+    parser.add_argument('runs', nargs='+', help='run directories, directories holding runs, or globs')
+    parser.add_argument('--out', default='report', help='output directory (default: report/)')
+    args = parser.parse_args(argv)
+    try:
+        paths = write_report(args.runs, args.out)
+    except UserError as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
+    print(open(paths['markdown']).read())
+    print(f'Written: {paths["markdown"]}, {paths["csv"]}' + ''.join(f', {p}' for p in paths['plots']))
+
+
+if __name__ == '__main__':
+    main()
