@@ -36,8 +36,8 @@ flags.DEFINE_integer('save_interval', 1_000_000, 'Updates between checkpoints (o
 flags.DEFINE_string('save_dir', 'exp/', 'Where run directories are created.')
 flags.DEFINE_string('run_group', 'Debug', 'Sub-directory of save_dir for this run.')
 flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint; only --offline_steps '
-                    '(to extend the run), --eval_envs, --eval_workers, --dataset_dir, --dataset_workers, --report may '
-                    'be given with it.')
+                    '(to extend the run), --eval_envs, --eval_workers, --dataset_dir, --dataset_workers, --report, '
+                    '--logger, --wandb_mode may be given with it.')
 flags.DEFINE_bool('sparse', False, 'Sparse rewards: -1 unless the task is fully solved (the Q-chunking repository\'s '
                   '--sparse, github.com/ColinQiyangLi/qc; the FQL repository has no such flag).')
 flags.DEFINE_string('success_timing', None, "When OGBench computes success and reward: 'pre' (before the step; the "
@@ -48,6 +48,9 @@ flags.DEFINE_string('dataset_dir', '~/.ogbench/data', 'OGBench dataset directory
 flags.DEFINE_integer('dataset_episodes', None, 'Build and use a reduced dataset of this many episodes.')
 flags.DEFINE_integer('dataset_workers', None, 'Worker processes for local dataset generation (default: all cores).')
 flags.DEFINE_bool('report', True, 'Write the run\'s tables and plots to RUN_DIR/report/ at the end (python -m flowrl.report).')
+flags.DEFINE_string('logger', 'csv', 'Loggers, comma-separated: csv (always on), tensorboard, wandb (pip install -e '
+                    '".[tensorboard]" / ".[wandb]"); a missing package or service costs one warning, never the run.')
+flags.DEFINE_enum('wandb_mode', 'offline', ['offline', 'online', 'disabled'], 'W&B mode (--logger=wandb).')
 flags.DEFINE_enum('member_execution', 'auto', ['auto', 'vmap', 'map'],
                   'How the members on one device run: vmap (batched; accelerators), map (one after another; '
                   'CPUs), auto (map on CPU, vmap elsewhere).')

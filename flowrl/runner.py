@@ -20,6 +20,7 @@ from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps,
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
 from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, run_episodes
+from flowrl.loggers import WANDB_MODES, Loggers, parse_loggers
 from flowrl.presets import apply_presets, presets_for
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, member_shardings,
@@ -51,6 +52,8 @@ class RunSettings:
     member_execution: str = 'auto'  # how the members on one device run: auto, vmap or map (flowrl.training)
     success_timing: str | None = None  # 'pre' | 'post': when OGBench computes success; None: OGBench's default
     report: bool = True  # write RUN_DIR/report/ (tables and plots, flowrl.report) at the end
+    logger: str = 'csv'  # optional loggers beside the CSVs: csv,tensorboard,wandb (flowrl.loggers)
+    wandb_mode: str = 'offline'
 
 
 @dataclasses.dataclass
@@ -82,6 +85,9 @@ def check_settings(s: RunSettings) -> None:
         raise UserError(f'--seed must be a non-negative integer, got {s.seed}.')
     if s.dataset_episodes is not None and s.dataset_episodes <= 0:
         raise UserError(f'--dataset_episodes must be a positive integer, got {s.dataset_episodes}.')
+    parse_loggers(s.logger)
+    if s.wandb_mode not in WANDB_MODES:
+        raise UserError(f'--wandb_mode must be one of {", ".join(WANDB_MODES)}, got {s.wandb_mode!r}.')
 
 
 def eval_workers(requested: int) -> int:
@@ -186,6 +192,8 @@ class Run:
         self.alive = np.ones(len(self.members.labels), bool)  # members still training (not diverged)
         if run_dir is None:
             run_files.write_json(os.path.join(self.run_dir, run_files.FLAGS_FILE), self._description())
+        self.loggers = Loggers(parse_loggers(settings.logger), self.run_dir, self.members.labels,
+                               [c.to_dict() for c in self.members.configs], dataclasses.asdict(settings), log)
 
     def _print_config(self):
         config = self.members.configs[0]
@@ -270,7 +278,9 @@ class Run:
             self.log(self.eval_envs.describe())
         stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step,
                              self.diagnostics, self.alive)
-        self.eval_log.append(self._rows(stats))
+        rows = self._rows(stats)
+        self.eval_log.append(rows)
+        self.loggers.log('eval', rows)
         return stats
 
     def _evaluate_and_show(self, progress):
@@ -313,7 +323,9 @@ class Run:
             saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == s.offline_steps or evaluating
             # Rows are also written at checkpoints, whose resumes start with empty sums.
             if stop % s.log_interval == 0 or saving:
-                self.train_log.append(self._rows(means))
+                rows = self._rows(means)
+                self.train_log.append(rows)
+                self.loggers.log('train', rows)
                 progress.logged()
                 totals, counted = None, 0
             if saving:
@@ -321,6 +333,7 @@ class Run:
             if evaluating:
                 self._evaluate_and_show(progress)
         progress.close()
+        self.loggers.close()
         return self.write_results()
 
     # -- results -------------------------------------------------------------------------
@@ -407,7 +420,8 @@ def settings_from_run_dir(run_dir: str) -> RunSettings:
 
 
 # What --resume lets a user change: the length of the run, and where and how fast things run.
-RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', 'dataset_workers', 'report')
+RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', 'dataset_workers', 'report', 'logger',
+                  'wandb_mode')
 
 
 def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:

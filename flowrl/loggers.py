@@ -1,0 +1,116 @@
+"""Optional loggers beside the CSVs: `--logger=csv,tensorboard,wandb`.
+
+train.csv and eval.csv are always written and stay the source of truth (resume, reports).
+TensorBoard (tensorboardX) writes one event directory per member, RUN_DIR/tensorboard/member_<i>;
+W&B writes one run per member, grouped by the run directory, offline unless `--wandb_mode=online`.
+A logger never stops a run: a missing package, a service that cannot be reached or any error
+while logging costs one warning line, then that logger is off and the CSVs go on.
+"""
+
+import os
+
+from flowrl.errors import UserError
+
+LOGGERS = ('csv', 'tensorboard', 'wandb')
+WANDB_MODES = ('offline', 'online', 'disabled')
+EXTRAS = dict(tensorboard='tensorboardX', wandb='wandb')  # logger -> package (pyproject extra of the same name)
+NOT_SCALARS = ('step', 'member', 'seed')
+
+
+def parse_loggers(text: str) -> list:
+    """The optional loggers named in a --logger value ('csv' is always on)."""
+    names = [name.strip() for name in text.split(',') if name.strip()]
+    unknown = [name for name in names if name not in LOGGERS]
+    if unknown:
+        raise UserError(f'--logger takes a comma-separated list of {", ".join(LOGGERS)}; got {", ".join(unknown)}.')
+    return [name for name in dict.fromkeys(names) if name != 'csv']
+
+
+def scalars(row: dict, label_keys) -> dict:
+    """The numbers of a CSV row that are metrics (not the step or the member's label)."""
+    return {k: float(v) for k, v in row.items() if k not in NOT_SCALARS and k not in label_keys
+            and isinstance(v, (int, float))}
+
+
+def member_name(label: dict) -> str:
+    return '_'.join(f'{k}{v}' for k, v in label.items() if k != 'member')
+
+
+class TensorBoardLogger:
+    def __init__(self, run_dir: str, labels: list, configs: list, settings: dict):
+        from tensorboardX import SummaryWriter
+
+        self.writers = {label['member']: SummaryWriter(os.path.join(run_dir, 'tensorboard', f'member_{label["member"]}'))
+                        for label in labels}
+        self.label_keys = set().union(*labels)
+
+    def log(self, kind: str, rows: list) -> None:
+        for row in rows:
+            writer = self.writers[int(row['member'])]
+            for name, value in scalars(row, self.label_keys).items():
+                writer.add_scalar(name if kind == 'train' else f'{kind}/{name}', value, int(row['step']))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+class WandbLogger:
+    def __init__(self, run_dir: str, labels: list, configs: list, settings: dict):
+        import wandb
+
+        group = os.path.basename(os.path.normpath(run_dir))
+        directory = os.path.join(run_dir, 'wandb')
+        os.makedirs(directory, exist_ok=True)
+        self.runs, self.label_keys = {}, set().union(*labels)
+        for label, config in zip(labels, configs):
+            # One W&B run per member, several in this process: reinit='create_new' (wandb >= 0.19).
+            self.runs[label['member']] = wandb.init(
+                project='flowrl', group=group, name=f'{group}_{member_name(label)}',
+                id=f'{group}-m{label["member"]}', resume='allow', dir=directory, mode=settings['wandb_mode'],
+                config=dict(agent=config, settings=settings, member=label), reinit='create_new')
+
+    def log(self, kind: str, rows: list) -> None:
+        for row in rows:
+            values = scalars(row, self.label_keys)
+            self.runs[int(row['member'])].log({(k if kind == 'train' else f'{kind}/{k}'): v for k, v in values.items()},
+                                              step=int(row['step']))
+
+    def close(self) -> None:
+        for run in self.runs.values():
+            run.finish()
+
+
+BACKENDS = dict(tensorboard=TensorBoardLogger, wandb=WandbLogger)
+
+
+class Loggers:
+    """The run's optional loggers; each one that fails warns once and turns itself off."""
+
+    def __init__(self, names: list, run_dir: str, labels: list, configs: list, settings: dict, log=print):
+        self.log_line, self.active = log, {}
+        for name in names:
+            try:
+                self.active[name] = BACKENDS[name](run_dir, labels, configs, settings)
+            except ImportError:
+                self._warn(name, f'the {EXTRAS[name]} package is not installed (pip install -e ".[{name}]")')
+            except Exception as error:  # noqa: BLE001 -- an optional logger must never stop a run
+                self._warn(name, f'it could not start ({type(error).__name__}: {error})')
+
+    def _warn(self, name: str, cause: str) -> None:
+        self.log_line(f'warning: --logger={name} is off: {cause}; train.csv and eval.csv are written as always.')
+
+    def _each(self, call) -> None:
+        for name, logger in list(self.active.items()):
+            try:
+                call(logger)
+            except Exception as error:  # noqa: BLE001
+                del self.active[name]
+                self._warn(name, f'it failed ({type(error).__name__}: {error})')
+
+    def log(self, kind: str, rows: list) -> None:
+        """`rows` as written to `kind`.csv ('train' or 'eval')."""
+        self._each(lambda logger: logger.log(kind, rows))
+
+    def close(self) -> None:
+        self._each(lambda logger: logger.close())

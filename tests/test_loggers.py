@@ -1,0 +1,104 @@
+"""Optional loggers (flowrl.loggers): TensorBoard event files per member hold the logged values;
+a missing package, or a logger that fails, costs one warning and never the run."""
+
+import glob
+import os
+import struct
+import sys
+
+import pytest
+
+from flowrl.errors import UserError
+from flowrl.loggers import Loggers, parse_loggers
+
+LABELS = [dict(member=0, seed=0, alpha=1.0), dict(member=1, seed=1, alpha=1.0)]
+CONFIGS = [dict(alpha=1.0, lr=3e-4)] * 2
+SETTINGS = dict(wandb_mode='offline', agent='agents/fql.py')
+TRAIN_ROWS = [dict(step=10, member=0, seed=0, alpha=1.0, **{'critic/loss': 0.5}),
+              dict(step=10, member=1, seed=1, alpha=1.0, **{'critic/loss': 0.25})]
+EVAL_ROWS = [dict(step=10, member=1, seed=1, alpha=1.0, success=0.75)]
+
+
+def read_scalars(directory):
+    """{(tag, step): value} from the TFRecord-framed event files tensorboardX wrote."""
+    from tensorboardX.proto import event_pb2
+
+    values = {}
+    for path in glob.glob(os.path.join(directory, 'events.out.tfevents.*')):
+        data = open(path, 'rb').read()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack('<Q', data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4  # length, its crc, the record, its crc
+            for value in event.summary.value:
+                values[value.tag, event.step] = value.simple_value
+    return values
+
+
+def test_logger_names_are_checked_and_csv_is_always_on():
+    assert parse_loggers('csv') == [] and parse_loggers('tensorboard,csv,tensorboard') == ['tensorboard']
+    with pytest.raises(UserError, match='--logger takes a comma-separated list of csv, tensorboard, wandb; got tb'):
+        parse_loggers('csv,tb')
+
+
+def test_tensorboard_writes_each_members_values_in_its_own_directory(tmp_path):
+    pytest.importorskip('tensorboardX')
+    lines = []
+    loggers = Loggers(['tensorboard'], str(tmp_path), LABELS, CONFIGS, SETTINGS, log=lines.append)
+    loggers.log('train', TRAIN_ROWS)
+    loggers.log('eval', EVAL_ROWS)
+    loggers.close()
+    assert lines == []
+    assert read_scalars(tmp_path / 'tensorboard' / 'member_0') == {('critic/loss', 10): 0.5}
+    assert read_scalars(tmp_path / 'tensorboard' / 'member_1') == {('critic/loss', 10): 0.25,
+                                                                   ('eval/success', 10): 0.75}
+
+
+@pytest.mark.parametrize('name,package', [('tensorboard', 'tensorboardX'), ('wandb', 'wandb')])
+def test_a_missing_package_costs_one_warning_and_logging_goes_on(tmp_path, monkeypatch, name, package):
+    monkeypatch.setitem(sys.modules, package, None)  # import fails as if not installed
+    lines = []
+    loggers = Loggers([name], str(tmp_path), LABELS, CONFIGS, SETTINGS, log=lines.append)
+    loggers.log('train', TRAIN_ROWS)
+    loggers.close()
+    assert lines == [f'warning: --logger={name} is off: the {package} package is not installed '
+                     f'(pip install -e ".[{name}]"); train.csv and eval.csv are written as always.']
+
+
+def test_a_logger_that_fails_while_logging_warns_once_and_turns_itself_off(tmp_path, monkeypatch):
+    class Unreachable:
+        calls = 0
+
+        def __init__(self, *args):
+            pass
+
+        def log(self, kind, rows):
+            Unreachable.calls += 1
+            raise ConnectionError('service unreachable')
+
+        def close(self):
+            raise AssertionError('a logger that failed is not used again')
+
+    monkeypatch.setitem(__import__('flowrl.loggers').loggers.BACKENDS, 'wandb', Unreachable)
+    lines = []
+    loggers = Loggers(['wandb'], str(tmp_path), LABELS, CONFIGS, SETTINGS, log=lines.append)
+    for _ in range(3):
+        loggers.log('train', TRAIN_ROWS)
+    loggers.close()
+    assert Unreachable.calls == 1
+    assert lines == ['warning: --logger=wandb is off: it failed (ConnectionError: service unreachable); '
+                     'train.csv and eval.csv are written as always.']
+
+
+def test_a_run_with_a_missing_logger_package_completes(tmp_path, monkeypatch):
+    from flowrl.runner import Run
+    from flowrl.testing import tiny_run_settings, use_fake_world
+
+    use_fake_world(monkeypatch)
+    monkeypatch.setitem(sys.modules, 'wandb', None)
+    lines = []
+    run = Run(tiny_run_settings(tmp_path, logger='csv,wandb', eval_episodes=0), log=lines.append)
+    results = run.train()
+    assert results['steps'] == 8 and os.path.exists(os.path.join(run.run_dir, 'train.csv'))
+    assert sum(line.startswith('warning: --logger=wandb is off') for line in lines) == 1
