@@ -1,9 +1,11 @@
-"""The compiled training program: jit( shard_map_over_devices( members( scan_over_K_updates(...) ) ) ).
+"""The compiled training program: jit( shard_map_over_devices( members( loop_over_K_updates(...) ) ) ).
 
 A "member" is one independent training run: a seed, or a (seed, swept values) pair. All
 members share one compiled program; their states are stacked on a leading axis that is
-sharded over the local devices. Batches are sampled on the device inside the scan, so a
-chunk of K updates costs one dispatch and no host<->device traffic but its summary metrics.
+sharded over the local devices. Batches are sampled on the device inside the loop, so a
+chunk of K updates costs one dispatch and no host<->device traffic but its metric sums. K is
+an argument of the compiled program, not part of it: the training loop cuts chunks by wall
+time (flowrl.progress) and any K runs without compiling again.
 
 How the members held by one device run is the *member execution* mode:
 - 'vmap': batched together. Fills an accelerator, whose matrix units want large batches.
