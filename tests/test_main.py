@@ -100,26 +100,6 @@ def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run):
     assert sorted((int(r['seed']), float(r['alpha'])) for r in rows) == [(0, 1.0), (0, 30.0), (1, 1.0), (1, 30.0)]
 
 
-def test_evaluate_sweeps_qfql_guidance_on_a_trained_checkpoint(trained_run, tmp_path):
-    run_dir, _ = trained_run
-    data_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(run_dir))), 'data')
-    args = ['--agent=agents/qfql.py', '--env_name=cube-single-play', f'--dataset_dir={data_dir}',
-            '--dataset_episodes=2', f'--save_dir={tmp_path}', '--offline_steps=20', '--log_interval=10',
-            '--eval_episodes=0', '--num_seeds=2', *TINY]
-    result = run_cli(args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = [os.path.join(dp, d) for dp, ds, _ in os.walk(tmp_path) for d in ds if d.startswith('qfql_')]
-    result = run_cli([f'--run_dir={run}', '--agent.guidance=0,1,3', '--eval_episodes=1', '--eval_workers=1'],
-                     module='flowrl.evaluate')
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_csv(os.path.join(run, 'evaluate_guidance_step20.csv'))
-    assert sorted((int(r['seed']), float(r['guidance'])) for r in rows) == [
-        (s, g) for s in (0, 1) for g in (0.0, 1.0, 3.0)]
-    assert all(0 <= float(r['success']) <= 1 and float(r['episode_length']) > 0 for r in rows)
-    # QFQL's action_diagnostics hook: grad_a Q norms along the sampling path, beside success.
-    assert all(float(r['grad_q_norm_max']) >= float(r['grad_q_norm_mean']) > 0 for r in rows)
-
-
 def test_results_without_evaluations_are_json_with_null_scores(tmp_path):
     from flowrl.run_files import write_json
     from flowrl.runner import results_lines, summarize_results

@@ -249,3 +249,27 @@ def test_action_diagnostics_report_the_raw_gradient_norms(monkeypatch):
     state = _stub_state(monkeypatch, LinearCritic(), [np.nan, 1.0], guidance=0.1)
     info = qfql.action_diagnostics(state, OBS, rng)
     assert float(info['grad_q_nonfinite']) == 1.0 and float(info['grad_q_norm_max']) == 0.0
+
+
+def test_guidance_is_swept_on_a_trained_checkpoint_with_its_gradient_norms(tmp_path, monkeypatch):
+    """flowrl.evaluate's library path (its CLI: tests/test_main.py) on a trained QFQL run: one row
+    per (seed, guidance), and QFQL's action_diagnostics hook reports grad_a Q norms beside success."""
+    import csv
+    import os
+
+    from flowrl.evaluate import evaluate_values
+    from flowrl.runner import Run
+    from flowrl.testing import tiny_run_settings, use_fake_world
+
+    use_fake_world(monkeypatch)
+    settings = tiny_run_settings(tmp_path, agent='agents/qfql.py', num_seeds=2, eval_episodes=0,
+                                 agent_overrides=dict(actor_hidden_dims='8,8', value_hidden_dims='8,8', batch_size='8',
+                                                      flow_steps='2'))
+    run = Run(settings, log=lambda *_: None)
+    run.train()
+    evaluate_values(run.run_dir, {'guidance': '0,1,3'}, episodes=1, workers=1, log=lambda *_: None)
+    with open(os.path.join(run.run_dir, 'evaluate_guidance_step8.csv')) as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((int(r['seed']), float(r['guidance'])) for r in rows) == [(s, g) for s in (0, 1) for g in (0, 1, 3)]
+    assert all(0 <= float(r['success']) <= 1 and float(r['episode_length']) > 0 for r in rows)
+    assert all(float(r['grad_q_norm_max']) >= float(r['grad_q_norm_mean']) > 0 for r in rows)
