@@ -358,16 +358,25 @@ def build_dataset(plan: GenerationPlan, dataset_dir: str, workers: int, seed: in
     buffers = _SplitBuffers(plan)
     redone = {"train": 0, "val": 0}
     started = time.perf_counter()
-    with tqdm(total=plan.total_steps, unit="step", unit_scale=True, desc=plan.file_stem, smoothing=0.05) as bar:
-        finished = 0
+    # A bar on a terminal; in a log file, one plain line per tenth of the episodes instead of
+    # a carriage-return redraw per episode.
+    interactive = sys.stderr.isatty()
+    with tqdm(total=plan.total_steps, unit="step", unit_scale=True, desc=plan.file_stem, smoothing=0.05,
+              disable=not interactive) as bar:
+        finished, steps = 0, 0
 
         def on_episode(index: int, episode: dict[str, np.ndarray], attempts_redone: int) -> None:
-            nonlocal finished
+            nonlocal finished, steps
             buffers.store(index, episode)
             redone["train" if index < plan.train_episodes else "val"] += attempts_redone
             finished += 1
+            steps += len(episode["terminals"])
             bar.update(len(episode["terminals"]))
             bar.set_postfix_str(f"episodes {finished}/{plan.total_episodes}", refresh=False)
+            if not interactive and finished * 10 // plan.total_episodes > (finished - 1) * 10 // plan.total_episodes:
+                seconds = time.perf_counter() - started
+                log(f"{plan.file_stem}: {finished}/{plan.total_episodes} episodes "
+                    f"({100 * finished // plan.total_episodes}%), {steps / max(seconds, 1e-9):,.0f} steps/s")
 
         _run_episodes(plan, seed, workers, on_episode)
     elapsed = time.perf_counter() - started
