@@ -98,4 +98,5 @@ def run():
 
 
 if __name__ == '__main__':
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     run()

@@ -392,7 +392,7 @@ def test_cli_generate_small_dataset(tmp_path):
     result = _cli("generate", "pointmaze-large-stitch-v0", "--episodes", "2", "--workers", "2", "--seed", "5",
                   "--dataset_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "episodes 3/3" in result.stderr  # the progress bar
+    assert "3/3 episodes (100%)" in result.stdout  # progress: plain lines without a terminal
     metadata = files.read_metadata(tmp_path / "pointmaze-large-stitch-v0-ep2.npz")
     assert (metadata["seed"], metadata["episodes"], metadata["transitions"]) == (5, 2, 400)
     assert metadata["ogbench_version"] == "1.2.2" and metadata["generator_version"] == "1"

@@ -150,17 +150,17 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path):
     parent = subprocess.Popen(
         [sys.executable, "-m", "flowrl.data", "generate", "pointmaze-medium-stitch-v0", "--episodes", "600",
          "--workers", "2", "--dataset_dir", str(tmp_path)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
     progress = bytearray()
-    reader = threading.Thread(target=lambda: [progress.extend(c) for c in iter(lambda: parent.stderr.read1(4096), b"")],
+    reader = threading.Thread(target=lambda: [progress.extend(c) for c in iter(lambda: parent.stdout.read1(4096), b"")],
                               daemon=True)
     reader.start()
     workers = []
     try:
-        # Kill once both workers are collecting episodes (the progress bar has counted one).
+        # Kill once both workers are collecting episodes (the first plain progress line, at 10 %).
         deadline = time.monotonic() + 120
-        while not (len(workers) == 2 and re.search(rb"episodes [1-9]", bytes(progress))):
+        while not (len(workers) == 2 and re.search(rb"[1-9][0-9]*/\d+ episodes", bytes(progress))):
             assert parent.poll() is None, bytes(progress)[-2000:]
             assert time.monotonic() < deadline, "workers never started"
             workers = _spawned_workers(parent.pid)
