@@ -81,8 +81,8 @@ class WandbLogger:
             return None
         first = next(iter(self.runs.values()))
         where = (f'the first at {first.url}' if self.mode == 'online'  # .url warns in offline mode
-                 else f'in {self.directory} (upload them with `wandb sync {self.directory}/offline-run-*`)')
-        return f'W&B: {len(self.runs)} {self.mode} run(s) in group {self.group} of project {first.project}, {where}.'
+                 else f'upload them with `wandb sync {self.directory}/offline-run-*`')
+        return f'W&B: {len(self.runs)} {self.mode} run(s), group {self.group}, project {first.project}: {where}.'
 
     def log(self, kind: str, rows: list) -> None:
         for row in rows:

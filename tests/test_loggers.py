@@ -118,7 +118,7 @@ def test_wandb_runs_are_offline_files_in_the_run_directory_announced_in_one_line
     loggers.log('train', TRAIN_ROWS)
     loggers.log('eval', EVAL_ROWS)
     loggers.close()
-    assert len(lines) == 1 and lines[0].startswith(f'W&B: 2 offline run(s) in group {tmp_path.name}'), lines
+    assert len(lines) == 1 and lines[0].startswith(f'W&B: 2 offline run(s), group {tmp_path.name}'), lines
     printed = ''.join(capfd.readouterr())
     assert 'wandb:' not in printed, printed  # wandb's own ~15 lines per run stay quiet
     runs = glob.glob(str(tmp_path / 'wandb' / 'offline-run-*' / 'run-*.wandb'))
