@@ -49,6 +49,8 @@ class TensorBoardLogger:
             writer = self.writers[int(row['member'])]
             for name, value in scalars(row, self.label_keys).items():
                 writer.add_scalar(name if kind == 'train' else f'{kind}/{name}', value, int(row['step']))
+        for writer in self.writers.values():
+            writer.flush()  # else TensorBoard sees the rows only every 2 minutes (tensorboardX's flush_secs)
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -60,15 +62,27 @@ class WandbLogger:
         import wandb
 
         group = os.path.basename(os.path.normpath(run_dir))
-        directory = os.path.join(run_dir, 'wandb')
-        os.makedirs(directory, exist_ok=True)
         self.runs, self.label_keys = {}, set().union(*labels)
+        # Several runs in this process: no console capture, and instead of ~15 lines per run from
+        # wandb, one from describe(). wandb also takes flowrl's `agents` package for the OpenAI
+        # Agents SDK and advertises LLM tracing unless told not to.
+        os.environ.setdefault('WANDB_DISABLE_WEAVE', 'true')
+        quiet = wandb.Settings(console='off', silent=True)
         for label, config in zip(labels, configs):
-            # One W&B run per member, several in this process: reinit='create_new' (wandb >= 0.19).
+            # One W&B run per member, several in this process: reinit='create_new' (wandb >= 0.19.10).
             self.runs[label['member']] = wandb.init(
                 project='flowrl', group=group, name=f'{group}_{member_name(label)}',
-                id=f'{group}-m{label["member"]}', resume='allow', dir=directory, mode=settings['wandb_mode'],
-                config=dict(agent=config, settings=settings, member=label), reinit='create_new')
+                id=f'{group}-m{label["member"]}', resume='allow', dir=run_dir, mode=settings['wandb_mode'],
+                config=dict(agent=config, settings=settings, member=label), reinit='create_new', settings=quiet)
+        self.mode, self.group, self.directory = settings['wandb_mode'], group, os.path.join(run_dir, 'wandb')
+
+    def describe(self) -> str | None:
+        if self.mode == 'disabled':
+            return None
+        first = next(iter(self.runs.values()))
+        where = (f'the first at {first.url}' if self.mode == 'online'  # .url warns in offline mode
+                 else f'upload them with `wandb sync {self.directory}/offline-run-*`')
+        return f'W&B: {len(self.runs)} {self.mode} run(s), group {self.group}, project {first.project}: {where}.'
 
     def log(self, kind: str, rows: list) -> None:
         for row in rows:
@@ -91,7 +105,11 @@ class Loggers:
         self.log_line, self.active = log, {}
         for name in names:
             try:
-                self.active[name] = BACKENDS[name](run_dir, labels, configs, settings)
+                logger = BACKENDS[name](run_dir, labels, configs, settings)
+                description = getattr(logger, 'describe', lambda: None)()
+                self.active[name] = logger
+                if description:
+                    log(description)
             except ImportError:
                 self._warn(name, f'the {EXTRAS[name]} package is not installed (pip install -e ".[{name}]")')
             except Exception as error:  # noqa: BLE001 -- an optional logger must never stop a run

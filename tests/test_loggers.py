@@ -47,6 +47,8 @@ def test_tensorboard_writes_each_members_values_in_its_own_directory(tmp_path):
     lines = []
     loggers = Loggers(['tensorboard'], str(tmp_path), LABELS, CONFIGS, SETTINGS, log=lines.append)
     loggers.log('train', TRAIN_ROWS)
+    # On disk as soon as logged, so TensorBoard follows a run live (and a crash loses nothing).
+    assert read_scalars(tmp_path / 'tensorboard' / 'member_0') == {('critic/loss', 10): 0.5}
     loggers.log('eval', EVAL_ROWS)
     loggers.close()
     assert lines == []
@@ -91,6 +93,9 @@ def test_a_logger_that_fails_while_logging_warns_once_and_turns_itself_off(tmp_p
                      'train.csv and eval.csv are written as always.']
 
 
+# On the xdist worker of tests/test_crash.py, whose runs compiled the programs this run reuses
+# (flowrl.testing shares them): alone it spends ~7 s compiling.
+@pytest.mark.xdist_group('test_crash')
 def test_a_run_with_a_missing_logger_package_completes(tmp_path, monkeypatch):
     from flowrl.runner import Run
     from flowrl.testing import tiny_run_settings, use_fake_world
@@ -102,3 +107,19 @@ def test_a_run_with_a_missing_logger_package_completes(tmp_path, monkeypatch):
     results = run.train()
     assert results['steps'] == 8 and os.path.exists(os.path.join(run.run_dir, 'train.csv'))
     assert sum(line.startswith('warning: --logger=wandb is off') for line in lines) == 1
+
+
+def test_wandb_runs_are_offline_files_in_the_run_directory_announced_in_one_line(tmp_path, capfd):
+    pytest.importorskip('wandb')
+    import agents.fql  # noqa: F401  (wandb took this package for the OpenAI Agents SDK and advertised LLM tracing)
+
+    lines = []
+    loggers = Loggers(['wandb'], str(tmp_path), LABELS, CONFIGS, SETTINGS, log=lines.append)
+    loggers.log('train', TRAIN_ROWS)
+    loggers.log('eval', EVAL_ROWS)
+    loggers.close()
+    assert len(lines) == 1 and lines[0].startswith(f'W&B: 2 offline run(s), group {tmp_path.name}'), lines
+    printed = ''.join(capfd.readouterr())
+    assert 'wandb:' not in printed, printed  # wandb's own ~15 lines per run stay quiet
+    runs = glob.glob(str(tmp_path / 'wandb' / 'offline-run-*' / 'run-*.wandb'))
+    assert len(runs) == 2 and all(os.path.getsize(path) > 0 for path in runs)
