@@ -33,7 +33,9 @@ from flowrl.evaluation import final_score
 from flowrl.published import TIMING_NOTE, published_score
 from flowrl.stats import iqm, mean_ci_per_step, stratified_bootstrap_ci
 
-LABEL_KEYS = ('member', 'seed')  # every other label key is a swept value
+LABEL_KEYS = ('member', 'seed')
+# Settings that change results besides the agent config; the report tells runs apart by them too.
+RESULT_SETTINGS = ('sparse', 'success_timing')
 NOT_METRICS = ('step', 'member', 'seed')
 
 
@@ -45,7 +47,8 @@ class Member:
     family: str
     task: int | None
     agent: str
-    setting: tuple  # ((swept key, value), ...)
+    setting: tuple  # ((key, value), ...): what tells this member's group apart (set by group_members)
+    config: dict  # the member's agent config and RESULT_SETTINGS
     seed: int
     diverged: bool
     steps: np.ndarray  # evaluated updates
@@ -86,12 +89,15 @@ def load_members(run_dir: str) -> list:
     evals = run_files.CsvLog(os.path.join(run_dir, run_files.EVAL_CSV)).read()
     trains = run_files.CsvLog(os.path.join(run_dir, run_files.TRAIN_CSV)).read()
     members = []
-    for label in flags['members']:
+    configs = flags.get('configs') or [{}] * len(flags['members'])
+    outcome = {k: flags.get(k, flags['settings'].get(k)) for k in RESULT_SETTINGS}
+    for label, config in zip(flags['members'], configs):
         mine = lambda rows: [r for r in rows if int(r['member']) == label['member']]
         rows = sorted(mine(evals), key=lambda r: int(r['step']))
+        swept = {k: v for k, v in label.items() if k not in LABEL_KEYS}
         members.append(Member(
             run_dir=run_dir, env=spec.short_name, family=spec.family, task=spec.task, agent=agent,
-            setting=tuple((k, v) for k, v in label.items() if k not in LABEL_KEYS), seed=int(label['seed']),
+            setting=tuple(swept.items()), config={**config, **outcome, **swept}, seed=int(label['seed']),
             diverged=label['member'] in diverged, steps=np.array([int(r['step']) for r in rows]),
             success=np.array([float(r['success']) for r in rows]), train_rows=mine(trains)))
     return members
@@ -112,8 +118,23 @@ def setting_text(setting) -> str:
     return ', '.join(f'{k}={v}' for k, v in setting) or 'defaults'
 
 
+def distinguish_settings(members) -> None:
+    """Sets each member's `setting` to the config values (and RESULT_SETTINGS) that differ
+    between the members of its (environment, agent): runs of one agent made with different
+    --agent.alpha, say, are different groups even when neither swept it."""
+    by_task = {}
+    for member in members:
+        by_task.setdefault((member.env, member.agent), []).append(member)
+    for group in by_task.values():
+        keys = sorted({k for m in group for k in m.config})
+        differing = [k for k in keys if len({repr(m.config.get(k)) for m in group}) > 1]
+        for member in group:
+            member.setting = tuple((k, member.config.get(k)) for k in differing)
+
+
 def group_members(members, log=print) -> dict:
     """{(env, agent, setting): [members]}, in first-seen order; warns about repeated seeds."""
+    distinguish_settings(members)
     groups = {}
     for member in members:
         groups.setdefault((member.env, member.agent, member.setting), []).append(member)
@@ -250,7 +271,8 @@ def plot_losses(groups: dict, env: str, agent: str, path: str) -> bool:
     """losses_<env>_<agent>.png: every train.csv metric, mean over seeds, one line per setting."""
     mine = {setting: group for (e, a, setting), group in groups.items() if e == env and a == agent}
     rows = [r for group in mine.values() for m in group for r in m.train_rows]
-    metrics = [k for k in (rows[0] if rows else {}) if k not in NOT_METRICS and k not in dict(next(iter(mine)))]
+    labels = {k for group in mine.values() for m in group for k in m.config}  # swept values sit in the rows too
+    metrics = [k for k in (rows[0] if rows else {}) if k not in NOT_METRICS and k not in labels]
     if not metrics:
         return False
     plt = _pyplot()

@@ -48,12 +48,15 @@ def test_stratified_resamples_never_mix_tasks():
     assert stratified_bootstrap_ci([[0.0, 0.0, 0.0], [1.0, 1.0]], statistic='mean') == pytest.approx((0.4, 0.4))
 
 
-def write_run(root, name, env, agent, labels, success, diverged=()):
+def write_run(root, name, env, agent, labels, success, diverged=(), config=None, success_timing='pre'):
     """A run directory as main.py writes it: success[i] = member i's history at 100, 200, ..."""
     run_dir = os.path.join(root, name)
     os.makedirs(run_dir)
+    configs = [dict(config or dict(alpha=1.0), **{k: v for k, v in label.items() if k not in ('member', 'seed')})
+               for label in labels]
     run_files.write_json(os.path.join(run_dir, run_files.FLAGS_FILE),
-                         dict(settings=dict(agent=f'agents/{agent}.py'), env=env, members=labels))
+                         dict(settings=dict(agent=f'agents/{agent}.py', sparse=False), env=env, members=labels,
+                              configs=configs, success_timing=success_timing))
     evals, trains = [], []
     for label, history in zip(labels, success):
         for i, value in enumerate(history):
@@ -128,3 +131,17 @@ def test_no_run_directories_is_one_sentence_and_a_nonzero_exit(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().startswith('error: No run directories') and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_runs_made_with_different_values_are_told_apart_even_unswept(tmp_path):
+    seeds = [dict(member=0, seed=0), dict(member=1, seed=1)]
+    write_run(tmp_path, 'a', 'cube-double-play-singletask-v0', 'fql', seeds, [[.1], [.2]], config=dict(alpha=100.0))
+    write_run(tmp_path, 'b', 'cube-double-play-singletask-v0', 'fql', seeds, [[.8], [.9]], config=dict(alpha=300.0))
+    write_run(tmp_path, 'c', 'cube-double-play-singletask-v0', 'fql', seeds, [[.5], [.5]], config=dict(alpha=300.0),
+              success_timing='post')
+    lines = []
+    paths = write_report([str(tmp_path)], str(tmp_path / 'out'), log=lines.append)
+    rows = {r['setting']: float(r['mean']) for r in run_files.CsvLog(paths['csv']).read()}
+    assert rows == pytest.approx({'alpha=100.0, success_timing=pre': 15.0, 'alpha=300.0, success_timing=pre': 85.0,
+                                  'alpha=300.0, success_timing=post': 50.0})
+    assert not [line for line in lines if 'seed' in line]  # no false repeated-seed warning
