@@ -182,10 +182,6 @@ def aggregate_rows(groups) -> list:
     return rows
 
 
-def _number(value, digits=1) -> str:
-    return '–' if value is None else f'{value:.{digits}f}'
-
-
 def markdown(rows, aggregates) -> str:
     lines = ['Final score = mean success (%) of the last three evaluations per seed; IQM with its 95 % '
              'stratified-bootstrap interval over seeds.', '',
@@ -306,11 +302,7 @@ def _save_figure(fig, path: str) -> None:
     """Through a temporary file and a rename, like every file flowrl writes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format='png', dpi=110)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f'.{os.path.basename(path)}.tmp')
-    with open(tmp, 'wb') as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    run_files.write_atomic(path, buffer.getvalue())
 
 
 def write_report(patterns, out_dir: str, log=print) -> dict:

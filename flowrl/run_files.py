@@ -37,12 +37,13 @@ def _jsonable(value):
     return value
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same directory and a rename."""
+def write_atomic(path: str, text: str | bytes) -> None:
+    """Writes `text` (str, or bytes such as a PNG) to `path` through a temporary file in the
+    same directory and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
     try:
-        with os.fdopen(fd, 'w') as f:
+        with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
