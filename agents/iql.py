@@ -4,7 +4,7 @@ Expectile value V(s), twin critics regressed onto r + discount * mask * V(s'), a
 actor with a constant (or state-independent learned) std, extracted by advantage-weighted
 regression (`actor_loss='awr'`: weights exp(alpha (Q - V)) capped at 100) or by DDPG+BC
 (`'ddpgbc'`: -Q / mean|Q| - alpha log pi). Acting uses the Gaussian mean, clipped.
-Math: ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/iql_losses.py.
+Math: docs/ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/iql_losses.py.
 """
 
 import math

@@ -11,7 +11,7 @@ rates and reported apart (first call minus a timed call); every timing ends with
 block_until_ready; the table reports the median over `--repeats` calls. An agent with
 `phase_updates` (QIPO) gets one training row per phase, since the loop runs each phase's own
 compiled update.
-The "passes" column is the expected network cost per action (ALGORITHMS.md): FQL one
+The "passes" column is the expected network cost per action (docs/ALGORITHMS.md): FQL one
 forward pass, flow agents K = flow_steps passes, QFQL K passes + K critic gradients, IFQL N*K.
 """
 

@@ -1,6 +1,6 @@
 """Network building blocks shared by every agent (Flax linen, functional params).
 
-Defaults follow ALGORITHMS.md so agents stay comparable: 4 x 512 MLPs, GELU, Xavier-uniform
+Defaults follow docs/ALGORITHMS.md so agents stay comparable: 4 x 512 MLPs, GELU, Xavier-uniform
 kernels, zero biases, a linear last layer; LayerNorm after each hidden activation in critics.
 """
 
