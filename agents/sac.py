@@ -74,8 +74,9 @@ def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`; alpha starts at 1."""
     observations, actions = example_batch['observations'], example_batch['actions']
     dims = dict(action_dim=actions.shape[-1])
-    config = ml_collections.ConfigDict(config.to_dict())
-    config.target_entropy = target_entropy(config, dims['action_dim'])
+    # A fresh ConfigDict: a command-line value ('-3') may have typed the None default as an int.
+    resolved = target_entropy(config, dims['action_dim'])
+    config = ml_collections.ConfigDict(dict(config.to_dict(), target_entropy=resolved))
     nets = networks(st.static_config(config, (), **dims))
     critic_rng, actor_rng = jax.random.split(rng)
     params = dict(

@@ -10,6 +10,8 @@ import pytest
 
 from agents import sac
 from flowrl import distributions
+from flowrl.config_overrides import apply_overrides
+from flowrl.errors import UserError
 from flowrl.testing import synthetic_batch, tiny_config
 
 BATCH = synthetic_batch()
@@ -82,7 +84,8 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     expected = distributions.gaussian_log_prob(pre_tanh, mean, log_std) - jnp.sum(jnp.log(1 - actions ** 2), -1)
     np.testing.assert_allclose(log_prob, expected, rtol=1e-4)
     # Far in the tails log(1 - tanh^2) underflows; the stable form stays finite (~ -2|u| + 2 log 2).
-    np.testing.assert_allclose(distributions.tanh_log_det_jacobian(jnp.array([[30.0]])), [2 * math.log(2) - 60], rtol=1e-6)
+    far = distributions.tanh_log_det_jacobian(jnp.array([[30.0]]))
+    np.testing.assert_allclose(far, [2 * math.log(2) - 60], rtol=1e-6)
 
 
 # ---- temperature ----
@@ -90,6 +93,13 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
 def test_default_target_entropy_is_minus_half_the_action_dim():
     assert float(_state().hparams['target_entropy']) == -0.5 * BATCH['actions'].shape[-1]
     assert float(_state(target_entropy=-7.0).hparams['target_entropy']) == -7.0
+
+
+def test_target_entropy_from_the_command_line():
+    config = apply_overrides(tiny_config(sac), {'target_entropy': '-3'}, 'agents/sac.py')  # parsed as the int -3
+    assert float(sac.init(jax.random.PRNGKey(0), BATCH, config).hparams['target_entropy']) == -3.0
+    with pytest.raises(UserError, match='target_entropy must be a number'):
+        apply_overrides(tiny_config(sac), {'target_entropy': 'high'}, 'agents/sac.py')
 
 
 @pytest.mark.parametrize('target, grows', [(10.0, True), (-100.0, False)])
