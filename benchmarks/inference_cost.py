@@ -36,7 +36,7 @@ def passes_per_action(config) -> str:
         return f'{steps} v + {steps} grad Q'
     if name == 'ifql':
         return f'{config.num_samples}x{steps} v + {config.num_samples} Q'
-    if name in ('fql', 'iql', 'rebrac'):
+    if name in ('fql', 'iql', 'rebrac', 'sac'):
         return '1 actor'
     return f'{steps} v' if steps else '?'
 
