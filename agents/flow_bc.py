@@ -3,7 +3,7 @@
 A velocity field v_theta(s, x, t) is trained by conditional flow matching on the dataset
 actions; acting integrates it with `flow_steps` Euler steps from Gaussian noise. There is no
 critic. QFQL's sampler with guidance 0 and IFQL's candidate sampler are this sampler.
-Math: ALGORITHMS.md, "Baselines" and "FQL" step 2.
+Math: docs/ALGORITHMS.md, "Baselines" and "FQL" step 2.
 """
 
 import jax

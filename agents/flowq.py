@@ -4,7 +4,7 @@ The paper trains a flow towards pi(a|s) ∝ pi_beta(a|s) exp(lambda Q(s, a)) by 
 with the critic's guidance in the *training* path, so that acting is plain Euler sampling and the
 policy update never samples from the policy (its cost does not depend on `flow_steps`). Its full
 text and code are not available to this project: this file is our reconstruction (derivation in
-ALGORITHMS.md, "FlowQ"), and what its loss does is narrower than that target.
+docs/ALGORITHMS.md, "FlowQ"), and what its loss does is narrower than that target.
 
 What the default loss does. For each dataset pair (s, a): g = grad_a Q(s, a) (mean of the twin
 critics, critics stop-gradiented), divided by the RMS of g over the batch (`normalize_grad`, a

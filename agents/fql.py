@@ -2,7 +2,7 @@
 
 A BC flow policy v_theta is trained by flow matching; a one-step policy mu_omega(s, z) is
 distilled from the flow's 10-step Euler samples and pushed up the critic; acting is one
-forward pass of mu_omega. Math and gradient routing: ALGORITHMS.md, "FQL".
+forward pass of mu_omega. Math and gradient routing: docs/ALGORITHMS.md, "FQL".
 """
 
 import jax

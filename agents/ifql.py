@@ -4,7 +4,7 @@
 Training is IQL's expectile value and TD critic (flowrl/iql_losses.py) plus plain flow
 matching for the velocity field; nothing couples the flow to the critic during training.
 Acting draws `num_samples` Euler samples of the flow per observation and returns the one with
-the largest min(Q1, Q2) of the online critics. Math: ALGORITHMS.md, "Baselines".
+the largest min(Q1, Q2) of the online critics. Math: docs/ALGORITHMS.md, "Baselines".
 """
 
 import jax

@@ -4,10 +4,8 @@ Expectile value V(s), twin critics regressed onto r + discount * mask * V(s'), a
 actor with a constant (or state-independent learned) std, extracted by advantage-weighted
 regression (`actor_loss='awr'`: weights exp(alpha (Q - V)) capped at 100) or by DDPG+BC
 (`'ddpgbc'`: -Q / mean|Q| - alpha log pi). Acting uses the Gaussian mean, clipped.
-Math: ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/iql_losses.py.
+Math: docs/ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/iql_losses.py.
 """
-
-import math
 
 import flax.linen as nn
 import jax
@@ -16,12 +14,12 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl import iql_losses
+from flowrl.distributions import LOG_STD_RANGE, gaussian_log_prob
 from flowrl.errors import UserError
 from flowrl.networks import MLP, Ensemble, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha', 'expectile', 'discount', 'tau')
 AWR_WEIGHT_CAP = 100.0  # exp(alpha * advantage) is capped so a few large advantages cannot dominate.
-LOG_STD_RANGE = (-5.0, 2.0)  # bounds of the learned log std (const_std=False), as in OGBench.
 
 
 class GaussianActor(nn.Module):
@@ -40,12 +38,6 @@ class GaussianActor(nn.Module):
         else:
             log_std = jnp.clip(self.param('log_stds', nn.initializers.zeros, (self.action_dim,)), *LOG_STD_RANGE)
         return mean, jnp.broadcast_to(log_std, mean.shape)
-
-
-def gaussian_log_prob(actions, mean, log_std):
-    """log N(actions; mean, diag(exp(log_std))^2), summed over action dims."""
-    z = (actions - mean) * jnp.exp(-log_std)
-    return jnp.sum(-0.5 * z ** 2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
 
 
 def networks(config):

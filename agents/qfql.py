@@ -9,7 +9,7 @@ guidance from the critic,
 
 the paper's eq. 5 (no clipping by default: its per-task beta values were tuned without it), so
 guidance is one step of policy improvement that can be changed on a trained checkpoint.
-Math: ALGORITHMS.md, "QFQL".
+Math: docs/ALGORITHMS.md, "QFQL".
 
 Inference knobs (all dynamic state leaves, so one compiled sampler vmaps over a stack of
 states with different values and changing them never recompiles):

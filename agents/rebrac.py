@@ -4,7 +4,7 @@ TD3+BC with LayerNorm twin critics and a tanh deterministic actor (last layer in
 `actor_fc_scale`): the actor maximises min(Q1, Q2) / sg(mean|Q|) minus `alpha_actor` times the
 squared error to the dataset action; the critic's TD target uses the target actor with
 clipped Gaussian noise and subtracts `alpha_critic` times the squared error between that next
-action and the dataset's next action. Math: ALGORITHMS.md, "Baselines".
+action and the dataset's next action. Math: docs/ALGORITHMS.md, "Baselines".
 
 Delayed updates live inside `update`: update number n = step + 1 is a "full" update when
 n % actor_freq == 0 (the official loop's `i % actor_freq == 0` with i counting from 1). Only

@@ -11,7 +11,7 @@ rates and reported apart (first call minus a timed call); every timing ends with
 block_until_ready; the table reports the median over `--repeats` calls. An agent with
 `phase_updates` (QIPO) gets one training row per phase, since the loop runs each phase's own
 compiled update.
-The "passes" column is the expected network cost per action (ALGORITHMS.md): FQL one
+The "passes" column is the expected network cost per action (docs/ALGORITHMS.md): FQL one
 forward pass, flow agents K = flow_steps passes, QFQL K passes + K critic gradients, IFQL N*K.
 """
 
@@ -36,7 +36,7 @@ def passes_per_action(config) -> str:
         return f'{steps} v + {steps} grad Q'
     if name == 'ifql':
         return f'{config.num_samples}x{steps} v + {config.num_samples} Q'
-    if name in ('fql', 'iql', 'rebrac'):
+    if name in ('fql', 'iql', 'rebrac', 'sac'):
         return '1 actor'
     return f'{steps} v' if steps else '?'
 

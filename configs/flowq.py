@@ -4,7 +4,7 @@ FlowQ was published on D4RL only, so there are no OGBench values of `lambda` to 
 default, which is scale-free (`normalize_grad`: lambda * kappa(1) is the RMS endpoint shift in
 action units), so one value transfers across reward scales. What is set here is the discount,
 a property of the task's horizon rather than of the algorithm: the values the FQL paper uses
-on the same environments (ALGORITHMS.md, FQL table), so that comparisons with FQL are like for like.
+on the same environments (docs/ALGORITHMS.md, FQL table), so that comparisons with FQL are like for like.
 """
 
 PRESETS = {

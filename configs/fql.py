@@ -1,5 +1,5 @@
 """FQL's per-environment hyperparameters (Park, Li & Levine 2025; the FQL README's commands for
-state-based OGBench; ALGORITHMS.md). All five tasks of an environment share them; none is unknown.
+state-based OGBench; docs/ALGORITHMS.md). All five tasks of an environment share them; none is unknown.
 The README's pixel-based (visual-*) and offline-to-online alphas do not apply to flowrl (no image
 encoder, no online fine-tuning)."""
 

@@ -1,7 +1,7 @@
 """IFQL's per-environment values in the FQL paper's comparison, where a source gives them.
 
 - discount 0.995 on the long-horizon environments (antmaze-giant, humanoidmaze, antsoccer): the
-  value the FQL paper uses there for every method (ALGORITHMS.md, FQL table; 0.99 elsewhere).
+  value the FQL paper uses there for every method (docs/ALGORITHMS.md, FQL table; 0.99 elsewhere).
 - num_samples N: the QFQL paper's Table 2 ("taken from the original FQL paper") for the default
   tasks of antmaze-large (32), antsoccer-arena (64), cube-double (32), scene (32) and puzzle-3x3
   (32), applied to every task of the environment as the FQL paper does; humanoidmaze-medium 32

@@ -1,7 +1,7 @@
 """QFQL's per-environment values.
 
 - guidance beta: the seed paper's Table 2 choices from its sweep over {0.3, 1, 3, 10, 30, 100}
-  (ALGORITHMS.md, "QFQL"): antmaze-large 1, antsoccer-arena 1, cube-double 0.3, scene 0.3. Its
+  (docs/ALGORITHMS.md, "QFQL"): antmaze-large 1, antsoccer-arena 1, cube-double 0.3, scene 0.3. Its
   D4RL antmaze value (0.3) has no OGBench family here.
 - discount 0.995 on the long-horizon environments (antmaze-giant, humanoidmaze, antsoccer): the
   value the FQL paper uses there for every method (the QFQL paper compares against it).

@@ -4,8 +4,8 @@ QIPO was published on D4RL only; beta = 3 and M = 16 are its defaults everywhere
 softmax(beta Q) on the critic's raw Q, as in the paper, so beta = 3 was not tuned for OGBench's
 reward scale (rewards in {-k, ..., 0} per step); `normalize_q=True` measures Q in units of its
 per-state spread instead. No OGBench value of beta is published. Set here: the paper's larger
-critic support for antmaze (M = 32, ALGORITHMS.md), and the discount, a property of the task's
-horizon: the values the FQL paper uses on the same environments (ALGORITHMS.md, FQL table), so
+critic support for antmaze (M = 32, docs/ALGORITHMS.md), and the discount, a property of the task's
+horizon: the values the FQL paper uses on the same environments (docs/ALGORITHMS.md, FQL table), so
 that comparisons with FQL are like for like.
 """
 

@@ -1,7 +1,7 @@
 """ReBRAC's per-environment values in the FQL paper's comparison, where a source gives them.
 
 - discount 0.995 on the long-horizon environments (antmaze-giant, humanoidmaze, antsoccer): the
-  value the FQL paper uses there for every method (ALGORITHMS.md, FQL table; 0.99 elsewhere).
+  value the FQL paper uses there for every method (docs/ALGORITHMS.md, FQL table; 0.99 elsewhere).
 - humanoidmaze-medium-navigate: alpha_actor 0.01, alpha_critic 0.01 from the FQL README's ReBRAC
   command.
 

@@ -1,6 +1,6 @@
 """The immutable train state every agent returns, and the few operations all agents share.
 
-Config is split in two (DESIGN.md):
+Config is split in two (docs/DESIGN.md):
 - static: network sizes, flow steps, names, booleans. Kept in the state as a non-pytree
   `FrozenConfigDict`, so it is part of the jit cache key and decides the compiled program.
 - dynamic: the values users sweep (alpha, discount, tau, guidance, ...). Kept as float32

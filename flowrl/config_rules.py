@@ -43,6 +43,10 @@ def _unit_left_open(value) -> bool:
     return _is_number(value) and 0 < value <= 1
 
 
+def _number_or_none(value) -> bool:
+    return value is None or _is_number(value)
+
+
 # (key name pattern, check, what the value must be); the first pattern that matches applies.
 RULES = (
     ('lr', _non_negative, 'a non-negative learning rate'),
@@ -50,6 +54,7 @@ RULES = (
     ('discount', _unit_closed, 'a discount in [0, 1]'),
     ('tau', _unit_left_open, 'a Polyak rate in (0, 1]'),
     ('expectile', _unit_closed, 'an expectile in [0, 1]'),
+    ('target_entropy', _number_or_none, 'a number (or None: SAC then uses -target_entropy_multiplier * action_dim)'),
     ('flow_steps', _positive_int, 'a positive integer (Euler steps)'),
     ('*_steps', _non_negative_int, 'a non-negative integer'),
     ('batch_size', _positive_int, 'a positive integer'),

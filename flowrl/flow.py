@@ -1,6 +1,6 @@
 """Flow-matching math shared by the flow agents.
 
-Convention (ALGORITHMS.md): t = 0 is Gaussian noise x0, t = 1 is the action x1; linear path
+Convention (docs/ALGORITHMS.md): t = 0 is Gaussian noise x0, t = 1 is the action x1; linear path
 x_t = (1 - t) x0 + t x1 with conditional velocity x1 - x0; Euler on the grid t_k = k / K.
 """
 
@@ -30,7 +30,7 @@ def flow_matching_errors(velocity: Field, actions, rng):
     """Per-sample conditional flow-matching error, averaged over action dims: shape (...,).
 
     Averaging (not summing) over action dims fixes the scale of alpha/beta/lambda so the
-    published hyperparameters transfer (ALGORITHMS.md).
+    published hyperparameters transfer (docs/ALGORITHMS.md).
     """
     _, t, x_t, target = sample_path_points(rng, actions)
     return jnp.mean((velocity(x_t, t) - target) ** 2, axis=-1)

@@ -2,7 +2,7 @@
 agents/ifql.py. Both agents name their networks 'value' (an ensemble of one) and 'critic'
 (twin Q) and keep a target copy of the critic only, as the official FQL baselines do.
 
-Gradient routing (ALGORITHMS.md, "Baselines"):
+Gradient routing (docs/ALGORITHMS.md, "Baselines"):
 - value loss: expectile regression of V(s) onto min_k Qbar_k(s, a), the *target* critics:
   moves V only;
 - critic loss: (Q_k(s, a) - (r + discount * mask * V(s')))^2 with V frozen: moves Q only.

@@ -1,6 +1,6 @@
 """Network building blocks shared by every agent (Flax linen, functional params).
 
-Defaults follow ALGORITHMS.md so agents stay comparable: 4 x 512 MLPs, GELU, Xavier-uniform
+Defaults follow docs/ALGORITHMS.md so agents stay comparable: 4 x 512 MLPs, GELU, Xavier-uniform
 kernels, zero biases, a linear last layer; LayerNorm after each hidden activation in critics.
 """
 
@@ -16,10 +16,11 @@ def xavier_uniform(scale: float = 1.0):
 
 
 class MLP(nn.Module):
-    """Dense -> GELU (-> LayerNorm) per hidden layer, then a linear output layer."""
+    """Dense -> GELU (-> LayerNorm) per hidden layer, then a linear output layer; with
+    `output_dim=None` no output layer: the last hidden features (a trunk shared by several heads)."""
 
     hidden_dims: Sequence[int]
-    output_dim: int
+    output_dim: int | None
     layer_norm: bool = False
     final_init_scale: float = 1.0  # ReBRAC's actor uses 0.01 so initial actions are near 0.
 
@@ -30,6 +31,8 @@ class MLP(nn.Module):
             x = nn.gelu(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
+        if self.output_dim is None:
+            return x
         return nn.Dense(self.output_dim, kernel_init=xavier_uniform(self.final_init_scale))(x)
 
 

@@ -1,4 +1,4 @@
-"""The FQL paper's baselines (ALGORITHMS.md, "Baselines"): losses on hand-computed cases,
+"""The FQL paper's baselines (docs/ALGORITHMS.md, "Baselines"): losses on hand-computed cases,
 which networks each loss moves, ReBRAC's delayed actor under scan, IFQL's argmax, flow BC's
 sampler, and the published config keys and presets."""
 

@@ -1,4 +1,4 @@
-"""The contract every agent in agents/ must honour (DESIGN.md, "The agent contract")."""
+"""The contract every agent in agents/ must honour (docs/DESIGN.md, "The agent contract")."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""QFQL's defining properties (ALGORITHMS.md, "QFQL"): guidance at inference only, beta = 0 is
+"""QFQL's defining properties (docs/ALGORITHMS.md, "QFQL"): guidance at inference only, beta = 0 is
 flow BC bit for bit, guidance raises Q on a bandit whose Q is known, clipping bounds each step,
 huge or non-finite gradients never reach the actions, and beta vmaps over stacked states."""
 

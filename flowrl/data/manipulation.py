@@ -1,7 +1,7 @@
 """Collection loop for the manipulation datasets (cube, scene, puzzle) with OGBench's oracles.
 
 The scripted oracles come from the installed `ogbench` package; this module only wires them
-to the environment the way the published protocol describes (shared/OGBENCH_DATA.md):
+to the environment the way the published protocol describes (docs/DATA.md):
 play data follows noisy non-Markovian plans, noisy data follows closed-loop Markov oracles
 with per-episode Gaussian action noise and occasional uniformly random actions.
 

@@ -2,7 +2,7 @@
 
 Everything the generator needs to know about a dataset (environment, number of episodes,
 steps per episode, oracle kind, random-action probability, cube stacking probability) is
-decided here, from the facts in shared/OGBENCH_DATA.md, so that the collection loops in
+decided here, from the facts in docs/DATA.md, so that the collection loops in
 `manipulation.py` and `pointmaze.py` stay free of per-dataset special cases.
 
 Names:
