@@ -24,7 +24,15 @@ flags.DEFINE_integer('seed', 0, 'Random seed (of the first member; seeds seed..s
 flags.DEFINE_integer('num_seeds', 1, 'Independent seeds trained side by side in one program (vmap).')
 flags.DEFINE_multi_string('sweep', [], 'Dynamic hyperparameter values run side by side: agent.alpha=3,10,30.')
 flags.DEFINE_integer('offline_steps', 1_000_000, 'Number of offline updates.')
-flags.DEFINE_integer('online_steps', 0, 'Online fine-tuning steps (not supported yet; must be 0).')
+flags.DEFINE_integer('online_steps', 0, 'Online fine-tuning: environment steps after the offline updates, one '
+                     'update after each (per member, in its own environment).')
+flags.DEFINE_integer('buffer_size', 2_000_000, 'Replay buffer capacity of online fine-tuning (the dataset is its start '
+                     'unless --balanced_sampling=1).')
+flags.DEFINE_integer('balanced_sampling', 0, '1: online batches are half dataset, half online transitions (RLPD).')
+flags.DEFINE_string('restore_path', None, 'Run directory whose checkpointed agents this run starts from.')
+flags.DEFINE_integer('restore_epoch', None, 'Checkpoint step of --restore_path (default: its newest good one).')
+flags.DEFINE_float('p_aug', None, 'Image augmentation probability (pixel tasks; not supported yet).')
+flags.DEFINE_integer('frame_stack', None, 'Frames stacked per observation (pixel tasks; not supported yet).')
 flags.DEFINE_integer('log_interval', 5_000, 'Updates between train.csv rows (and progress lines without a terminal).')
 flags.DEFINE_integer('eval_interval', 100_000, 'Updates between evaluations (0: no evaluation).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per member.')
@@ -59,8 +67,9 @@ flags.DEFINE_enum('member_execution', 'auto', ['auto', 'vmap', 'map'],
 def settings_from_flags(agent_overrides):
     from flowrl.runner import RunSettings
 
-    if FLAGS.online_steps:
-        raise UserError('--online_steps is not supported yet: flowrl trains offline only; use --online_steps=0.')
+    for name in ('p_aug', 'frame_stack'):
+        if FLAGS[name].value is not None:
+            raise UserError(f'--{name} applies to pixel-based tasks, which flowrl does not support yet; leave it out.')
     if FLAGS.video_episodes:
         raise UserError('--video_episodes is not supported: flowrl records no videos; use --video_episodes=0.')
     names = [f.name for f in __import__('dataclasses').fields(RunSettings)]

@@ -116,6 +116,13 @@ def sample_actions(state, observations, rng):
     return jnp.clip(mean, -1, 1)
 
 
+def explore_actions(state, observations, rng):
+    """A sample of the Gaussian actor, clipped to [-1, 1]: the authors' online environment steps
+    (temperature 1), where evaluation acts with the mean."""
+    mean, log_std = _apply(networks(state.config), 'actor', state.params, observations)
+    return jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(rng, mean.shape), -1, 1)
+
+
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='iql',

@@ -65,6 +65,12 @@ def policy_actions(nets, params, observations):
     return jnp.tanh(_apply(nets, 'actor', params, observations))
 
 
+def clipped_noise(hparams, rng, shape):
+    """Gaussian noise of scale `actor_noise`, clipped to +-`actor_noise_clip` (TD3's smoothing noise)."""
+    return jnp.clip(hparams['actor_noise'] * jax.random.normal(rng, shape),
+                    -hparams['actor_noise_clip'], hparams['actor_noise_clip'])
+
+
 def critic_target(next_qs, next_actions, data_next_actions, rewards, masks, discount, alpha_critic):
     """r + discount * mask * (min_k Qbar_k(s', a') - alpha_critic * ||a' - a'_data||^2)."""
     penalty = jnp.sum((next_actions - data_next_actions) ** 2, axis=-1)
@@ -75,8 +81,7 @@ def critic_loss(nets, params, target_params, hparams, batch, rng):
     """TD loss of both critics with the noisy target actor's next action (moves Q only)."""
     next_obs = batch['next_observations']
     next_actions = policy_actions(nets, target_params, next_obs)
-    noise = jnp.clip(hparams['actor_noise'] * jax.random.normal(rng, next_actions.shape),
-                     -hparams['actor_noise_clip'], hparams['actor_noise_clip'])
+    noise = clipped_noise(hparams, rng, next_actions.shape)
     next_actions = jnp.clip(next_actions + noise, -1, 1)
     if 'next_actions' not in batch:
         raise KeyError("ReBRAC batches need 'next_actions'; build them with rebrac.prepare_dataset(dataset).")
@@ -138,6 +143,13 @@ def sample_actions(state, observations, rng):
     """The deterministic actor (`rng` is unused but kept for the contract)."""
     del rng
     return policy_actions(networks(state.config), state.params, observations)
+
+
+def explore_actions(state, observations, rng):
+    """The actor plus Gaussian noise of scale `actor_noise` clipped at `actor_noise_clip`, then
+    clipped to [-1, 1]: the authors' online environment steps (temperature 1)."""
+    actions = policy_actions(networks(state.config), state.params, observations)
+    return jnp.clip(actions + clipped_noise(state.hparams, rng, actions.shape), -1, 1)
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """FQL's per-environment hyperparameters (Park, Li & Levine 2025; the FQL README's commands for
 state-based OGBench; docs/ALGORITHMS.md). All five tasks of an environment share them; none is unknown.
-The README's pixel-based (visual-*) and offline-to-online alphas do not apply to flowrl (no image
-encoder, no online fine-tuning)."""
+ONLINE_PRESETS holds the README's offline-to-online values (`--online_steps` > 0), which refine
+PRESETS. The README's pixel-based (visual-*) alphas do not apply to flowrl (no image encoder)."""
 
 PRESETS = {
     'antmaze-large-navigate': dict(alpha=10.0, discount=0.99, q_agg='min'),
@@ -13,5 +13,14 @@ PRESETS = {
     'cube-double-play': dict(alpha=300.0),
     'scene-play': dict(alpha=300.0),
     'puzzle-3x3-play': dict(alpha=1000.0),
+    'puzzle-4x4-play': dict(alpha=1000.0),
+}
+
+# The FQL README's offline-to-online commands (--online_steps=1000000).
+ONLINE_PRESETS = {
+    'humanoidmaze-medium-navigate': dict(alpha=100.0, discount=0.995),
+    'antsoccer-arena-navigate': dict(alpha=30.0, discount=0.995),
+    'cube-double-play': dict(alpha=300.0),
+    'scene-play': dict(alpha=300.0),
     'puzzle-4x4-play': dict(alpha=1000.0),
 }

@@ -13,6 +13,7 @@ used only when no verified step exists, and saying so.
 
 import hashlib
 import os
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -148,6 +149,36 @@ def read(directory, like, step: int):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     with _manager(directory) as manager:
         return manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
+
+
+def read_part(directory, like, step: int):
+    """Like `read`, for a checkpoint that holds more than `like` (e.g. only the agent states of a
+    checkpoint that also holds keys and buffers): what `like` names is read, the rest left on disk."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    with _manager(directory) as manager:
+        return manager.restore(int(step), args=ocp.args.PyTreeRestore(abstract, partial_restore=True))
+
+
+RETRIES = 3  # reads of a run that is still training, which may delete the checkpoint being read
+
+
+def read_agents(directory, like_states, step: int | None = None, log=print):
+    """(agent states shaped like `like_states`, step) of checkpoint `step` (default: the newest
+    good one), leaving the rest of the checkpoint (keys, replay buffers) on disk: what
+    `flowrl.evaluate` and `--restore_path` read. The trainer of a run still going deletes old
+    checkpoints as it saves new ones: when the checkpoints change while one is being checked or
+    read, it starts again (a few times) with the new list."""
+    for attempt in range(RETRIES):
+        before = steps(directory)
+        try:
+            chosen = pick_step(directory, step, log)
+            return read_part(directory, dict(states=like_states), chosen)['states'], chosen
+        except Exception:
+            time.sleep(1.0)  # let a deletion that is under way finish before comparing
+            if steps(directory) == before or attempt == RETRIES - 1:
+                raise
+            log('The run saved and deleted checkpoints while one was being read (it is still training); '
+                'reading again.')
 
 
 def restore(directory, like, step: int | None = None, log=print):

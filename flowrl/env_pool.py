@@ -55,15 +55,16 @@ class _Slice:
         return obs
 
     def step(self, actions, active):
-        """Steps the active envs; returns (obs, reward, done, success) for every env (zeros if inactive)."""
+        """Steps the active envs; returns (obs, reward, terminated, truncated, success) for every
+        env (zeros if inactive)."""
         count = len(self.envs)
         obs = np.zeros((count,) + self.envs[0].observation_space.shape, np.float32)
-        reward, done, success = np.zeros(count), np.zeros(count, bool), np.zeros(count)
+        reward, success = np.zeros(count), np.zeros(count)
+        terminated, truncated = np.zeros(count, bool), np.zeros(count, bool)
         for i in np.nonzero(active)[0]:
-            ob, r, terminated, truncated, info = self.envs[i].step(actions[i])
-            obs[i], reward[i], done[i] = ob, r, terminated or truncated
+            obs[i], reward[i], terminated[i], truncated[i], info = self.envs[i].step(actions[i])
             success[i] = float(info.get('success', 0.0))
-        return obs, reward, done, success
+        return obs, reward, terminated, truncated, success
 
 
 def _worker(connection, make_env, count):

@@ -11,7 +11,6 @@ import io
 import itertools
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +33,6 @@ flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the la
 flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
 flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).')
 
-RETRIES = 3  # reads of a run that is still training, which may delete the checkpoint being read
-
-
 def example_batch(spec):
     env = make_env(spec)
     obs_dim, action_dim = env.observation_space.shape[-1], env.action_space.shape[-1]
@@ -48,29 +44,12 @@ def restore_run(run_dir, step=None, log=print):
     settings = settings_from_run_dir(run_dir)
     agent, spec = load_agent(settings.agent), parse_env_name(settings.env_name)
     members = resolve_members(settings, agent, spec, log=lambda *_: None)
-    states, rngs = init_members(agent, members.configs, members.seeds, example_batch(spec))
+    states, _ = init_members(agent, members.configs, members.seeds, example_batch(spec))
     directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
     if not checkpoints.steps(directory):
         raise UserError(f'{run_dir} has no complete checkpoint to evaluate.')
-    tree, step = read_while_training(directory, dict(states=states, rngs=rngs), step, log)
-    return settings, agent, spec, members, tree['states'], step
-
-
-def read_while_training(directory, like, step=None, log=print):
-    """(tree, step) of checkpoint `step` (default: the newest good one). The trainer of a run
-    still going deletes old checkpoints as it saves new ones: when the checkpoints change while
-    one is being checked or read, it starts again (a few times) with the new list."""
-    for attempt in range(RETRIES):
-        before = checkpoints.steps(directory)
-        try:
-            chosen = checkpoints.pick_step(directory, step, log)
-            return checkpoints.read(directory, like, chosen), chosen
-        except Exception:
-            time.sleep(1.0)  # let a deletion that is under way finish before comparing
-            if checkpoints.steps(directory) == before or attempt == RETRIES - 1:
-                raise
-            log('The run saved and deleted checkpoints while one was being read (it is still training); '
-                'reading again.')
+    states, step = checkpoints.read_agents(directory, states, step, log)
+    return settings, agent, spec, members, states, step
 
 
 def expand_members(states, labels, values: list[dict]):

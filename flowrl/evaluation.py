@@ -125,7 +125,8 @@ def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagno
         rows, cols = slots.member[running], slots.column[running]
         env_actions = np.zeros((envs.size,) + actions.shape[2:], actions.dtype)
         env_actions[running] = actions[rows, cols]
-        new_obs, reward, done, final_success = pool.step(env_actions, running)
+        new_obs, reward, terminated, truncated, final_success = pool.step(env_actions, running)
+        done = terminated | truncated
         episodes = slots.episode[rows, cols]
         obs[rows, cols] = new_obs[running]
         returns[rows, episodes] += reward[running]

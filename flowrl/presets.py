@@ -6,16 +6,18 @@ import importlib
 from flowrl.envs import EnvSpec
 
 
-def presets_for(agent_name: str, spec: EnvSpec) -> dict:
-    """The preset values for this agent on this environment (task keys refine family keys)."""
+def presets_for(agent_name: str, spec: EnvSpec, online: bool = False) -> dict:
+    """The preset values for this agent on this environment (task keys refine family keys); with
+    `online`, the table ONLINE_PRESETS (offline-to-online runs) refines them in turn."""
     try:
         module = importlib.import_module(f'configs.{agent_name}')
     except ModuleNotFoundError:
         return {}
-    table = getattr(module, 'PRESETS', {})
-    values = dict(table.get(spec.family, {}))
-    if spec.task is not None:
-        values.update(table.get(f'{spec.family}-task{spec.task}', {}))
+    values = {}
+    for table in [getattr(module, 'PRESETS', {})] + ([getattr(module, 'ONLINE_PRESETS', {})] if online else []):
+        values.update(table.get(spec.family, {}))
+        if spec.task is not None:
+            values.update(table.get(f'{spec.family}-task{spec.task}', {}))
     return values
 
 

@@ -14,16 +14,18 @@ import time
 import jax
 import numpy as np
 
-from flowrl import checkpoints, run_files
+from flowrl import checkpoints, replay, run_files
 from flowrl.agent_loading import agent_name, load_agent
 from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
 from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, run_episodes
 from flowrl.loggers import WANDB_MODES, Loggers, parse_loggers
+from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
 from flowrl.presets import apply_presets, presets_for
 from flowrl.progress import ChunkPacer, Progress
-from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, member_shardings,
+from flowrl.replay import online_capacity
+from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, member_shardings, phase_at,
                              resolve_member_execution)
 
 
@@ -36,6 +38,11 @@ class RunSettings:
     seed: int = 0
     num_seeds: int = 1
     offline_steps: int = 1_000_000
+    online_steps: int = 0  # environment steps after the offline updates, one update each (flowrl.online)
+    buffer_size: int = 2_000_000  # replay buffer capacity of online fine-tuning (flowrl.replay)
+    balanced_sampling: int = 0  # 1: online batches half dataset, half online transitions
+    restore_path: str | None = None  # run directory whose checkpointed agents this run starts from
+    restore_epoch: int | None = None  # its checkpoint step (None: the newest good one)
     log_interval: int = 5_000
     eval_interval: int = 100_000
     eval_episodes: int = 50
@@ -68,9 +75,9 @@ class Members:
 
 
 def check_settings(s: RunSettings) -> None:
-    positive = dict(offline_steps=s.offline_steps, log_interval=s.log_interval, num_seeds=s.num_seeds)
-    non_negative = dict(eval_interval=s.eval_interval, eval_episodes=s.eval_episodes,
-                        save_interval=s.save_interval)
+    positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
+    non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
+                        eval_episodes=s.eval_episodes, save_interval=s.save_interval)
     automatic = dict(eval_workers='one per core', eval_envs='chosen from cores and memory')
     for name, value in positive.items():
         if value <= 0:
@@ -81,6 +88,12 @@ def check_settings(s: RunSettings) -> None:
     for name, meaning in automatic.items():
         if getattr(s, name) < 0:
             raise UserError(f'--{name} must be zero ({meaning}) or a positive integer, got {getattr(s, name)}.')
+    if s.offline_steps + s.online_steps == 0:
+        raise UserError('--offline_steps and --online_steps are both 0: there is nothing to train.')
+    if s.balanced_sampling not in (0, 1):
+        raise UserError(f'--balanced_sampling must be 0 or 1, got {s.balanced_sampling}.')
+    if s.restore_epoch is not None and s.restore_path is None:
+        raise UserError('--restore_epoch needs --restore_path (the run directory to start from).')
     if s.seed < 0:
         raise UserError(f'--seed must be a non-negative integer, got {s.seed}.')
     if s.dataset_episodes is not None and s.dataset_episodes <= 0:
@@ -100,7 +113,7 @@ def resolve_members(s: RunSettings, agent, spec, log=print) -> Members:
     config = apply_overrides(agent.get_config(), s.agent_overrides, source)
     sweeps = parse_sweeps(s.sweep, config, agent.DYNAMIC_KEYS, source)
     keep = set(s.agent_overrides) | {key for key, _ in sweeps}
-    applied = apply_presets(config, presets_for(agent_name(s.agent), spec), keep)
+    applied = apply_presets(config, presets_for(agent_name(s.agent), spec, online=s.online_steps > 0), keep)
     check_config(config, source)
     if applied:
         log(f'Presets for {spec.family} (configs/{agent_name(s.agent)}.py): '
@@ -122,12 +135,20 @@ def load_dataset(s: RunSettings, spec, log=print):
     data = load_singletask_data(spec.name, dataset_path=s.dataset_path, dataset_dir=s.dataset_dir,
                                 dataset_episodes=s.dataset_episodes, workers=s.dataset_workers, log=log)
     train = dict(data.train)
-    if s.sparse:
-        # --sparse of the Q-chunking repository (github.com/ColinQiyangLi/qc; the FQL repository
-        # has no such flag): -1 on every step that is not fully successful, 0 otherwise.
-        train['rewards'] = (train['rewards'] != 0.0).astype(np.float32) * -1.0
+    train['rewards'] = reward_function(s)(train['rewards'])
     log(f'Dataset: {data.source}; {len(train["actions"]):,} transitions.')
     return train
+
+
+def sparse_rewards(rewards):
+    """--sparse of the Q-chunking repository (github.com/ColinQiyangLi/qc; the FQL repository has
+    no such flag): -1 on every step that is not fully successful, 0 otherwise."""
+    return (np.asarray(rewards) != 0.0).astype(np.float32) * -1.0
+
+
+def reward_function(s: RunSettings):
+    """The run's rewards from OGBench's, for the dataset and for online transitions alike."""
+    return sparse_rewards if s.sparse else (lambda rewards: np.asarray(rewards, np.float32))
 
 
 def env_factory(s: RunSettings, spec):
@@ -177,9 +198,16 @@ class Run:
         member_sharding, replicated = member_shardings(len(self.members.configs))
         self.dataset = jax.device_put(dataset, replicated)
         states, rngs = init_members(self.agent, self.members.configs, self.members.seeds, example)
+        if settings.restore_path is not None:
+            states = starting_agents(settings.restore_path, settings.restore_epoch, states, log)
         self.states = jax.device_put(states, member_sharding)
         self.rngs = jax.device_put(rngs, member_sharding)
         self.step = 0
+        self.total_steps = settings.offline_steps + settings.online_steps
+        self.online = None  # member-stacked online replay buffers, from the first online step
+        self.online_envs, self.actions = None, None  # the members' environments and their next actions
+        self.online_program = OnlineProgram(self.agent, self.members.configs[0].batch_size, self.execution,
+                                            bool(settings.balanced_sampling), settings.buffer_size)
         self.run_dir = run_dir or new_run_dir(settings, self.spec)
         self.train_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.TRAIN_CSV))
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
@@ -214,8 +242,17 @@ class Run:
     def checkpoint_dir(self):
         return os.path.join(self.run_dir, run_files.CHECKPOINT_DIR)
 
+    def _carry(self, step: int, online) -> dict:
+        """What a checkpoint at `step` holds: states and keys, and the online buffers once online
+        transitions exist (the environments' episodes restart at every checkpoint, flowrl.online)."""
+        carry = dict(states=self.states, rngs=self.rngs)
+        if step > self.s.offline_steps:
+            carry['online'] = online
+        return carry
+
     def save(self):
-        checkpoints.save(self.checkpoint_dir, self.step, dict(states=self.states, rngs=self.rngs))
+        checkpoints.save(self.checkpoint_dir, self.step, self._carry(self.step, self.online))
+        self.actions = None  # new episodes from here, in this run and in one resumed from this checkpoint
 
     def restore(self):
         """Restores the newest checkpoint that passes verification (setting newer, damaged ones
@@ -223,8 +260,9 @@ class Run:
         if not checkpoints.steps(self.checkpoint_dir):
             raise UserError(f'{self.run_dir} has no complete checkpoint to resume from.')
         step = checkpoints.pick_step(self.checkpoint_dir, log=self.log, set_aside=True)
-        tree = checkpoints.read(self.checkpoint_dir, dict(states=self.states, rngs=self.rngs), step)
+        tree = checkpoints.read(self.checkpoint_dir, self._carry(step, self._abstract_online()), step)
         self.states, self.rngs, self.step = tree['states'], tree['rngs'], step
+        self.online = tree.get('online')
         self.train_log.truncate_after(step)
         self.eval_log.truncate_after(step)
         self.diverged = {i: record for i, record in run_files.read_diverged(self.run_dir).items()
@@ -269,7 +307,7 @@ class Run:
     def _evaluation_due(self, step: int) -> bool:
         s = self.s
         return bool(s.eval_episodes and s.eval_interval and step > 0
-                    and (step % s.eval_interval == 0 or step == s.offline_steps))
+                    and (step % s.eval_interval == 0 or step == self.total_steps))
 
     def evaluate(self):
         if self.eval_envs is None:
@@ -304,9 +342,71 @@ class Run:
             progress.advanced(updates, seconds, {k: np.mean(v[self.alive]) for k, v in means.items()})
         return totals, counted, means
 
+    # -- online fine-tuning (flowrl.online) ---------------------------------------------
+    def _online_capacity(self) -> int:
+        rows = next(iter(self.dataset.values())).shape[0]
+        return online_capacity(self.s.online_steps, rows, self.s.buffer_size, bool(self.s.balanced_sampling))
+
+    def _abstract_online(self):
+        """Shapes, dtypes and placement of the members' online buffers (nothing allocated)."""
+        member_sharding, _ = member_shardings(len(self.members.labels))
+        one = jax.eval_shape(lambda: replay.empty_like(self.dataset, self._online_capacity()))
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(self.members.labels),) + x.shape, x.dtype,
+                                                           sharding=member_sharding), one)
+
+    def _start_episodes(self):
+        """The members' environments (made once) start new episodes; their first actions."""
+        if self.online_envs is None:
+            workers = min(eval_workers(self.s.eval_workers), len(self.members.labels))
+            self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, reward_function(self.s))
+        if self.online is None:
+            self.online = empty_buffers(self.dataset, len(self.members.labels), self._online_capacity(),
+                                        member_shardings(len(self.members.labels))[0])
+        observations = self.online_envs.restart(self.step)
+        self.rngs, actions = self.online_program.first_actions(self.states, self.rngs, observations)
+        self.actions = np.asarray(actions)
+
+    def _online_until(self, stop: int, totals, counted: int, pacer, progress):
+        """Online steps up to update `stop` (see `_train_until`): per step, the members' environments
+        take the pending actions, then one compiled program appends, updates and acts."""
+        update = phase_at(self.chunks.phases, self.step)
+        if totals is None:
+            totals = jax.device_put(self.chunks.zero_totals(update, self.states, self.dataset),
+                                    member_shardings(len(self.members.labels))[0])
+        if self.actions is None:
+            self._start_episodes()
+        while self.step < stop:
+            start, steps, began = self.step, min(stop - self.step, pacer.size()), time.monotonic()
+            for _ in range(steps):
+                transitions, observations = self.online_envs.step(self.actions, self.step + 1)
+                self.states, self.rngs, totals, self.online, first_bad, actions = self.online_program.step(
+                    update, self.states, self.rngs, totals, self.alive, self.online, transitions, observations,
+                    self.dataset)
+                self.actions, first_bad = jax.device_get((actions, first_bad))
+                self.step, counted = self.step + 1, counted + 1
+                if np.any(first_bad >= 0):
+                    self._record_divergence(self._means(totals, counted), first_bad, self.step - 1)
+            seconds = time.monotonic() - began
+            pacer.record(steps, seconds)
+            means = self._means(totals, counted)
+            progress.advanced(steps, seconds, {k: np.mean(v[self.alive]) for k, v in means.items()})
+        return totals, counted, means
+
+    @staticmethod
+    def _means(totals, counted: int) -> dict:
+        return {k: v / counted for k, v in jax.device_get(totals).items()}
+
+    def _exploration(self) -> dict:
+        """Exploration statistics of the episodes ended since the last row (online runs only)."""
+        if not self.s.online_steps:
+            return {}
+        if self.online_envs is None:
+            return {k: np.full(len(self.members.labels), np.nan) for k in EXPLORATION_KEYS}
+        return self.online_envs.statistics()
+
     def train(self) -> dict:
         s = self.s
-        progress = Progress(s.offline_steps, self.step, agent_name(s.agent), self.log)
+        progress = Progress(self.total_steps, self.step, agent_name(s.agent), self.log)
         pacer = ChunkPacer()
         if self._evaluation_due(self.step) and not any(int(r['step']) == self.step for r in self.eval_log.read()):
             # Resumed from the checkpoint saved just before an evaluation that did not finish.
@@ -314,16 +414,17 @@ class Run:
         # Metric sums since the last train.csv row, kept on the device and added to in update
         # order, so a row does not depend on how the updates before it were cut into chunks.
         totals, counted = None, 0
-        phase_starts = [start for start, _ in self.chunks.phases]
-        for stop in chunk_boundaries(self.step, s.offline_steps, (s.log_interval, s.eval_interval, s.save_interval),
+        phase_starts = [start for start, _ in self.chunks.phases] + [s.offline_steps]
+        for stop in chunk_boundaries(self.step, self.total_steps, (s.log_interval, s.eval_interval, s.save_interval),
                                      phase_starts):
-            totals, counted, means = self._train_until(stop, totals, counted, pacer, progress)
+            advance = self._train_until if stop <= s.offline_steps else self._online_until
+            totals, counted, means = advance(stop, totals, counted, pacer, progress)
             evaluating = self._evaluation_due(stop)
             # A checkpoint before every evaluation: a crash while evaluating loses no training.
-            saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == s.offline_steps or evaluating
+            saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == self.total_steps or evaluating
             # Rows are also written at checkpoints, whose resumes start with empty sums.
             if stop % s.log_interval == 0 or saving:
-                rows = self._rows(means)
+                rows = self._rows({**means, **self._exploration()})
                 self.train_log.append(rows)
                 self.loggers.log('train', rows)
                 progress.logged()
@@ -334,6 +435,8 @@ class Run:
                 self._evaluate_and_show(progress)
         progress.close()
         self.loggers.close()
+        if self.online_envs is not None:
+            self.online_envs.close()
         return self.write_results()
 
     # -- results -------------------------------------------------------------------------
@@ -359,6 +462,30 @@ class Run:
                      f'python -m flowrl.report {self.run_dir} retries.')
             return
         self.log(f'Report: {paths["markdown"]} and {len(paths["plots"])} plot(s) in {os.path.dirname(paths["markdown"])}')
+
+
+def starting_agents(run_dir: str, step: int | None, states, log=print):
+    """--restore_path/--restore_epoch: the agent states of checkpoint `step` (default: the newest
+    good one) of the run in `run_dir`, in place of the fresh `states` (member-stacked). The saved run
+    has as many members as this one (member i starts from its member i) or one (all start from it);
+    its networks must have this run's shapes. Keys, buffers and counters are not taken."""
+    saved = settings_from_run_dir(run_dir, 'start from')
+    description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
+    saved_members, members = len(description['members']), jax.tree.leaves(states)[0].shape[0]
+    if saved_members not in (1, members):
+        raise UserError(f'{run_dir} trained {saved_members} members and this run has {members}: give each member '
+                        'its own saved member (the same count) or one saved member to start all from.')
+    on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((saved_members,) + x.shape[1:], x.dtype,
+                                                       sharding=on_host_device), states)
+    try:
+        restored, step = checkpoints.read_agents(os.path.join(run_dir, run_files.CHECKPOINT_DIR), like, step, log)
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f'The checkpoint of {run_dir} does not hold agents shaped like this run\'s '
+                        f'(agent {saved.agent}, {saved.env_name}); use the same agent, network sizes and '
+                        f'environment ({type(error).__name__}: {str(error)[:200]}).') from None
+    log(f'Agents start from checkpoint {step:,} of {run_dir} (--restore_path).')
+    return jax.tree.map(lambda x: np.broadcast_to(x, (members,) + x.shape[1:]), restored)
 
 
 MEMBER_RESULT_KEYS = ('member', 'seed', 'final_score', 'evaluations', 'diverged_at_update', 'diverged_metrics')
@@ -408,10 +535,10 @@ def results_lines(results: dict) -> list[str]:
     return lines
 
 
-def settings_from_run_dir(run_dir: str) -> RunSettings:
+def settings_from_run_dir(run_dir: str, purpose: str = 'resume') -> RunSettings:
     path = os.path.join(run_dir, run_files.FLAGS_FILE)
     if not os.path.isfile(path):
-        raise UserError(f'Cannot resume {run_dir!r}: it is not a flowrl run directory (no {run_files.FLAGS_FILE}).')
+        raise UserError(f'Cannot {purpose} {run_dir!r}: it is not a flowrl run directory (no {run_files.FLAGS_FILE}).')
     try:
         return RunSettings(**run_files.read_json(path)['settings'])
     except (OSError, ValueError, TypeError, KeyError) as error:
@@ -434,8 +561,11 @@ def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:
     if unknown:
         raise UserError(f'--resume continues {run_dir} with its own settings; only '
                         f'{", ".join("--" + k for k in RESUME_CHANGES)} can change, not --{", --".join(unknown)}.')
+    if settings.online_steps and 'offline_steps' in changes:
+        raise UserError(f'{run_dir} fine-tunes online after {settings.offline_steps:,} offline updates; its phases '
+                        'cannot change on resume, so leave out --offline_steps.')
     saved = checkpoints.latest_step(os.path.join(run_dir, run_files.CHECKPOINT_DIR))
-    steps = changes.get('offline_steps', settings.offline_steps)
+    steps = changes.get('offline_steps', settings.offline_steps) + settings.online_steps
     if saved is not None and steps < saved:
         raise UserError(f'--offline_steps={steps} is below the checkpoint {run_dir} resumes from (update '
                         f'{saved:,}); pass at least {saved} to extend the run.')

@@ -118,6 +118,13 @@ def _shared_chunk_runner(agent, batch_size, execution='auto', config=None):
 
 
 @functools.cache
+def _shared_online_program(agent, batch_size, execution, balanced, buffer_size):
+    from flowrl.online import OnlineProgram
+
+    return OnlineProgram(agent, batch_size, execution, balanced, buffer_size)
+
+
+@functools.cache
 def _shared_policy(agent, execution='auto'):
     from flowrl.evaluation import make_policy
 
@@ -132,5 +139,6 @@ def use_fake_world(monkeypatch):
     monkeypatch.setattr('flowrl.runner.make_env', lambda spec, **kwargs: FakeEnv())
     monkeypatch.setattr('flowrl.runner.ChunkRunner', _shared_chunk_runner)
     monkeypatch.setattr('flowrl.runner.make_policy', _shared_policy)
+    monkeypatch.setattr('flowrl.runner.OnlineProgram', _shared_online_program)
     monkeypatch.setattr('flowrl.evaluate.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
     monkeypatch.setattr('flowrl.evaluate.make_policy', _shared_policy)

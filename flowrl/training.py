@@ -164,6 +164,14 @@ class ChunkRunner:
             self._compiled[key] = jax.jit(chunk, donate_argnums=(0, 1, 2))
         return self._compiled[key]
 
+    def zero_totals(self, update, states, dataset) -> dict:
+        """Member-stacked zero sums of the metrics `update` returns."""
+        if update not in self._metric_names:  # finding them traces the update: once
+            one_member = jax.tree.map(lambda x: x[0], states)
+            self._metric_names[update] = metric_names(update, one_member, dataset, self.batch_size)
+        num_members = jax.tree.leaves(states)[0].shape[0]
+        return {k: jnp.zeros((num_members,), jnp.float32) for k in self._metric_names[update]}
+
     def run(self, states, rngs, totals, dataset, num_updates: int, first_step: int = 0, alive=None):
         """Runs updates first_step+1 .. first_step+num_updates (the chunk must not cross a phase
         start), adding each member's metrics to `totals` (member-stacked sums, or None for zeros).
@@ -173,10 +181,7 @@ class ChunkRunner:
         num_members = rngs.shape[0]
         alive = np.ones(num_members, bool) if alive is None else np.asarray(alive, bool)
         if totals is None:
-            if update not in self._metric_names:  # finding them traces the update: once
-                one_member = jax.tree.map(lambda x: x[0], states)
-                self._metric_names[update] = metric_names(update, one_member, dataset, self.batch_size)
-            totals = {k: jnp.zeros((num_members,), jnp.float32) for k in self._metric_names[update]}
+            totals = self.zero_totals(update, states, dataset)
         # Inputs placed as the outputs will be (no-op when they already are), so that a chunk's
         # outputs fed back in hit the same compiled program.
         members, replicated = member_shardings(num_members)

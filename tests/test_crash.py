@@ -154,7 +154,7 @@ def test_evaluate_reads_again_when_the_trainer_deletes_the_checkpoint_being_read
     run_dir = str(tmp_path / 'run')
     shutil.copytree(straight[0], run_dir)
     directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
-    real_read, lines = checkpoints.read, []
+    real_read, lines = checkpoints.read_part, []
 
     def trainer_moves_on_while_reading(directory_, like, step):
         if not lines:  # first read: the trainer saves 12 and deletes the step being read
@@ -163,8 +163,8 @@ def test_evaluate_reads_again_when_the_trainer_deletes_the_checkpoint_being_read
         lines.append(step)
         return real_read(directory_, like, step)
 
-    monkeypatch.setattr(checkpoints, 'read', trainer_moves_on_while_reading)
-    monkeypatch.setattr(evaluate.time, 'sleep', QUIET)
+    monkeypatch.setattr(checkpoints, 'read_part', trainer_moves_on_while_reading)
+    monkeypatch.setattr(checkpoints.time, 'sleep', QUIET)
     messages = []
     *_, step = evaluate.restore_run(run_dir, log=messages.append)
     assert (lines, step) == ([8, 12], 12)
@@ -174,6 +174,6 @@ def test_evaluate_reads_again_when_the_trainer_deletes_the_checkpoint_being_read
 def test_evaluate_names_the_available_steps_for_a_missing_one(straight, monkeypatch):
     from flowrl import evaluate
 
-    monkeypatch.setattr(evaluate.time, 'sleep', QUIET)
+    monkeypatch.setattr(checkpoints.time, 'sleep', QUIET)
     with pytest.raises(UserError, match=r'has no checkpoint 5; available: 4, 8\.'):
         evaluate.restore_run(straight[0], step=5, log=QUIET)

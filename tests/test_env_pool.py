@@ -19,7 +19,7 @@ def _rollout(workers, steps=30):
         rng = np.random.default_rng(0)
         active = np.array([True, False, True])
         for _ in range(steps):
-            new_obs, reward, done, success = pool.step(rng.uniform(-1, 1, (3, 5)), active)
+            new_obs, reward, terminated, truncated, success = pool.step(rng.uniform(-1, 1, (3, 5)), active)
             obs.append(new_obs)
             assert not new_obs[1].any() and reward[1] == 0  # inactive envs are not stepped
         return np.stack(obs)

@@ -29,11 +29,13 @@ def run_cli(args, cwd=REPO, module=None):
 
 @pytest.fixture(scope='module')
 def trained_run(tmp_path_factory):
-    """A 2-seed, 200-update FQL run on cube-single-play (2 generated episodes)."""
+    """A 2-seed FQL run on cube-single-play (2 generated episodes): 100 offline updates, then 100
+    online environment steps (one update each); checkpoints every 50, the last two kept."""
     root = tmp_path_factory.mktemp('main')
     args = ['--env_name=cube-single-play', f'--dataset_dir={root / "data"}', '--dataset_episodes=2',
-            f'--save_dir={root / "runs"}', '--offline_steps=200', '--log_interval=50', '--eval_interval=100',
-            '--eval_episodes=2', '--save_interval=100', '--num_seeds=2', '--eval_workers=1', *TINY]
+            f'--save_dir={root / "runs"}', '--offline_steps=100', '--online_steps=100', '--log_interval=50',
+            '--eval_interval=100', '--eval_episodes=2', '--save_interval=50', '--num_seeds=2', '--eval_workers=1',
+            *TINY]
     result = run_cli(args)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = [os.path.join(dp, d) for dp, ds, _ in os.walk(root / 'runs') for d in ds if d.startswith('fql_')]
@@ -58,7 +60,9 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     evals = read_csv(os.path.join(run_dir, 'eval.csv'))
     assert [(int(r['step']), int(r['seed'])) for r in evals] == [(100, 0), (100, 1), (200, 0), (200, 1)]
     assert all(float(r['episode_length']) > 0 and 0 <= float(r['success']) <= 1 for r in evals)
-    assert sorted(os.listdir(os.path.join(run_dir, 'checkpoints'))) == ['100', '200']
+    # Online rows report the episodes that ended (none here: cube-single episodes last 200 steps).
+    assert [r['exploration/episodes'] for r in train] == ['nan'] * 4 + ['0.0'] * 4
+    assert sorted(os.listdir(os.path.join(run_dir, 'checkpoints'))) == ['150', '200']
     results = json.load(open(os.path.join(run_dir, 'results.json')))
     assert [m['seed'] for m in results['members']] == [0, 1]
     for member in results['members']:
@@ -77,8 +81,9 @@ def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run,
     run_dir, _ = trained_run
     copy = str(tmp_path / 'interrupted')
     shutil.copytree(run_dir, copy)
-    # Simulate a crash after the checkpoint at 100: the last checkpoint and results are gone,
-    # the CSVs hold rows from after the checkpoint that a resume must not duplicate.
+    # Simulate a crash after the checkpoint at 150 (online, with the replay buffers): the last
+    # checkpoint and results are gone, the CSVs hold rows from after the checkpoint that a
+    # resume must not duplicate.
     shutil.rmtree(os.path.join(copy, 'checkpoints', '200'))
     os.remove(os.path.join(copy, 'results.json'))
     result = run_cli([f'--resume={copy}'])

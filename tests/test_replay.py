@@ -1,6 +1,8 @@
 """The on-device replay buffer (flowrl/replay.py): exact contents after appends and wrap-around,
 sampling below the size only, balanced sampling's halves, in-place appends, and its memory."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,17 +28,13 @@ def _with_sentinel_rows(buffer):
         lambda x: jnp.where(unused.reshape((-1,) + (1,) * (x.ndim - 1)), SENTINEL, x), buffer.data))
 
 
-def test_from_dataset_holds_the_dataset_with_room_for_buffer_size():
-    buffer = replay.from_dataset(_dataset(5), buffer_size=8)
-    assert (buffer.capacity, int(buffer.size), int(buffer.insert)) == (8, 5, 5)
-    np.testing.assert_array_equal(buffer.data['rewards'], [0, 1, 2, 3, 4, 0, 0, 0])
-    # A dataset larger than --buffer_size keeps all its rows: capacity = max(rows, buffer_size).
-    big = replay.from_dataset(_dataset(5), buffer_size=3)
-    assert (big.capacity, int(big.size), int(big.insert)) == (5, 5, 0)
+def _filled(rows, capacity, start=0.0):
+    """A buffer of `capacity` rows holding `_dataset(rows, start=start)`."""
+    return replay.append(replay.empty_like(_dataset(1), capacity), _dataset(rows, start=start))
 
 
 def test_append_writes_rows_in_order_and_wraps_around_at_capacity():
-    buffer = replay.from_dataset(_dataset(3), buffer_size=5)
+    buffer = _filled(3, capacity=5)
     buffer = replay.append(buffer, _dataset(1, start=10))  # row 3
     assert (int(buffer.size), int(buffer.insert)) == (4, 4)
     buffer = replay.append(buffer, _dataset(3, start=20))  # rows 4, 0, 1: the two oldest overwritten
@@ -70,7 +68,7 @@ def _many_samples(buffer, rng):
 def test_sample_never_draws_at_or_above_the_size():
     # One compiled sampler (the size is traced) for buffers of different sizes.
     for size in (1, 7, 19):
-        buffer = _with_sentinel_rows(replay.from_dataset(_dataset(size), buffer_size=20))
+        buffer = _with_sentinel_rows(_filled(size, capacity=20))
         batch = _many_samples(buffer, jax.random.PRNGKey(size))
         for key, values in batch.items():
             assert not np.any(np.asarray(values) == SENTINEL), (size, key)
@@ -81,9 +79,66 @@ def test_sample_never_draws_at_or_above_the_size():
 
 
 def test_sample_after_wrap_around_covers_the_whole_buffer():
-    buffer = replay.append(replay.from_dataset(_dataset(4), buffer_size=4), _dataset(1, start=10))
+    buffer = replay.append(_filled(4, capacity=4), _dataset(1, start=10))
     drawn = set(np.asarray(_many_samples(buffer, jax.random.PRNGKey(0))['rewards']).ravel().astype(int))
     assert drawn == {10, 1, 2, 3}
+
+
+def _authors_buffer(dataset_rows, buffer_size, online_ids):
+    """The authors' single buffer (dataset first, online transitions after it, wrapping to row 0
+    at capacity max(D, B)) as the set of reward ids it can sample; written out by hand."""
+    capacity = max(dataset_rows, buffer_size)
+    rows = list(range(dataset_rows)) + [None] * (capacity - dataset_rows)
+    size = dataset_rows
+    for k, transition_id in enumerate(online_ids):
+        rows[(dataset_rows + k) % capacity] = transition_id
+        size = min(size + 1, capacity)
+    return set(rows[:size])
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _union_samples(dataset, online, buffer_size, rng):
+    sample = lambda r: replay.sample_with_dataset(dataset, online, r, 64, buffer_size)
+    return jax.vmap(sample)(jax.random.split(rng, 100))
+
+
+@pytest.mark.parametrize('dataset_rows, buffer_size, online_steps', [(5, 8, 12), (5, 3, 9), (5, 12, 4), (6, 6, 7)])
+def test_sampling_with_the_dataset_draws_exactly_the_authors_buffer(dataset_rows, buffer_size, online_steps):
+    """Without copying the dataset, every fill level (before and after the online rows wrap onto
+    the dataset's) samples exactly the rows of the authors' buffer, and rows stay whole."""
+    dataset = {k: jnp.asarray(v) for k, v in _dataset(dataset_rows).items()}
+    capacity = replay.online_capacity(online_steps, dataset_rows, buffer_size, balanced=False)
+    online = replay.empty_like(_dataset(1), capacity)
+    for n in range(online_steps + 1):
+        batch = _union_samples(dataset, online, buffer_size, jax.random.PRNGKey(n))
+        drawn = set(np.asarray(batch['rewards']).ravel().astype(int))
+        assert drawn == _authors_buffer(dataset_rows, buffer_size, range(1000, 1000 + n)), n
+        np.testing.assert_array_equal(batch['observations'][..., 0], batch['rewards'])
+        online = replay.append(online, _dataset(1, start=1000 + n))
+
+
+def test_online_capacity_is_what_the_run_can_write_before_wrapping():
+    assert replay.online_capacity(1_000_000, 1_000_000, 2_000_000, balanced=False) == 1_000_000
+    assert replay.online_capacity(3_000_000, 1_000_000, 2_000_000, balanced=False) == 2_000_000
+    assert replay.online_capacity(3_000_000, 5_000_000, 2_000_000, balanced=False) == 3_000_000
+    assert replay.online_capacity(3_000_000, 5_000_000, 2_000_000, balanced=True) == 2_000_000
+
+
+def test_successor_fields_follow_the_next_transition_within_an_episode():
+    """ReBRAC's next_actions in the online buffer: the next row's action, or the row's own where
+    the episode ended (as rebrac.prepare_dataset fills the dataset); the newest row holds its own."""
+    from agents import rebrac
+
+    steps = _dataset(7, start=1)
+    steps['terminals'] = np.array([0, 0, 1, 0, 1, 0, 0], np.float32)
+    buffer = replay.empty_like(rebrac.prepare_dataset(_dataset(2)), capacity=5)
+    for t in range(7):  # one transition per environment step, wrapping around at 5
+        buffer = replay.append(buffer, {k: v[t:t + 1] for k, v in steps.items()})
+        newest = t % 5
+        assert float(buffer.data['next_actions'][newest, 0]) == steps['actions'][t, 0]
+    expected = rebrac.prepare_dataset(steps)['next_actions'][:, 0]
+    # Buffer rows 0..4 hold transitions 5, 6, 2, 3, 4 after the wrap-around.
+    np.testing.assert_array_equal(buffer.data['next_actions'][:, 0], np.concatenate([expected[5:], expected[2:5]]))
 
 
 @jax.jit
@@ -92,7 +147,7 @@ def _balanced(offline, online, rng):
 
 
 def test_balanced_sampling_takes_exactly_half_from_each():
-    offline = replay.from_dataset(_dataset(50), buffer_size=50)  # rows 0..49
+    offline = _dataset(50)  # rows 0..49
     online = replay.append(replay.empty_like(_dataset(1), capacity=100), _dataset(30, start=1000))  # 1000..1029
     online = _with_sentinel_rows(online)
     for seed in range(20):
@@ -102,7 +157,7 @@ def test_balanced_sampling_takes_exactly_half_from_each():
 
 
 def test_balanced_sampling_with_a_small_or_empty_online_buffer():
-    offline = replay.from_dataset(_dataset(50), buffer_size=50)
+    offline = _dataset(50)
     empty = _with_sentinel_rows(replay.empty_like(_dataset(1), capacity=100))
     rewards = np.asarray(_balanced(offline, empty, jax.random.PRNGKey(0))['rewards'])
     assert np.all((rewards >= 0) & (rewards < 50)), rewards  # all offline until the first append
@@ -113,25 +168,13 @@ def test_balanced_sampling_with_a_small_or_empty_online_buffer():
 
 
 def test_balanced_sampling_odd_batch_keeps_its_size():
-    offline, online = replay.from_dataset(_dataset(8), 8), replay.from_dataset(_dataset(8, start=100), 8)
+    offline, online = _dataset(8), _filled(8, capacity=8, start=100)
     rewards = np.asarray(replay.balanced_sample(offline, online, jax.random.PRNGKey(0), 7)['rewards'])
     assert rewards.shape == (7,) and np.all(rewards[:4] < 8) and np.all(rewards[4:] >= 100)
 
 
-def test_append_in_place_donates_the_buffer_and_changes_only_the_written_row():
-    buffer = replay.from_dataset(_dataset(6), buffer_size=9)
-    before = jax.tree.map(np.array, buffer)  # host copies: the donated arrays are gone after the call
-    after = replay.append_in_place(buffer, _dataset(1, start=50))
-    assert all(x.is_deleted() for x in jax.tree.leaves(buffer.data))  # updated in place, not copied
-    for key, rows in after.data.items():
-        expected = before.data[key].copy()
-        expected[6] = _dataset(1, start=50)[key][0]
-        np.testing.assert_array_equal(rows, expected, err_msg=key)
-    assert (int(after.size), int(after.insert)) == (7, 7)
-
-
 def test_vmapped_append_equals_one_append_per_member():
-    buffers = [replay.from_dataset(_dataset(3, start=s), buffer_size=4) for s in (0, 100)]
+    buffers = [_filled(3, capacity=4, start=s) for s in (0, 100)]
     steps = [_dataset(2, start=s) for s in (10, 20)]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *buffers)
     together = jax.jit(jax.vmap(replay.append))(stacked, jax.tree.map(lambda *x: jnp.stack(x), *steps))

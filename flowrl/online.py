@@ -1,0 +1,170 @@
+"""Offline-to-online fine-tuning: after `--offline_steps` updates, `--online_steps` environment
+steps, one update after each (the authors' FQL `main.py`; docs/ALGORITHMS.md, "Offline-to-online").
+
+Per online step and member: act in the member's own environment with the agent's
+`explore_actions` (optional contract hook; `sample_actions` when absent), store the transition
+(observation, action, reward, terminal = episode over, mask = 1 - terminated, next observation)
+in the member's online buffer, then run one update on a batch drawn from dataset and online
+transitions (flowrl.replay: the authors' single buffer, or half and half with
+`--balanced_sampling=1`).
+
+The device part of a step is one compiled program for all members: append the transitions,
+update, and compute the next actions with the updated agent; the host steps the environments
+in between. That is one dispatch and one small transfer each way per environment step.
+
+Episodes: every reset of member m's environment at update u uses the seed (m's seed, u), and
+all members start new episodes whenever a checkpoint is saved. An episode cut there is a
+time-limit truncation for the buffer (terminal 1, mask 1) and is left out of the exploration
+statistics. A run resumed from a checkpoint therefore continues exactly as the uninterrupted one.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec
+
+from flowrl import replay
+from flowrl.env_pool import EnvPool
+from flowrl.training import MEMBER_AXIS, member_mesh, metric_names, over_members
+
+EXPLORATION_KEYS = ('exploration/success', 'exploration/episode_return', 'exploration/episode_length',
+                    'exploration/episodes')
+TRANSITION_KEYS = ('observations', 'actions', 'rewards', 'terminals', 'masks', 'next_observations')
+
+
+def explore_function(agent):
+    """The actions members take in their environments: the optional hook `explore_actions(state,
+    observations, rng)` (e.g. SAC samples its policy where `sample_actions` gives its mode), else
+    `sample_actions`, as the authors' loop calls it with temperature 1."""
+    return getattr(agent, 'explore_actions', agent.sample_actions)
+
+
+def batch_source(balanced: bool, buffer_size: int, batch_size: int):
+    """(dataset, online buffer, rng) -> a training batch, as `--balanced_sampling` says."""
+    if balanced:
+        return lambda dataset, online, rng: replay.balanced_sample(dataset, online, rng, batch_size)
+    return lambda dataset, online, rng: replay.sample_with_dataset(dataset, online, rng, batch_size, buffer_size)
+
+
+def online_member_step(update, act, sample, state, rng, totals, alive, online, transition, observation, dataset):
+    """One member's device work for one environment step: append `transition`, one update on a
+    batch from `sample`, the next actions at `observation`. A member that is not alive, or whose
+    metrics are non-finite, keeps its state (as in flowrl.training.train_member).
+    Returns (state, rng, totals, online, first_bad: 0 if this update was non-finite else -1, actions)."""
+    online = replay.append(online, jax.tree.map(lambda x: x[None], transition))
+    rng, batch_rng, update_rng, act_rng = jax.random.split(rng, 4)
+    new_state, metrics = update(state, sample(dataset, online, batch_rng), update_rng)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+    state = jax.tree.map(lambda new, old: jnp.where(alive & finite, new, old), new_state, state)
+    totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
+    actions = act(state, observation[None], act_rng)[0]
+    return state, rng, totals, online, jnp.where(finite, -1, 0).astype(jnp.int32), actions
+
+
+def first_member_actions(act, state, rng, observation):
+    """Actions at the first observations of new episodes (before any online update)."""
+    rng, act_rng = jax.random.split(rng)
+    return rng, act(state, observation[None], act_rng)[0]
+
+
+class OnlineProgram:
+    """The compiled online step and first-action programs for all members (members sharded over
+    devices and run as `execution` says, like flowrl.training.ChunkRunner)."""
+
+    def __init__(self, agent, batch_size: int, execution: str, balanced: bool, buffer_size: int):
+        self.act = explore_function(agent)
+        self.sample = batch_source(balanced, buffer_size, batch_size)
+        self.execution = execution
+        self._compiled = {}
+
+    def _sharded(self, key, fn, num_members, member_args, replicated_args=0, donate=()):
+        """jit(shard_map(`fn` over members)), compiled once per `key` (which must name `fn`)."""
+        if key not in self._compiled:
+            specs = (PartitionSpec(MEMBER_AXIS),) * member_args + (PartitionSpec(),) * replicated_args
+            local = lambda *args: over_members(lambda *m: fn(*m, *args[member_args:]), self.execution)(
+                *args[:member_args])
+            program = jax.shard_map(local, mesh=member_mesh(num_members), in_specs=specs,
+                                    out_specs=PartitionSpec(MEMBER_AXIS))
+            self._compiled[key] = jax.jit(program, donate_argnums=donate)
+        return self._compiled[key]
+
+    def step(self, update, states, rngs, totals, alive, online, transitions, observations, dataset):
+        """All members' `online_member_step`; the states, keys, totals and buffers are donated."""
+        fn = lambda *a: online_member_step(update, self.act, self.sample, *a)
+        program = self._sharded(('step', rngs.shape[0], update), fn, rngs.shape[0], member_args=7,
+                                replicated_args=1, donate=(0, 1, 2, 4))
+        return program(states, rngs, totals, alive, online, transitions, observations, dataset)
+
+    def first_actions(self, states, rngs, observations):
+        """(rngs, actions) of all members at their episodes' first observations."""
+        fn = lambda *a: first_member_actions(self.act, *a)
+        return self._sharded(('first', rngs.shape[0]), fn, rngs.shape[0], member_args=3)(states, rngs, observations)
+
+
+def empty_buffers(dataset: dict, num_members: int, capacity: int, sharding) -> replay.ReplayBuffer:
+    """Member-stacked empty online buffers with the dataset's fields, built on the device."""
+    one = jax.eval_shape(lambda: replay.empty_like(dataset, capacity))
+    stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_members,) + x.shape, x.dtype), one)
+    return jax.jit(lambda: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), stacked), out_shardings=sharding)()
+
+
+def reset_seed(member_seed: int, step: int) -> int:
+    """The reset seed of an online episode of the member with `member_seed` starting at update `step`
+    (a stream apart from the evaluation episodes' seeds)."""
+    return int(np.random.SeedSequence([member_seed, step, 1 << 30]).generate_state(1)[0])
+
+
+class MemberEnvs:
+    """One environment per member, stepped together; keeps each member's running episode and the
+    statistics of the episodes that ended since they were last read."""
+
+    def __init__(self, make_env, member_seeds, workers: int = 1, reward_fn=None):
+        self.seeds = list(member_seeds)
+        self.pool = EnvPool(make_env, len(self.seeds), workers)
+        self.reward_fn = reward_fn or (lambda r: r)
+        count = len(self.seeds)
+        self.observations = None
+        self.returns, self.lengths = np.zeros(count), np.zeros(count, np.int64)
+        self._ended = [[] for _ in range(count)]
+
+    def restart(self, step: int) -> np.ndarray:
+        """New episodes for every member (the running ones are cut); their first observations."""
+        seeds = np.asarray([reset_seed(s, step) for s in self.seeds], np.uint32)
+        self.observations = self.pool.reset(seeds)
+        self.returns[:], self.lengths[:] = 0, 0
+        return self.observations
+
+    def step(self, actions, step: int):
+        """Steps every member's environment with `actions` at update `step`; returns (transitions
+        [M, ...], the observations to act on next: the next observation, or a new episode's first
+        one where the episode ended)."""
+        next_obs, reward, terminated, truncated, success = self.pool.step(np.asarray(actions), np.ones(len(self.seeds), bool))
+        reward = self.reward_fn(np.asarray(reward, np.float32))
+        done = terminated | truncated
+        transitions = dict(observations=self.observations, actions=np.asarray(actions, np.float32), rewards=reward,
+                           terminals=done.astype(np.float32), masks=1.0 - terminated.astype(np.float32),
+                           next_observations=next_obs)
+        self.returns += reward
+        self.lengths += 1
+        for i in np.nonzero(done)[0]:
+            self._ended[i].append((float(success[i]), float(self.returns[i]), float(self.lengths[i])))
+            self.returns[i], self.lengths[i] = 0, 0
+        observations = next_obs
+        if done.any():
+            seeds = np.asarray([reset_seed(s, step) for s in self.seeds], np.uint32)
+            first = self.pool.reset(seeds, done)
+            observations = np.where(done[:, None], first, next_obs)
+        self.observations = observations
+        return transitions, observations
+
+    def statistics(self) -> dict:
+        """Per member: mean success, return and length of the episodes that ended since the last
+        call (NaN where none did) and how many ended; then forgets them."""
+        columns = [np.asarray(e).reshape(-1, 3) for e in self._ended]
+        means = np.asarray([c.mean(0) if len(c) else np.full(3, np.nan) for c in columns])
+        self._ended = [[] for _ in self.seeds]
+        counts = np.asarray([len(c) for c in columns], np.float64)
+        return dict(zip(EXPLORATION_KEYS, (means[:, 0], means[:, 1], means[:, 2], counts)))
+
+    def close(self):
+        self.pool.close()

@@ -1,0 +1,182 @@
+"""Offline-to-online fine-tuning (flowrl/online.py and the runner's online phase): the transitions
+stored are the authors' (terminal = episode over, mask = 1 - terminated), an online run logs its
+exploration, resumes exactly from a checkpoint taken mid-online (buffers included), member i
+equals a single run, `--offline_steps=0` with balanced sampling, and `--restore_path`.
+Tiny in-process runs (`flowrl.testing.use_fake_world`); main.py end to end: tests/test_main.py."""
+
+import os
+
+import gymnasium
+import numpy as np
+import pytest
+
+from flowrl import run_files
+from flowrl.errors import UserError
+from flowrl.online import EXPLORATION_KEYS, MemberEnvs
+from flowrl.runner import Run, resume
+from flowrl.testing import index, max_abs_diff, tiny_run_settings, use_fake_world
+
+QUIET = lambda *_: None
+ONLINE = dict(offline_steps=4, online_steps=8, buffer_size=300)  # updates 1-4 offline, 5-12 online
+
+pytestmark = pytest.mark.xdist_group('test_online')
+
+
+class CountingEnv:
+    """Observation = [episode seed % 100, time]; terminates at time 3 when the first action is
+    positive, else is truncated at time 5; reward = time; success when it terminates."""
+
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+    def reset(self, seed=None):
+        self.seed, self.time = seed % 100, 0
+        return np.array([self.seed, 0], np.float32), {}
+
+    def step(self, action):
+        self.time += 1
+        terminated = self.time == 3 and action[0] > 0
+        info = dict(success=float(terminated))
+        return np.array([self.seed, self.time], np.float32), float(self.time), terminated, self.time == 5, info
+
+
+def test_member_envs_store_the_authors_transitions_and_episode_statistics():
+    envs = MemberEnvs(CountingEnv, member_seeds=[0, 1])
+    first = envs.restart(step=0)
+    actions = np.array([[1.0], [-1.0]], np.float32)  # member 0 terminates at 3, member 1 is truncated at 5
+    steps = [envs.step(actions, step) for step in range(1, 6)]
+    transitions = {k: np.stack([t[k] for t, _ in steps]) for k in steps[0][0]}  # [time, member, ...]
+    np.testing.assert_array_equal(transitions['observations'][0], first)
+    np.testing.assert_array_equal(transitions['terminals'][:, 0], [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(transitions['masks'][:, 0], [1, 1, 0, 1, 1])  # terminated: no bootstrap
+    np.testing.assert_array_equal(transitions['terminals'][:, 1], [0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(transitions['masks'][:, 1], [1, 1, 1, 1, 1])  # truncated: bootstrap
+    np.testing.assert_array_equal(transitions['next_observations'][:, 1, 1], [1, 2, 3, 4, 5])
+    # After its episode ended at time 3, member 0 acts from a new episode's first observation.
+    assert transitions['observations'][3, 0, 1] == 0 and transitions['observations'][2, 0, 1] == 2
+    np.testing.assert_array_equal(transitions['rewards'][:, 1], [1, 2, 3, 4, 5])
+    stats = envs.statistics()
+    np.testing.assert_array_equal(stats['exploration/success'], [1, 0])
+    np.testing.assert_array_equal(stats['exploration/episode_return'], [6, 15])
+    np.testing.assert_array_equal(stats['exploration/episode_length'], [3, 5])
+    np.testing.assert_array_equal(stats['exploration/episodes'], [1, 1])
+    assert np.isnan(envs.statistics()['exploration/success']).all()  # read once
+    envs.close()
+
+
+@pytest.fixture(scope='module')
+def world():
+    with pytest.MonkeyPatch.context() as patch:
+        use_fake_world(patch)
+        yield patch
+
+
+def read(run_dir, name):
+    rows = run_files.CsvLog(os.path.join(run_dir, name)).read()
+    return [{k: v for k, v in row.items() if k != 'env_steps_per_s'} for row in rows]
+
+
+@pytest.fixture(scope='module')
+def straight(world, tmp_path_factory):
+    """2 seeds, 4 offline updates then 8 online steps; checkpoints and evaluations every 4."""
+    run = Run(tiny_run_settings(tmp_path_factory.mktemp('straight'), num_seeds=2, **ONLINE), log=QUIET)
+    return run, run.train()
+
+
+def test_online_run_fills_each_members_buffer_and_logs_exploration(straight):
+    run, results = straight
+    assert results['steps'] == 12
+    np.testing.assert_array_equal(run.online.size, [8, 8])  # one transition per online step and member
+    assert run.online.data['observations'].shape[:2] == (2, 8)  # min(online steps, buffer): no dataset copy
+    rows = read(run.run_dir, run_files.TRAIN_CSV)
+    assert [int(r['step']) for r in rows] == [s for s in (2, 4, 6, 8, 10, 12) for _ in range(2)]
+    assert all(key in rows[0] for key in EXPLORATION_KEYS)
+    offline, online = rows[:4], rows[4:]
+    assert all(r['exploration/episodes'] == 'nan' for r in offline)
+    assert sum(float(r['exploration/episodes']) for r in online) > 0  # FakeEnv episodes last 2-9 steps
+    assert [int(r['step']) for r in read(run.run_dir, run_files.EVAL_CSV)] == [4, 4, 8, 8, 12, 12]
+
+
+def test_interrupted_online_run_resumes_exactly(straight, tmp_path, monkeypatch):
+    """A crash while evaluating at update 8 (four online steps in): the checkpoint saved before
+    that evaluation holds the buffers, and the resumed run's logs equal the uninterrupted ones."""
+    reference, _ = straight
+    original = Run.evaluate
+
+    def crash_at_update_8(self):
+        if self.step == 8:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Run, 'evaluate', crash_at_update_8)
+    run = Run(tiny_run_settings(tmp_path, num_seeds=2, **ONLINE), log=QUIET)
+    with pytest.raises(KeyboardInterrupt):
+        run.train()
+    monkeypatch.setattr(Run, 'evaluate', original)
+    resume(run.run_dir, log=QUIET)
+    for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
+        assert read(run.run_dir, name) == read(reference.run_dir, name), name
+
+
+def test_member_i_of_an_online_run_equals_a_single_run(straight, tmp_path):
+    reference, _ = straight
+    single = Run(tiny_run_settings(tmp_path, seed=1, **ONLINE), log=QUIET)
+    single.train()
+    assert max_abs_diff(index(single.states, 0), index(reference.states, 1)) == 0.0
+    assert max_abs_diff(index(single.online, 0), index(reference.online, 1)) == 0.0
+    drop = lambda rows: [{k: v for k, v in r.items() if k != 'member'} for r in rows]
+    assert drop(read(single.run_dir, run_files.TRAIN_CSV)) == drop(
+        [r for r in read(reference.run_dir, run_files.TRAIN_CSV) if r['seed'] == '1'])
+
+
+def test_online_only_run_with_balanced_sampling(world, tmp_path):
+    """The RLPD setting: no offline updates, every batch half dataset and half online transitions."""
+    run = Run(tiny_run_settings(tmp_path, offline_steps=0, online_steps=6, balanced_sampling=1, buffer_size=4,
+                                log_interval=3, eval_interval=6), log=QUIET)
+    results = run.train()
+    assert results['steps'] == 6 and [int(r['step']) for r in read(run.run_dir, run_files.EVAL_CSV)] == [6]
+    assert int(run.online.size[0]) == 4 and int(run.online.insert[0]) == 2  # capacity buffer_size: wrapped
+
+
+def test_restore_path_starts_every_member_from_the_saved_agent(straight, tmp_path):
+    reference, _ = straight
+    with pytest.raises(UserError, match='trained 2 members and this run has 3'):
+        Run(tiny_run_settings(tmp_path, num_seeds=3, restore_path=reference.run_dir), log=QUIET)
+    started = Run(tiny_run_settings(tmp_path, num_seeds=2, restore_path=reference.run_dir, restore_epoch=8),
+                  log=QUIET)
+    from flowrl import checkpoints
+
+    saved = checkpoints.read_part(reference.checkpoint_dir, dict(states=reference.states), 8)['states']
+    assert max_abs_diff(started.states, saved) == 0.0
+    assert max_abs_diff(started.states, reference.states) > 0  # the checkpoint at 8, not the final agents
+
+
+def test_resume_keeps_the_phases_of_an_online_run(straight):
+    reference, _ = straight
+    with pytest.raises(UserError, match='its phases cannot change on resume'):
+        resume(reference.run_dir, dict(offline_steps=6), log=QUIET)
+
+
+@pytest.mark.parametrize('name', ['iql', 'rebrac', 'sac'])
+def test_agents_explore_around_their_evaluation_action(name):
+    """Online acting as the authors' temperature 1: IQL samples its unit-std Gaussian, ReBRAC adds
+    clipped TD3 noise, SAC samples its squashed policy; evaluation (`sample_actions`) does not."""
+    import jax
+
+    from flowrl.online import explore_function
+    from flowrl.testing import import_agent, synthetic_batch, tiny_config
+
+    agent = import_agent(name)
+    batch = synthetic_batch(batch_size=512)
+    state = agent.init(jax.random.PRNGKey(0), batch, tiny_config(agent))
+    explore = np.asarray(explore_function(agent)(state, batch['observations'], jax.random.PRNGKey(1)))
+    mode = np.asarray(agent.sample_actions(state, batch['observations'], jax.random.PRNGKey(1)))
+    again = np.asarray(agent.sample_actions(state, batch['observations'], jax.random.PRNGKey(2)))
+    np.testing.assert_array_equal(mode, again)  # evaluation is deterministic for these agents
+    offsets = explore - mode
+    assert np.all(np.abs(explore) <= 1)
+    if name == 'rebrac':
+        config = tiny_config(agent)
+        assert np.all(np.abs(offsets) <= config.actor_noise_clip + 1e-6)
+        assert 0.5 * config.actor_noise < offsets.std() < 1.5 * config.actor_noise
+    else:  # std 1 before clipping (IQL's constant std; SAC's initial std, exp(0))
+        assert 0.3 < offsets.std() < 1.0, offsets.std()
