@@ -8,5 +8,9 @@
 
 Every module also names `DYNAMIC_KEYS`: the config keys that are pytree leaves of the state
 (sweepable under vmap without recompiling). A module may define `prepare_dataset(dataset)`:
-the training loop calls it once on the host arrays to add fields its batches need.
+the training loop calls it once on the host arrays to add fields its batches need (online
+transitions get a field `next_X` from the next transition's X, flowrl/replay.py). A module may
+define `explore_actions(state, observations, rng)`: the actions of online environment steps
+(the authors' temperature 1), where `sample_actions` is what evaluation runs; without it, online
+steps use `sample_actions`.
 """

@@ -21,6 +21,12 @@ the two programs alternating, each run in a fresh process:
 3. `eval`: 50 cube-double-play episodes of an untrained FQL policy (every episode runs to the
    time limit, so both do the same number of environment steps): the official `evaluate()`
    loop against flowrl's batched evaluation (flowrl.evaluation), environment creation included.
+4. `online`: online fine-tuning throughput, environment steps per second with one FQL update
+   each (paper sizes), from the two main.py commands unchanged (`--offline_steps=0
+   --online_steps=N`, no evaluation). Each command runs twice, with N and N + `--online_timed`
+   steps: the difference in wall time is the time of `--online_timed` online steps, without
+   set-up and compilation. flowrl runs 1 and 4 members in one program; the official code runs
+   one seed per process (4 seeds take 4 times one seed's time).
 """
 
 import argparse
@@ -205,30 +211,37 @@ def updates_section(args):
 
 
 def prepare_dataset(args, workdir):
-    """A small generated cube-double-play dataset, visible to flowrl (--dataset_path) and to the
-    official code (under a HOME whose ~/.ogbench/data holds it with OGBench's file names)."""
+    """A small generated cube-double-play dataset, for flowrl (WORKDIR/data) and for the official
+    code (under a HOME, WORKDIR/home, whose ~/.ogbench/data holds it with OGBench's file names)."""
     data_dir = os.path.join(workdir, 'data')
     subprocess.run([sys.executable, '-m', 'flowrl.data', 'generate', 'cube-double-play-v0', '--episodes',
                     str(args.dataset_episodes), '--dataset_dir', data_dir], cwd=ROOT, check=True,
                    capture_output=True)
     stem = os.path.join(data_dir, f'cube-double-play-v0-ep{args.dataset_episodes}')
-    home = os.path.join(workdir, 'home')
-    official_dir = os.path.join(home, '.ogbench', 'data')
+    official_dir = os.path.join(workdir, 'home', '.ogbench', 'data')
     os.makedirs(official_dir)
     shutil.copy(stem + '.npz', os.path.join(official_dir, 'cube-double-play-v0.npz'))
     shutil.copy(stem + '-val.npz', os.path.join(official_dir, 'cube-double-play-v0-val.npz'))
-    return stem + '.npz', home
+
+
+def official_main(args, workdir):
+    """(flowrl's --dataset_path, the official command's environment, the official main.py shim):
+    made once per benchmark run."""
+    shim = os.path.join(workdir, 'official_main_shim.py')
+    stem = os.path.join(workdir, 'data', f'cube-double-play-v0-ep{args.dataset_episodes}')
+    if not os.path.exists(shim):
+        prepare_dataset(args, workdir)
+        with open(shim, 'w') as f:
+            f.write(f'REPO = {args.official_repo!r}\n' + textwrap.dedent(OFFICIAL_MAIN_SHIM))
+    home = os.path.join(workdir, 'home')
+    return stem + '.npz', dict(os.environ, HOME=home, WANDB_MODE='disabled', WANDB_SILENT='true'), shim
 
 
 def command_section(args, workdir):
-    dataset_path, home = prepare_dataset(args, workdir)
+    dataset_path, official_env, shim = official_main(args, workdir)
     updates, evals = args.command_updates, args.command_eval_episodes
     common = [f'--offline_steps={updates}', f'--log_interval={min(updates, 5000)}',
               f'--eval_episodes={evals}']
-    official_env = dict(os.environ, HOME=home, WANDB_MODE='disabled', WANDB_SILENT='true')
-    shim = os.path.join(workdir, 'official_main_shim.py')
-    with open(shim, 'w') as f:
-        f.write(f'REPO = {args.official_repo!r}\n' + textwrap.dedent(OFFICIAL_MAIN_SHIM))
     official = [args.official_python, shim, f'--env_name={ENV_NAME}', f'--eval_interval={updates}',
                 f'--save_dir={os.path.join(workdir, "official_exp")}'] + common
     ours = [sys.executable, 'main.py', f'--env_name={ENV_NAME}', f'--eval_interval={updates // 2}',
@@ -262,6 +275,37 @@ def eval_section(args):
              f'{official_all / ours_all:.2f}x']]
 
 
+def online_section(args, workdir):
+    dataset_path, official_env, shim = official_main(args, workdir)
+    short, long = args.online_warmup, args.online_warmup + args.online_timed
+
+    def command(program, steps, extra):
+        return program + [f'--env_name={ENV_NAME}', '--offline_steps=0', f'--online_steps={steps}',
+                          f'--log_interval={steps}', '--eval_interval=0', f'--save_interval={10 * steps}'] + extra
+
+    def official(steps):
+        save_dir = os.path.join(workdir, f'official_online_{steps}')
+        return timed_command(command([args.official_python, shim], steps, [f'--save_dir={save_dir}']),
+                             args.official_repo, official_env)
+
+    def ours(steps, seeds):
+        save_dir = os.path.join(workdir, f'flowrl_online_{steps}_{seeds}')
+        extra = [f'--dataset_path={dataset_path}', f'--save_dir={save_dir}', f'--num_seeds={seeds}', '--noreport']
+        return timed_command(command([sys.executable, 'main.py'], steps, extra), ROOT,
+                             dict(os.environ, FLOWRL_NO_DOWNLOAD='1'))
+
+    rate = lambda measure: args.online_timed / (measure(long) - measure(short))
+    rows = []
+    for seeds in args.seeds:
+        pairs = alternate(args.rounds, lambda: rate(official),
+                          lambda: seeds * rate(lambda steps: ours(steps, seeds)))
+        official_rate = statistics.median(p[0] for p in pairs)  # seeds run one after another
+        ours_rate = statistics.median(p[1] for p in pairs)
+        rows.append([f'online env steps/s (one update each), {seeds} seed(s), all seeds together',
+                     f'{official_rate:.2f}', f'{ours_rate:.2f}', f'{ours_rate / official_rate:.2f}x'])
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--official_repo', required=True, help="checkout of github.com/seohongpark/fql")
@@ -275,6 +319,8 @@ def main():
     parser.add_argument('--command_eval_episodes', type=int, default=5)
     parser.add_argument('--dataset_episodes', type=int, default=20)
     parser.add_argument('--eval_episodes', type=int, default=50)
+    parser.add_argument('--online_warmup', type=int, default=100, help='online steps of the shorter command')
+    parser.add_argument('--online_timed', type=int, default=300, help='extra online steps of the longer command')
     args = parser.parse_args()
     args.official_repo = os.path.abspath(os.path.expanduser(args.official_repo))
     if not os.path.isfile(os.path.join(args.official_repo, 'agents', 'fql.py')):
@@ -288,6 +334,8 @@ def main():
             rows += command_section(args, workdir)
         if 'eval' in sections:
             rows += eval_section(args)
+        if 'online' in sections:
+            rows += online_section(args, workdir)
     print(f'\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; '
           f'{args.rounds} alternating round(s), medians.')
     print('| measurement | official FQL code | flowrl | flowrl speed-up |')

@@ -1,5 +1,5 @@
 """Offline-to-online fine-tuning: after `--offline_steps` updates, `--online_steps` environment
-steps, one update after each (the authors' FQL `main.py`; docs/ALGORITHMS.md, "Offline-to-online").
+steps, one update after each (the authors' FQL `main.py`; docs/ALGORITHMS.md, "Offline-to-online fine-tuning").
 
 Per online step and member: act in the member's own environment with the agent's
 `explore_actions` (optional contract hook; `sample_actions` when absent), store the transition
