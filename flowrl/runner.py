@@ -16,117 +16,21 @@ import numpy as np
 
 from flowrl import checkpoints, replay, run_files
 from flowrl.agent_loading import agent_name, load_agent
-from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
 from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, run_episodes
-from flowrl.loggers import WANDB_MODES, Loggers, parse_loggers
+from flowrl.loggers import Loggers, parse_loggers
 from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
-from flowrl.presets import apply_presets, presets_for
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.replay import online_capacity
+from flowrl.settings import (RESUME_CHANGES, Members, RunSettings, check_settings,  # noqa: F401 (re-exported)
+                             resolve_members)
 from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, member_shardings, phase_at,
                              resolve_member_execution)
 
 
-@dataclasses.dataclass
-class RunSettings:
-    agent: str = 'agents/fql.py'
-    env_name: str = 'cube-double-play-singletask-v0'
-    agent_overrides: dict = dataclasses.field(default_factory=dict)  # raw --agent.KEY=VALUE strings
-    sweep: list = dataclasses.field(default_factory=list)  # ['agent.alpha=3,10,30', ...]
-    seed: int = 0
-    num_seeds: int = 1
-    offline_steps: int = 1_000_000
-    online_steps: int = 0  # environment steps after the offline updates, one update each (flowrl.online)
-    buffer_size: int = 2_000_000  # replay buffer capacity of online fine-tuning (flowrl.replay)
-    balanced_sampling: int = 0  # 1: online batches half dataset, half online transitions
-    restore_path: str | None = None  # run directory whose checkpointed agents this run starts from
-    restore_epoch: int | None = None  # its checkpoint step (None: the newest good one)
-    log_interval: int = 5_000
-    eval_interval: int = 100_000
-    eval_episodes: int = 50
-    eval_workers: int = 0  # processes stepping the evaluation envs; 0: one per core
-    eval_envs: int = 0  # evaluation envs alive at once; 0: from cores and memory (env_pool.default_env_count)
-    save_interval: int = 1_000_000
-    save_dir: str = 'exp/'
-    run_group: str = 'Debug'
-    sparse: bool = False
-    dataset_path: str | None = None
-    dataset_dir: str = '~/.ogbench/data'
-    dataset_episodes: int | None = None
-    dataset_workers: int | None = None
-    member_execution: str = 'auto'  # how the members on one device run: auto, vmap or map (flowrl.training)
-    success_timing: str | None = None  # 'pre' | 'post': when OGBench computes success; None: OGBench's default
-    report: bool = True  # write RUN_DIR/report/ (tables and plots, flowrl.report) at the end
-    logger: str = 'csv'  # optional loggers beside the CSVs: csv,tensorboard,wandb (flowrl.loggers)
-    wandb_mode: str = 'offline'
-
-
-@dataclasses.dataclass
-class Members:
-    """The independent runs trained side by side: one per (sweep point, seed)."""
-    configs: list  # resolved agent config per member
-    labels: list  # dict(member=i, seed=s, **swept values) per member
-
-    @property
-    def seeds(self):
-        return [label['seed'] for label in self.labels]
-
-
-def check_settings(s: RunSettings) -> None:
-    positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
-    non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
-                        eval_episodes=s.eval_episodes, save_interval=s.save_interval)
-    automatic = dict(eval_workers='one per core', eval_envs='chosen from cores and memory')
-    for name, value in positive.items():
-        if value <= 0:
-            raise UserError(f'--{name} must be a positive integer, got {value}.')
-    for name, value in non_negative.items():
-        if value < 0:
-            raise UserError(f'--{name} must be zero (off) or a positive integer, got {value}.')
-    for name, meaning in automatic.items():
-        if getattr(s, name) < 0:
-            raise UserError(f'--{name} must be zero ({meaning}) or a positive integer, got {getattr(s, name)}.')
-    if s.offline_steps + s.online_steps == 0:
-        raise UserError('--offline_steps and --online_steps are both 0: there is nothing to train.')
-    if s.balanced_sampling not in (0, 1):
-        raise UserError(f'--balanced_sampling must be 0 or 1, got {s.balanced_sampling}.')
-    if s.restore_epoch is not None and s.restore_path is None:
-        raise UserError('--restore_epoch needs --restore_path (the run directory to start from).')
-    if s.seed < 0:
-        raise UserError(f'--seed must be a non-negative integer, got {s.seed}.')
-    if s.dataset_episodes is not None and s.dataset_episodes <= 0:
-        raise UserError(f'--dataset_episodes must be a positive integer, got {s.dataset_episodes}.')
-    parse_loggers(s.logger)
-    if s.wandb_mode not in WANDB_MODES:
-        raise UserError(f'--wandb_mode must be one of {", ".join(WANDB_MODES)}, got {s.wandb_mode!r}.')
-
-
 def eval_workers(requested: int) -> int:
     return requested if requested > 0 else (os.cpu_count() or 1)
-
-
-def resolve_members(s: RunSettings, agent, spec, log=print) -> Members:
-    """Agent config = defaults <- env presets <- command-line overrides; then the sweep grid x seeds."""
-    source = s.agent
-    config = apply_overrides(agent.get_config(), s.agent_overrides, source)
-    sweeps = parse_sweeps(s.sweep, config, agent.DYNAMIC_KEYS, source)
-    keep = set(s.agent_overrides) | {key for key, _ in sweeps}
-    applied = apply_presets(config, presets_for(agent_name(s.agent), spec, online=s.online_steps > 0), keep)
-    check_config(config, source)
-    if applied:
-        log(f'Presets for {spec.family} (configs/{agent_name(s.agent)}.py): '
-            + ', '.join(f'{k}={v}' for k, v in applied.items()))
-    configs, labels = [], []
-    for point in sweep_grid(sweeps):
-        for offset in range(s.num_seeds):
-            member_config = apply_overrides(config, {}, source)
-            for key, value in point.items():
-                member_config[key] = value
-            configs.append(member_config)
-            labels.append(dict(member=len(labels), seed=s.seed + offset, **point))
-    return Members(configs, labels)
 
 
 def load_dataset(s: RunSettings, spec, log=print):
@@ -545,10 +449,6 @@ def settings_from_run_dir(run_dir: str, purpose: str = 'resume') -> RunSettings:
         raise UserError(f'{path} is unreadable or corrupt ({type(error).__name__}: {error}); it is written once '
                         'when a run starts, so restore it from a copy or start a new run.') from None
 
-
-# What --resume lets a user change: the length of the run, and where and how fast things run.
-RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', 'dataset_workers', 'report', 'logger',
-                  'wandb_mode')
 
 
 def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:

@@ -1,0 +1,168 @@
+"""A run's settings in one place: their defaults and help (main.py's flags are generated from
+them), their checks, and how they resolve into the members' agent configs
+(agent defaults <- environment presets <- command-line overrides; then sweep grid x seeds).
+
+    flags (main.py) -> RunSettings -> check_settings -> resolve_members -> Members
+"""
+
+import dataclasses
+import typing
+
+from flowrl.agent_loading import agent_name
+from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
+from flowrl.errors import UserError
+from flowrl.loggers import WANDB_MODES, parse_loggers
+from flowrl.presets import apply_presets, presets_for
+from flowrl.training import MEMBER_EXECUTIONS
+
+
+def setting(default, help: str, **extra):
+    """A RunSettings field with its command-line help (and `choices` for an enum flag)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=dict(help=help, **extra))
+    return dataclasses.field(default=default, metadata=dict(help=help, **extra))
+
+
+@dataclasses.dataclass
+class RunSettings:
+    agent: str = setting('agents/fql.py', 'Agent file; --agent.KEY=VALUE overrides its config.')
+    env_name: str = setting('cube-double-play-singletask-v0', 'OGBench singletask environment: full name or short '
+                            '(cube-double-play, cube-double-play-task3).')
+    agent_overrides: dict = setting({}, 'Raw --agent.KEY=VALUE strings (not a flag of its own).', flag=False)
+    sweep: list = setting([], 'Dynamic hyperparameter values run side by side: agent.alpha=3,10,30.')
+    seed: int = setting(0, 'Random seed (of the first member; seeds seed..seed+num_seeds-1).')
+    num_seeds: int = setting(1, 'Independent seeds trained side by side in one program.')
+    offline_steps: int = setting(1_000_000, 'Number of offline updates.')
+    online_steps: int = setting(0, 'Online fine-tuning: environment steps after the offline updates, one update '
+                                'after each (per member, in its own environment).')
+    buffer_size: int = setting(2_000_000, 'Replay buffer capacity of online fine-tuning (the dataset is its start '
+                               'unless --balanced_sampling=1).')
+    balanced_sampling: int = setting(0, '1: online batches are half dataset, half online transitions (RLPD).')
+    restore_path: str | None = setting(None, 'Run directory whose checkpointed agents this run starts from.')
+    restore_epoch: int | None = setting(None, 'Checkpoint step of --restore_path (default: its newest good one).')
+    log_interval: int = setting(5_000, 'Updates between train.csv rows (and progress lines without a terminal).')
+    eval_interval: int = setting(100_000, 'Updates between evaluations (0: no evaluation).')
+    eval_episodes: int = setting(50, 'Evaluation episodes per member.')
+    eval_workers: int = setting(0, 'Processes stepping the evaluation environments (0: one per core).')
+    eval_envs: int = setting(0, 'Evaluation environments alive at once, ~160 MB each (0: chosen from cores and '
+                             'memory); results do not depend on it.')
+    save_interval: int = setting(1_000_000, 'Updates between checkpoints (one is always saved at the end).')
+    save_dir: str = setting('exp/', 'Where run directories are created.')
+    run_group: str = setting('Debug', 'Sub-directory of save_dir for this run.')
+    sparse: bool = setting(False, "Sparse rewards: -1 unless the task is fully solved (the Q-chunking repository's "
+                           '--sparse, github.com/ColinQiyangLi/qc; the FQL repository has no such flag).')
+    dataset_path: str | None = setting(None, 'Explicit dataset .npz (its -val.npz beside it is used if present).')
+    dataset_dir: str = setting('~/.ogbench/data', 'OGBench dataset directory (official file names).')
+    dataset_episodes: int | None = setting(None, 'Build and use a reduced dataset of this many episodes.')
+    dataset_workers: int | None = setting(None, 'Worker processes for local dataset generation (default: all cores).')
+    member_execution: str = setting('auto', 'How the members on one device run: vmap (batched; accelerators), map '
+                                    '(one after another; CPUs), auto (map on CPU, vmap elsewhere).',
+                                    choices=MEMBER_EXECUTIONS)
+    success_timing: str | None = setting(None, "When OGBench computes success and reward: 'pre' (before the step; "
+                                         "the default of ogbench >= 1.2) or 'post' (after it; ogbench 1.1.0, as in "
+                                         "the FQL paper). Default: OGBench's own.")
+    report: bool = setting(True, "Write the run's tables and plots to RUN_DIR/report/ at the end "
+                           '(python -m flowrl.report).')
+    logger: str = setting('csv', 'Loggers, comma-separated: csv (always on), tensorboard, wandb (pip install -e '
+                          '".[tensorboard]" / ".[wandb]"); a missing package or service costs one warning, never '
+                          'the run.')
+    wandb_mode: str = setting('offline', 'W&B mode (--logger=wandb).', choices=WANDB_MODES)
+
+
+def _base_type(annotation):
+    """int for `int` and `int | None`, and so on."""
+    return next((t for t in typing.get_args(annotation) if t is not type(None)), annotation)
+
+
+# What --resume lets a user change: the length of the run, and where and how fast things run.
+RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', 'dataset_workers', 'report', 'logger',
+                  'wandb_mode')
+
+
+def define_flags(flags, module_name: str) -> list[str]:
+    """Defines one absl flag per RunSettings field (its default, help and type) as flags of the
+    module `module_name` (what --help lists and what the module's flag lookups find); returns their names."""
+    names = []
+    for field in dataclasses.fields(RunSettings):
+        if not field.metadata.get('flag', True):
+            continue
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        help_text, kind = field.metadata['help'], _base_type(field.type)
+        if 'choices' in field.metadata:
+            flags.DEFINE_enum(field.name, default, list(field.metadata['choices']), help_text, module_name=module_name)
+        else:
+            define = {list: flags.DEFINE_multi_string, bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+                      str: flags.DEFINE_string}[kind]
+            define(field.name, default, help_text, module_name=module_name)
+        names.append(field.name)
+    return names
+
+
+def settings_from_values(values: dict, agent_overrides: dict) -> RunSettings:
+    """RunSettings from flag values (name -> value) and the raw --agent.KEY=VALUE overrides."""
+    names = {f.name for f in dataclasses.fields(RunSettings)} - {'agent_overrides'}
+    return RunSettings(**{k: v for k, v in values.items() if k in names}, agent_overrides=dict(agent_overrides))
+
+
+def check_settings(s: RunSettings) -> None:
+    positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
+    non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
+                        eval_episodes=s.eval_episodes, save_interval=s.save_interval)
+    automatic = dict(eval_workers='one per core', eval_envs='chosen from cores and memory')
+    for name, value in positive.items():
+        if value <= 0:
+            raise UserError(f'--{name} must be a positive integer, got {value}.')
+    for name, value in non_negative.items():
+        if value < 0:
+            raise UserError(f'--{name} must be zero (off) or a positive integer, got {value}.')
+    for name, meaning in automatic.items():
+        if getattr(s, name) < 0:
+            raise UserError(f'--{name} must be zero ({meaning}) or a positive integer, got {getattr(s, name)}.')
+    if s.offline_steps + s.online_steps == 0:
+        raise UserError('--offline_steps and --online_steps are both 0: there is nothing to train.')
+    if s.balanced_sampling not in (0, 1):
+        raise UserError(f'--balanced_sampling must be 0 or 1, got {s.balanced_sampling}.')
+    if s.restore_epoch is not None and s.restore_path is None:
+        raise UserError('--restore_epoch needs --restore_path (the run directory to start from).')
+    if s.seed < 0:
+        raise UserError(f'--seed must be a non-negative integer, got {s.seed}.')
+    if s.dataset_episodes is not None and s.dataset_episodes <= 0:
+        raise UserError(f'--dataset_episodes must be a positive integer, got {s.dataset_episodes}.')
+    parse_loggers(s.logger)
+    if s.wandb_mode not in WANDB_MODES:
+        raise UserError(f'--wandb_mode must be one of {", ".join(WANDB_MODES)}, got {s.wandb_mode!r}.')
+
+
+@dataclasses.dataclass
+class Members:
+    """The independent runs trained side by side: one per (sweep point, seed)."""
+    configs: list  # resolved agent config per member
+    labels: list  # dict(member=i, seed=s, **swept values) per member
+
+    @property
+    def seeds(self):
+        return [label['seed'] for label in self.labels]
+
+
+def resolve_members(s: RunSettings, agent, spec, log=print) -> Members:
+    """Agent config = defaults <- env presets <- command-line overrides; then the sweep grid x seeds."""
+    source = s.agent
+    config = apply_overrides(agent.get_config(), s.agent_overrides, source)
+    sweeps = parse_sweeps(s.sweep, config, agent.DYNAMIC_KEYS, source)
+    keep = set(s.agent_overrides) | {key for key, _ in sweeps}
+    applied = apply_presets(config, presets_for(agent_name(s.agent), spec, online=s.online_steps > 0), keep)
+    check_config(config, source)
+    if applied:
+        log(f'Presets for {spec.family} (configs/{agent_name(s.agent)}.py): '
+            + ', '.join(f'{k}={v}' for k, v in applied.items()))
+    configs, labels = [], []
+    for point in sweep_grid(sweeps):
+        for offset in range(s.num_seeds):
+            member_config = apply_overrides(config, {}, source)
+            for key, value in point.items():
+                member_config[key] = value
+            configs.append(member_config)
+            labels.append(dict(member=len(labels), seed=s.seed + offset, **point))
+    return Members(configs, labels)
+
+
