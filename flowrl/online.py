@@ -55,7 +55,9 @@ def online_member_step(update, act, sample, state, rng, totals, alive, online, t
     rng, batch_rng, update_rng, act_rng = jax.random.split(rng, 4)
     new_state, metrics = update(state, sample(dataset, online, batch_rng), update_rng)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
-    state = jax.tree.map(lambda new, old: jnp.where(alive & finite, new, old), new_state, state)
+    # A cond, not a select: selecting leaf by leaf reads and writes the whole state again (on the
+    # CPU, FQL at paper size: 122 ms per step against 109 ms with the cond and 104 ms without either).
+    state = jax.lax.cond(alive & finite, lambda: new_state, lambda: state)
     totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
     actions = act(state, observation[None], act_rng)[0]
     return state, rng, totals, online, jnp.where(finite, -1, 0).astype(jnp.int32), actions

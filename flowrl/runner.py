@@ -18,15 +18,15 @@ from flowrl import checkpoints, replay, run_files
 from flowrl.agent_loading import agent_name, load_agent
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
-from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, run_episodes
+from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, member_keys, run_episodes
 from flowrl.loggers import Loggers, parse_loggers
 from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.replay import online_capacity
 from flowrl.settings import (RESUME_CHANGES, Members, RunSettings, check_settings,  # noqa: F401 (re-exported)
                              resolve_members)
-from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, member_shardings, phase_at,
-                             resolve_member_execution)
+from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, member_shardings,
+                             phase_at, resolve_member_execution)
 
 
 def eval_workers(requested: int) -> int:
@@ -34,14 +34,16 @@ def eval_workers(requested: int) -> int:
 
 
 def load_dataset(s: RunSettings, spec, log=print):
+    """(training split, validation split or None), rewards as the run defines them."""
     from flowrl.data import load_singletask_data
 
     data = load_singletask_data(spec.name, dataset_path=s.dataset_path, dataset_dir=s.dataset_dir,
                                 dataset_episodes=s.dataset_episodes, workers=s.dataset_workers, log=log)
-    train = dict(data.train)
-    train['rewards'] = reward_function(s)(train['rewards'])
-    log(f'Dataset: {data.source}; {len(train["actions"]):,} transitions.')
-    return train
+    splits = [None if split is None else dict(split, rewards=reward_function(s)(split['rewards']))
+              for split in (data.train, data.val)]
+    validation = '' if splits[1] is None else f' (validation: {len(splits[1]["actions"]):,})'
+    log(f'Dataset: {data.source}; {len(splits[0]["actions"]):,} transitions{validation}.')
+    return tuple(splits)
 
 
 def sparse_rewards(rewards):
@@ -94,13 +96,16 @@ class Run:
                                            f'--save_dir {settings.save_dir!r}')
         else:
             run_files.require_writable_dir(run_dir, f'The run directory {run_dir!r}')
-        dataset = load_dataset(settings, self.spec, log)
+        dataset, validation = load_dataset(settings, self.spec, log)
         # Optional contract hook: fields an agent derives once from the whole dataset (ReBRAC's next_actions).
-        dataset = getattr(self.agent, 'prepare_dataset', lambda d: d)(dataset)
+        prepare = getattr(self.agent, 'prepare_dataset', lambda d: d)
+        dataset = prepare(dataset)
         self.obs_dim = dataset['observations'].shape[-1]
         example = {k: v[:2] for k, v in dataset.items()}
         member_sharding, replicated = member_shardings(len(self.members.configs))
         self.dataset = jax.device_put(dataset, replicated)
+        # The validation split (when the dataset has one): validation/<metric> columns in train.csv.
+        self.validation = None if validation is None else jax.device_put(prepare(validation), replicated)
         states, rngs = init_members(self.agent, self.members.configs, self.members.seeds, example)
         if settings.restore_path is not None:
             states = starting_agents(settings.restore_path, settings.restore_epoch, states, log)
@@ -117,6 +122,7 @@ class Run:
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
         self.chunks = ChunkRunner(self.agent, self.members.configs[0].batch_size, self.execution,
                                   self.members.configs[0])
+        self.validation_metrics = make_validation_metrics(self.chunks.batch_size, self.execution)
         self.policy = make_policy(self.agent, self.execution)
         self.diagnostics = make_diagnostics(self.agent, self.execution)
         self.eval_envs = None
@@ -300,6 +306,16 @@ class Run:
     def _means(totals, counted: int) -> dict:
         return {k: v / counted for k, v in jax.device_get(totals).items()}
 
+    def _validation(self) -> dict:
+        """The update's metrics on a validation batch at the current states (no step taken), as
+        the authors' code logs them; keys from (member seed, step), apart from training's."""
+        if self.validation is None:
+            return {}
+        update = phase_at(self.chunks.phases, max(self.step - 1, 0))
+        keys = member_keys(self.members.seeds, self.step)
+        metrics = jax.device_get(self.validation_metrics(update, self.states, self.validation, keys))
+        return {f'validation/{k}': v for k, v in metrics.items()}
+
     def _exploration(self) -> dict:
         """Exploration statistics of the episodes ended since the last row (online runs only)."""
         if not self.s.online_steps:
@@ -328,7 +344,7 @@ class Run:
             saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == self.total_steps or evaluating
             # Rows are also written at checkpoints, whose resumes start with empty sums.
             if stop % s.log_interval == 0 or saving:
-                rows = self._rows({**means, **self._exploration()})
+                rows = self._rows({**means, **self._validation(), **self._exploration()})
                 self.train_log.append(rows)
                 self.loggers.log('train', rows)
                 progress.logged()

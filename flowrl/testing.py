@@ -131,11 +131,13 @@ def _shared_policy(agent, execution='auto'):
     return make_policy(agent, execution)
 
 
-def use_fake_world(monkeypatch):
-    """Makes runs (flowrl.runner, flowrl.evaluate) train on `synthetic_batch` data and evaluate
-    on FakeEnv, and share their compiled programs across runs, so a test can afford several."""
+def use_fake_world(monkeypatch, validation: bool = False):
+    """Makes runs (flowrl.runner, flowrl.evaluate) train on `synthetic_batch` data (and, with
+    `validation`, validate on another synthetic batch) and evaluate on FakeEnv, and share their
+    compiled programs across runs, so a test can afford several."""
     dataset = {k: np.asarray(v) for k, v in synthetic_batch(batch_size=256).items()}
-    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *args, **kwargs: dict(dataset))
+    val = {k: np.asarray(v) for k, v in synthetic_batch(rng_seed=1, batch_size=64).items()} if validation else None
+    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *args, **kwargs: (dict(dataset), val))
     monkeypatch.setattr('flowrl.runner.make_env', lambda spec, **kwargs: FakeEnv())
     monkeypatch.setattr('flowrl.runner.ChunkRunner', _shared_chunk_runner)
     monkeypatch.setattr('flowrl.runner.make_policy', _shared_policy)

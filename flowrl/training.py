@@ -16,6 +16,7 @@ How the members held by one device run is the *member execution* mode:
 no member axis at all, in either mode.
 """
 
+import functools
 import math
 
 import jax
@@ -113,6 +114,22 @@ def train_member(update, batch_size: int, num_updates, state, rng, dataset, aliv
     keep = jnp.logical_and(alive, first_bad < 0)
     state, rng = jax.tree.map(lambda new, old: jnp.where(keep, new, old), (new_state, new_rng), (state, rng))
     return state, rng, new_totals, first_bad  # the totals show which metrics turned non-finite
+
+
+def make_validation_metrics(batch_size: int, execution: str = 'auto'):
+    """jit((update, states, dataset, keys [members]) -> the metrics `update` reports on a batch of
+    `dataset` drawn with each member's key, per member; the updated states are dropped)."""
+    execution = resolve_member_execution(execution)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def metrics(update, states, dataset, keys):
+        def one(state, key):
+            batch_key, update_key = jax.random.split(key)
+            return update(state, sample_batch(dataset, batch_key, batch_size), update_key)[1]
+
+        return over_members(one, execution)(states, keys)
+
+    return metrics
 
 
 def update_phases(agent, config) -> list:

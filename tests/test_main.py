@@ -60,6 +60,9 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     evals = read_csv(os.path.join(run_dir, 'eval.csv'))
     assert [(int(r['step']), int(r['seed'])) for r in evals] == [(100, 0), (100, 1), (200, 0), (200, 1)]
     assert all(float(r['episode_length']) > 0 and 0 <= float(r['success']) <= 1 for r in evals)
+    # The dataset's validation split gives validation/<metric> beside every training metric.
+    assert {k for k in train[0] if k.startswith('validation/')} == {f'validation/{k}' for k in train[0]
+                                                                   if k.startswith(('actor/', 'critic/'))}
     # Online rows report the episodes that ended (none here: cube-single episodes last 200 steps).
     assert [r['exploration/episodes'] for r in train] == ['nan'] * 4 + ['0.0'] * 4
     assert sorted(os.listdir(os.path.join(run_dir, 'checkpoints'))) == ['150', '200']

@@ -180,3 +180,24 @@ def test_agents_explore_around_their_evaluation_action(name):
         assert 0.5 * config.actor_noise < offsets.std() < 1.5 * config.actor_noise
     else:  # std 1 before clipping (IQL's constant std; SAC's initial std, exp(0))
         assert 0.3 < offsets.std() < 1.0, offsets.std()
+
+
+def test_validation_metrics_are_the_updates_metrics_on_the_validation_split(tmp_path):
+    """With a validation split, every train.csv row has validation/<metric>: the update's metrics
+    on a validation batch at the row's states, keys from (seed, step); training is unchanged."""
+    from flowrl.evaluation import member_keys
+
+    rows = {}
+    for validation in (False, True):
+        with pytest.MonkeyPatch.context() as patch:
+            use_fake_world(patch, validation=validation)
+            run = Run(tiny_run_settings(tmp_path / str(validation), num_seeds=2, eval_interval=0), log=QUIET)
+            run.train()
+        rows[validation] = read(run.run_dir, run_files.TRAIN_CSV)
+    trained = [{k: v for k, v in r.items() if not k.startswith('validation/')} for r in rows[True]]
+    assert trained == rows[False]  # validating draws no training randomness and moves no state
+    last = [r for r in rows[True] if r['step'] == '8']
+    expected = run.validation_metrics(run.agent.update, run.states, run.validation, member_keys([0, 1], 8))
+    for name, values in expected.items():
+        assert [float(r[f'validation/{name}']) for r in last] == [float(v) for v in np.asarray(values)]
+        assert [r[f'validation/{name}'] for r in last] != [r[name] for r in last]
