@@ -140,7 +140,7 @@ def test_chunk_reports_the_first_nonfinite_update_and_keeps_the_state_before_it(
 
 def test_nonfinite_loss_stops_the_run_with_the_step_and_metric(tmp_path, monkeypatch):
     bad = dict(DATASET, rewards=DATASET['rewards'].at[:].set(jnp.nan))
-    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *a, **k: {k: np.asarray(v) for k, v in bad.items()})
+    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *a, **k: ({k: np.asarray(v) for k, v in bad.items()}, None))
     from flowrl.runner import RunSettings
     settings = RunSettings(agent='agents/fql.py', env_name='cube-single-play', offline_steps=4, log_interval=2,
                            eval_episodes=0, save_dir=str(tmp_path),
