@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.flow import euler_samples, flow_matching_loss
 from flowrl.networks import VelocityField, apply_named as _apply
 
 # `temperature` only acts at inference; it is the one sweepable value flow BC has besides lr.
@@ -53,8 +53,8 @@ def sample_actions(state, observations, rng):
     nets = networks(state.config)
     noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
     noises = noises * state.hparams['temperature']  # x * 1.0 is exact: temperature 1 is the plain sampler
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_bc_flow', state.params, observations, x, t),
-                           noises, state.config.flow_steps)
+    return euler_samples(nets['actor_bc_flow'], state.params['actor_bc_flow'], observations, noises,
+                         state.config.flow_steps)
 
 
 def get_config():

@@ -50,8 +50,8 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl.errors import UserError
-from flowrl.flow import euler_integrate
-from flowrl.iql_losses import critic_loss_from_values, value_and_critic_losses
+from flowrl.flow import sample_flow
+from flowrl.losses import critic_loss_from_values, value_and_critic_losses
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'lambda', 'discount', 'tau', 'expectile')
@@ -148,10 +148,8 @@ def critic_loss(nets, params, target_params, hparams, config, batch, rng):
     if config.critic == 'iql':
         return value_and_critic_losses(apply, params, target_params, hparams, batch)
     next_obs = batch['next_observations']
-    frozen = jax.lax.stop_gradient(params)
-    noises = jax.random.normal(rng, batch['actions'].shape)
-    next_actions = euler_integrate(
-        lambda x, t: apply('actor_flow', frozen, next_obs, x, t), noises, config.flow_steps)
+    frozen = jax.lax.stop_gradient(params['actor_flow'])
+    next_actions = sample_flow(nets['actor_flow'], frozen, next_obs, rng, config.flow_steps)
     next_q = st.aggregate_q(apply('critic', target_params, next_obs, next_actions), config.q_agg)
     qs = apply('critic', params, batch['observations'], batch['actions'])
     return critic_loss_from_values(qs, next_q, batch['rewards'], batch['masks'], hparams['discount'])
@@ -196,10 +194,8 @@ def update(state, batch, rng):
 
 def sample_actions(state, observations, rng):
     """K-step Euler sampling of the flow from N(0, I), no guidance, clipped to the action box."""
-    nets = networks(state.config)
-    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', state.params, observations, x, t),
-                           noises, state.config.flow_steps)
+    net = networks(state.config)['actor_flow']
+    return sample_flow(net, state.params['actor_flow'], observations, rng, state.config.flow_steps)
 
 
 def get_config():

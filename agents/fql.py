@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.flow import euler_samples, flow_matching_loss
+from flowrl.losses import td_loss
 from flowrl.networks import ConditionedPolicy, Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha', 'discount', 'tau')
@@ -51,11 +52,8 @@ def critic_loss(nets, params, target_params, hparams, config, batch, rng):
     noises = jax.random.normal(rng, batch['actions'].shape)
     next_actions = jnp.clip(one_step_actions(nets, jax.lax.stop_gradient(params), next_obs, noises), -1, 1)
     next_q = st.aggregate_q(_apply(nets, 'critic', target_params, next_obs, next_actions), config.q_agg)
-    target = batch['rewards'] + hparams['discount'] * batch['masks'] * next_q
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
-                  'critic/q_min': qs.min()}
+    return td_loss(qs, batch['rewards'] + hparams['discount'] * batch['masks'] * next_q)
 
 
 def bc_flow_loss(nets, params, batch, rng):
@@ -67,9 +65,8 @@ def bc_flow_loss(nets, params, batch, rng):
 
 def distillation_loss(nets, params, config, observations, noises):
     """mean (mu_omega(s, z) - Euler_K(v_theta)(s, z))^2; the flow is a fixed target (moves mu only)."""
-    frozen = jax.lax.stop_gradient(params)
-    flow_actions = euler_integrate(
-        lambda x, t: _apply(nets, 'actor_bc_flow', frozen, observations, x, t), noises, config.flow_steps)
+    frozen = jax.lax.stop_gradient(params['actor_bc_flow'])
+    flow_actions = euler_samples(nets['actor_bc_flow'], frozen, observations, noises, config.flow_steps)
     onestep = one_step_actions(nets, params, observations, noises)
     return jnp.mean((onestep - flow_actions) ** 2), onestep
 

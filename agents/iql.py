@@ -4,7 +4,7 @@ Expectile value V(s), twin critics regressed onto r + discount * mask * V(s'), a
 actor with a constant (or state-independent learned) std, extracted by advantage-weighted
 regression (`actor_loss='awr'`: weights exp(alpha (Q - V)) capped at 100) or by DDPG+BC
 (`'ddpgbc'`: -Q / mean|Q| - alpha log pi). Acting uses the Gaussian mean, clipped.
-Math: docs/ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/iql_losses.py.
+Math: docs/ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/losses.py.
 """
 
 import flax.linen as nn
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl import iql_losses
+from flowrl import losses
 from flowrl.distributions import LOG_STD_RANGE, gaussian_log_prob
 from flowrl.errors import UserError
 from flowrl.networks import MLP, Ensemble, apply_named as _apply
@@ -99,7 +99,7 @@ def actor_loss(nets, params, hparams, config, batch, rng):
 def total_loss(params, state, batch, rng):
     nets = networks(state.config)
     apply = lambda name, p, *inputs: _apply(nets, name, p, *inputs)
-    vc_loss, vc_info = iql_losses.value_and_critic_losses(apply, params, state.target_params, state.hparams, batch)
+    vc_loss, vc_info = losses.value_and_critic_losses(apply, params, state.target_params, state.hparams, batch)
     a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, rng)
     return vc_loss + a_loss, {**vc_info, **a_info}
 

@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.flow import euler_integrate, euler_samples, flow_matching_loss, sample_flow
+from flowrl.losses import td_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 # discount first: it is the value the shared contract test sweeps through `update`.
@@ -69,21 +70,17 @@ def init(rng, example_batch, config):
 
 def bc_flow_samples(nets, params, config, observations, noises):
     """Unguided Euler samples of the BC flow from `noises`, clipped (flow BC's sampler)."""
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t),
-                           noises, config.flow_steps)
+    return euler_samples(nets['actor_bc_flow'], params['actor_bc_flow'], observations, noises, config.flow_steps)
 
 
 def critic_loss(nets, params, target_params, hparams, config, batch, rng):
     """TD loss of both critics; the next action is an unguided flow sample at s' (moves Q only)."""
     next_obs = batch['next_observations']
-    noises = jax.random.normal(rng, batch['actions'].shape)
-    next_actions = bc_flow_samples(nets, jax.lax.stop_gradient(params), config, next_obs, noises)
+    frozen = jax.lax.stop_gradient(params['actor_bc_flow'])
+    next_actions = sample_flow(nets['actor_bc_flow'], frozen, next_obs, rng, config.flow_steps)
     next_q = st.aggregate_q(_apply(nets, 'critic', target_params, next_obs, next_actions), config.q_agg)
-    target = batch['rewards'] + hparams['discount'] * batch['masks'] * next_q
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
-                  'critic/q_min': qs.min()}
+    return td_loss(qs, batch['rewards'] + hparams['discount'] * batch['masks'] * next_q)
 
 
 def actor_loss(nets, params, batch, rng):

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import euler_integrate, flow_matching_errors
+from flowrl.flow import flow_matching_errors, sample_flow
+from flowrl.losses import td_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'beta', 'discount', 'tau', 'critic_beta')
@@ -101,10 +102,8 @@ def support_weights(q, temperature, normalize):
 
 def draw_support_actions(nets, flow_params, observations, num: int, config, rng):
     """`num` clipped Euler samples per state from the flow `flow_params`, no gradient: [B, num, A]."""
-    frozen = jax.lax.stop_gradient(dict(actor_flow=flow_params))
     obs = jnp.repeat(observations[:, None], num, axis=1)
-    noises = jax.random.normal(rng, obs.shape[:-1] + (config.action_dim,))
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', frozen, obs, x, t), noises, config.flow_steps)
+    return sample_flow(nets['actor_flow'], jax.lax.stop_gradient(flow_params), obs, rng, config.flow_steps)
 
 
 def critic_loss(nets, params, target_params, hparams, config, batch, next_actions):
@@ -113,11 +112,9 @@ def critic_loss(nets, params, target_params, hparams, config, batch, next_action
     next_q = jnp.min(_apply(nets, 'critic', target_params, next_obs, next_actions), axis=0)  # [B, M]
     weights = support_weights(next_q, hparams['critic_beta'], config.normalize_q)
     next_v = jnp.sum(weights * next_q, axis=-1)
-    target = jax.lax.stop_gradient(batch['rewards'] + hparams['discount'] * batch['masks'] * next_v)
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - target) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
-                  'critic/q_min': qs.min(), 'critic/next_v': next_v.mean()}
+    loss, info = td_loss(qs, batch['rewards'] + hparams['discount'] * batch['masks'] * next_v)
+    return loss, {**info, 'critic/next_v': next_v.mean()}
 
 
 def bc_loss(nets, params, batch, rng):
@@ -222,10 +219,8 @@ def update(state, batch, rng):
 
 def sample_actions(state, observations, rng):
     """K-step Euler sampling of the flow from N(0, I), no guidance, clipped to the action box."""
-    nets = networks(state.config)
-    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', state.params, observations, x, t),
-                           noises, state.config.flow_steps)
+    net = networks(state.config)['actor_flow']
+    return sample_flow(net, state.params['actor_flow'], observations, rng, state.config.flow_steps)
 
 
 def get_config():

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from flowrl import agent_state as st
+from flowrl.losses import td_loss
 from flowrl.networks import ConditionedPolicy, Ensemble, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha_actor', 'alpha_critic', 'discount', 'tau', 'actor_noise', 'actor_noise_clip')
@@ -90,8 +91,7 @@ def critic_loss(nets, params, target_params, hparams, batch, rng):
     target = critic_target(next_qs, next_actions, data_next_actions, batch['rewards'], batch['masks'],
                            hparams['discount'], hparams['alpha_critic'])
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(), 'critic/q_min': qs.min()}
+    return td_loss(qs, target)
 
 
 def actor_objective(q, actions, data_actions, alpha_actor):

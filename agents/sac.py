@@ -29,6 +29,7 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl import distributions
+from flowrl.losses import td_loss
 from flowrl.networks import MLP, Ensemble, apply_named as _apply, xavier_uniform
 
 DYNAMIC_KEYS = ('lr', 'discount', 'tau', 'target_entropy')
@@ -114,8 +115,7 @@ def critic_loss(nets, params, target_params, hparams, config, batch, rng):
     target = critic_target(next_q, next_log_probs, batch['rewards'], batch['masks'], hparams['discount'],
                            temperature(frozen), config.backup_entropy)
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(), 'critic/q_min': qs.min()}
+    return td_loss(qs, target)
 
 
 def temperature_loss(alpha, log_probs, target_entropy_value):
