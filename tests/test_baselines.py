@@ -262,6 +262,24 @@ def test_published_values_are_preset(agent, env, values):
     assert presets_for(agent, parse_env_name(env)) == values
 
 
+@pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo', 'sac'])
+def test_shared_long_horizon_discount_is_preset_for_every_agent(name):
+    from configs import LONG_HORIZON_FAMILIES
+    from flowrl.envs import EnvSpec
+    from flowrl.presets import presets_for
+    for family in LONG_HORIZON_FAMILIES:
+        assert presets_for(name, EnvSpec(family, None))['discount'] == 0.995, family
+    assert 'discount' not in presets_for(name, EnvSpec('cube-double-play', None))
+
+
+def test_an_agents_own_preset_refines_the_shared_table():
+    from configs import with_shared
+    table = with_shared({'antmaze-giant-navigate': dict(discount=0.99, alpha=3.0), 'scene-play': dict(alpha=1.0)})
+    assert table['antmaze-giant-navigate'] == dict(discount=0.99, alpha=3.0)
+    assert table['humanoidmaze-large-navigate'] == dict(discount=0.995)
+    assert table['scene-play'] == dict(alpha=1.0)
+
+
 @pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo'])
 def test_preset_keys_are_ogbench_environments(name):
     from flowrl.envs import parse_env_name
