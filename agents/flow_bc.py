@@ -7,7 +7,6 @@ Math: docs/ALGORITHMS.md, "Baselines" and "FQL" step 2.
 """
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
@@ -25,12 +24,8 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(actor_bc_flow=nets['actor_bc_flow'].init(rng, observations, actions, t)['params'])
-    return st.create_state(config, params, target_names=(), dynamic_keys=DYNAMIC_KEYS, **dims)
+    return st.init_state(networks, [rng], example_batch, config, dict(actor_bc_flow=st.FLOW),
+                         target_names=(), dynamic_keys=DYNAMIC_KEYS)
 
 
 def actor_loss(nets, params, batch, rng):

@@ -83,20 +83,14 @@ def check_config(config):
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
     check_config(config)
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 3)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        actor_flow=nets['actor_flow'].init(rngs[1], observations, actions, t)['params'],
-    )
-    if 'value' in nets:
-        params['value'] = nets['value'].init(rngs[2], observations)['params']
+    inputs = dict(critic=st.STATE_ACTION, actor_flow=st.FLOW)
+    if config.critic == 'iql':
+        inputs['value'] = st.STATE
+    extra_params = {}
     if config.schedule == 'learned':
-        params['schedule'] = dict(logits=jnp.zeros(LEARNED_SCHEDULE_DEGREE, jnp.float32))
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+        extra_params['schedule'] = dict(logits=jnp.zeros(LEARNED_SCHEDULE_DEGREE, jnp.float32))
+    return st.init_state(networks, jax.random.split(rng, 3), example_batch, config, inputs,
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, extra_params=extra_params)
 
 
 def path_sigma(t, path):
@@ -179,12 +173,7 @@ def actor_loss(nets, params, hparams, config, batch, rng):
                   'actor/endpoint_shift': end_kappa * jnp.sqrt(jnp.mean(shift ** 2))}
 
 
-def total_loss(params, state, batch, rng):
-    nets = networks(state.config)
-    critic_rng, actor_rng = jax.random.split(rng)
-    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
-    a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, actor_rng)
-    return c_loss + a_loss, {**c_info, **a_info}
+total_loss = st.critic_and_actor_loss(networks, critic_loss, actor_loss)
 
 
 def update(state, batch, rng):

@@ -28,17 +28,9 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 3)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        actor_bc_flow=nets['actor_bc_flow'].init(rngs[1], observations, actions, t)['params'],
-        actor_onestep_flow=nets['actor_onestep_flow'].init(rngs[2], observations, actions)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+    inputs = dict(critic=st.STATE_ACTION, actor_bc_flow=st.FLOW, actor_onestep_flow=st.STATE_ACTION)
+    return st.init_state(networks, jax.random.split(rng, 3), example_batch, config, inputs,
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
 
 
 def one_step_actions(nets, params, observations, noises):
@@ -95,12 +87,7 @@ def actor_loss(nets, params, hparams, config, batch, rng):
                   'actor/mse_to_data': jnp.mean((jnp.clip(onestep, -1, 1) - batch['actions']) ** 2)}
 
 
-def total_loss(params, state, batch, rng):
-    nets = networks(state.config)
-    critic_rng, actor_rng = jax.random.split(rng)
-    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
-    a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, actor_rng)
-    return c_loss + a_loss, {**c_info, **a_info}
+total_loss = st.critic_and_actor_loss(networks, critic_loss, actor_loss)
 
 
 def update(state, batch, rng):

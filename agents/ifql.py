@@ -30,17 +30,9 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 3)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        value=nets['value'].init(rngs[1], observations)['params'],
-        actor_bc_flow=nets['actor_bc_flow'].init(rngs[2], observations, actions, t)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+    inputs = dict(critic=st.STATE_ACTION, value=st.STATE, actor_bc_flow=st.FLOW)
+    return st.init_state(networks, jax.random.split(rng, 3), example_batch, config, inputs,
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
 
 
 def total_loss(params, state, batch, rng):

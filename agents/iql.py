@@ -53,16 +53,9 @@ def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
     if config.actor_loss not in ('awr', 'ddpgbc'):
         raise UserError(f"actor_loss must be 'awr' or 'ddpgbc', got {config.actor_loss!r}.")
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 3)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        value=nets['value'].init(rngs[1], observations)['params'],
-        actor=nets['actor'].init(rngs[2], observations)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+    inputs = dict(critic=st.STATE_ACTION, value=st.STATE, actor=st.STATE)
+    return st.init_state(networks, jax.random.split(rng, 3), example_batch, config, inputs,
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
 
 
 def awr_objective(log_prob, q, v, alpha):

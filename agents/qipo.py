@@ -49,17 +49,10 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state; the policy snapshot (in `extras`) starts as a copy of the flow."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 2)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        actor_flow=nets['actor_flow'].init(rngs[1], observations, actions, t)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS,
-                           extras=dict(snapshot=params['actor_flow']), **dims)
+    state = st.init_state(networks, jax.random.split(rng, 2), example_batch, config,
+                          dict(critic=st.STATE_ACTION, actor_flow=st.FLOW),
+                          target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
+    return state.replace(extras=dict(snapshot=state.params['actor_flow']))
 
 
 def _tree_where(condition, on_true, on_false):

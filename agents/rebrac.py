@@ -50,15 +50,9 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    critic_rng, actor_rng = jax.random.split(rng)
-    params = dict(
-        critic=nets['critic'].init(critic_rng, observations, actions)['params'],
-        actor=nets['actor'].init(actor_rng, observations)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic', 'actor'), dynamic_keys=DYNAMIC_KEYS, **dims)
+    return st.init_state(networks, jax.random.split(rng), example_batch, config,
+                         dict(critic=st.STATE_ACTION, actor=st.STATE),
+                         target_names=('critic', 'actor'), dynamic_keys=DYNAMIC_KEYS)
 
 
 def policy_actions(nets, params, observations):

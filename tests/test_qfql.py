@@ -110,7 +110,7 @@ def test_each_loss_moves_only_its_network():
     nets = qfql.networks(state.config)
     critic_grads = jax.jit(jax.grad(lambda p: qfql.critic_loss(nets, p, state.target_params, state.hparams, state.config,
                                                        batch, jax.random.PRNGKey(0))[0]))(state.params)
-    actor_grads = jax.jit(jax.grad(lambda p: qfql.actor_loss(nets, p, batch, jax.random.PRNGKey(0))[0]))(state.params)
+    actor_grads = jax.jit(jax.grad(lambda p: qfql.actor_loss(nets, p, state.hparams, state.config, batch, jax.random.PRNGKey(0))[0]))(state.params)
     norm = lambda tree: float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(tree)))
     assert norm(critic_grads['critic']) > 0 and norm(critic_grads['actor_bc_flow']) == 0
     assert norm(actor_grads['actor_bc_flow']) > 0 and norm(actor_grads['critic']) == 0
