@@ -7,11 +7,10 @@ Math: docs/ALGORITHMS.md, "Baselines" and "FQL" step 2.
 """
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.flow import euler_samples, flow_matching_loss
 from flowrl.networks import VelocityField, apply_named as _apply
 
 # `temperature` only acts at inference; it is the one sweepable value flow BC has besides lr.
@@ -25,12 +24,8 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(actor_bc_flow=nets['actor_bc_flow'].init(rng, observations, actions, t)['params'])
-    return st.create_state(config, params, target_names=(), dynamic_keys=DYNAMIC_KEYS, **dims)
+    return st.init_state(networks, [rng], example_batch, config, dict(actor_bc_flow=st.FLOW),
+                         target_names=(), dynamic_keys=DYNAMIC_KEYS)
 
 
 def actor_loss(nets, params, batch, rng):
@@ -53,8 +48,8 @@ def sample_actions(state, observations, rng):
     nets = networks(state.config)
     noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
     noises = noises * state.hparams['temperature']  # x * 1.0 is exact: temperature 1 is the plain sampler
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_bc_flow', state.params, observations, x, t),
-                           noises, state.config.flow_steps)
+    return euler_samples(nets['actor_bc_flow'], state.params['actor_bc_flow'], observations, noises,
+                         state.config.flow_steps)
 
 
 def get_config():

@@ -50,8 +50,8 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl.errors import UserError
-from flowrl.flow import euler_integrate
-from flowrl.iql_losses import critic_loss_from_values, value_and_critic_losses
+from flowrl.flow import sample_flow
+from flowrl.losses import critic_loss_from_values, value_and_critic_losses
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'lambda', 'discount', 'tau', 'expectile')
@@ -83,20 +83,14 @@ def check_config(config):
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
     check_config(config)
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 3)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        actor_flow=nets['actor_flow'].init(rngs[1], observations, actions, t)['params'],
-    )
-    if 'value' in nets:
-        params['value'] = nets['value'].init(rngs[2], observations)['params']
+    inputs = dict(critic=st.STATE_ACTION, actor_flow=st.FLOW)
+    if config.critic == 'iql':
+        inputs['value'] = st.STATE
+    extra_params = {}
     if config.schedule == 'learned':
-        params['schedule'] = dict(logits=jnp.zeros(LEARNED_SCHEDULE_DEGREE, jnp.float32))
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+        extra_params['schedule'] = dict(logits=jnp.zeros(LEARNED_SCHEDULE_DEGREE, jnp.float32))
+    return st.init_state(networks, jax.random.split(rng, 3), example_batch, config, inputs,
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, extra_params=extra_params)
 
 
 def path_sigma(t, path):
@@ -148,10 +142,8 @@ def critic_loss(nets, params, target_params, hparams, config, batch, rng):
     if config.critic == 'iql':
         return value_and_critic_losses(apply, params, target_params, hparams, batch)
     next_obs = batch['next_observations']
-    frozen = jax.lax.stop_gradient(params)
-    noises = jax.random.normal(rng, batch['actions'].shape)
-    next_actions = euler_integrate(
-        lambda x, t: apply('actor_flow', frozen, next_obs, x, t), noises, config.flow_steps)
+    frozen = jax.lax.stop_gradient(params['actor_flow'])
+    next_actions = sample_flow(nets['actor_flow'], frozen, next_obs, rng, config.flow_steps)
     next_q = st.aggregate_q(apply('critic', target_params, next_obs, next_actions), config.q_agg)
     qs = apply('critic', params, batch['observations'], batch['actions'])
     return critic_loss_from_values(qs, next_q, batch['rewards'], batch['masks'], hparams['discount'])
@@ -181,12 +173,7 @@ def actor_loss(nets, params, hparams, config, batch, rng):
                   'actor/endpoint_shift': end_kappa * jnp.sqrt(jnp.mean(shift ** 2))}
 
 
-def total_loss(params, state, batch, rng):
-    nets = networks(state.config)
-    critic_rng, actor_rng = jax.random.split(rng)
-    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
-    a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, actor_rng)
-    return c_loss + a_loss, {**c_info, **a_info}
+total_loss = st.critic_and_actor_loss(networks, critic_loss, actor_loss)
 
 
 def update(state, batch, rng):
@@ -196,10 +183,8 @@ def update(state, batch, rng):
 
 def sample_actions(state, observations, rng):
     """K-step Euler sampling of the flow from N(0, I), no guidance, clipped to the action box."""
-    nets = networks(state.config)
-    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', state.params, observations, x, t),
-                           noises, state.config.flow_steps)
+    net = networks(state.config)['actor_flow']
+    return sample_flow(net, state.params['actor_flow'], observations, rng, state.config.flow_steps)
 
 
 def get_config():

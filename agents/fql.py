@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.flow import euler_samples, flow_matching_loss
+from flowrl.losses import td_loss
 from flowrl.networks import ConditionedPolicy, Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha', 'discount', 'tau')
@@ -27,17 +28,9 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 3)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        actor_bc_flow=nets['actor_bc_flow'].init(rngs[1], observations, actions, t)['params'],
-        actor_onestep_flow=nets['actor_onestep_flow'].init(rngs[2], observations, actions)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+    inputs = dict(critic=st.STATE_ACTION, actor_bc_flow=st.FLOW, actor_onestep_flow=st.STATE_ACTION)
+    return st.init_state(networks, jax.random.split(rng, 3), example_batch, config, inputs,
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
 
 
 def one_step_actions(nets, params, observations, noises):
@@ -51,11 +44,8 @@ def critic_loss(nets, params, target_params, hparams, config, batch, rng):
     noises = jax.random.normal(rng, batch['actions'].shape)
     next_actions = jnp.clip(one_step_actions(nets, jax.lax.stop_gradient(params), next_obs, noises), -1, 1)
     next_q = st.aggregate_q(_apply(nets, 'critic', target_params, next_obs, next_actions), config.q_agg)
-    target = batch['rewards'] + hparams['discount'] * batch['masks'] * next_q
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
-                  'critic/q_min': qs.min()}
+    return td_loss(qs, batch['rewards'] + hparams['discount'] * batch['masks'] * next_q)
 
 
 def bc_flow_loss(nets, params, batch, rng):
@@ -67,9 +57,8 @@ def bc_flow_loss(nets, params, batch, rng):
 
 def distillation_loss(nets, params, config, observations, noises):
     """mean (mu_omega(s, z) - Euler_K(v_theta)(s, z))^2; the flow is a fixed target (moves mu only)."""
-    frozen = jax.lax.stop_gradient(params)
-    flow_actions = euler_integrate(
-        lambda x, t: _apply(nets, 'actor_bc_flow', frozen, observations, x, t), noises, config.flow_steps)
+    frozen = jax.lax.stop_gradient(params['actor_bc_flow'])
+    flow_actions = euler_samples(nets['actor_bc_flow'], frozen, observations, noises, config.flow_steps)
     onestep = one_step_actions(nets, params, observations, noises)
     return jnp.mean((onestep - flow_actions) ** 2), onestep
 
@@ -98,12 +87,7 @@ def actor_loss(nets, params, hparams, config, batch, rng):
                   'actor/mse_to_data': jnp.mean((jnp.clip(onestep, -1, 1) - batch['actions']) ** 2)}
 
 
-def total_loss(params, state, batch, rng):
-    nets = networks(state.config)
-    critic_rng, actor_rng = jax.random.split(rng)
-    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
-    a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, actor_rng)
-    return c_loss + a_loss, {**c_info, **a_info}
+total_loss = st.critic_and_actor_loss(networks, critic_loss, actor_loss)
 
 
 def update(state, batch, rng):

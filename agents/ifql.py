@@ -1,7 +1,7 @@
 """IFQL: IQL's value and critic with a BC flow policy, acting by rejection over flow samples
 (the FQL paper's flow counterpart of IDQL, Hansen-Estruch et al. 2023).
 
-Training is IQL's expectile value and TD critic (flowrl/iql_losses.py) plus plain flow
+Training is IQL's expectile value and TD critic (flowrl/losses.py) plus plain flow
 matching for the velocity field; nothing couples the flow to the critic during training.
 Acting draws `num_samples` Euler samples of the flow per observation and returns the one with
 the largest min(Q1, Q2) of the online critics. Math: docs/ALGORITHMS.md, "Baselines".
@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl import iql_losses
-from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl import losses
+from flowrl.flow import flow_matching_loss, sample_flow
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'expectile', 'discount', 'tau')
@@ -30,24 +30,16 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 3)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        value=nets['value'].init(rngs[1], observations)['params'],
-        actor_bc_flow=nets['actor_bc_flow'].init(rngs[2], observations, actions, t)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+    inputs = dict(critic=st.STATE_ACTION, value=st.STATE, actor_bc_flow=st.FLOW)
+    return st.init_state(networks, jax.random.split(rng, 3), example_batch, config, inputs,
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
 
 
 def total_loss(params, state, batch, rng):
     """IQL value + critic losses (move V and Q) + flow matching (moves v_theta)."""
     nets = networks(state.config)
     apply = lambda name, p, *inputs: _apply(nets, name, p, *inputs)
-    vc_loss, vc_info = iql_losses.value_and_critic_losses(apply, params, state.target_params, state.hparams, batch)
+    vc_loss, vc_info = losses.value_and_critic_losses(apply, params, state.target_params, state.hparams, batch)
     observations = batch['observations']
     bc_flow_loss = flow_matching_loss(lambda x, t: apply('actor_bc_flow', params, observations, x, t),
                                       batch['actions'], rng)
@@ -61,12 +53,9 @@ def update(state, batch, rng):
 
 def candidate_actions(state, observations, rng):
     """`num_samples` clipped Euler samples of the BC flow per observation: [N, ..., action_dim]."""
-    nets = networks(state.config)
-    num = state.config.num_samples
-    repeated = jnp.broadcast_to(observations, (num,) + observations.shape)
-    noises = jax.random.normal(rng, repeated.shape[:-1] + (state.config.action_dim,))
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_bc_flow', state.params, repeated, x, t),
-                           noises, state.config.flow_steps)
+    repeated = jnp.broadcast_to(observations, (state.config.num_samples,) + observations.shape)
+    net = networks(state.config)['actor_bc_flow']
+    return sample_flow(net, state.params['actor_bc_flow'], repeated, rng, state.config.flow_steps)
 
 
 def sample_actions(state, observations, rng):

@@ -4,7 +4,7 @@ Expectile value V(s), twin critics regressed onto r + discount * mask * V(s'), a
 actor with a constant (or state-independent learned) std, extracted by advantage-weighted
 regression (`actor_loss='awr'`: weights exp(alpha (Q - V)) capped at 100) or by DDPG+BC
 (`'ddpgbc'`: -Q / mean|Q| - alpha log pi). Acting uses the Gaussian mean, clipped.
-Math: docs/ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/iql_losses.py.
+Math: docs/ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/losses.py.
 """
 
 import flax.linen as nn
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl import iql_losses
+from flowrl import losses
 from flowrl.distributions import LOG_STD_RANGE, gaussian_log_prob
 from flowrl.errors import UserError
 from flowrl.networks import MLP, Ensemble, apply_named as _apply
@@ -53,16 +53,9 @@ def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
     if config.actor_loss not in ('awr', 'ddpgbc'):
         raise UserError(f"actor_loss must be 'awr' or 'ddpgbc', got {config.actor_loss!r}.")
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 3)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        value=nets['value'].init(rngs[1], observations)['params'],
-        actor=nets['actor'].init(rngs[2], observations)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+    inputs = dict(critic=st.STATE_ACTION, value=st.STATE, actor=st.STATE)
+    return st.init_state(networks, jax.random.split(rng, 3), example_batch, config, inputs,
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
 
 
 def awr_objective(log_prob, q, v, alpha):
@@ -99,7 +92,7 @@ def actor_loss(nets, params, hparams, config, batch, rng):
 def total_loss(params, state, batch, rng):
     nets = networks(state.config)
     apply = lambda name, p, *inputs: _apply(nets, name, p, *inputs)
-    vc_loss, vc_info = iql_losses.value_and_critic_losses(apply, params, state.target_params, state.hparams, batch)
+    vc_loss, vc_info = losses.value_and_critic_losses(apply, params, state.target_params, state.hparams, batch)
     a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, rng)
     return vc_loss + a_loss, {**vc_info, **a_info}
 

@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.flow import euler_integrate, euler_samples, flow_matching_loss, sample_flow
+from flowrl.losses import td_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 # discount first: it is the value the shared contract test sweeps through `update`.
@@ -55,51 +56,37 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    critic_rng, flow_rng = jax.random.split(rng)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(critic_rng, observations, actions)['params'],
-        actor_bc_flow=nets['actor_bc_flow'].init(flow_rng, observations, actions, t)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+    return st.init_state(networks, jax.random.split(rng), example_batch, config,
+                         dict(critic=st.STATE_ACTION, actor_bc_flow=st.FLOW),
+                         target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
 
 
 def bc_flow_samples(nets, params, config, observations, noises):
     """Unguided Euler samples of the BC flow from `noises`, clipped (flow BC's sampler)."""
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t),
-                           noises, config.flow_steps)
+    return euler_samples(nets['actor_bc_flow'], params['actor_bc_flow'], observations, noises, config.flow_steps)
 
 
 def critic_loss(nets, params, target_params, hparams, config, batch, rng):
     """TD loss of both critics; the next action is an unguided flow sample at s' (moves Q only)."""
     next_obs = batch['next_observations']
-    noises = jax.random.normal(rng, batch['actions'].shape)
-    next_actions = bc_flow_samples(nets, jax.lax.stop_gradient(params), config, next_obs, noises)
+    frozen = jax.lax.stop_gradient(params['actor_bc_flow'])
+    next_actions = sample_flow(nets['actor_bc_flow'], frozen, next_obs, rng, config.flow_steps)
     next_q = st.aggregate_q(_apply(nets, 'critic', target_params, next_obs, next_actions), config.q_agg)
-    target = batch['rewards'] + hparams['discount'] * batch['masks'] * next_q
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
-                  'critic/q_min': qs.min()}
+    return td_loss(qs, batch['rewards'] + hparams['discount'] * batch['masks'] * next_q)
 
 
-def actor_loss(nets, params, batch, rng):
-    """Plain flow matching on the dataset actions (moves v_theta only; no Q term)."""
+def actor_loss(nets, params, hparams, config, batch, rng):
+    """Plain flow matching on the dataset actions (moves v_theta only; no Q term; `hparams` and
+    `config` are unused, the signature is st.critic_and_actor_loss's)."""
+    del hparams, config
     observations = batch['observations']
     loss = flow_matching_loss(lambda x, t: _apply(nets, 'actor_bc_flow', params, observations, x, t),
                               batch['actions'], rng)
     return loss, {'actor/bc_flow_loss': loss}
 
 
-def total_loss(params, state, batch, rng):
-    nets = networks(state.config)
-    critic_rng, actor_rng = jax.random.split(rng)
-    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
-    a_loss, a_info = actor_loss(nets, params, batch, actor_rng)
-    return c_loss + a_loss, {**c_info, **a_info}
+total_loss = st.critic_and_actor_loss(networks, critic_loss, actor_loss)
 
 
 def update(state, batch, rng):

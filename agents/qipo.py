@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import euler_integrate, flow_matching_errors
+from flowrl.flow import flow_matching_errors, sample_flow
+from flowrl.losses import td_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'beta', 'discount', 'tau', 'critic_beta')
@@ -48,17 +49,10 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state; the policy snapshot (in `extras`) starts as a copy of the flow."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    rngs = jax.random.split(rng, 2)
-    t = jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)
-    params = dict(
-        critic=nets['critic'].init(rngs[0], observations, actions)['params'],
-        actor_flow=nets['actor_flow'].init(rngs[1], observations, actions, t)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS,
-                           extras=dict(snapshot=params['actor_flow']), **dims)
+    state = st.init_state(networks, jax.random.split(rng, 2), example_batch, config,
+                          dict(critic=st.STATE_ACTION, actor_flow=st.FLOW),
+                          target_names=('critic',), dynamic_keys=DYNAMIC_KEYS)
+    return state.replace(extras=dict(snapshot=state.params['actor_flow']))
 
 
 def _tree_where(condition, on_true, on_false):
@@ -101,10 +95,8 @@ def support_weights(q, temperature, normalize):
 
 def draw_support_actions(nets, flow_params, observations, num: int, config, rng):
     """`num` clipped Euler samples per state from the flow `flow_params`, no gradient: [B, num, A]."""
-    frozen = jax.lax.stop_gradient(dict(actor_flow=flow_params))
     obs = jnp.repeat(observations[:, None], num, axis=1)
-    noises = jax.random.normal(rng, obs.shape[:-1] + (config.action_dim,))
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', frozen, obs, x, t), noises, config.flow_steps)
+    return sample_flow(nets['actor_flow'], jax.lax.stop_gradient(flow_params), obs, rng, config.flow_steps)
 
 
 def critic_loss(nets, params, target_params, hparams, config, batch, next_actions):
@@ -113,11 +105,9 @@ def critic_loss(nets, params, target_params, hparams, config, batch, next_action
     next_q = jnp.min(_apply(nets, 'critic', target_params, next_obs, next_actions), axis=0)  # [B, M]
     weights = support_weights(next_q, hparams['critic_beta'], config.normalize_q)
     next_v = jnp.sum(weights * next_q, axis=-1)
-    target = jax.lax.stop_gradient(batch['rewards'] + hparams['discount'] * batch['masks'] * next_v)
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - target) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(),
-                  'critic/q_min': qs.min(), 'critic/next_v': next_v.mean()}
+    loss, info = td_loss(qs, batch['rewards'] + hparams['discount'] * batch['masks'] * next_v)
+    return loss, {**info, 'critic/next_v': next_v.mean()}
 
 
 def bc_loss(nets, params, batch, rng):
@@ -222,10 +212,8 @@ def update(state, batch, rng):
 
 def sample_actions(state, observations, rng):
     """K-step Euler sampling of the flow from N(0, I), no guidance, clipped to the action box."""
-    nets = networks(state.config)
-    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
-    return euler_integrate(lambda x, t: _apply(nets, 'actor_flow', state.params, observations, x, t),
-                           noises, state.config.flow_steps)
+    net = networks(state.config)['actor_flow']
+    return sample_flow(net, state.params['actor_flow'], observations, rng, state.config.flow_steps)
 
 
 def get_config():

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from flowrl import agent_state as st
+from flowrl.losses import td_loss
 from flowrl.networks import ConditionedPolicy, Ensemble, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha_actor', 'alpha_critic', 'discount', 'tau', 'actor_noise', 'actor_noise_clip')
@@ -49,15 +50,9 @@ def networks(config):
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
-    nets = networks(st.static_config(config, (), **dims))
-    critic_rng, actor_rng = jax.random.split(rng)
-    params = dict(
-        critic=nets['critic'].init(critic_rng, observations, actions)['params'],
-        actor=nets['actor'].init(actor_rng, observations)['params'],
-    )
-    return st.create_state(config, params, target_names=('critic', 'actor'), dynamic_keys=DYNAMIC_KEYS, **dims)
+    return st.init_state(networks, jax.random.split(rng), example_batch, config,
+                         dict(critic=st.STATE_ACTION, actor=st.STATE),
+                         target_names=('critic', 'actor'), dynamic_keys=DYNAMIC_KEYS)
 
 
 def policy_actions(nets, params, observations):
@@ -90,8 +85,7 @@ def critic_loss(nets, params, target_params, hparams, batch, rng):
     target = critic_target(next_qs, next_actions, data_next_actions, batch['rewards'], batch['masks'],
                            hparams['discount'], hparams['alpha_critic'])
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(), 'critic/q_min': qs.min()}
+    return td_loss(qs, target)
 
 
 def actor_objective(q, actions, data_actions, alpha_actor):

@@ -29,6 +29,7 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl import distributions
+from flowrl.losses import td_loss
 from flowrl.networks import MLP, Ensemble, apply_named as _apply, xavier_uniform
 
 DYNAMIC_KEYS = ('lr', 'discount', 'tau', 'target_entropy')
@@ -72,19 +73,12 @@ def target_entropy(config, action_dim: int) -> float:
 
 def init(rng, example_batch, config):
     """Initial state for observations/actions shaped like `example_batch`; alpha starts at 1."""
-    observations, actions = example_batch['observations'], example_batch['actions']
-    dims = dict(action_dim=actions.shape[-1])
     # A fresh ConfigDict: a command-line value ('-3') may have typed the None default as an int.
-    resolved = target_entropy(config, dims['action_dim'])
+    resolved = target_entropy(config, example_batch['actions'].shape[-1])
     config = ml_collections.ConfigDict(dict(config.to_dict(), target_entropy=resolved))
-    nets = networks(st.static_config(config, (), **dims))
-    critic_rng, actor_rng = jax.random.split(rng)
-    params = dict(
-        critic=nets['critic'].init(critic_rng, observations, actions)['params'],
-        actor=nets['actor'].init(actor_rng, observations)['params'],
-        alpha=dict(log_alpha=jnp.zeros((), jnp.float32)),
-    )
-    return st.create_state(config, params, target_names=('critic',), dynamic_keys=DYNAMIC_KEYS, **dims)
+    return st.init_state(networks, jax.random.split(rng), example_batch, config,
+                         dict(critic=st.STATE_ACTION, actor=st.STATE), target_names=('critic',),
+                         dynamic_keys=DYNAMIC_KEYS, extra_params=dict(alpha=dict(log_alpha=jnp.zeros((), jnp.float32))))
 
 
 def policy_sample(nets, params, config, observations, rng):
@@ -114,8 +108,7 @@ def critic_loss(nets, params, target_params, hparams, config, batch, rng):
     target = critic_target(next_q, next_log_probs, batch['rewards'], batch['masks'], hparams['discount'],
                            temperature(frozen), config.backup_entropy)
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - jax.lax.stop_gradient(target)) ** 2)
-    return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(), 'critic/q_min': qs.min()}
+    return td_loss(qs, target)
 
 
 def temperature_loss(alpha, log_probs, target_entropy_value):
@@ -139,12 +132,7 @@ def actor_and_temperature_loss(nets, params, hparams, config, batch, rng):
         'actor/entropy': -log_probs.mean(), 'actor/std': jnp.exp(log_std).mean(), 'actor/q': q.mean()}
 
 
-def total_loss(params, state, batch, rng):
-    nets = networks(state.config)
-    critic_rng, actor_rng = jax.random.split(rng)
-    c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch, critic_rng)
-    a_loss, a_info = actor_and_temperature_loss(nets, params, state.hparams, state.config, batch, actor_rng)
-    return c_loss + a_loss, {**c_info, **a_info}
+total_loss = st.critic_and_actor_loss(networks, critic_loss, actor_and_temperature_loss)
 
 
 def update(state, batch, rng):

@@ -2,7 +2,15 @@
 environment family (the singletask name without '-singletask-...-v0', e.g. 'cube-double-play')
 or a family plus task ('cube-double-play-task3') to the config values the paper used there.
 A task key refines its family. Presets apply unless the user sets the key on the command
-line; `flowrl.presets` does the lookup.
+line; `flowrl.presets` does the lookup. An agent may also hold `ONLINE_PRESETS`, the values of
+offline-to-online runs (`--online_steps` > 0), which refine `PRESETS`.
+
+Values every agent shares are held once here, and an agent's table extends them
+(`PRESETS = with_shared({...})`):
+- discount 0.995 on the long-horizon environments (antmaze-giant, humanoidmaze, antsoccer): the
+  value the FQL paper uses there for every method (docs/ALGORITHMS.md, FQL table; 0.99 elsewhere).
+  For FlowQ and QIPO (published on D4RL only) it is a property of the task's horizon rather than
+  of the algorithm, set so that comparisons with FQL are like for like.
 
 Only published values are preset, each with its source beside it. Still unknown here (the
 agent's default applies; pass the value on the command line when you have it):
@@ -13,5 +21,16 @@ agent's default applies; pass the value on the command line when you have it):
 - QFQL `guidance` on antmaze-giant, humanoidmaze, cube-single and puzzle.
 - FlowQ `lambda` and QIPO `beta` and phase lengths: published on D4RL only, none for OGBench.
 Published values that do not apply to flowrl: the FQL README's pixel-based (visual-*, image
-encoder) and offline-to-online values, and its D4RL values.
+encoder) values, and its D4RL values.
 """
+
+LONG_HORIZON_FAMILIES = ('antmaze-giant-navigate', 'humanoidmaze-medium-navigate', 'humanoidmaze-large-navigate',
+                         'antsoccer-arena-navigate')
+
+# FQL paper: discount 0.995 on these environments, for every method.
+SHARED_PRESETS = {family: dict(discount=0.995) for family in LONG_HORIZON_FAMILIES}
+
+
+def with_shared(own: dict) -> dict:
+    """SHARED_PRESETS extended by an agent's `own` table (its values win, key by key)."""
+    return {key: {**SHARED_PRESETS.get(key, {}), **own.get(key, {})} for key in {**SHARED_PRESETS, **own}}

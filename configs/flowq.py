@@ -2,14 +2,10 @@
 
 FlowQ was published on D4RL only, so there are no OGBench values of `lambda` to copy; it keeps its
 default, which is scale-free (`normalize_grad`: lambda * kappa(1) is the RMS endpoint shift in
-action units), so one value transfers across reward scales. What is set here is the discount,
-a property of the task's horizon rather than of the algorithm: the values the FQL paper uses
-on the same environments (docs/ALGORITHMS.md, FQL table), so that comparisons with FQL are like for like.
+action units), so one value transfers across reward scales. What is set is the shared discount
+of the long-horizon environments (configs/__init__.py).
 """
 
-PRESETS = {
-    'antmaze-giant-navigate': dict(discount=0.995),  # long horizon (FQL: 0.995)
-    'humanoidmaze-medium-navigate': dict(discount=0.995),  # long horizon (FQL: 0.995)
-    'humanoidmaze-large-navigate': dict(discount=0.995),  # long horizon (FQL: 0.995)
-    'antsoccer-arena-navigate': dict(discount=0.995),  # long horizon (FQL: 0.995)
-}
+from configs import with_shared
+
+PRESETS = with_shared({})

@@ -1,20 +1,23 @@
 """FQL's per-environment hyperparameters (Park, Li & Levine 2025; the FQL README's commands for
 state-based OGBench; docs/ALGORITHMS.md). All five tasks of an environment share them; none is unknown.
+The discount 0.995 of the long-horizon environments is the shared one (configs/__init__.py).
 ONLINE_PRESETS holds the README's offline-to-online values (`--online_steps` > 0), which refine
 PRESETS. The README's pixel-based (visual-*) alphas do not apply to flowrl (no image encoder)."""
 
-PRESETS = {
+from configs import with_shared
+
+PRESETS = with_shared({
     'antmaze-large-navigate': dict(alpha=10.0, discount=0.99, q_agg='min'),
-    'antmaze-giant-navigate': dict(alpha=10.0, discount=0.995, q_agg='min'),
-    'humanoidmaze-medium-navigate': dict(alpha=30.0, discount=0.995),
-    'humanoidmaze-large-navigate': dict(alpha=30.0, discount=0.995),
-    'antsoccer-arena-navigate': dict(alpha=10.0, discount=0.995),
+    'antmaze-giant-navigate': dict(alpha=10.0, q_agg='min'),
+    'humanoidmaze-medium-navigate': dict(alpha=30.0),
+    'humanoidmaze-large-navigate': dict(alpha=30.0),
+    'antsoccer-arena-navigate': dict(alpha=10.0),
     'cube-single-play': dict(alpha=300.0),
     'cube-double-play': dict(alpha=300.0),
     'scene-play': dict(alpha=300.0),
     'puzzle-3x3-play': dict(alpha=1000.0),
     'puzzle-4x4-play': dict(alpha=1000.0),
-}
+})
 
 # The FQL README's offline-to-online commands (--online_steps=1000000).
 ONLINE_PRESETS = {

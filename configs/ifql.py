@@ -1,7 +1,6 @@
-"""IFQL's per-environment values in the FQL paper's comparison, where a source gives them.
+"""IFQL's per-environment values in the FQL paper's comparison, where a source gives them, beside
+the shared discount of the long-horizon environments (configs/__init__.py).
 
-- discount 0.995 on the long-horizon environments (antmaze-giant, humanoidmaze, antsoccer): the
-  value the FQL paper uses there for every method (docs/ALGORITHMS.md, FQL table; 0.99 elsewhere).
 - num_samples N: the QFQL paper's Table 2 ("taken from the original FQL paper") for the default
   tasks of antmaze-large (32), antsoccer-arena (64), cube-double (32), scene (32) and puzzle-3x3
   (32), applied to every task of the environment as the FQL paper does; humanoidmaze-medium 32
@@ -11,17 +10,15 @@ Still unknown here: N for antmaze-giant, humanoidmaze-large, cube-single and puz
 default 32 applies), and the paper's per-environment expectile, if it tuned one.
 """
 
-LONG_HORIZON = dict(discount=0.995)  # FQL paper: 0.995 on these environments, for every method
+from configs import with_shared
 
-PRESETS = {
+PRESETS = with_shared({
     'antmaze-large-navigate': dict(num_samples=32),  # QFQL paper, Table 2
-    'antmaze-giant-navigate': LONG_HORIZON,
     # FQL README: python main.py --env_name=humanoidmaze-medium-navigate-singletask-v0 --agent=agents/ifql.py
     #   --agent.discount=0.995 --agent.num_samples=32
-    'humanoidmaze-medium-navigate': dict(LONG_HORIZON, num_samples=32),
-    'humanoidmaze-large-navigate': LONG_HORIZON,
-    'antsoccer-arena-navigate': dict(LONG_HORIZON, num_samples=64),  # N: QFQL paper, Table 2
+    'humanoidmaze-medium-navigate': dict(num_samples=32),
+    'antsoccer-arena-navigate': dict(num_samples=64),  # QFQL paper, Table 2
     'cube-double-play': dict(num_samples=32),  # QFQL paper, Table 2
     'scene-play': dict(num_samples=32),  # QFQL paper, Table 2
     'puzzle-3x3-play': dict(num_samples=32),  # QFQL paper, Table 2
-}
+})

@@ -1,7 +1,6 @@
-"""IQL's per-environment values in the FQL paper's comparison, where a source gives them.
+"""IQL's per-environment values in the FQL paper's comparison, where a source gives them, beside
+the shared discount of the long-horizon environments (configs/__init__.py).
 
-- discount 0.995 on the long-horizon environments (antmaze-giant, humanoidmaze, antsoccer): the
-  value the FQL paper uses there for every method (docs/ALGORITHMS.md, FQL table; 0.99 elsewhere).
 - humanoidmaze-medium-navigate: alpha 10 from the FQL README's IQL command
   (`--agent.discount=0.995 --agent.alpha=10`).
 
@@ -10,13 +9,10 @@ appendix has them; we could not read it). The default alpha 10 applies there: pa
 value with --agent.alpha when you have it.
 """
 
-LONG_HORIZON = dict(discount=0.995)  # FQL paper: 0.995 on these environments, for every method
+from configs import with_shared
 
-PRESETS = {
-    'antmaze-giant-navigate': LONG_HORIZON,
+PRESETS = with_shared({
     # FQL README: python main.py --env_name=humanoidmaze-medium-navigate-singletask-v0 --agent=agents/iql.py
     #   --agent.discount=0.995 --agent.alpha=10
-    'humanoidmaze-medium-navigate': dict(LONG_HORIZON, alpha=10.0),
-    'humanoidmaze-large-navigate': LONG_HORIZON,
-    'antsoccer-arena-navigate': LONG_HORIZON,
-}
+    'humanoidmaze-medium-navigate': dict(alpha=10.0),
+})

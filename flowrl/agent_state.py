@@ -61,6 +61,32 @@ def create_state(config, params: dict, *, target_names: Iterable[str], dynamic_k
     )
 
 
+# Example inputs of each kind of network, by name: batch fields, and 'times' (t = 0, shape [..., 1]).
+STATE = ('observations',)  # V(s), a Gaussian or deterministic actor
+STATE_ACTION = ('observations', 'actions')  # Q(s, a), a one-step policy mu(s, z)
+FLOW = ('observations', 'actions', 'times')  # a velocity field v(s, x, t)
+
+
+def init_params(nets: dict, rngs, example_batch, inputs: dict) -> dict:
+    """Initial params of each network named in `inputs`, in that order, each with the next of
+    `rngs`, on the example inputs `inputs[name]` (field names, see FLOW)."""
+    actions = example_batch['actions']
+    examples = {**example_batch, 'times': jnp.zeros(actions.shape[:-1] + (1,), actions.dtype)}
+    return {name: nets[name].init(rng, *(examples[k] for k in fields))['params']
+            for (name, fields), rng in zip(inputs.items(), rngs)}
+
+
+def init_state(networks, rngs, example_batch, config, inputs: dict, *, target_names: Iterable[str],
+               dynamic_keys: Iterable[str], extra_params: dict | None = None) -> AgentState:
+    """The common `init`: builds `networks(static config)` for the example batch's action size,
+    initialises them (`init_params`), adds `extra_params` (params that are not networks), and
+    creates the state."""
+    dims = dict(action_dim=example_batch['actions'].shape[-1])
+    nets = networks(static_config(config, (), **dims))
+    params = {**init_params(nets, rngs, example_batch, inputs), **(extra_params or {})}
+    return create_state(config, params, target_names=target_names, dynamic_keys=dynamic_keys, **dims)
+
+
 def apply_gradients(state: AgentState, grads: dict) -> AgentState:
     """One optimizer step on all params (the learning rate is read from the optimizer state)."""
     tx = make_optimizer(0.0)  # the value here is ignored: inject_hyperparams reads opt_state
@@ -95,6 +121,23 @@ def aggregate_q(qs, how: str):
     if how == 'mean':
         return jnp.mean(qs, axis=0)
     raise UserError(f"q_agg must be 'mean' or 'min', got {how!r}.")
+
+
+def critic_and_actor_loss(networks, critic_loss, actor_loss):
+    """`total_loss(params, state, batch, rng)` of an agent made of one critic loss
+    `critic_loss(nets, params, target_params, hparams, config, batch, rng)` and one actor loss
+    `actor_loss(nets, params, hparams, config, batch, rng)`, each (loss, metrics), drawn on
+    independent halves of `rng`: their sum and merged metrics."""
+
+    def total_loss(params, state, batch, rng):
+        nets = networks(state.config)
+        critic_rng, actor_rng = jax.random.split(rng)
+        c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, state.config, batch,
+                                     critic_rng)
+        a_loss, a_info = actor_loss(nets, params, state.hparams, state.config, batch, actor_rng)
+        return c_loss + a_loss, {**c_info, **a_info}
+
+    return total_loss
 
 
 def gradient_step(state: AgentState, loss_fn, batch, rng):

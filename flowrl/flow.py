@@ -55,3 +55,16 @@ def euler_integrate(velocity: Field, x0, steps: int, clip: bool = True):
 
     x = jax.lax.fori_loop(0, steps, step, x0)
     return jnp.clip(x, -1.0, 1.0) if clip else x
+
+
+def euler_samples(net, params, observations, noises, steps: int):
+    """Clipped Euler samples of the velocity network `net` (v(s, x, t), with its `params`) at
+    `observations`, starting from `noises`: the flow sampler of flow BC, FQL, QFQL, FlowQ, QIPO
+    and IFQL."""
+    return euler_integrate(lambda x, t: net.apply({'params': params}, observations, x, t), noises, steps)
+
+
+def sample_flow(net, params, observations, rng, steps: int):
+    """`euler_samples` from fresh noise x0 ~ N(0, I) of shape [..., net.action_dim]."""
+    noises = jax.random.normal(rng, observations.shape[:-1] + (net.action_dim,))
+    return euler_samples(net, params, observations, noises, steps)

@@ -132,7 +132,7 @@ def _shared_policy(agent, execution='auto'):
 
 
 def use_fake_world(monkeypatch, validation: bool = False):
-    """Makes runs (flowrl.runner, flowrl.evaluate) train on `synthetic_batch` data (and, with
+    """Makes runs (flowrl.runner, flowrl.evaluate_run) train on `synthetic_batch` data (and, with
     `validation`, validate on another synthetic batch) and evaluate on FakeEnv, and share their
     compiled programs across runs, so a test can afford several."""
     dataset = {k: np.asarray(v) for k, v in synthetic_batch(batch_size=256).items()}
@@ -142,5 +142,5 @@ def use_fake_world(monkeypatch, validation: bool = False):
     monkeypatch.setattr('flowrl.runner.ChunkRunner', _shared_chunk_runner)
     monkeypatch.setattr('flowrl.runner.make_policy', _shared_policy)
     monkeypatch.setattr('flowrl.runner.OnlineProgram', _shared_online_program)
-    monkeypatch.setattr('flowrl.evaluate.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
-    monkeypatch.setattr('flowrl.evaluate.make_policy', _shared_policy)
+    monkeypatch.setattr('flowrl.evaluate_run.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
+    monkeypatch.setattr('flowrl.evaluate_run.make_policy', _shared_policy)

@@ -285,7 +285,7 @@ def test_command_lines_fail_in_one_sentence(tmp_path):
 
 def test_evaluate_on_a_corrupt_run_is_one_sentence(tmp_path):
     (tmp_path / 'flags.json').write_text('{"settings": ')
-    result = subprocess.run([sys.executable, '-m', 'flowrl.evaluate', f'--run_dir={tmp_path}'], cwd=REPO,
+    result = subprocess.run([sys.executable, '-m', 'flowrl.evaluate_run', f'--run_dir={tmp_path}'], cwd=REPO,
                             env=_env(), capture_output=True, text=True, timeout=300)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]

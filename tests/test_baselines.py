@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agents import flow_bc, ifql, iql, rebrac
-from flowrl import iql_losses
+from flowrl import losses
 from flowrl.flow import euler_integrate, flow_matching_loss
 from flowrl.testing import max_abs_diff, synthetic_batch, tiny_config
 
@@ -40,16 +40,16 @@ def _apply_fn(agent, state):
 # ---- hand-computed losses ----
 
 def test_expectile_loss_weights_positive_errors_by_the_expectile():
-    got = iql_losses.expectile_loss(jnp.array([2.0, -1.0, 0.0]), 0.9)
+    got = losses.expectile_loss(jnp.array([2.0, -1.0, 0.0]), 0.9)
     np.testing.assert_allclose(got, [0.9 * 4, 0.1 * 1, 0.0], rtol=1e-6)
 
 
 def test_iql_value_and_critic_losses_by_hand():
     # V = [0, 1] against min over the target critics [[1, 3], [2, 0]] = [1, 0]: errors +1, -1
-    loss, _ = iql_losses.value_loss_from_values(jnp.array([0.0, 1.0]), jnp.array([[1.0, 3.0], [2.0, 0.0]]), 0.9)
+    loss, _ = losses.value_loss_from_values(jnp.array([0.0, 1.0]), jnp.array([[1.0, 3.0], [2.0, 0.0]]), 0.9)
     np.testing.assert_allclose(loss, (0.9 + 0.1) / 2, rtol=1e-6)
     # targets r + 0.5 m V' = [1 + 0.5 * 2, -1] = [2, -1]; squared errors summed over critics [5, 2]
-    loss, _ = iql_losses.critic_loss_from_values(jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([2.0, 5.0]),
+    loss, _ = losses.critic_loss_from_values(jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([2.0, 5.0]),
                                                  jnp.array([1.0, -1.0]), jnp.array([1.0, 0.0]), 0.5)
     np.testing.assert_allclose(loss, 3.5, rtol=1e-6)
 
@@ -79,8 +79,8 @@ def test_rebrac_target_and_actor_objective_by_hand():
 def test_iql_losses_move_only_their_network():
     state = _state(iql)
     apply = _apply_fn(iql, state)
-    value = _jit_grad(lambda p: iql_losses.value_loss(apply, p, state.target_params, state.hparams, BATCH)[0])
-    critic = _jit_grad(lambda p: iql_losses.critic_loss(apply, p, state.hparams, BATCH)[0])
+    value = _jit_grad(lambda p: losses.value_loss(apply, p, state.target_params, state.hparams, BATCH)[0])
+    critic = _jit_grad(lambda p: losses.critic_loss(apply, p, state.hparams, BATCH)[0])
     assert _moved(value(state.params)) == dict(value=True, critic=False, actor=False)
     assert _moved(critic(state.params)) == dict(value=False, critic=True, actor=False)
     for actor_loss in ('awr', 'ddpgbc'):
@@ -104,8 +104,8 @@ def test_rebrac_losses_move_only_their_network():
 def test_ifql_losses_move_only_their_network():
     state = _state(ifql)
     apply = _apply_fn(ifql, state)
-    value = _jit_grad(lambda p: iql_losses.value_loss(apply, p, state.target_params, state.hparams, BATCH)[0])
-    critic = _jit_grad(lambda p: iql_losses.critic_loss(apply, p, state.hparams, BATCH)[0])
+    value = _jit_grad(lambda p: losses.value_loss(apply, p, state.target_params, state.hparams, BATCH)[0])
+    critic = _jit_grad(lambda p: losses.critic_loss(apply, p, state.hparams, BATCH)[0])
     flow = _jit_grad(lambda p: flow_matching_loss(
         lambda x, t: apply('actor_bc_flow', p, BATCH['observations'], x, t), BATCH['actions'], jax.random.PRNGKey(0)))
     assert _moved(value(state.params)) == dict(value=True, critic=False, actor_bc_flow=False)
@@ -260,6 +260,24 @@ def test_published_values_are_preset(agent, env, values):
     from flowrl.envs import parse_env_name
     from flowrl.presets import presets_for
     assert presets_for(agent, parse_env_name(env)) == values
+
+
+@pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo', 'sac'])
+def test_shared_long_horizon_discount_is_preset_for_every_agent(name):
+    from configs import LONG_HORIZON_FAMILIES
+    from flowrl.envs import EnvSpec
+    from flowrl.presets import presets_for
+    for family in LONG_HORIZON_FAMILIES:
+        assert presets_for(name, EnvSpec(family, None))['discount'] == 0.995, family
+    assert 'discount' not in presets_for(name, EnvSpec('cube-double-play', None))
+
+
+def test_an_agents_own_preset_refines_the_shared_table():
+    from configs import with_shared
+    table = with_shared({'antmaze-giant-navigate': dict(discount=0.99, alpha=3.0), 'scene-play': dict(alpha=1.0)})
+    assert table['antmaze-giant-navigate'] == dict(discount=0.99, alpha=3.0)
+    assert table['humanoidmaze-large-navigate'] == dict(discount=0.995)
+    assert table['scene-play'] == dict(alpha=1.0)
 
 
 @pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo'])

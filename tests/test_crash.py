@@ -1,6 +1,6 @@
 """What a crash, an interruption or a diverging member must not cost: a run interrupted at any
 point resumes to exactly the uninterrupted results, a sweep survives one member's divergence,
-and `flowrl.evaluate` copes with a run that is still training. Tiny in-process runs
+and `flowrl.evaluate_run` copes with a run that is still training. Tiny in-process runs
 (`flowrl.testing.use_fake_world`)."""
 
 import json
@@ -149,7 +149,7 @@ def test_a_single_member_that_diverges_stops_the_run_naming_the_checkpoint_that_
 
 
 def test_evaluate_reads_again_when_the_trainer_deletes_the_checkpoint_being_read(straight, tmp_path, monkeypatch):
-    from flowrl import evaluate
+    from flowrl import evaluate_run
 
     run_dir = str(tmp_path / 'run')
     shutil.copytree(straight[0], run_dir)
@@ -166,14 +166,14 @@ def test_evaluate_reads_again_when_the_trainer_deletes_the_checkpoint_being_read
     monkeypatch.setattr(checkpoints, 'read_part', trainer_moves_on_while_reading)
     monkeypatch.setattr(checkpoints.time, 'sleep', QUIET)
     messages = []
-    *_, step = evaluate.restore_run(run_dir, log=messages.append)
+    *_, step = evaluate_run.restore_run(run_dir, log=messages.append)
     assert (lines, step) == ([8, 12], 12)
     assert any('reading again' in m for m in messages)
 
 
 def test_evaluate_names_the_available_steps_for_a_missing_one(straight, monkeypatch):
-    from flowrl import evaluate
+    from flowrl import evaluate_run
 
     monkeypatch.setattr(checkpoints.time, 'sleep', QUIET)
     with pytest.raises(UserError, match=r'has no checkpoint 5; available: 4, 8\.'):
-        evaluate.restore_run(straight[0], step=5, log=QUIET)
+        evaluate_run.restore_run(straight[0], step=5, log=QUIET)

@@ -102,7 +102,7 @@ def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run,
 def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run):
     run_dir, _ = trained_run
     result = run_cli([f'--run_dir={run_dir}', '--agent.alpha=1,30', '--eval_episodes=1', '--eval_workers=2'],
-                     module='flowrl.evaluate')
+                     module='flowrl.evaluate_run')
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(os.path.join(run_dir, 'evaluate_alpha_step200.csv'))
     assert sorted((int(r['seed']), float(r['alpha'])) for r in rows) == [(0, 1.0), (0, 30.0), (1, 1.0), (1, 30.0)]

@@ -110,7 +110,7 @@ def test_each_loss_moves_only_its_network():
     nets = qfql.networks(state.config)
     critic_grads = jax.jit(jax.grad(lambda p: qfql.critic_loss(nets, p, state.target_params, state.hparams, state.config,
                                                        batch, jax.random.PRNGKey(0))[0]))(state.params)
-    actor_grads = jax.jit(jax.grad(lambda p: qfql.actor_loss(nets, p, batch, jax.random.PRNGKey(0))[0]))(state.params)
+    actor_grads = jax.jit(jax.grad(lambda p: qfql.actor_loss(nets, p, state.hparams, state.config, batch, jax.random.PRNGKey(0))[0]))(state.params)
     norm = lambda tree: float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(tree)))
     assert norm(critic_grads['critic']) > 0 and norm(critic_grads['actor_bc_flow']) == 0
     assert norm(actor_grads['actor_bc_flow']) > 0 and norm(actor_grads['critic']) == 0
@@ -252,12 +252,12 @@ def test_action_diagnostics_report_the_raw_gradient_norms(monkeypatch):
 
 
 def test_guidance_is_swept_on_a_trained_checkpoint_with_its_gradient_norms(tmp_path, monkeypatch):
-    """flowrl.evaluate's library path (its CLI: tests/test_main.py) on a trained QFQL run: one row
+    """flowrl.evaluate_run's library path (its CLI: tests/test_main.py) on a trained QFQL run: one row
     per (seed, guidance), and QFQL's action_diagnostics hook reports grad_a Q norms beside success."""
     import csv
     import os
 
-    from flowrl.evaluate import evaluate_values
+    from flowrl.evaluate_run import evaluate_values
     from flowrl.runner import Run
     from flowrl.testing import tiny_run_settings, use_fake_world
 

@@ -1,6 +1,6 @@
 """Evaluate a saved run at several values of its dynamic hyperparameters, without retraining.
 
-    python -m flowrl.evaluate --run_dir=exp/Debug/qfql_cube-double-play_sd000_... --agent.guidance=0.3,1,3
+    python -m flowrl.evaluate_run --run_dir=exp/Debug/qfql_cube-double-play_sd000_... --agent.guidance=0.3,1,3
 
 Every (member of the run) x (value) pair is evaluated in one vmapped program on one batch of
 environments. Prints a table and writes it to RUN_DIR/evaluate_<key>_step<N>.csv.
