@@ -10,6 +10,7 @@ import jax
 import ml_collections
 
 from flowrl import agent_state as st
+from flowrl.encoders import batch_shape, with_encoders
 from flowrl.flow import euler_samples, flow_matching_loss
 from flowrl.networks import VelocityField, apply_named as _apply
 
@@ -17,6 +18,7 @@ from flowrl.networks import VelocityField, apply_named as _apply
 DYNAMIC_KEYS = ('lr', 'temperature')
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     return dict(actor_bc_flow=VelocityField(config.actor_hidden_dims, config.action_dim, config.actor_layer_norm))
@@ -46,7 +48,7 @@ def update(state, batch, rng):
 def sample_actions(state, observations, rng):
     """Euler integration of the BC flow from x0 ~ N(0, temperature^2 I), clipped to [-1, 1]."""
     nets = networks(state.config)
-    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
+    noises = jax.random.normal(rng, batch_shape(state.config, observations) + (state.config.action_dim,))
     noises = noises * state.hparams['temperature']  # x * 1.0 is exact: temperature 1 is the plain sampler
     return euler_samples(nets['actor_bc_flow'], state.params['actor_bc_flow'], observations, noises,
                          state.config.flow_steps)
@@ -55,6 +57,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='flow_bc',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.

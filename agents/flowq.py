@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
+from flowrl.encoders import with_encoders
 from flowrl.errors import UserError
 from flowrl.flow import sample_flow
 from flowrl.losses import critic_loss_from_values, value_and_critic_losses
@@ -63,6 +64,7 @@ SQRT_PATH_MAX_TIME = 1.0 - 1e-3  # bounds |sigma_t'| <= 16 on the 'sqrt' path.
 GRAD_NORM_EPS = 1e-6
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     nets = dict(
@@ -190,6 +192,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     config = ml_collections.ConfigDict(dict(
         agent_name='flowq',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity field MLP.

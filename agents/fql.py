@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
+from flowrl.encoders import batch_shape, with_encoders
 from flowrl.flow import euler_samples, flow_matching_loss
 from flowrl.losses import td_loss
 from flowrl.networks import ConditionedPolicy, Ensemble, VelocityField, apply_named as _apply
@@ -17,6 +18,7 @@ from flowrl.networks import ConditionedPolicy, Ensemble, VelocityField, apply_na
 DYNAMIC_KEYS = ('lr', 'alpha', 'discount', 'tau')
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     return dict(
@@ -98,13 +100,14 @@ def update(state, batch, rng):
 def sample_actions(state, observations, rng):
     """One forward pass of the one-step policy, clipped to the action box."""
     nets = networks(state.config)
-    noises = jax.random.normal(rng, observations.shape[:-1] + (state.config.action_dim,))
+    noises = jax.random.normal(rng, batch_shape(state.config, observations) + (state.config.action_dim,))
     return jnp.clip(one_step_actions(nets, state.params, observations, noises), -1, 1)
 
 
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='fql',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # BC flow and one-step policy MLPs.

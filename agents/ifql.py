@@ -13,12 +13,14 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl import losses
-from flowrl.flow import flow_matching_loss, sample_flow
+from flowrl.encoders import apply_head, repeated_features, with_encoders
+from flowrl.flow import euler_from_features, flow_matching_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'expectile', 'discount', 'tau')
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     return dict(
@@ -53,16 +55,18 @@ def update(state, batch, rng):
 
 def candidate_actions(state, observations, rng):
     """`num_samples` clipped Euler samples of the BC flow per observation: [N, ..., action_dim]."""
-    repeated = jnp.broadcast_to(observations, (state.config.num_samples,) + observations.shape)
-    net = networks(state.config)['actor_bc_flow']
-    return sample_flow(net, state.params['actor_bc_flow'], repeated, rng, state.config.flow_steps)
+    net, params = networks(state.config)['actor_bc_flow'], state.params['actor_bc_flow']
+    features = repeated_features(net, params, observations, state.config.num_samples)
+    noises = jax.random.normal(rng, features.shape[:-1] + (state.config.action_dim,))
+    return euler_from_features(net, params, features, noises, state.config.flow_steps)
 
 
 def sample_actions(state, observations, rng):
     """The candidate with the largest min(Q1, Q2) for each observation."""
     candidates = candidate_actions(state, observations, rng)
-    repeated = jnp.broadcast_to(observations, candidates.shape[:-1] + observations.shape[-1:])
-    q = jnp.min(_apply(networks(state.config), 'critic', state.params, repeated, candidates), axis=0)
+    critic, params = networks(state.config)['critic'], state.params['critic']
+    features = repeated_features(critic, params, observations, state.config.num_samples)
+    q = jnp.min(apply_head(critic, params, features, candidates), axis=0)
     best = jnp.argmax(q, axis=0)  # [...]: one index per observation
     return jnp.take_along_axis(candidates, best[None, ..., None], axis=0)[0]
 
@@ -70,6 +74,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='ifql',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.

@@ -15,6 +15,7 @@ import ml_collections
 from flowrl import agent_state as st
 from flowrl import losses
 from flowrl.distributions import LOG_STD_RANGE, gaussian_log_prob
+from flowrl.encoders import with_encoders
 from flowrl.errors import UserError
 from flowrl.networks import MLP, Ensemble, apply_named as _apply
 
@@ -40,6 +41,7 @@ class GaussianActor(nn.Module):
         return mean, jnp.broadcast_to(log_std, mean.shape)
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     return dict(
@@ -119,6 +121,7 @@ def explore_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='iql',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Actor MLP.

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
+from flowrl.encoders import apply_head, batch_shape, encode, with_encoders
 from flowrl.flow import euler_integrate, euler_samples, flow_matching_loss, sample_flow
 from flowrl.losses import td_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
@@ -46,6 +47,7 @@ from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 DYNAMIC_KEYS = ('lr', 'discount', 'tau', 'guidance', 'guidance_anneal', 'grad_clip')
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     return dict(
@@ -117,11 +119,15 @@ def clip_per_sample(grads, max_norm):
 def guidance_terms(nets, params, hparams, config, observations):
     """(x, t) -> (v_theta(s, x, t), raw grad_x mean_k Q_k(s, x), beta_k): the parts of a guided step."""
 
+    # Each network encodes the observations once for all Euler steps (an identity without an encoder).
+    critic_features = encode(nets['critic'], params['critic'], observations)
+    flow_features = encode(nets['actor_bc_flow'], params['actor_bc_flow'], observations)
+
     def q_sum(x):  # rows are independent, so the gradient of the sum is each row's own gradient
-        return jnp.sum(jnp.mean(_apply(nets, 'critic', params, observations, x), axis=0))
+        return jnp.sum(jnp.mean(apply_head(nets['critic'], params['critic'], critic_features, x), axis=0))
 
     def terms(x, t):
-        v = _apply(nets, 'actor_bc_flow', params, observations, x, t)
+        v = apply_head(nets['actor_bc_flow'], params['actor_bc_flow'], flow_features, x, t)
         return v, jax.grad(q_sum)(x), guidance_weight(hparams, t, config.flow_steps)
 
     return terms
@@ -141,7 +147,7 @@ def guided_field(nets, params, hparams, config, observations):
 def sample_actions_with_info(state, observations, rng):
     """Guided Euler sampling; returns (actions, {'nonfinite': samples replaced by the guard})."""
     nets, config = networks(state.config), state.config
-    noises = jax.random.normal(rng, observations.shape[:-1] + (config.action_dim,))
+    noises = jax.random.normal(rng, batch_shape(config, observations) + (config.action_dim,))
     actions = euler_integrate(guided_field(nets, state.params, state.hparams, config, observations),
                               noises, config.flow_steps)
     bad = ~jnp.all(jnp.isfinite(actions), axis=-1, keepdims=True)
@@ -166,7 +172,7 @@ def action_diagnostics(state, observations, rng):
     norms, and the fraction of (sample, step) pairs whose gradient is not finite."""
     nets, config = networks(state.config), state.config
     terms = guidance_terms(nets, state.params, state.hparams, config, observations)
-    noises = jax.random.normal(rng, observations.shape[:-1] + (config.action_dim,))
+    noises = jax.random.normal(rng, batch_shape(config, observations) + (config.action_dim,))
     dt = 1.0 / config.flow_steps  # the Euler grid of flow.euler_integrate
 
     def step(x, k):
@@ -184,6 +190,7 @@ def action_diagnostics(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='qfql',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from flowrl import agent_state as st
-from flowrl.flow import flow_matching_errors, sample_flow
+from flowrl.encoders import apply_head, repeated_features, with_encoders
+from flowrl.flow import euler_from_features, flow_matching_errors, sample_flow
 from flowrl.losses import td_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
 
@@ -39,6 +40,7 @@ DYNAMIC_KEYS = ('lr', 'beta', 'discount', 'tau', 'critic_beta')
 Q_SCALE_EPS = 1e-6
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     return dict(
@@ -95,14 +97,17 @@ def support_weights(q, temperature, normalize):
 
 def draw_support_actions(nets, flow_params, observations, num: int, config, rng):
     """`num` clipped Euler samples per state from the flow `flow_params`, no gradient: [B, num, A]."""
-    obs = jnp.repeat(observations[:, None], num, axis=1)
-    return sample_flow(nets['actor_flow'], jax.lax.stop_gradient(flow_params), obs, rng, config.flow_steps)
+    flow, frozen = nets['actor_flow'], jax.lax.stop_gradient(flow_params)
+    features = repeated_features(flow, frozen, observations, num, axis=1)
+    noises = jax.random.normal(rng, features.shape[:-1] + (config.action_dim,))
+    return euler_from_features(flow, frozen, features, noises, config.flow_steps)
 
 
 def critic_loss(nets, params, target_params, hparams, config, batch, next_actions):
     """In-support softmax Q-learning: V(s') = softmax-weighted mean of min target Q over the support."""
-    next_obs = jnp.repeat(batch['next_observations'][:, None], next_actions.shape[1], axis=1)
-    next_q = jnp.min(_apply(nets, 'critic', target_params, next_obs, next_actions), axis=0)  # [B, M]
+    critic, target = nets['critic'], target_params['critic']
+    next_features = repeated_features(critic, target, batch['next_observations'], next_actions.shape[1], axis=1)
+    next_q = jnp.min(apply_head(critic, target, next_features, next_actions), axis=0)  # [B, M]
     weights = support_weights(next_q, hparams['critic_beta'], config.normalize_q)
     next_v = jnp.sum(weights * next_q, axis=-1)
     qs = _apply(nets, 'critic', params, batch['observations'], batch['actions'])
@@ -123,10 +128,13 @@ def policy_loss(nets, params, hparams, config, batch, snapshot_actions, rng):
     velocity field only (the critic is frozen and read without gradient)."""
     observations = batch['observations']
     support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)
-    obs = jnp.repeat(observations[:, None], support.shape[1], axis=1)
-    q = jnp.min(_apply(nets, 'critic', jax.lax.stop_gradient(params), obs, support), axis=0)  # [B, M + 1]
+    critic, frozen = nets['critic'], jax.lax.stop_gradient(params['critic'])
+    critic_features = repeated_features(critic, frozen, observations, support.shape[1], axis=1)
+    q = jnp.min(apply_head(critic, frozen, critic_features, support), axis=0)  # [B, M + 1]
     weights = support_weights(q, hparams['beta'], config.normalize_q)
-    errors = flow_matching_errors(lambda x, t: _apply(nets, 'actor_flow', params, obs, x, t), support, rng)
+    flow, flow_params = nets['actor_flow'], params['actor_flow']
+    flow_features = repeated_features(flow, flow_params, observations, support.shape[1], axis=1)
+    errors = flow_matching_errors(lambda x, t: apply_head(flow, flow_params, flow_features, x, t), support, rng)
     loss = jnp.mean(jnp.sum(weights * errors, axis=-1))
     return loss, {'actor/loss': loss, 'actor/bc_loss': jnp.mean(errors[:, 0]),
                   'actor/data_weight': jnp.mean(weights[:, 0]),
@@ -219,6 +227,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='qipo',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity field MLP.

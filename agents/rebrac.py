@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from flowrl import agent_state as st
+from flowrl.encoders import with_encoders
 from flowrl.losses import td_loss
 from flowrl.networks import ConditionedPolicy, Ensemble, apply_named as _apply
 
@@ -39,6 +40,7 @@ def prepare_dataset(dataset: dict) -> dict:
     return {**dataset, 'next_actions': np.where(ends[:, None], actions, shifted)}
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     return dict(
@@ -149,6 +151,7 @@ def explore_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='rebrac',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Actor MLP.

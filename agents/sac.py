@@ -29,6 +29,7 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl import distributions
+from flowrl.encoders import with_encoders
 from flowrl.losses import td_loss
 from flowrl.networks import MLP, Ensemble, apply_named as _apply, xavier_uniform
 
@@ -55,6 +56,7 @@ class GaussianActor(nn.Module):
         return mean, jnp.clip(log_std, *distributions.LOG_STD_RANGE)
 
 
+@with_encoders
 def networks(config):
     """The agent's network definitions (static: built from the static config)."""
     return dict(
@@ -156,6 +158,7 @@ def explore_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='sac',
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate of critic, actor and temperature (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Actor MLP trunk.

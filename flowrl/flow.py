@@ -9,6 +9,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from flowrl.encoders import apply_head, encode, without_encoder
+
 # velocity(x, t) -> dx/dt, with x of shape (..., action_dim) and t of shape (..., 1).
 Field = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -60,11 +62,23 @@ def euler_integrate(velocity: Field, x0, steps: int, clip: bool = True):
 def euler_samples(net, params, observations, noises, steps: int):
     """Clipped Euler samples of the velocity network `net` (v(s, x, t), with its `params`) at
     `observations`, starting from `noises`: the flow sampler of flow BC, FQL, QFQL, FlowQ, QIPO
-    and IFQL."""
-    return euler_integrate(lambda x, t: net.apply({'params': params}, observations, x, t), noises, steps)
+    and IFQL. An image encoder runs once, not once per Euler step."""
+    return euler_from_features(net, params, encode(net, params, observations), noises, steps)
+
+
+def euler_from_features(net, params, features, noises, steps: int):
+    """`euler_samples` from the observations' features (`flowrl.encoders.encode`), so that a
+    caller that repeats an observation (several samples per state) can encode it once."""
+    return euler_integrate(lambda x, t: apply_head(net, params, features, x, t), noises, steps)
 
 
 def sample_flow(net, params, observations, rng, steps: int):
-    """`euler_samples` from fresh noise x0 ~ N(0, I) of shape [..., net.action_dim]."""
-    noises = jax.random.normal(rng, observations.shape[:-1] + (net.action_dim,))
-    return euler_samples(net, params, observations, noises, steps)
+    """`euler_samples` from fresh noise x0 ~ N(0, I) of shape [batch..., net's action_dim]."""
+    features = encode(net, params, observations)
+    noises = jax.random.normal(rng, features.shape[:-1] + (action_dim(net),))
+    return euler_from_features(net, params, features, noises, steps)
+
+
+def action_dim(net) -> int:
+    """The action size of a velocity network, with or without an image encoder."""
+    return without_encoder(net).action_dim

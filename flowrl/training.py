@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from flowrl import pixels
 from flowrl.errors import UserError
 
 MEMBER_AXIS = 'members'
@@ -69,11 +70,15 @@ def over_members(fn, execution: str):
     return run
 
 
-def sample_batch(dataset: dict, rng, batch_size: int) -> dict:
-    """Uniformly sampled transitions (with replacement), gathered on the device."""
-    size = next(iter(dataset.values())).shape[0]
-    idx = jax.random.randint(rng, (batch_size,), 0, size)
-    return jax.tree.map(lambda x: x[idx], dataset)
+def sample_batch(dataset: dict, rng, batch_size: int, p_aug: float = 0.0) -> dict:
+    """Uniformly sampled transitions (with replacement), gathered on the device; image
+    observations are stacked from their frames and, with probability `p_aug` per batch,
+    randomly cropped (flowrl.pixels)."""
+    idx = jax.random.randint(rng, (batch_size,), 0, pixels.num_transitions(dataset))
+    batch = pixels.gather_transitions(dataset, idx)
+    if p_aug > 0:
+        batch = pixels.augment(batch, jax.random.fold_in(rng, pixels.AUGMENT_STREAM), p_aug)
+    return batch
 
 
 def metric_names(update, state, dataset, batch_size: int) -> list:
@@ -82,7 +87,7 @@ def metric_names(update, state, dataset, batch_size: int) -> list:
     return list(jax.eval_shape(update, state, sample_batch(dataset, rng, batch_size), rng)[1])
 
 
-def train_member(update, batch_size: int, num_updates, state, rng, dataset, alive=True, totals=None):
+def train_member(update, batch_size: int, num_updates, state, rng, dataset, alive=True, totals=None, p_aug=0.0):
     """`num_updates` calls of `update` on one member; returns (state, rng, totals, first_bad).
 
     `num_updates` may be a traced value: one compiled program serves every chunk length, so the
@@ -100,7 +105,7 @@ def train_member(update, batch_size: int, num_updates, state, rng, dataset, aliv
     def one_update(i, carry):
         state, rng, totals, first_bad = carry
         rng, batch_rng, update_rng = jax.random.split(rng, 3)
-        state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size), update_rng)
+        state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size, p_aug), update_rng)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
         first_bad = jnp.where((first_bad < 0) & ~finite, i, first_bad)
         totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
@@ -116,7 +121,7 @@ def train_member(update, batch_size: int, num_updates, state, rng, dataset, aliv
     return state, rng, new_totals, first_bad  # the totals show which metrics turned non-finite
 
 
-def make_validation_metrics(batch_size: int, execution: str = 'auto'):
+def make_validation_metrics(batch_size: int, execution: str = 'auto', p_aug: float = 0.0):
     """jit((update, states, dataset, keys [members]) -> the metrics `update` reports on a batch of
     `dataset` drawn with each member's key, per member; the updated states are dropped)."""
     execution = resolve_member_execution(execution)
@@ -125,7 +130,7 @@ def make_validation_metrics(batch_size: int, execution: str = 'auto'):
     def metrics(update, states, dataset, keys):
         def one(state, key):
             batch_key, update_key = jax.random.split(key)
-            return update(state, sample_batch(dataset, batch_key, batch_size), update_key)[1]
+            return update(state, sample_batch(dataset, batch_key, batch_size, p_aug), update_key)[1]
 
         return over_members(one, execution)(states, keys)
 
@@ -160,8 +165,8 @@ class ChunkRunner:
     chunks of updates for all members: jit(shard_map over devices(members run as `execution`
     says(loop over updates))))."""
 
-    def __init__(self, agent, batch_size: int, execution: str = 'auto', config=None):
-        self.agent, self.batch_size = agent, batch_size
+    def __init__(self, agent, batch_size: int, execution: str = 'auto', config=None, p_aug: float = 0.0):
+        self.agent, self.batch_size, self.p_aug = agent, batch_size, p_aug
         self.execution = resolve_member_execution(execution)
         self.phases = update_phases(agent, config) if config is not None else [(0, agent.update)]
         self._compiled, self._metric_names = {}, {}
@@ -171,7 +176,8 @@ class ChunkRunner:
         key = (num_members, update)
         if key not in self._compiled:
             def local(states, rngs, totals, alive, dataset, num_updates):
-                one = lambda s, r, t, a: train_member(update, self.batch_size, num_updates, s, r, dataset, a, t)
+                one = lambda s, r, t, a: train_member(update, self.batch_size, num_updates, s, r, dataset, a, t,
+                                                      self.p_aug)
                 return over_members(one, self.execution)(states, rngs, totals, alive)
 
             members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()

@@ -37,6 +37,7 @@ from flowrl.errors import UserError
 # The FQL paper clips dataset actions just inside the action bounds.
 ACTION_CLIP = 1.0 - 1e-5
 TRANSITION_KEYS = ("observations", "actions", "rewards", "masks", "terminals", "next_observations")
+FRAME_TRANSITION_KEYS = ("actions", "rewards", "masks", "terminals")  # visual: observations are frames
 
 
 class Datasets(NamedTuple):
@@ -54,6 +55,7 @@ def load_singletask_data(
     generate: bool = True,
     workers: int | None = None,
     seed: int = 0,
+    frame_stack: int = 1,
     log=print,
 ) -> Datasets:
     """env_name is a full OGBench singletask name, e.g. 'cube-double-play-singletask-task2-v0'.
@@ -61,7 +63,9 @@ def load_singletask_data(
     Resolves (explicit path -> dataset_dir official name -> ogbench download if network ->
     local generation), verifies integrity, relabels with OGBench's own relabelling, clips
     actions to +-(1 - 1e-5) and returns float32 numpy arrays (the training loop moves them to
-    the device). `seed` and `workers` only matter when the dataset has to be generated.
+    the device). A visual dataset's images stay uint8 frames with `frame_stack` frames per
+    observation (flowrl.pixels). `seed` and `workers` only matter when the dataset has to be
+    generated.
     """
     dataset_name = dataset_name_for_env(env_name)
     env_id = singletask_env_id(env_name)
@@ -77,7 +81,7 @@ def load_singletask_data(
         log=log,
     )
     val_file = files.val_path_for(train_file)
-    train, val = relabel_files(env_id, train_file, val_file if val_file.exists() else None)
+    train, val = relabel_files(env_id, train_file, val_file if val_file.exists() else None, frame_stack)
     if val is None:
         log(f"No validation file {files.display_path(val_file)}; continuing without validation data.")
     return Datasets(train=train, val=val, source=source)
@@ -221,33 +225,59 @@ def _verified_explicit_file(path: Path, fields: tuple[str, ...]) -> tuple[Path, 
 # ----------------------------------------------------------------------------- loading
 
 
-def relabel_files(env_id: str, train_file: Path, val_file: Path | None):
-    """Load with OGBench's loader, relabel rewards/masks for the task, clip actions, float32."""
+def relabel_files(env_id: str, train_file: Path, val_file: Path | None, frame_stack: int = 1):
+    """Load, relabel rewards/masks for the task with OGBench's relabelling, clip actions, float32.
+    Image observations (visual-* datasets) stay uint8 frames, stacked by index (`load_frames`)."""
+    load = load_frames if is_visual(env_id) else load_states
+    env = gym_make(env_id)
+    try:
+        return tuple(None if path is None else load(env_id, env, path, frame_stack) for path in (train_file, val_file))
+    finally:
+        env.close()
+
+
+def is_visual(env_id: str) -> bool:
+    return env_id.startswith("visual-")
+
+
+def load_states(env_id: str, env, path: Path, frame_stack: int = 1) -> dict[str, np.ndarray]:
+    """OGBench's own loader and relabelling: the six transition arrays, float32."""
     from ogbench.relabel_utils import relabel_dataset
     from ogbench.utils import load_dataset
 
-    # Visual datasets keep uint8 images, as OGBench loads them (float32 would be 4x the memory).
-    ob_dtype = np.uint8 if "visual" in env_id else np.float32
-    env = gym_make(env_id)
-    try:
-        splits = []
-        for path in (train_file, val_file):
-            if path is None:
-                splits.append(None)
-                continue
-            dataset = load_dataset(str(path), ob_dtype=ob_dtype, compact_dataset=False, add_info=True)
-            relabel_dataset(env_id, env, dataset)
-            splits.append(to_transitions(dataset, ob_dtype))
-    finally:
-        env.close()
-    return splits[0], splits[1]
+    dataset = load_dataset(str(path), ob_dtype=np.float32, compact_dataset=False, add_info=True)
+    relabel_dataset(env_id, env, dataset)
+    return to_transitions(dataset)
 
 
-def to_transitions(dataset: dict[str, np.ndarray], ob_dtype=np.float32) -> dict[str, np.ndarray]:
-    """The six transition arrays: float32 (observations stay uint8 for visual datasets)."""
-    transitions = {}
-    for key in TRANSITION_KEYS:
-        dtype = ob_dtype if key in ("observations", "next_observations") else np.float32
-        transitions[key] = np.asarray(dataset[key], dtype=dtype)
+def load_frames(env_id: str, env, path: Path, frame_stack: int) -> dict[str, np.ndarray]:
+    """A visual dataset as frames and transitions (flowrl.pixels): the file's frames once, uint8,
+    instead of OGBench's observations and next_observations copies (2 x 12 GB for 1M steps).
+
+    The transitions are OGBench's (`load_dataset(compact_dataset=False)`): every row but an
+    episode's last is one, with the next row as its next observation, and rewards and masks from
+    `relabel_dataset` on the transitions' qpos/button_states; tests/test_pixels.py checks both
+    give the same arrays."""
+    from ogbench.relabel_utils import relabel_dataset
+
+    from flowrl import pixels
+
+    with np.load(path) as file:
+        frames = file["observations"]
+        terminals = file["terminals"].astype(np.float32)
+        rows = np.nonzero(terminals == 0)[0]  # rows with a next row in their episode
+        dataset = {key: file[key][rows] for key in ("actions", "qpos", "qvel", "button_states") if key in file.files}
+    dataset["terminals"] = terminals[rows + 1]  # 1 on an episode's last transition
+    relabel_dataset(env_id, env, dataset)
+    episode_ends = np.nonzero(terminals)[0]
+    episode_firsts = np.concatenate([[0], episode_ends[:-1] + 1])
+    first_rows = episode_firsts[np.searchsorted(episode_firsts, rows, side="right") - 1]
+    fields = to_transitions(dataset, keys=FRAME_TRANSITION_KEYS)
+    return pixels.frame_dataset(np.asarray(frames, np.uint8), rows, first_rows, frame_stack, **fields)
+
+
+def to_transitions(dataset: dict[str, np.ndarray], keys=TRANSITION_KEYS) -> dict[str, np.ndarray]:
+    """The transition arrays `keys`, float32, actions clipped."""
+    transitions = {key: np.asarray(dataset[key], dtype=np.float32) for key in keys}
     transitions["actions"] = np.clip(transitions["actions"], -ACTION_CLIP, ACTION_CLIP)
     return transitions
