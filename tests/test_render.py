@@ -8,7 +8,6 @@ here have 6-step episodes (flowrl.testing.short_manipulation_episodes) and are b
 from __future__ import annotations
 
 import shutil
-import socket
 
 import numpy as np
 import pytest
@@ -27,13 +26,8 @@ pytestmark = pytest.mark.xdist_group("test_render")
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv(files.NO_DOWNLOAD_ENV_VAR, "1")
-
-    def refuse_connection(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket, "create_connection", refuse_connection)
+def offline(no_network):
+    """No downloads, and fail loudly if anything tries to open a connection anyway (conftest.py)."""
 
 
 def _quiet(*args, **kwargs):

@@ -100,13 +100,13 @@ class RenderPlan:
         return self.frames / (self.approx_frames_per_sec * max(1, workers))
 
 
-def plan_rendering(visual_name: str, episodes: int | None = None, *, _steps_per_episode: int | None = None) -> RenderPlan:
+def plan_rendering(visual_name: str, episodes: int | None = None) -> RenderPlan:
     """The visual twin of `plan_generation(name without 'visual-', episodes)`, or a UserError that
-    says why this name cannot be rendered (`_steps_per_episode`: test-only, as there)."""
+    says why this name cannot be rendered."""
     spec = find_render_source(visual_name)
     if spec is None:
         require_spec(visual_name)  # raises the sentence that fits this name
-    return RenderPlan(visual_name, plan_generation(spec.name, episodes, _steps_per_episode=_steps_per_episode))
+    return RenderPlan(visual_name, plan_generation(spec.name, episodes))
 
 
 def describe_render_plan(plan: RenderPlan, workers: int, dataset_dir: str) -> str:
