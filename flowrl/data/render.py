@@ -192,16 +192,6 @@ def step_leaves_positions_behind(env) -> bool:
     return not np.allclose(current.xpos, data.xpos, rtol=0.0, atol=_LAG_TOLERANCE)
 
 
-def render_states(render_env_id: str, qpos, qvel, button_states=None, episode_starts=None) -> np.ndarray:
-    """`StateRenderer.render_rows` in a renderer of its own, e.g.
-    render_states('visual-cube-single-v0', data['qpos'], data['qvel'], episode_starts=...)."""
-    renderer = StateRenderer(render_env_id)
-    try:
-        return renderer.render_rows(qpos, qvel, button_states, episode_starts)
-    finally:
-        renderer.close()
-
-
 def _render_task(renderer: StateRenderer, task):
     split, start, qpos, qvel, button_states = task
     return split, start, renderer.render_rows(qpos, qvel, button_states)
