@@ -50,11 +50,13 @@ from flowrl.errors import UserError
 
 RENDER_VERSION = "1"
 
-# Frames per second of one rendering process (set_state + render at 64x64, MUJOCO_GL=egl through
-# Mesa on the 2-core CPU dev machine, mujoco 4.0.0), and compressed bytes per stored frame, from
-# benchmarks/render_throughput.py; used only for the announcement before rendering.
-_APPROX_FRAMES_PER_SEC = {"cube": 5.0, "scene": 5.0, "puzzle": 5.0}
-_APPROX_BYTES_PER_FRAME = {"cube": 3000.0, "scene": 3000.0, "puzzle": 3000.0}
+# Frames per second of one rendering worker while every core renders (set_state + render at 64x64,
+# MUJOCO_GL=egl through Mesa's llvmpipe on the 2-core CPU dev machine, mujoco 4.0.0): 1 / CPU-seconds
+# per frame (0.23, 0.23, 0.25), since llvmpipe spreads one render over more than one core (a lone
+# process reaches ~5.6 frames/s); and compressed bytes per stored row (frame ~1,600-2,200 + state
+# arrays). From benchmarks/render_throughput.py; used only for the announcement before rendering.
+_APPROX_FRAMES_PER_SEC = {"cube": 4.3, "scene": 4.4, "puzzle": 4.0}
+_APPROX_BYTES_PER_FRAME = {"cube": 2100.0, "scene": 1900.0, "puzzle": 2500.0}
 
 
 @dataclass(frozen=True)
