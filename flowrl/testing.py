@@ -144,3 +144,13 @@ def use_fake_world(monkeypatch, validation: bool = False):
     monkeypatch.setattr('flowrl.runner.OnlineProgram', _shared_online_program)
     monkeypatch.setattr('flowrl.evaluate_run.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
     monkeypatch.setattr('flowrl.evaluate_run.make_policy', _shared_policy)
+
+
+def short_manipulation_episodes(monkeypatch, steps: int = 6) -> None:
+    """Makes the manipulation datasets built in this process (with workers=1) have `steps`-step
+    episodes, so that a test builds a reduced visual dataset through the normal name resolution
+    from a few dozen rendered frames (about 0.2 s each on a CPU) instead of 1001 per episode, e.g.
+    `resolve_dataset_files('visual-cube-single-play-v0', dataset_episodes=1, workers=1, ...)`. The
+    files keep their normal names ('visual-cube-single-play-v0-ep1.npz'), so a later process (a
+    main.py run given the same --dataset_dir and --dataset_episodes) finds and uses them."""
+    monkeypatch.setattr('flowrl.data.protocol.MANIPULATION_STEPS', steps)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,14 +41,8 @@ pytestmark = pytest.mark.xdist_group('test_data_small_datasets')
 
 
 @pytest.fixture(autouse=True)
-def data_offline(monkeypatch):
-    """No downloads, and fail loudly if anything tries to open a connection anyway."""
-    monkeypatch.setenv(files.NO_DOWNLOAD_ENV_VAR, "1")
-
-    def refuse_connection(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket, "create_connection", refuse_connection)
+def data_offline(no_network):
+    """No downloads, and fail loudly if anything tries to open a connection anyway (conftest.py)."""
 
 
 def _quiet(*args, **kwargs):

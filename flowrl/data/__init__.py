@@ -6,6 +6,8 @@ Public API:
 - `generate_dataset(dataset_name, ...) -> str`: build '<dataset>.npz' + '-val.npz' (+ metadata
   JSON) with OGBench's own scripted oracles, following the published collection protocol.
 - `Datasets`: (train, val, source).
+- Visual datasets ('visual-cube-single-play-v0'): official files when present, otherwise the
+  state dataset rendered with OGBench's pixel camera (`render.py`; `loading.produce_dataset`).
 
 CLI: `python -m flowrl.data generate cube-double-play-v0 [--episodes N] [--workers W] ...`.
 Set FLOWRL_NO_DOWNLOAD=1 to skip the network entirely (tests do).

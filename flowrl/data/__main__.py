@@ -4,6 +4,10 @@
     python -m flowrl.data plan cube-double-play-v0 [--episodes N] [--workers W]
     python -m flowrl.data verify cube-double-play-v0 [--episodes N] [--dataset_dir D]
 
+A visual name ('visual-cube-single-play-v0') is rendered from its state dataset, which `generate`
+takes from the dataset directory or generates first (with --seed); --force replaces only the
+visual files.
+
 `--dataset_episodes` is accepted as a synonym of `--episodes` (the name main.py uses). A dataset
 may also be named by a single-task env name ('cube-double-play-singletask-task2-v0').
 User errors print one sentence and exit with status 1; bad arguments exit with status 2.
@@ -60,36 +64,59 @@ def _dataset_name(name: str) -> str:
 
 def run_generate(args) -> None:
     from flowrl.data import files
-    from flowrl.data.generate import build_dataset, default_workers, plan_generation
-
-    from flowrl.data.protocol import require_spec
+    from flowrl.data.generate import default_workers
+    from flowrl.data.loading import produce_dataset
 
     dataset_name = _dataset_name(args.dataset)
-    require_spec(dataset_name, args.dataset_dir)  # so the message names the directory given
-    plan = plan_generation(dataset_name, args.episodes)
+    plan = _plan(dataset_name, args.episodes, args.dataset_dir)
     train_file = files.train_path(args.dataset_dir, plan.file_stem)
     if train_file.exists() and not args.force:
         raise UserError(
             f"{files.display_path(train_file)} already exists; pass --force to replace it, or run "
-            f"`{files.cli_command('verify', plan.spec.name, args.episodes, args.dataset_dir)}` to check it."
+            f"`{files.cli_command('verify', dataset_name, args.episodes, args.dataset_dir)}` to check it."
         )
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, not {args.workers}; omit it to use all cores.")
-    build_dataset(plan, args.dataset_dir, args.workers or default_workers(), args.seed, print)
+    produce_dataset(dataset_name, dataset_dir=args.dataset_dir, dataset_episodes=args.episodes,
+                    workers=args.workers or default_workers(), seed=args.seed, log=print, download=False)
+
+
+def _plan(dataset_name: str, episodes: int | None, dataset_dir: str):
+    """The generation plan, or for a visual name the rendering plan; refuses names it cannot build."""
+    from flowrl.data.generate import plan_generation
+    from flowrl.data.protocol import can_produce, needs_rendering, require_spec
+    from flowrl.data.render import plan_rendering
+
+    if not can_produce(dataset_name):
+        require_spec(dataset_name, dataset_dir)  # raises, naming the directory given
+    if needs_rendering(dataset_name):
+        return plan_rendering(dataset_name, episodes)
+    return plan_generation(dataset_name, episodes)
 
 
 def run_plan(args) -> None:
-    from flowrl.data.generate import default_workers, describe_plan, plan_generation
+    from flowrl.data.generate import default_workers, describe_plan
+    from flowrl.data.render import RenderPlan, describe_render_plan
 
-    plan = plan_generation(_dataset_name(args.dataset), args.episodes)
+    plan = _plan(_dataset_name(args.dataset), args.episodes, args.dataset_dir)
     workers = args.workers or default_workers()
-    print(f"dataset            {plan.spec.name} ({plan.spec.dataset_type}, collected in {plan.spec.env_id})")
-    print(f"files              {plan.file_stem}.npz, {plan.file_stem}-val.npz")
-    print(f"episodes           {plan.train_episodes} train + {plan.val_episodes} val")
-    print(f"steps per episode  {plan.steps_per_episode}")
-    print(f"steps stored       {plan.train_steps:,} train + {plan.val_steps:,} val")
-    print(f"transitions        {plan.train_transitions:,} train + {plan.val_transitions:,} val (after loading)")
-    print(describe_plan(plan, workers, 0, args.dataset_dir))
+    state = plan.state if isinstance(plan, RenderPlan) else plan
+    if isinstance(plan, RenderPlan):
+        print(f"dataset            {plan.name} (the frames of {state.spec.name}, rendered in {plan.render_env_id})")
+        print(f"files              {plan.file_stem}.npz, {plan.file_stem}-val.npz")
+    else:
+        print(f"dataset            {state.spec.name} ({state.spec.dataset_type}, collected in {state.spec.env_id})")
+        print(f"files              {state.file_stem}.npz, {state.file_stem}-val.npz")
+    print(f"episodes           {state.train_episodes} train + {state.val_episodes} val")
+    print(f"steps per episode  {state.steps_per_episode}")
+    print(f"steps stored       {state.train_steps:,} train + {state.val_steps:,} val")
+    print(f"transitions        {state.train_transitions:,} train + {state.val_transitions:,} val (after loading)")
+    if isinstance(plan, RenderPlan):
+        print(f"If {state.file_stem} is not in the dataset directory, it is generated first: "
+              + describe_plan(state, workers, 0, args.dataset_dir))
+        print(describe_render_plan(plan, workers, args.dataset_dir))
+    else:
+        print(describe_plan(plan, workers, 0, args.dataset_dir))
 
 
 def run_verify(args) -> None:

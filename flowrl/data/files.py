@@ -50,6 +50,7 @@ _HASH_CHUNK = 1 << 22
 
 BASE_FIELDS = ("observations", "actions", "terminals")
 STATE_FIELDS = ("qpos", "qvel")
+BUTTON_FAMILIES = ("scene", "puzzle")
 
 
 # ----------------------------------------------------------------------------- names
@@ -95,6 +96,13 @@ def metadata_path_for(npz_file: str | os.PathLike) -> Path:
 def temporary_path_for(final_path: str | os.PathLike) -> Path:
     final_path = Path(final_path)
     return final_path.with_name(f"{final_path.name}.tmp-{os.getpid()}")
+
+
+def required_fields(dataset_name: str) -> tuple[str, ...]:
+    """Arrays a file must hold for OGBench's singletask relabelling of this dataset (state or visual)."""
+    family = dataset_name.removeprefix("visual-").split("-")[0]
+    buttons = ("button_states",) if family in BUTTON_FAMILIES else ()
+    return BASE_FIELDS + STATE_FIELDS + buttons
 
 
 # ----------------------------------------------------------------------------- writing
@@ -216,8 +224,12 @@ def corrupt_file_error(path: Path, reason: str, remedy: str) -> UserError:
     return UserError(f"Dataset file {display_path(path)} is truncated or corrupt ({reason}); {remedy}.")
 
 
-def verify_dataset_file(path: str | os.PathLike, required_fields: tuple[str, ...], remedy: str) -> VerifiedFile:
-    """Refuse a missing, truncated or corrupt dataset file with one sentence that names `remedy`."""
+def verify_dataset_file(path: str | os.PathLike, required_fields: tuple[str, ...], remedy: str,
+                        frame_shape: tuple[int, ...] | None = None) -> VerifiedFile:
+    """Refuse a missing, truncated or corrupt dataset file with one sentence that names `remedy`.
+
+    With `frame_shape` (a visual dataset) the observations must be uint8 images of that shape.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Dataset file {display_path(path)} does not exist; {remedy}.")
@@ -226,7 +238,7 @@ def verify_dataset_file(path: str | os.PathLike, required_fields: tuple[str, ...
         _verify_checksum(path, metadata, remedy)
     try:
         with zipfile.ZipFile(path) as archive:
-            shapes = _member_shapes(archive, path, required_fields, remedy)
+            headers = _member_headers(archive, path, required_fields, remedy)
             if metadata is None:
                 # No checksum to trust: read every member so the zip CRC-32 checks run.
                 bad_member = archive.testzip()
@@ -235,7 +247,9 @@ def verify_dataset_file(path: str | os.PathLike, required_fields: tuple[str, ...
             terminals = _read_member(archive, "terminals")
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as error:
         raise corrupt_file_error(path, f"{type(error).__name__}: {error}", remedy) from None
-    rows = _check_lengths(path, shapes, remedy)
+    rows = _check_lengths(path, {field: shape for field, (shape, _) in headers.items()}, remedy)
+    if frame_shape is not None:
+        _check_frames(path, *headers["observations"], frame_shape, remedy)
     episodes = _check_episode_ends(path, terminals, remedy)
     return VerifiedFile(path=path, rows=rows, episodes=episodes, metadata=metadata)
 
@@ -252,7 +266,7 @@ def _verify_checksum(path: Path, metadata: dict, remedy: str) -> None:
         )
 
 
-def _member_shapes(archive: zipfile.ZipFile, path: Path, required_fields, remedy) -> dict[str, tuple]:
+def _member_headers(archive: zipfile.ZipFile, path: Path, required_fields, remedy) -> dict[str, tuple]:
     names = set(archive.namelist())
     missing = [field for field in required_fields if f"{field}.npy" not in names]
     if missing:
@@ -260,23 +274,33 @@ def _member_shapes(archive: zipfile.ZipFile, path: Path, required_fields, remedy
             f"Dataset file {display_path(path)} lacks the arrays {', '.join(missing)} that OGBench's "
             f"single-task relabelling needs; {remedy}."
         )
-    shapes = {}
+    headers = {}
     for field in required_fields:
         with archive.open(f"{field}.npy") as handle:
-            shapes[field] = _npy_shape(handle)
-    return shapes
+            headers[field] = _npy_header(handle)
+    return headers
 
 
-def _npy_shape(handle) -> tuple:
-    """Shape from a .npy header alone, without decompressing the array."""
+def _npy_header(handle) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from a .npy header alone, without decompressing the array."""
     version = np.lib.format.read_magic(handle)
     header_readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     if version in header_readers:
-        shape, _, _ = header_readers[version](handle)
-        return shape
+        shape, _, dtype = header_readers[version](handle)
+        return shape, dtype
     # Rare newer header versions: fall back to reading the array.
     handle.seek(0)
-    return np.lib.format.read_array(handle, allow_pickle=False).shape
+    array = np.lib.format.read_array(handle, allow_pickle=False)
+    return array.shape, array.dtype
+
+
+def _check_frames(path: Path, shape: tuple, dtype: np.dtype, frame_shape: tuple, remedy: str) -> None:
+    if dtype != np.uint8 or tuple(shape[1:]) != tuple(frame_shape):
+        expected = "x".join(str(size) for size in frame_shape)
+        raise UserError(
+            f"Dataset file {display_path(path)} holds {dtype} observations of shape {tuple(shape[1:])}, not the "
+            f"{expected} uint8 frames of a visual dataset; {remedy}."
+        )
 
 
 def _read_member(archive: zipfile.ZipFile, field: str) -> np.ndarray:

@@ -111,8 +111,7 @@ def default_workers() -> int:
 
 def describe_plan(plan: GenerationPlan, workers: int, seed: int, dataset_dir: str) -> str:
     """The one-line announcement printed before generating: what, where, how big, how long."""
-    minutes = plan.approx_seconds(workers) / 60
-    duration = f"{minutes:.0f} min" if minutes >= 1 else f"{plan.approx_seconds(workers):.0f} s"
+    duration = format_duration(plan.approx_seconds(workers))
     return (
         f"Generating {plan.file_stem} locally with OGBench's scripted oracles: "
         f"{plan.train_episodes} + {plan.val_episodes} (val) episodes x {plan.steps_per_episode} steps = "
@@ -120,6 +119,12 @@ def describe_plan(plan: GenerationPlan, workers: int, seed: int, dataset_dir: st
         f"{files.display_path(os.path.expanduser(dataset_dir))}, expected to take about {duration} "
         f"on {workers} worker(s) (seed {seed})."
     )
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 # ----------------------------------------------------------------------------- one episode
@@ -188,16 +193,20 @@ class EpisodeCollector:
             raise RuntimeError(f"episode {index} has {len(terminals)} steps, expected exactly {self.steps}")
 
 
-# Worker processes keep their collector here between tasks.
-_WORKER_COLLECTOR: EpisodeCollector | None = None
+# Each worker process keeps its state (an episode collector, a renderer) here between tasks.
+_WORKER_STATE = None
 
 
-def _init_worker(dataset_name: str, steps_per_episode: int, parent_pid: int) -> None:
-    global _WORKER_COLLECTOR
+def _init_worker(make_state, make_args: tuple, parent_pid: int) -> None:
+    global _WORKER_STATE
     _die_with_parent(parent_pid)
     # Ctrl-C is handled once, by the parent, which then terminates the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_COLLECTOR = EpisodeCollector(require_spec(dataset_name), steps_per_episode)
+    _WORKER_STATE = make_state(*make_args)
+
+
+def _run_in_worker(work, task):
+    return work(_WORKER_STATE, task)
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -236,9 +245,8 @@ def _exit_when_orphaned(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _collect_in_worker(task: tuple[int, int]):
-    seed, index = task
-    return _WORKER_COLLECTOR.collect(seed, index)
+def _collect(collector: EpisodeCollector, task: tuple[int, int]):
+    return collector.collect(*task)
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -267,18 +275,15 @@ class _SplitBuffers:
         return {key: np.zeros((rows,) + values.shape[1:], dtype=values.dtype) for key, values in episode.items()}
 
 
-def _run_episodes(plan: GenerationPlan, seed: int, workers: int, on_episode) -> None:
-    """Collect every episode of `plan`, calling on_episode(index, arrays, redone) as each ends."""
-    tasks = [(seed, index) for index in range(plan.total_episodes)]
+def run_tasks(tasks: list, workers: int, make_state, make_args: tuple, work, on_result) -> None:
+    """Call on_result(work(state, task)) for every task, as each finishes, where `state` is built
+    once per worker process by make_state(*make_args); `make_state` and `work` must be module-level
+    functions (or classes), which spawned workers import by name. workers=1 runs in this process."""
     if workers == 1:
-        # In-process: avoids start-up cost, but must not disturb the caller's global RNG.
-        saved_state = np.random.get_state()
-        try:
-            collector = EpisodeCollector(plan.spec, plan.steps_per_episode)
-            for task in tasks:
-                on_episode(*collector.collect(*task))
-        finally:
-            np.random.set_state(saved_state)
+        # In-process: avoids start-up cost.
+        state = make_state(*make_args)
+        for task in tasks:
+            on_result(work(state, task))
         return
     # 'spawn' so that workers never inherit a forked JAX / MuJoCo state from the parent. An
     # executor (unlike multiprocessing.Pool) reports workers that die instead of respawning
@@ -287,12 +292,12 @@ def _run_episodes(plan: GenerationPlan, seed: int, workers: int, on_episode) -> 
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(plan.spec.name, plan.steps_per_episode, os.getpid()),
+        initargs=(make_state, make_args, os.getpid()),
     )
     try:
-        pending = [executor.submit(_collect_in_worker, task) for task in tasks]
+        pending = [executor.submit(_run_in_worker, work, task) for task in tasks]
         for future in concurrent.futures.as_completed(pending):
-            on_episode(*future.result())
+            on_result(future.result())
     except concurrent.futures.process.BrokenProcessPool:
         raise UserError(
             "A dataset worker process died; if you call flowrl from your own script, put its entry point under "
@@ -300,8 +305,20 @@ def _run_episodes(plan: GenerationPlan, seed: int, workers: int, on_episode) -> 
             "workers=1 to see the underlying error."
         ) from None
     finally:
-        # On Ctrl-C or an error: drop queued episodes; running ones end within one episode.
+        # On Ctrl-C or an error: drop queued tasks; running ones end within one task.
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_episodes(plan: GenerationPlan, seed: int, workers: int, on_episode) -> None:
+    """Collect every episode of `plan`, calling on_episode(index, arrays, redone) as each ends."""
+    tasks = [(seed, index) for index in range(plan.total_episodes)]
+    # The oracles draw from NumPy's global state: an in-process run must not disturb the caller's.
+    saved_state = np.random.get_state()
+    try:
+        run_tasks(tasks, workers, EpisodeCollector, (plan.spec, plan.steps_per_episode), _collect,
+                  lambda result: on_episode(*result))
+    finally:
+        np.random.set_state(saved_state)
 
 
 def _metadata(plan: GenerationPlan, split: str, seed: int, first_index: int, episodes: int, redone: int) -> dict:
@@ -309,9 +326,7 @@ def _metadata(plan: GenerationPlan, split: str, seed: int, first_index: int, epi
     return {
         "generator": "flowrl.data",
         "generator_version": GENERATOR_VERSION,
-        "ogbench_version": importlib.metadata.version("ogbench"),
-        "mujoco_version": importlib.metadata.version("mujoco"),
-        "numpy_version": np.__version__,
+        **software_metadata(),
         "dataset": plan.spec.name,
         "file_stem": plan.file_stem,
         "split": split,
@@ -326,6 +341,15 @@ def _metadata(plan: GenerationPlan, split: str, seed: int, first_index: int, epi
         "collection_env": plan.spec.env_id,
         "dataset_type": plan.spec.dataset_type,
         "p_random_action": plan.spec.p_random_action,
+    }
+
+
+def software_metadata() -> dict:
+    """Metadata every file flowrl writes carries: the versions that made it, what sha256 covers, when."""
+    return {
+        "ogbench_version": importlib.metadata.version("ogbench"),
+        "mujoco_version": importlib.metadata.version("mujoco"),
+        "numpy_version": np.__version__,
         "sha256_covers": "file bytes (deterministic zip, fixed timestamps)",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -345,6 +369,45 @@ def _write_splits(plan, buffers, redone, seed, train_file: Path, val_file: Path)
             files.stage_generated_npz(staged, path, buffers.arrays[split], metadata)
 
 
+# Without a terminal, a progress line at least this often, however slow the job: a full visual
+# dataset renders for hours, and a line per tenth of it would leave a log silent for hours.
+PROGRESS_LOG_INTERVAL_S = 600.0
+
+
+class Progress:
+    """A bar on a terminal; in a log file, one plain line per tenth of the episodes (and at least
+    every PROGRESS_LOG_INTERVAL_S) instead of a carriage-return redraw per episode."""
+
+    def __init__(self, label: str, total_episodes: int, total_units: int, unit: str, log):
+        self.label, self.total_episodes, self.unit, self.log = label, total_episodes, unit, log
+        self.interactive = sys.stderr.isatty()
+        self.bar = tqdm(total=total_units, unit=unit, unit_scale=True, desc=label, smoothing=0.05,
+                        disable=not self.interactive)
+        self.started = self.last_line = time.perf_counter()
+        self.finished = self.units = 0
+        self.elapsed = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.elapsed = time.perf_counter() - self.started
+        self.bar.close()
+
+    def episode_done(self, units: int) -> None:
+        self.finished += 1
+        self.units += units
+        self.bar.update(units)
+        self.bar.set_postfix_str(f"episodes {self.finished}/{self.total_episodes}", refresh=False)
+        now = time.perf_counter()
+        new_tenth = self.finished * 10 // self.total_episodes > (self.finished - 1) * 10 // self.total_episodes
+        if not self.interactive and (new_tenth or now - self.last_line >= PROGRESS_LOG_INTERVAL_S):
+            self.last_line = now
+            self.log(f"{self.label}: {self.finished}/{self.total_episodes} episodes "
+                     f"({100 * self.finished // self.total_episodes}%), "
+                     f"{self.units / max(now - self.started, 1e-9):,.0f} {self.unit}s/s")
+
+
 def build_dataset(plan: GenerationPlan, dataset_dir: str, workers: int, seed: int, log=print) -> Path:
     """Generate the files described by `plan`; returns the training file path."""
     if seed < 0:
@@ -357,29 +420,15 @@ def build_dataset(plan: GenerationPlan, dataset_dir: str, workers: int, seed: in
 
     buffers = _SplitBuffers(plan)
     redone = {"train": 0, "val": 0}
-    started = time.perf_counter()
-    # A bar on a terminal; in a log file, one plain line per tenth of the episodes instead of
-    # a carriage-return redraw per episode.
-    interactive = sys.stderr.isatty()
-    with tqdm(total=plan.total_steps, unit="step", unit_scale=True, desc=plan.file_stem, smoothing=0.05,
-              disable=not interactive) as bar:
-        finished, steps = 0, 0
+    with Progress(plan.file_stem, plan.total_episodes, plan.total_steps, "step", log) as progress:
 
         def on_episode(index: int, episode: dict[str, np.ndarray], attempts_redone: int) -> None:
-            nonlocal finished, steps
             buffers.store(index, episode)
             redone["train" if index < plan.train_episodes else "val"] += attempts_redone
-            finished += 1
-            steps += len(episode["terminals"])
-            bar.update(len(episode["terminals"]))
-            bar.set_postfix_str(f"episodes {finished}/{plan.total_episodes}", refresh=False)
-            if not interactive and finished * 10 // plan.total_episodes > (finished - 1) * 10 // plan.total_episodes:
-                seconds = time.perf_counter() - started
-                log(f"{plan.file_stem}: {finished}/{plan.total_episodes} episodes "
-                    f"({100 * finished // plan.total_episodes}%), {steps / max(seconds, 1e-9):,.0f} steps/s")
+            progress.episode_done(len(episode["terminals"]))
 
         _run_episodes(plan, seed, workers, on_episode)
-    elapsed = time.perf_counter() - started
+    elapsed = progress.elapsed
 
     _write_splits(plan, buffers, redone, seed, train_file, val_file)
     log(

@@ -23,14 +23,16 @@ import numpy as np
 from flowrl.data import files
 from flowrl.data.generate import build_dataset, default_workers, plan_generation
 from flowrl.data.protocol import (
+    VISUAL_FRAME_SHAPE,
+    can_produce,
     dataset_name_for_env,
-    find_spec,
-    needs_expert_policies,
+    needs_download,
     needs_rendering,
     reduced_dataset_name,
     require_spec,
     singletask_env_id,
 )
+from flowrl.data.render import plan_rendering, render_dataset
 from flowrl.envs import gym_make
 from flowrl.errors import UserError
 
@@ -113,22 +115,26 @@ def resolve_dataset_files(
     log=print,
     download: bool = True,
 ) -> tuple[Path, str]:
-    """Verified training file for `dataset_name` (generating it if allowed) and a source line."""
-    fields = required_fields(dataset_name)
+    """Verified training file for `dataset_name` (generating it if allowed) and a source line.
+
+    A visual dataset missing from `dataset_dir` (and not downloadable) is rendered from its state
+    dataset, which is itself resolved exactly as this function resolves the state name.
+    """
+    fields = files.required_fields(dataset_name)
+    frame_shape = VISUAL_FRAME_SHAPE if needs_rendering(dataset_name) else None
     if dataset_path is not None:
         if dataset_episodes is not None:
             log(f"--dataset_path is given, so --dataset_episodes={dataset_episodes} is ignored.")
-        return _verified_explicit_file(Path(dataset_path).expanduser(), fields)
+        return _verified_explicit_file(Path(dataset_path).expanduser(), fields, frame_shape)
 
     if dataset_episodes is not None:
         file_stem = reduced_dataset_name(dataset_name, dataset_episodes)
-        plan = plan_generation(dataset_name, dataset_episodes)
+        _state_plan(dataset_name, dataset_episodes)  # refuses a reduced dataset that cannot be built, first
     else:
         file_stem = dataset_name
-        plan = None
     train_file = files.train_path(dataset_dir, file_stem)
 
-    if not train_file.exists() and plan is None and download:
+    if not train_file.exists() and dataset_episodes is None and download:
         _download_or_explain(dataset_name, dataset_dir, log)
 
     if not train_file.exists():
@@ -137,30 +143,56 @@ def resolve_dataset_files(
                 f"Dataset {files.display_path(train_file)} is missing and generation is disabled; run "
                 f"`{files.cli_command('generate', dataset_name, dataset_episodes, dataset_dir)}` first."
             )
-        plan = plan or plan_generation(dataset_name)
-        reason = "reduced datasets are only generated locally" if plan.reduced else "it could not be downloaded"
+        reason = "it could not be downloaded" if dataset_episodes is None else "reduced datasets are only built locally"
         log(f"Dataset {files.display_path(train_file)} not found ({reason}).")
-        build_dataset(plan, dataset_dir, workers or default_workers(), seed, log)
+        produce_dataset(dataset_name, dataset_dir=dataset_dir, dataset_episodes=dataset_episodes, workers=workers,
+                        seed=seed, log=log, download=download)
 
-    return _verified_directory_files(train_file, fields, dataset_name, dataset_episodes)
+    return _verified_directory_files(train_file, fields, dataset_name, dataset_episodes, frame_shape)
+
+
+def produce_dataset(
+    dataset_name: str,
+    *,
+    dataset_dir: str,
+    dataset_episodes: int | None = None,
+    workers: int | None = None,
+    seed: int = 0,
+    log=print,
+    download: bool = True,
+) -> Path:
+    """Build `dataset_name` (full, or reduced to `dataset_episodes`) in `dataset_dir`, replacing files
+    of that name; returns the training file. A state dataset is generated with OGBench's oracles; a
+    visual one is rendered from its state dataset, resolved as loading the state name would (files
+    in `dataset_dir`, a download when `download`, or generation with `seed`)."""
+    workers = workers or default_workers()
+    if not needs_rendering(dataset_name):
+        return build_dataset(plan_generation(dataset_name, dataset_episodes), dataset_dir, workers, seed, log)
+    plan = plan_rendering(dataset_name, dataset_episodes)
+    state_file, source = resolve_dataset_files(
+        plan.state.spec.name, dataset_path=None, dataset_dir=dataset_dir, dataset_episodes=dataset_episodes,
+        generate=True, workers=workers, seed=seed, log=log, download=download,
+    )
+    log(f"Rendering the state dataset: {source}.")
+    return render_dataset(plan, state_file, dataset_dir, workers, log)
+
+
+def _state_plan(dataset_name: str, dataset_episodes: int | None):
+    """The generation plan of a dataset, or of the state dataset a visual one is rendered from."""
+    if needs_rendering(dataset_name):
+        return plan_rendering(dataset_name, dataset_episodes).state
+    return plan_generation(dataset_name, dataset_episodes)
 
 
 def _download_or_explain(dataset_name: str, dataset_dir: str, log) -> None:
-    """Try OGBench's server for a missing full dataset; fail now if it cannot be generated either."""
-    if find_spec(dataset_name) is not None:
+    """Try OGBench's server for a missing full dataset; fail now if it cannot be built here either."""
+    if can_produce(dataset_name):
         files.try_download_official(dataset_name, dataset_dir, log)
         return
-    if not (needs_expert_policies(dataset_name) or needs_rendering(dataset_name)):
+    if not needs_download(dataset_name):
         require_spec(dataset_name)  # unknown name: fails here, before any network access
     if not files.try_download_official(dataset_name, dataset_dir, log):
         require_spec(dataset_name, files.display_path(Path(dataset_dir).expanduser()))
-
-
-def required_fields(dataset_name: str) -> tuple[str, ...]:
-    """Arrays a file must hold for OGBench's singletask relabelling of this dataset."""
-    family = dataset_name.removeprefix("visual-").split("-")[0]
-    buttons = ("button_states",) if family in ("scene", "puzzle") else ()
-    return files.BASE_FIELDS + files.STATE_FIELDS + buttons
 
 
 def _regenerate_remedy(train_file: Path, dataset_name: str, dataset_episodes: int | None) -> str:
@@ -172,33 +204,40 @@ def _regenerate_remedy(train_file: Path, dataset_name: str, dataset_episodes: in
 
 
 def _verified_directory_files(
-    train_file: Path, fields: tuple[str, ...], dataset_name: str, dataset_episodes: int | None
+    train_file: Path, fields: tuple[str, ...], dataset_name: str, dataset_episodes: int | None,
+    frame_shape: tuple[int, ...] | None = None,
 ) -> tuple[Path, str]:
     generated = files.metadata_path_for(train_file).exists()
-    if generated or find_spec(dataset_name) is not None:
+    if generated or can_produce(dataset_name):
         remedy = _regenerate_remedy(train_file, dataset_name, dataset_episodes)
     else:
         remedy = f"download it again from {files.OFFICIAL_URL}/{train_file.name}"
     val_file = files.val_path_for(train_file)
     if not val_file.exists():
         raise UserError(f"Validation file {files.display_path(val_file)} is missing (incomplete dataset); {remedy}.")
-    train = files.verify_dataset_file(train_file, fields, remedy)
-    val = files.verify_dataset_file(val_file, fields, remedy)
+    train = files.verify_dataset_file(train_file, fields, remedy, frame_shape)
+    val = files.verify_dataset_file(val_file, fields, remedy, frame_shape)
     files.check_same_generation(train, val, remedy)
     if train.metadata is None:
         return train_file, f"official file: {files.display_path(train_file)} ({train.episodes} episodes)"
     _check_generated_matches_name(train, val, dataset_name, dataset_episodes, remedy)
+    return train_file, _generated_source(train)
+
+
+def _generated_source(train: files.VerifiedFile) -> str:
     meta = train.metadata
-    return train_file, (
-        f"generated locally: {files.display_path(train_file)} (seed {meta['seed']}, {meta['episodes']} episodes"
-        + (", reduced" if meta.get("reduced") else "")
-        + ")"
-    )
+    if meta.get("source_state_file") is None:
+        how = f"generated locally: {files.display_path(train.path)} (seed {meta['seed']}"
+    elif meta.get("source_state_generated"):
+        how = f"rendered locally: {files.display_path(train.path)} (from {meta['source_state_file']}, seed {meta['seed']}"
+    else:
+        how = f"rendered locally: {files.display_path(train.path)} (from the official {meta['source_state_file']}"
+    return how + f", {meta['episodes']} episodes" + (", reduced" if meta.get("reduced") else "") + ")"
 
 
 def _check_generated_matches_name(train, val, dataset_name: str, dataset_episodes: int | None, remedy: str) -> None:
     """A generated file must hold what its name promises (protocol size, or the reduced size)."""
-    expected = plan_generation(dataset_name, dataset_episodes)
+    expected = _state_plan(dataset_name, dataset_episodes)
     for verified, episodes in ((train, expected.train_episodes), (val, expected.val_episodes)):
         meta = verified.metadata
         if meta is None:
@@ -210,14 +249,14 @@ def _check_generated_matches_name(train, val, dataset_name: str, dataset_episode
             )
 
 
-def _verified_explicit_file(path: Path, fields: tuple[str, ...]) -> tuple[Path, str]:
+def _verified_explicit_file(path: Path, fields: tuple[str, ...], frame_shape: tuple[int, ...] | None) -> tuple[Path, str]:
     if path.suffix != ".npz":
         raise UserError(f"--dataset_path must name an OGBench '.npz' file, not {path}; pass e.g. ~/data/cube-double-play-v0.npz.")
     remedy = "pass a complete OGBench dataset file with --dataset_path"
-    verified = files.verify_dataset_file(path, fields, remedy)
+    verified = files.verify_dataset_file(path, fields, remedy, frame_shape)
     val_file = files.val_path_for(path)
     if val_file.exists():
-        files.check_same_generation(verified, files.verify_dataset_file(val_file, fields, remedy), remedy)
+        files.check_same_generation(verified, files.verify_dataset_file(val_file, fields, remedy, frame_shape), remedy)
     kind = "generated file" if verified.metadata else "explicit file"
     return path, f"{kind}: {files.display_path(path)} ({verified.episodes} episodes, from --dataset_path)"
 

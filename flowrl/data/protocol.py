@@ -161,8 +161,42 @@ def needs_expert_policies(dataset_name: str) -> bool:
     return dataset_name.split("-")[0] in EXPERT_POLICY_PREFIXES
 
 
+VISUAL_PREFIX = "visual-"
+# OGBench registers a pixel twin of these families' environments ('visual-cube-single-v0'), so their
+# visual datasets can be rendered from the state datasets (flowrl/data/render.py).
+RENDERABLE_FAMILIES = MANIPULATION_FAMILIES
+# OGBench registers its pixel environments at 64x64 (ogbench/manipspace/__init__.py: visual_dict).
+VISUAL_FRAME_SHAPE = (64, 64, 3)
+
+
 def needs_rendering(dataset_name: str) -> bool:
-    return dataset_name.startswith("visual-")
+    return dataset_name.startswith(VISUAL_PREFIX)
+
+
+def state_dataset_name(visual_name: str) -> str:
+    """'visual-cube-single-play-v0' -> 'cube-single-play-v0': the dataset whose states it shows."""
+    return visual_name.removeprefix(VISUAL_PREFIX)
+
+
+def find_render_source(dataset_name: str) -> DatasetSpec | None:
+    """For a visual dataset flowrl can render, the protocol of the state dataset it is rendered
+    from (same episodes, same seed); None for every other name."""
+    if not needs_rendering(dataset_name):
+        return None
+    spec = find_spec(state_dataset_name(dataset_name))
+    return spec if spec is not None and spec.family in RENDERABLE_FAMILIES else None
+
+
+def needs_download(dataset_name: str) -> bool:
+    """A dataset OGBench publishes that flowrl cannot build: collected with expert policies, or its
+    rendered twin."""
+    return needs_expert_policies(dataset_name) or (
+        needs_rendering(dataset_name) and needs_expert_policies(state_dataset_name(dataset_name)))
+
+
+def can_produce(dataset_name: str) -> bool:
+    """Whether flowrl builds this dataset locally (generated with the oracles, or rendered)."""
+    return find_spec(dataset_name) is not None or find_render_source(dataset_name) is not None
 
 
 def find_spec(dataset_name: str) -> DatasetSpec | None:
@@ -222,14 +256,16 @@ def require_spec(dataset_name: str, dataset_dir: str = "~/.ogbench/data") -> Dat
         return spec
     if needs_expert_policies(dataset_name):
         raise UserError(expert_policy_message(dataset_name, dataset_dir))
-    if needs_rendering(dataset_name):
+    if needs_download(dataset_name):
         raise UserError(
-            f"'{dataset_name}' holds rendered images, which local generation does not produce: download "
+            f"'{dataset_name}' holds rendered images of a dataset that cannot be generated here (only cube, scene "
+            f"and puzzle datasets are rendered locally): download "
             f"{dataset_name}.npz and {dataset_name}-val.npz from {OFFICIAL_URL}/ on a machine with internet "
             f"and place both in {dataset_dir} (or pass --dataset_path)."
         )
     raise UserError(
-        f"Unknown OGBench dataset '{dataset_name}'; use one of: {', '.join(generable_dataset_names())}."
+        f"Unknown OGBench dataset '{dataset_name}'; use one of: {', '.join(generable_dataset_names())}, or "
+        f"'{VISUAL_PREFIX}' followed by a cube, scene or puzzle one."
     )
 
 
