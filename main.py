@@ -22,24 +22,19 @@ FLAGS = flags.FLAGS
 SETTING_FLAGS = define_flags(flags, sys.argv[0] if __name__ == '__main__' else __name__)
 flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint; only '
                     + ', '.join(f'--{name}' for name in RESUME_CHANGES) + ' may be given with it.')
-# Flags of the official FQL command line that flowrl does not support (yet): refused unless left at their defaults.
+# A flag of the official FQL command line that flowrl does not support: refused unless left at its default.
 flags.DEFINE_integer('video_episodes', 0, 'Accepted for compatibility with the FQL command line; must be 0.')
-flags.DEFINE_float('p_aug', None, 'Image augmentation probability (pixel tasks; not supported yet).')
-flags.DEFINE_integer('frame_stack', None, 'Frames stacked per observation (pixel tasks; not supported yet).')
 
 
 def settings_from_flags(agent_overrides):
     if FLAGS.video_episodes:
         raise UserError('--video_episodes is not supported: flowrl records no videos; use --video_episodes=0.')
-    for name in ('p_aug', 'frame_stack'):
-        if FLAGS[name].value is not None:
-            raise UserError(f'--{name} applies to pixel-based tasks, which flowrl does not support yet; leave it out.')
     return settings_from_values({name: FLAGS[name].value for name in SETTING_FLAGS}, agent_overrides)
 
 
 def resume_changes(agent_overrides) -> dict:
     """The flags given with --resume: the run's own settings apply, so any other is refused."""
-    names = SETTING_FLAGS + ['video_episodes', 'p_aug', 'frame_stack']
+    names = SETTING_FLAGS + ['video_episodes']
     given = {name: FLAGS[name].value for name in names if FLAGS[name].present}
     return {**given, **{f'agent.{k}': v for k, v in agent_overrides.items()}}
 

@@ -20,15 +20,22 @@ agent's default applies; pass the value on the command line when you have it):
 - IFQL `num_samples` on antmaze-giant, humanoidmaze-large, cube-single and puzzle-4x4.
 - QFQL `guidance` on antmaze-giant, humanoidmaze, cube-single and puzzle.
 - FlowQ `lambda` and QIPO `beta` and phase lengths: published on D4RL only, none for OGBench.
-Published values that do not apply to flowrl: the FQL README's pixel-based (visual-*, image
-encoder) values, and its D4RL values.
+- encoder 'impala_small' on every pixel-based (visual-*) environment: the encoder of every
+  visual command in the FQL README, for every method (pixel observations need one). An agent
+  without a table of its own (flow BC) gets these shared values too.
+Published values that do not apply to flowrl: the FQL README's D4RL values.
 """
+
+from flowrl.envs import DATASET_FAMILIES
 
 LONG_HORIZON_FAMILIES = ('antmaze-giant-navigate', 'humanoidmaze-medium-navigate', 'humanoidmaze-large-navigate',
                          'antsoccer-arena-navigate')
+VISUAL_FAMILIES = tuple(family for family in DATASET_FAMILIES if family.startswith('visual-'))
 
-# FQL paper: discount 0.995 on these environments, for every method.
-SHARED_PRESETS = {family: dict(discount=0.995) for family in LONG_HORIZON_FAMILIES}
+SHARED_PRESETS = {
+    **{family: dict(discount=0.995) for family in LONG_HORIZON_FAMILIES},  # FQL paper, for every method
+    **{family: dict(encoder='impala_small') for family in VISUAL_FAMILIES},  # FQL README, visual commands
+}
 
 
 def with_shared(own: dict) -> dict:

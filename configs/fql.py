@@ -2,7 +2,8 @@
 state-based OGBench; docs/ALGORITHMS.md). All five tasks of an environment share them; none is unknown.
 The discount 0.995 of the long-horizon environments is the shared one (configs/__init__.py).
 ONLINE_PRESETS holds the README's offline-to-online values (`--online_steps` > 0), which refine
-PRESETS. The README's pixel-based (visual-*) alphas do not apply to flowrl (no image encoder)."""
+PRESETS. The pixel-based (visual-*) alphas are the README's visual commands (with the shared
+encoder 'impala_small'; the commands' --p_aug=0.5 --frame_stack=3 are run flags, not presets)."""
 
 from configs import with_shared
 
@@ -17,6 +18,11 @@ PRESETS = with_shared({
     'scene-play': dict(alpha=300.0),
     'puzzle-3x3-play': dict(alpha=1000.0),
     'puzzle-4x4-play': dict(alpha=1000.0),
+    'visual-cube-single-play': dict(alpha=300.0),
+    'visual-cube-double-play': dict(alpha=100.0),
+    'visual-scene-play': dict(alpha=100.0),
+    'visual-puzzle-3x3-play': dict(alpha=300.0),
+    'visual-puzzle-4x4-play': dict(alpha=300.0),
 })
 
 # The FQL README's offline-to-online commands (--online_steps=1000000).

@@ -21,4 +21,7 @@ PRESETS = with_shared({
     'cube-double-play': dict(num_samples=32),  # QFQL paper, Table 2
     'scene-play': dict(num_samples=32),  # QFQL paper, Table 2
     'puzzle-3x3-play': dict(num_samples=32),  # QFQL paper, Table 2
+    # FQL README: python main.py --env_name=visual-cube-single-play-singletask-task1-v0 --agent=agents/ifql.py
+    #   --agent.num_samples=32 --agent.encoder=impala_small --p_aug=0.5 --frame_stack=3
+    'visual-cube-single-play': dict(num_samples=32),
 })

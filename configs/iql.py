@@ -15,4 +15,7 @@ PRESETS = with_shared({
     # FQL README: python main.py --env_name=humanoidmaze-medium-navigate-singletask-v0 --agent=agents/iql.py
     #   --agent.discount=0.995 --agent.alpha=10
     'humanoidmaze-medium-navigate': dict(alpha=10.0),
+    # FQL README: python main.py --env_name=visual-cube-single-play-singletask-task1-v0 --agent=agents/iql.py
+    #   --agent.alpha=1 --agent.encoder=impala_small --p_aug=0.5 --frame_stack=3
+    'visual-cube-single-play': dict(alpha=1.0),
 })

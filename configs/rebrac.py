@@ -15,4 +15,7 @@ PRESETS = with_shared({
     # FQL README: python main.py --env_name=humanoidmaze-medium-navigate-singletask-v0 --agent=agents/rebrac.py
     #   --agent.discount=0.995 --agent.alpha_actor=0.01 --agent.alpha_critic=0.01
     'humanoidmaze-medium-navigate': dict(alpha_actor=0.01, alpha_critic=0.01),
+    # FQL README: python main.py --env_name=visual-cube-single-play-singletask-task1-v0 --agent=agents/rebrac.py
+    #   --agent.alpha_actor=1 --agent.alpha_critic=0 --agent.encoder=impala_small --p_aug=0.5 --frame_stack=3
+    'visual-cube-single-play': dict(alpha_actor=1.0, alpha_critic=0.0),
 })

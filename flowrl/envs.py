@@ -13,6 +13,7 @@ import re
 import warnings
 
 import gymnasium
+import numpy as np
 
 from flowrl.errors import UserError
 
@@ -135,14 +136,43 @@ def resolve_success_timing(spec: EnvSpec, requested: str | None) -> str:
     return requested
 
 
-def make_env(spec: EnvSpec, success_timing: str | None = None, **kwargs):
+def make_env(spec: EnvSpec, success_timing: str | None = None, frame_stack: int = 1, **kwargs):
     """One evaluation environment (gymnasium, with OGBench's own time limit); `success_timing`
-    ('pre' | 'post') overrides OGBench's default (None keeps it)."""
+    ('pre' | 'post') overrides OGBench's default (None keeps it); `frame_stack` > 1 stacks that
+    many observations (pixel tasks)."""
     import ogbench  # noqa: F401
 
     if success_timing is not None and success_timing != default_success_timing(spec):
         kwargs['success_timing'] = success_timing  # passed only when it changes something (ogbench 1.1 lacks it)
-    return gym_make(spec.env_id, **kwargs)
+    env = gym_make(spec.env_id, **kwargs)
+    return FrameStack(env, frame_stack) if frame_stack > 1 else env
+
+
+class FrameStack(gymnasium.Wrapper):
+    """The last `num_frames` observations concatenated on the last (channel) axis, oldest first;
+    a reset fills the stack with the first observation. This is how training batches stack a
+    dataset's frames (flowrl.pixels) and how the authors' code stacks them."""
+
+    def __init__(self, env, num_frames: int):
+        super().__init__(env)
+        self.num_frames, self.frames = num_frames, []
+        space = env.observation_space
+        self.observation_space = gymnasium.spaces.Box(
+            np.concatenate([space.low] * num_frames, axis=-1), np.concatenate([space.high] * num_frames, axis=-1),
+            dtype=space.dtype)
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        self.frames = [observation] * self.num_frames
+        return self._stacked(), info
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self.frames = self.frames[1:] + [observation]
+        return self._stacked(), reward, terminated, truncated, info
+
+    def _stacked(self):
+        return np.concatenate(self.frames, axis=-1)
 
 
 def gym_make(env_id: str, **kwargs):

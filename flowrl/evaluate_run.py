@@ -20,9 +20,9 @@ from absl import app, flags
 from flowrl import checkpoints, run_files
 from flowrl.agent_loading import load_agent
 from flowrl.config_overrides import parse_sweeps, split_agent_flags, sweep_grid
-from flowrl.envs import make_env, parse_env_name
+from flowrl.envs import parse_env_name
 from flowrl.errors import UserError
-from flowrl.evaluation import EvalEnvs, make_diagnostics, make_policy, run_episodes
+from flowrl.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes
 from flowrl.runner import env_factory, eval_workers, resolve_members, settings_from_run_dir
 from flowrl.training import init_members
 
@@ -33,10 +33,13 @@ flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the la
 flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
 flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).')
 
-def example_batch(spec):
-    env = make_env(spec)
-    obs_dim, action_dim = env.observation_space.shape[-1], env.action_space.shape[-1]
-    return dict(observations=np.zeros((2, obs_dim), np.float32), actions=np.zeros((2, action_dim), np.float32))
+def example_batch(new_env):
+    """Zero observations and actions shaped as the run's environments give them."""
+    env = new_env()
+    observations = np.zeros((2,) + env.observation_space.shape, env.observation_space.dtype)
+    actions = np.zeros((2, env.action_space.shape[-1]), np.float32)
+    env.close()
+    return dict(observations=observations.astype(observation_dtype(observations)), actions=actions)
 
 
 def restore_run(run_dir, step=None, log=print):
@@ -44,7 +47,7 @@ def restore_run(run_dir, step=None, log=print):
     settings = settings_from_run_dir(run_dir)
     agent, spec = load_agent(settings.agent), parse_env_name(settings.env_name)
     members = resolve_members(settings, agent, spec, log=lambda *_: None)
-    states, _ = init_members(agent, members.configs, members.seeds, example_batch(spec))
+    states, _ = init_members(agent, members.configs, members.seeds, example_batch(env_factory(settings, spec)))
     directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
     if not checkpoints.steps(directory):
         raise UserError(f'{run_dir} has no complete checkpoint to evaluate.')

@@ -159,12 +159,19 @@ def _start_pending(pool, slots: _Slots, pending, obs, first_obs, member_seeds, s
         seeds[env], selected[env] = episode_seed(member_seeds[member], step, episode), True
     first = pool.reset(seeds, selected)
     if obs is None:
-        obs = np.zeros(slots.occupied.shape + first.shape[1:], np.float32)
-        first_obs = np.zeros((obs.shape[0], slots.episodes) + first.shape[1:], np.float32)
+        dtype = observation_dtype(first)
+        obs = np.zeros(slots.occupied.shape + first.shape[1:], dtype)
+        first_obs = np.zeros((obs.shape[0], slots.episodes) + first.shape[1:], dtype)
     members, columns = slots.member[idle], slots.column[idle]
     obs[members, columns] = first[idle]
     first_obs[members, slots.episode[members, columns]] = first[idle]
     return obs, first_obs
+
+
+def observation_dtype(observations):
+    """uint8 for images (kept as the environment renders them: the encoder scales them), float32
+    for states."""
+    return np.uint8 if observations.dtype == np.uint8 else np.float32
 
 
 def _policy_actions(policy, states, obs, base_keys, slots: _Slots):

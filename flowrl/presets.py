@@ -12,9 +12,10 @@ def presets_for(agent_name: str, spec: EnvSpec, online: bool = False) -> dict:
     try:
         module = importlib.import_module(f'configs.{agent_name}')
     except ModuleNotFoundError:
-        return {}
+        module = importlib.import_module('configs')  # no table of its own: the values every agent shares
+    shared = getattr(module, 'SHARED_PRESETS', {})
     values = {}
-    for table in [getattr(module, 'PRESETS', {})] + ([getattr(module, 'ONLINE_PRESETS', {})] if online else []):
+    for table in [getattr(module, 'PRESETS', shared)] + ([getattr(module, 'ONLINE_PRESETS', {})] if online else []):
         values.update(table.get(spec.family, {}))
         if spec.task is not None:
             values.update(table.get(f'{spec.family}-task{spec.task}', {}))

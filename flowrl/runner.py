@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from flowrl import checkpoints, replay, run_files
+from flowrl import checkpoints, pixels, replay, run_files
 from flowrl.agent_loading import agent_name, load_agent
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
@@ -23,8 +23,8 @@ from flowrl.loggers import Loggers, parse_loggers
 from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.replay import online_capacity
-from flowrl.settings import (RESUME_CHANGES, Members, RunSettings, check_settings,  # noqa: F401 (re-exported)
-                             resolve_members)
+from flowrl.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
+                             check_observation_settings, check_settings, resolve_members)
 from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, member_shardings,
                              phase_at, resolve_member_execution)
 
@@ -38,7 +38,8 @@ def load_dataset(s: RunSettings, spec, log=print):
     from flowrl.data import load_singletask_data
 
     data = load_singletask_data(spec.name, dataset_path=s.dataset_path, dataset_dir=s.dataset_dir,
-                                dataset_episodes=s.dataset_episodes, workers=s.dataset_workers, log=log)
+                                dataset_episodes=s.dataset_episodes, workers=s.dataset_workers,
+                                frame_stack=s.frame_stack or 1, log=log)
     splits = [None if split is None else dict(split, rewards=reward_function(s)(split['rewards']))
               for split in (data.train, data.val)]
     validation = '' if splits[1] is None else f' (validation: {len(splits[1]["actions"]):,})'
@@ -59,7 +60,8 @@ def reward_function(s: RunSettings):
 
 def env_factory(s: RunSettings, spec):
     """A picklable () -> evaluation env with the run's success timing."""
-    return functools.partial(make_env, spec, success_timing=resolve_success_timing(spec, s.success_timing))
+    return functools.partial(make_env, spec, success_timing=resolve_success_timing(spec, s.success_timing),
+                             frame_stack=s.frame_stack or 1)
 
 
 def ogbench_description(s: RunSettings, spec) -> dict:
@@ -90,6 +92,7 @@ class Run:
         self.spec = parse_env_name(settings.env_name)
         self.make_env = env_factory(settings, self.spec)
         self.members = resolve_members(settings, self.agent, self.spec, log)
+        check_observation_settings(settings, self.spec, self.members.configs)
         self._print_config()
         if run_dir is None:
             run_files.require_writable_dir(os.path.join(os.path.expanduser(settings.save_dir), settings.run_group),
@@ -100,8 +103,7 @@ class Run:
         # Optional contract hook: fields an agent derives once from the whole dataset (ReBRAC's next_actions).
         prepare = getattr(self.agent, 'prepare_dataset', lambda d: d)
         dataset = prepare(dataset)
-        self.obs_dim = dataset['observations'].shape[-1]
-        example = {k: v[:2] for k, v in dataset.items()}
+        example = pixels.gather_transitions(dataset, np.arange(2))
         member_sharding, replicated = member_shardings(len(self.members.configs))
         self.dataset = jax.device_put(dataset, replicated)
         # The validation split (when the dataset has one): validation/<metric> columns in train.csv.
@@ -121,8 +123,8 @@ class Run:
         self.train_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.TRAIN_CSV))
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
         self.chunks = ChunkRunner(self.agent, self.members.configs[0].batch_size, self.execution,
-                                  self.members.configs[0])
-        self.validation_metrics = make_validation_metrics(self.chunks.batch_size, self.execution)
+                                  self.members.configs[0], p_aug=settings.p_aug or 0.0)
+        self.validation_metrics = make_validation_metrics(self.chunks.batch_size, self.execution, self.chunks.p_aug)
         self.policy = make_policy(self.agent, self.execution)
         self.diagnostics = make_diagnostics(self.agent, self.execution)
         self.eval_envs = None
@@ -254,7 +256,7 @@ class Run:
 
     # -- online fine-tuning (flowrl.online) ---------------------------------------------
     def _online_capacity(self) -> int:
-        rows = next(iter(self.dataset.values())).shape[0]
+        rows = pixels.num_transitions(self.dataset)
         return online_capacity(self.s.online_steps, rows, self.s.buffer_size, bool(self.s.balanced_sampling))
 
     def _abstract_online(self):

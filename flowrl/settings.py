@@ -55,6 +55,10 @@ class RunSettings:
     dataset_dir: str = setting('~/.ogbench/data', 'OGBench dataset directory (official file names).')
     dataset_episodes: int | None = setting(None, 'Build and use a reduced dataset of this many episodes.')
     dataset_workers: int | None = setting(None, 'Worker processes for local dataset generation (default: all cores).')
+    frame_stack: int | None = setting(None, 'Pixel observations (visual-* environments): frames stacked per '
+                                      'observation (default: 1).')
+    p_aug: float | None = setting(None, 'Pixel observations: probability that a training batch is randomly '
+                                  'cropped (default: 0).')
     member_execution: str = setting('auto', 'How the members on one device run: vmap (batched; accelerators), map '
                                     '(one after another; CPUs), auto (map on CPU, vmap elsewhere).',
                                     choices=MEMBER_EXECUTIONS)
@@ -92,7 +96,7 @@ def define_flags(flags, module_name: str) -> list[str]:
             flags.DEFINE_enum(field.name, default, list(field.metadata['choices']), help_text, module_name=module_name)
         else:
             define = {list: flags.DEFINE_multi_string, bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-                      str: flags.DEFINE_string}[kind]
+                      float: flags.DEFINE_float, str: flags.DEFINE_string}[kind]
             define(field.name, default, help_text, module_name=module_name)
         names.append(field.name)
     return names
@@ -105,6 +109,7 @@ def settings_from_values(values: dict, agent_overrides: dict) -> RunSettings:
 
 
 def check_settings(s: RunSettings) -> None:
+    """Refuses bad values in one sentence (what needs the environment: `check_observation_settings`)."""
     positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
     non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
                         eval_episodes=s.eval_episodes, save_interval=s.save_interval)
@@ -128,9 +133,31 @@ def check_settings(s: RunSettings) -> None:
         raise UserError(f'--seed must be a non-negative integer, got {s.seed}.')
     if s.dataset_episodes is not None and s.dataset_episodes <= 0:
         raise UserError(f'--dataset_episodes must be a positive integer, got {s.dataset_episodes}.')
+    if s.frame_stack is not None and s.frame_stack < 1:
+        raise UserError(f'--frame_stack must be a positive integer, got {s.frame_stack}.')
+    if s.p_aug is not None and not 0.0 <= s.p_aug <= 1.0:
+        raise UserError(f'--p_aug must be a probability in [0, 1], got {s.p_aug}.')
     parse_loggers(s.logger)
     if s.wandb_mode not in WANDB_MODES:
         raise UserError(f'--wandb_mode must be one of {", ".join(WANDB_MODES)}, got {s.wandb_mode!r}.')
+
+
+def check_observation_settings(s: RunSettings, spec, configs) -> None:
+    """The settings that depend on the kind of observation: pixel options only for pixel
+    observations, which need an image encoder and stay offline."""
+    pixels = spec.family.startswith('visual-')
+    for name in ('frame_stack', 'p_aug'):
+        if not pixels and getattr(s, name) is not None:
+            raise UserError(f'--{name} applies to pixel observations (visual-* environments), not to {spec.short_name}; '
+                            'leave it out.')
+    if pixels and any(config.get('encoder') is None for config in configs):
+        raise UserError(f'{spec.short_name} has pixel observations, which need an image encoder: pass '
+                        '--agent.encoder=impala_small.')
+    if not pixels and any(config.get('encoder') is not None for config in configs):
+        raise UserError(f'--agent.encoder applies to pixel observations (visual-* environments), not to '
+                        f'{spec.short_name}; leave it out.')
+    if pixels and s.online_steps:
+        raise UserError('Online fine-tuning is not supported with pixel observations yet; use --online_steps=0.')
 
 
 @dataclasses.dataclass
