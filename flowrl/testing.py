@@ -108,12 +108,12 @@ def tiny_run_settings(save_dir, **changes):
 _CHUNK_RUNNERS = {}
 
 
-def _shared_chunk_runner(agent, batch_size, execution='auto', config=None):
+def _shared_chunk_runner(agent, batch_size, execution='auto', config=None, p_aug=0.0):
     from flowrl.training import ChunkRunner
 
-    key = (agent, batch_size, execution, None if config is None else repr(config.to_dict()))
+    key = (agent, batch_size, execution, None if config is None else repr(config.to_dict()), p_aug)
     if key not in _CHUNK_RUNNERS:
-        _CHUNK_RUNNERS[key] = ChunkRunner(agent, batch_size, execution, config)
+        _CHUNK_RUNNERS[key] = ChunkRunner(agent, batch_size, execution, config, p_aug)
     return _CHUNK_RUNNERS[key]
 
 
