@@ -15,7 +15,8 @@ import pytest
 
 from flowrl import pixels
 from flowrl.data.loading import load_frames, load_states
-from flowrl.encoders import ENCODERS, apply_head, encode, make_encoder, with_encoders
+from flowrl.encoders import (ENCODERS, IMAGE_LAYOUT, apply_head, conv_with_canonical_grads, encode,
+                             loop_friendly_conv, make_encoder, with_encoders)
 from flowrl.envs import FrameStack, gym_make
 from flowrl.errors import UserError
 from flowrl.flow import euler_integrate, euler_samples
@@ -61,6 +62,46 @@ def test_impala_encoder_architecture(name, stacks, blocks, mlp):
     # Any leading axes: [2, 3, H, W, C] -> [2, 3, F], equal to the rows encoded alone.
     many = images((2, 3, 24, 24, 9), seed=1)
     np.testing.assert_allclose(apply(params, many)[1, 2], apply(params, many[1, 2:3])[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('pads', [((1, 1), (1, 1)), ((0, 2), (2, 0)), ((0, 0), (0, 0))])
+def test_convolution_gradients_equal_lax_gradients(pads):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, 7, 6, 4)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(3, 3, 4, 5)), jnp.float32)
+    cotangent = jnp.asarray(rng.normal(size=jax.eval_shape(lambda: jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), pads, dimension_numbers=IMAGE_LAYOUT)).shape), jnp.float32)
+
+    def gradients(conv):
+        return jax.grad(lambda x, k: jnp.sum(conv(x, k) * cotangent), (0, 1))(x, kernel)
+
+    expected = gradients(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), pads, dimension_numbers=IMAGE_LAYOUT))
+    for got, want in zip(gradients(lambda x, k: conv_with_canonical_grads(x, k, pads)), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # Cases it does not cover (strides) go to lax unchanged.
+    strided = loop_friendly_conv(x, kernel, (2, 2), 'SAME', dimension_numbers=IMAGE_LAYOUT)
+    np.testing.assert_array_equal(strided, jax.lax.conv_general_dilated(x, kernel, (2, 2), 'SAME',
+                                                                        dimension_numbers=IMAGE_LAYOUT))
+
+
+def test_encoder_gradients_inside_a_loop_use_only_canonical_convolutions():
+    """XLA:CPU runs a convolution in its fast layout only when its HLO is canonical
+    (b01f_01io->b01f); inside a while loop it leaves lax's own kernel gradient non-canonical (70x
+    slower at IMPALA's sizes). Every convolution of the encoder's update in a loop must be canonical."""
+    encoder = make_encoder('impala_debug')
+    frames = images((2, 16, 16, 3))
+    params = encoder.init(jax.random.PRNGKey(0), frames)
+    grad = jax.grad(lambda p: jnp.sum(encoder.apply(p, frames) ** 2))
+
+    def steps(params):
+        return jax.lax.scan(lambda p, _: (jax.tree.map(lambda a, g: a - 1e-3 * g, p, grad(p)), None),
+                            params, None, length=2)[0]
+
+    hlo = jax.jit(steps).lower(params).compile().as_text()
+    labels = re.findall(r'convolution\(.*?dim_labels=(\S+?),', hlo)
+    # 2 stacks x 3 convolutions: 6 forward, 6 kernel gradients, 5 input gradients (not the image's).
+    assert len(labels) == 6 + 6 + 5
+    assert set(labels) == {'b01f_01io->b01f'}, labels
 
 
 def test_unknown_encoder_is_one_sentence():
