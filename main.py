@@ -11,9 +11,9 @@ Flag names follow the official FQL command line, so the paper's commands run unc
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from flowrl.config_overrides import split_agent_flags
+from flowrl.config_overrides import run_command
 from flowrl.errors import UserError
 from flowrl.settings import RESUME_CHANGES, define_flags, settings_from_values
 
@@ -53,12 +53,7 @@ def main(argv, agent_overrides):
 
 
 def run():
-    try:
-        rest, agent_overrides = split_agent_flags(sys.argv)
-        app.run(lambda argv: main(argv, agent_overrides), argv=rest)
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(1)
+    run_command(main)
 
 
 if __name__ == '__main__':

@@ -6,8 +6,10 @@ a value of the wrong type) is one clear sentence instead of a traceback.
 
 import ast
 import itertools
+import sys
 
 import ml_collections
+from absl import app
 
 from flowrl.config_rules import config_problems, value_problem
 from flowrl.errors import UserError
@@ -27,6 +29,17 @@ def split_agent_flags(argv):
         else:
             rest.append(token)
     return rest, raw
+
+
+def run_command(main):
+    """Runs a command line through absl with `main(argv, agent_overrides)`, the `--agent.*`
+    flags split off first; a UserError ends it with its one sentence on stderr and status 1."""
+    try:
+        rest, agent_overrides = split_agent_flags(sys.argv)
+        app.run(lambda argv: main(argv, agent_overrides), argv=rest)
+    except UserError as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
 
 
 def parse_value(key: str, raw: str, default, flag: str | None = None):

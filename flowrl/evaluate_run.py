@@ -15,11 +15,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from flowrl import checkpoints, run_files
 from flowrl.agent_loading import load_agent
-from flowrl.config_overrides import parse_sweeps, split_agent_flags, sweep_grid
+from flowrl.config_overrides import parse_sweeps, run_command, sweep_grid
 from flowrl.envs import parse_env_name
 from flowrl.errors import UserError
 from flowrl.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes
@@ -116,12 +116,7 @@ def main(argv, overrides):
 
 
 def run():
-    try:
-        rest, overrides = split_agent_flags(sys.argv)
-        app.run(lambda argv: main(argv, overrides), argv=rest)
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(1)
+    run_command(main)
 
 
 if __name__ == '__main__':
