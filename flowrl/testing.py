@@ -60,10 +60,19 @@ def index(tree, i):
     return jax.tree.map(lambda x: x[i], tree)
 
 
+def _leaf_max_abs_diff(x, y) -> float:
+    """0 where the values are equal (infinities included, e.g. grad_clip=inf; NaN matches NaN),
+    inf where only one is NaN, else the largest |x - y|."""
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    same = (x == y) | (np.isnan(x) & np.isnan(y))
+    with np.errstate(invalid='ignore'):  # inf - inf where `same` already answers
+        diffs = np.where(same, 0.0, np.abs(x - y))
+    return float(np.max(np.where(np.isnan(diffs), np.inf, diffs), initial=0.0))
+
+
 def max_abs_diff(a, b) -> float:
     # On the host: the two trees may live on different devices (e.g. a sharded run and a single one).
-    diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)))), a, b)
-    return max(jax.tree.leaves(diffs) or [0.0])
+    return max(jax.tree.leaves(jax.tree.map(_leaf_max_abs_diff, a, b)) or [0.0])
 
 
 class FakeEnv:

@@ -88,6 +88,16 @@ def test_vmap_over_dynamic_hyperparameter(agent):
         assert max_abs_diff(index(stacked, i).params, single.params) < 1e-5
 
 
+def test_max_abs_diff_counts_equal_infinities_as_equal_and_a_lone_nan_as_different():
+    """The exact-equality checks here compare states holding grad_clip=inf: inf - inf must not
+    turn into a NaN that a max could skip."""
+    inf, nan = np.inf, np.nan
+    assert max_abs_diff({'a': np.array([inf, 1.0])}, {'a': np.array([inf, 1.0])}) == 0.0
+    assert max_abs_diff({'a': np.array([nan, 1.0])}, {'a': np.array([nan, 1.5])}) == 0.5
+    assert max_abs_diff({'a': np.zeros(2), 'b': np.array([nan])}, {'a': np.zeros(2), 'b': np.array([0.0])}) == inf
+    assert max_abs_diff({'a': np.array(2.0), 'b': np.array(-inf)}, {'a': np.array(-1.0), 'b': np.array(inf)}) == inf
+
+
 def test_checkpoint_round_trip(agent, tmp_path):
     state, _ = jax.jit(agent.update)(_init(agent), synthetic_batch(), jax.random.PRNGKey(1))
     checkpoints.save(tmp_path, 1, state)
