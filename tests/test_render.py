@@ -149,34 +149,76 @@ def test_existing_rendered_dataset_is_verified_not_rerendered(rendered_dir, monk
     assert source.startswith("rendered locally") and train_file.name == f"{VISUAL}-ep1.npz"
 
 
-def test_interrupted_render_leaves_the_previous_files_and_no_temporaries(rendered_dir, tmp_path, monkeypatch):
+class _CountingRenderer(StateRenderer):
+    """The real renderer, counting the episodes it renders (class-wide) and raising Ctrl-C at
+    episode `interrupt_at` (1-based; 0: never)."""
+
+    episodes = 0
+    interrupt_at = 0
+
+    def render_rows(self, qpos, qvel, button_states=None, episode_starts=None):
+        type(self).episodes += 1
+        if type(self).episodes == type(self).interrupt_at:
+            raise KeyboardInterrupt
+        return super().render_rows(qpos, qvel, button_states, episode_starts)
+
+
+def _render_counting(monkeypatch, directory, interrupt_at=0) -> int:
+    """Render the ep1 visual dataset from the state files in `directory`; returns the episodes rendered."""
+    _CountingRenderer.episodes, _CountingRenderer.interrupt_at = 0, interrupt_at
+    monkeypatch.setattr(render, "StateRenderer", _CountingRenderer)
+    render_dataset(plan_rendering(VISUAL, 1), directory / "cube-single-play-v0-ep1.npz", str(directory), workers=1,
+                   log=_quiet)
+    return _CountingRenderer.episodes
+
+
+def _npz_digests(directory) -> dict:
+    return {path.name: files.sha256_of_file(path) for path in directory.iterdir() if path.suffix == ".npz"}
+
+
+def test_stopped_render_keeps_the_previous_files_and_the_next_run_continues_it(rendered_dir, tmp_path, monkeypatch):
+    """Ctrl-C after the val episode: the old visual files are untouched; the rerun renders only
+    the train episode and writes files equal to an uninterrupted render; nothing partial stays."""
     for path in rendered_dir.iterdir():
         shutil.copy(path, tmp_path / path.name)
     before = {path.name: files.sha256_of_file(path) for path in tmp_path.iterdir()}
-
-    class InterruptedRenderer:
-        """Renders the first episode (black frames), then Ctrl-C."""
-
-        def __init__(self, render_env_id):
-            self.episodes = 0
-
-        def render_rows(self, qpos, qvel, button_states=None):
-            self.episodes += 1
-            if self.episodes == 2:
-                raise KeyboardInterrupt
-            return np.zeros((len(qpos), 64, 64, 3), np.uint8)
-
-    monkeypatch.setattr(render, "StateRenderer", InterruptedRenderer)
     short_manipulation_episodes(monkeypatch, STEPS)
-    plan = plan_rendering(VISUAL, 1)
     with pytest.raises(KeyboardInterrupt):
-        render_dataset(plan, tmp_path / "cube-single-play-v0-ep1.npz", str(tmp_path), workers=1, log=_quiet)
-    assert {path.name: files.sha256_of_file(path) for path in tmp_path.iterdir()} == before
+        _render_counting(monkeypatch, tmp_path, interrupt_at=2)
+    after = {path.name: files.sha256_of_file(path) for path in tmp_path.iterdir() if path.name in before}
+    assert after == before
+    partial = sorted(path.name for path in tmp_path.iterdir() if path.name not in before)
+    assert any(name.endswith("-val.npz.frames-partial.npy") for name in partial), partial
+    assert not any(".tmp-" in name for name in partial), partial
 
-    empty = tmp_path / "empty"
+    assert _render_counting(monkeypatch, tmp_path) == 1  # the train episode only
+    assert _npz_digests(tmp_path) == _npz_digests(rendered_dir)
+    assert not any(render.PARTIAL_SUFFIX in path.name for path in tmp_path.iterdir())
+
+
+def test_partial_render_of_another_source_is_not_reused(rendered_dir, tmp_path, monkeypatch):
+    """A kept render whose record names another state file (here: its sha256 edited) starts afresh."""
+    for path in rendered_dir.glob("cube-single-play-v0-ep1*"):
+        shutil.copy(path, tmp_path / path.name)
+    short_manipulation_episodes(monkeypatch, STEPS)
     with pytest.raises(KeyboardInterrupt):
-        render_dataset(plan, tmp_path / "cube-single-play-v0-ep1.npz", str(empty), workers=1, log=_quiet)
-    assert list(empty.iterdir()) == []
+        _render_counting(monkeypatch, tmp_path, interrupt_at=2)
+    record = next(tmp_path.glob("*-val.npz.frames-partial.json"))
+    record.write_text(record.read_text().replace('"source_state_sha256": "', '"source_state_sha256": "0'))
+    assert _render_counting(monkeypatch, tmp_path) == 2
+    assert _npz_digests(tmp_path) == _npz_digests(rendered_dir)
+
+
+def test_a_render_in_progress_is_not_entered_twice(rendered_dir, tmp_path, monkeypatch):
+    for path in rendered_dir.glob("cube-single-play-v0-ep1*"):
+        shutil.copy(path, tmp_path / path.name)
+    short_manipulation_episodes(monkeypatch, STEPS)
+    lock = tmp_path / f"{VISUAL}-ep1-val.npz{render.PARTIAL_SUFFIX}.lock"
+    with open(lock, "a") as held:
+        render.fcntl.flock(held, render.fcntl.LOCK_EX)
+        with pytest.raises(UserError, match=f"Another process is rendering .*{VISUAL}-ep1-val.npz"):
+            _render_counting(monkeypatch, tmp_path)
+    assert _CountingRenderer.episodes == 0
 
 
 def test_state_file_renamed_as_visual_is_refused(rendered_dir, tmp_path):

@@ -22,13 +22,16 @@ arm's joint angles to float32 moves some anti-aliased edge pixels by 1 to 3 leve
 
 Files are written like generated ones (files.py): deterministic zip, metadata with sha256 (and
 the source state file's sha256, the renderer, the plan), all four files staged under temporary
-names and renamed together. Frames go straight into a temporary uint8 memory map (a full dataset
-is 12 GB), so memory stays flat.
+names and renamed together. Frames go straight into a uint8 memory map beside the output (a full
+dataset is 12 GB), so memory stays flat; a stopped render keeps it, with the list of episodes it
+holds, and the same command continues from there (a full dataset takes hours on a CPU).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -239,19 +242,92 @@ def _load_without_observations(path: Path) -> dict[str, np.ndarray | None]:
         return {key: None if key == "observations" else archive[key] for key in archive.files}
 
 
+PARTIAL_SUFFIX = ".frames-partial"  # <visual file>.frames-partial.npy / .json: a render in progress
+
+
+def _partial_paths(output: Path) -> tuple[Path, Path, Path]:
+    """(frames memory map, record of the episodes whose frames it holds, lock) of `output`'s render."""
+    base = output.with_name(output.name + PARTIAL_SUFFIX)
+    return base.with_name(base.name + ".npy"), base.with_name(base.name + ".json"), base.with_name(base.name + ".lock")
+
+
+class _PartialFrames:
+    """A split's frames, rendered into a uint8 memory map under a fixed name beside its output, with
+    a record of the episodes already in it: a render that is stopped (Ctrl-C, kill, a crash)
+    continues from the episodes it finished when run again. The record names the source state
+    file's sha256, the renderer version and the frame shape; any other render starts afresh.
+    An episode is recorded only after its frames are flushed to disk, so a record never claims
+    frames that a crash lost. A lock keeps two processes from rendering into the same map."""
+
+    def __init__(self, split: _Split, frame_shape: tuple, log):
+        self.frames_path, self.record_path, lock_path = _partial_paths(split.output)
+        self._lock = open(lock_path, "a")  # noqa: SIM115 (held until close)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise UserError(f"Another process is rendering {files.display_path(split.output)} (it holds "
+                            f"{files.display_path(lock_path)}); wait for it to finish.") from None
+        self.key = {"source_state_sha256": files.sha256_of_file(split.state.path), "render_version": RENDER_VERSION,
+                    "shape": [split.state.rows, *frame_shape]}
+        self.done = self._resumable_episodes()
+        if self.done:
+            self.frames = np.lib.format.open_memmap(self.frames_path, mode="r+")
+            log(f"Resuming {split.output.name}: {len(self.done)} episode(s) already rendered in "
+                f"{files.display_path(self.frames_path)}.")
+        else:
+            self.frames = np.lib.format.open_memmap(self.frames_path, mode="w+", dtype=np.uint8,
+                                                    shape=tuple(self.key["shape"]))
+            self._write_record()
+
+    def _resumable_episodes(self) -> set[int]:
+        try:
+            record = json.loads(self.record_path.read_text())
+            frames = np.lib.format.open_memmap(self.frames_path, mode="r")
+        except (OSError, ValueError):
+            return set()
+        if record.get("key") != self.key or list(frames.shape) != self.key["shape"] or frames.dtype != np.uint8:
+            return set()
+        return {int(start) for start in record.get("done", [])}
+
+    def _write_record(self) -> None:
+        with files.atomic_output(self.record_path) as temporary:
+            Path(temporary).write_text(json.dumps({"key": self.key, "done": sorted(self.done)}))
+
+    def store(self, start: int, frames: np.ndarray) -> None:
+        self.frames[start:start + len(frames)] = frames
+        self.frames.flush()
+        self.done.add(start)
+        self._write_record()
+
+    def close(self, finished: bool) -> None:
+        """Drop the map; its files go only when the render `finished` (they are what a rerun resumes)."""
+        self.frames = None
+        if finished:
+            files.remove_quietly(self.frames_path, self.record_path, self._lock.name)
+        self._lock.close()
+
+
 @contextlib.contextmanager
-def _frame_stores(splits: list[_Split], frame_shape: tuple):
-    """Give each split a temporary uint8 memory map for its frames (beside its output, removed on exit)."""
-    paths = [files.temporary_path_for(split.output.with_name(split.output.name + ".frames")) for split in splits]
+def _frame_stores(splits: list[_Split], frame_shape: tuple, log):
+    """Give each split its resumable frame store (`_PartialFrames`) as `split.frames`; on success the
+    stores' files are removed, on any failure kept for the next run to continue from."""
+    stores: list[_PartialFrames] = []
+    finished = False
     try:
-        for split, path in zip(splits, paths):
-            split.frames = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
-                                                     shape=(split.state.rows,) + tuple(frame_shape))
-        yield
-    finally:
         for split in splits:
-            split.frames = None  # closes the map before its file goes
-        files.remove_quietly(*paths)
+            stores.append(_PartialFrames(split, frame_shape, log))
+            split.frames = stores[-1].frames
+        yield {split.name: store for split, store in zip(splits, stores)}
+        finished = True
+    finally:
+        for split, store in zip(splits, stores):
+            split.frames = None
+            store.close(finished)
+        if not finished and stores:
+            done = sum(len(store.done) for store in stores)
+            log(f"Stopped with {done} rendered episode(s) kept beside {files.display_path(splits[-1].output)} "
+                f"({PARTIAL_SUFFIX}.*); the same command continues from them.")
 
 
 def _episode_tasks(split: _Split) -> list[tuple]:
@@ -265,7 +341,8 @@ def _episode_tasks(split: _Split) -> list[tuple]:
     ]
 
 
-def _metadata(plan: RenderPlan, split: _Split, workers: int, seconds: float) -> dict:
+def _metadata(plan: RenderPlan, split: _Split, workers: int, seconds: float, frames: int) -> dict:
+    """`seconds` and `frames`: this run's rendering (a resumed render counts only what it rendered)."""
     import mujoco
 
     source = split.state.metadata or {}
@@ -305,7 +382,8 @@ def _metadata(plan: RenderPlan, split: _Split, workers: int, seconds: float) -> 
             "workers": workers,
         },
         "render_seconds": round(seconds, 1),
-        "frames_per_sec": round(plan.frames / max(seconds, 1e-9), 2),
+        "frames_rendered": frames,
+        "frames_per_sec": round(frames / max(seconds, 1e-9), 2),
     }
 
 
@@ -332,26 +410,27 @@ def render_dataset(plan: RenderPlan, state_train_file: str | os.PathLike, datase
     workers = max(1, min(int(workers), len(tasks)))
     log(describe_render_plan(plan, workers, str(train_file.parent)))
 
-    by_name = {split.name: split for split in splits}
-    with _frame_stores(splits, VISUAL_FRAME_SHAPE):
-        with Progress(plan.file_stem, len(tasks), plan.frames, "frame", log) as progress:
+    with _frame_stores(splits, VISUAL_FRAME_SHAPE, log) as stores:
+        tasks = [task for task in tasks if task[1] not in stores[task[0]].done]
+        frames_left = sum(len(task[2]) for task in tasks)
+        with Progress(plan.file_stem, len(tasks), frames_left, "frame", log) as progress:
 
             def on_episode(result) -> None:
                 split_name, start, frames = result
-                by_name[split_name].frames[start:start + len(frames)] = frames
+                stores[split_name].store(start, frames)
                 progress.episode_done(len(frames))
 
             run_tasks(tasks, workers, StateRenderer, (plan.render_env_id,), _render_task, on_episode)
-        _write_splits(plan, splits, workers, progress.elapsed)
+        _write_splits(plan, splits, workers, progress.elapsed, frames_left)
     log(f"Rendered {files.display_path(train_file)} and {files.val_path_for(train_file).name} in "
-        f"{progress.elapsed:.0f} s ({plan.frames / max(progress.elapsed, 1e-9):,.1f} frames/s on {workers} worker(s)).")
+        f"{progress.elapsed:.0f} s ({frames_left / max(progress.elapsed, 1e-9):,.1f} frames/s on {workers} worker(s)).")
     return train_file
 
 
-def _write_splits(plan: RenderPlan, splits: list[_Split], workers: int, seconds: float) -> None:
+def _write_splits(plan: RenderPlan, splits: list[_Split], workers: int, seconds: float, frames: int) -> None:
     """Stage both visual files and their metadata, then rename all four together (val first), as
     generation does: an interruption leaves nothing under the final names, and keeps an old dataset."""
     with files.staged_outputs() as staged:
         for split in splits:
             arrays = {key: split.frames if key == "observations" else values for key, values in split.arrays.items()}
-            files.stage_generated_npz(staged, split.output, arrays, _metadata(plan, split, workers, seconds))
+            files.stage_generated_npz(staged, split.output, arrays, _metadata(plan, split, workers, seconds, frames))
