@@ -163,12 +163,12 @@ class _CountingRenderer(StateRenderer):
         return super().render_rows(qpos, qvel, button_states, episode_starts)
 
 
-def _render_counting(monkeypatch, directory, interrupt_at=0) -> int:
+def _render_counting(monkeypatch, directory, interrupt_at=0, log=_quiet) -> int:
     """Render the ep1 visual dataset from the state files in `directory`; returns the episodes rendered."""
     _CountingRenderer.episodes, _CountingRenderer.interrupt_at = 0, interrupt_at
     monkeypatch.setattr(render, "StateRenderer", _CountingRenderer)
     render_dataset(plan_rendering(VISUAL, 1), directory / "cube-single-play-v0-ep1.npz", str(directory), workers=1,
-                   log=_quiet)
+                   log=log)
     return _CountingRenderer.episodes
 
 
@@ -183,15 +183,19 @@ def test_stopped_render_keeps_the_previous_files_and_the_next_run_continues_it(r
         shutil.copy(path, tmp_path / path.name)
     before = {path.name: files.sha256_of_file(path) for path in tmp_path.iterdir()}
     short_manipulation_episodes(monkeypatch, STEPS)
+    messages = []
     with pytest.raises(KeyboardInterrupt):
-        _render_counting(monkeypatch, tmp_path, interrupt_at=2)
+        _render_counting(monkeypatch, tmp_path, interrupt_at=2, log=messages.append)
+    assert messages[-1].startswith("Stopped with 1 rendered episode(s) kept beside") and "continues" in messages[-1]
     after = {path.name: files.sha256_of_file(path) for path in tmp_path.iterdir() if path.name in before}
     assert after == before
     partial = sorted(path.name for path in tmp_path.iterdir() if path.name not in before)
     assert any(name.endswith("-val.npz.frames-partial.npy") for name in partial), partial
     assert not any(".tmp-" in name for name in partial), partial
 
-    assert _render_counting(monkeypatch, tmp_path) == 1  # the train episode only
+    messages.clear()
+    assert _render_counting(monkeypatch, tmp_path, log=messages.append) == 1  # the train episode only
+    assert any(m.startswith(f"Resuming {VISUAL}-ep1-val.npz: 1 episode(s) already rendered") for m in messages)
     assert _npz_digests(tmp_path) == _npz_digests(rendered_dir)
     assert not any(render.PARTIAL_SUFFIX in path.name for path in tmp_path.iterdir())
 
