@@ -8,6 +8,7 @@ while logging costs one warning line, then that logger is off and the CSVs go on
 """
 
 import os
+import time
 
 from flowrl.errors import UserError
 
@@ -37,20 +38,33 @@ def member_name(label: dict) -> str:
 
 
 class TensorBoardLogger:
-    def __init__(self, run_dir: str, labels: list, configs: list, settings: dict):
-        from tensorboardX import SummaryWriter
+    """One event file per member, written synchronously (tensorboardX's EventsWriter): every row
+    is on disk when `log` returns, so TensorBoard follows a run live and a crash loses nothing.
+    (tensorboardX's SummaryWriter hands events to a background thread, and its flush does not
+    wait for that thread's queue: rows could reach the file late, or never.)"""
 
-        self.writers = {label['member']: SummaryWriter(os.path.join(run_dir, 'tensorboard', f'member_{label["member"]}'))
-                        for label in labels}
+    def __init__(self, run_dir: str, labels: list, configs: list, settings: dict):
+        from tensorboardX import event_file_writer  # the package first: ImportError when it is missing
+
+        self.writers = {}
+        for label in labels:
+            directory = os.path.join(run_dir, 'tensorboard', f'member_{label["member"]}')
+            os.makedirs(directory, exist_ok=True)
+            self.writers[label['member']] = event_file_writer.EventsWriter(os.path.join(directory, 'events'))
         self.label_keys = set().union(*labels)
 
     def log(self, kind: str, rows: list) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        now = time.time()
         for row in rows:
             writer = self.writers[int(row['member'])]
             for name, value in scalars(row, self.label_keys).items():
-                writer.add_scalar(name if kind == 'train' else f'{kind}/{name}', value, int(row['step']))
+                tag = name if kind == 'train' else f'{kind}/{name}'
+                writer.write_event(Event(wall_time=now, step=int(row['step']), summary=scalar(tag, value)))
         for writer in self.writers.values():
-            writer.flush()  # else TensorBoard sees the rows only every 2 minutes (tensorboardX's flush_secs)
+            writer.flush()
 
     def close(self) -> None:
         for writer in self.writers.values():
