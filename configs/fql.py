@@ -33,3 +33,22 @@ ONLINE_PRESETS = {
     'scene-play': dict(alpha=300.0),
     'puzzle-4x4-play': dict(alpha=1000.0),
 }
+
+# D4RL (flowrl.suites.d4rl; keys are D4RL names without the version): the FQL README's D4RL commands,
+# which all also pass --offline_steps=500000 (a run flag, not a preset).
+_ADROIT_ALPHA = {'pen-human': 10000.0, 'pen-cloned': 10000.0, 'pen-expert': 3000.0, 'door-human': 30000.0,
+                 'door-cloned': 30000.0, 'door-expert': 30000.0, 'hammer-human': 30000.0, 'hammer-cloned': 10000.0,
+                 'hammer-expert': 30000.0, 'relocate-human': 10000.0, 'relocate-cloned': 30000.0,
+                 'relocate-expert': 30000.0}
+D4RL_PRESETS = {
+    **{f'antmaze-{maze}': dict(alpha=10.0) for maze in ('umaze', 'umaze-diverse', 'medium-play', 'medium-diverse')},
+    **{f'antmaze-{maze}': dict(alpha=3.0) for maze in ('large-play', 'large-diverse')},
+    **{task: dict(alpha=alpha, q_agg='min') for task, alpha in _ADROIT_ALPHA.items()},
+}
+
+# The FQL README's D4RL offline-to-online commands (--online_steps=1000000): antmaze as offline,
+# the cloned adroit tasks with their own alpha.
+D4RL_ONLINE_PRESETS = {
+    'pen-cloned': dict(alpha=1000.0, q_agg='min'), 'door-cloned': dict(alpha=1000.0, q_agg='min'),
+    'hammer-cloned': dict(alpha=1000.0, q_agg='min'), 'relocate-cloned': dict(alpha=10000.0, q_agg='min'),
+}

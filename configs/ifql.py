@@ -25,3 +25,6 @@ PRESETS = with_shared({
     #   --agent.num_samples=32 --agent.encoder=impala_small --p_aug=0.5 --frame_stack=3
     'visual-cube-single-play': dict(num_samples=32),
 })
+
+# D4RL antmaze: the QFQL paper's Table 2 (IFQL N, "taken from the original FQL paper").
+D4RL_PRESETS = {f'antmaze-{maze}': dict(num_samples=32) for maze in ('umaze-diverse', 'medium-diverse', 'large-diverse')}

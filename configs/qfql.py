@@ -18,3 +18,6 @@ PRESETS = with_shared({
     'cube-double-play': dict(guidance=0.3),  # QFQL paper, Table 2
     'scene-play': dict(guidance=0.3),  # QFQL paper, Table 2
 })
+
+# D4RL antmaze: the QFQL paper's Table 2 (beta 0.3 on all three).
+D4RL_PRESETS = {f'antmaze-{maze}': dict(guidance=0.3) for maze in ('umaze-diverse', 'medium-diverse', 'large-diverse')}

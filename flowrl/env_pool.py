@@ -63,7 +63,7 @@ class _Slice:
         terminated, truncated = np.zeros(count, bool), np.zeros(count, bool)
         for i in np.nonzero(active)[0]:
             obs[i], reward[i], terminated[i], truncated[i], info = self.envs[i].step(actions[i])
-            success[i] = float(info.get('success', 0.0))
+            success[i] = float(info.get('success', np.nan))  # NaN: the environment has no notion of success
         return obs, reward, terminated, truncated, success
 
 

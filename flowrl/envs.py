@@ -42,6 +42,8 @@ DEFAULT_TASKS = {
     'puzzle-3x3-play': 4, 'puzzle-4x4-play': 4,
 }
 
+VISUAL_PREFIX = 'visual-'  # the pixel twin of a family: 'visual-cube-single-play'
+
 _FULL = re.compile(r'^(?P<family>[a-z0-9-]+?)-singletask(?:-task(?P<task>\d+))?-v0$')
 _SHORT = re.compile(r'^(?P<family>[a-z0-9-]+?)(?:-task(?P<task>\d+))?$')
 
@@ -75,6 +77,12 @@ class EnvSpec:
     @property
     def short_name(self) -> str:
         return self.family if self.task is None else f'{self.family}-task{self.task}'
+
+
+def looks_like_ogbench(name: str) -> bool:
+    """A full singletask name, or a short one whose family OGBench publishes."""
+    short = _SHORT.match(name)
+    return bool(_FULL.match(name)) or (short is not None and short['family'] in DATASET_FAMILIES)
 
 
 def parse_env_name(name: str) -> EnvSpec:

@@ -17,13 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from flowrl import checkpoints, run_files
+from flowrl import checkpoints, run_files, runner, suites
 from flowrl.agent_loading import load_agent
 from flowrl.config_overrides import parse_sweeps, run_command, sweep_grid
-from flowrl.envs import parse_env_name
 from flowrl.errors import UserError
 from flowrl.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes
-from flowrl.runner import env_factory, eval_workers, resolve_members, settings_from_run_dir
+from flowrl.runner import eval_workers, resolve_members, settings_from_run_dir
 from flowrl.training import init_members
 
 FLAGS = flags.FLAGS
@@ -43,16 +42,19 @@ def example_batch(new_env):
 
 
 def restore_run(run_dir, step=None, log=print):
-    """(settings, agent, spec, members, stacked states, checkpoint step) of a saved run."""
+    """(settings, agent, task, members, stacked states, checkpoint step, environment factory) of a
+    saved run; the environment matches the data the run read (flags.json 'data')."""
     settings = settings_from_run_dir(run_dir)
-    agent, spec = load_agent(settings.agent), parse_env_name(settings.env_name)
-    members = resolve_members(settings, agent, spec, log=lambda *_: None)
-    states, _ = init_members(agent, members.configs, members.seeds, example_batch(env_factory(settings, spec)))
+    agent, task = load_agent(settings.agent), suites.resolve(settings.env_name)
+    members = resolve_members(settings, agent, task, log=lambda *_: None)
+    data_record = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE)).get('data') or {}
+    make_env = runner.env_factory(settings, task, data_record)
+    states, _ = init_members(agent, members.configs, members.seeds, example_batch(make_env))
     directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
     if not checkpoints.steps(directory):
         raise UserError(f'{run_dir} has no complete checkpoint to evaluate.')
     states, step = checkpoints.read_agents(directory, states, step, log)
-    return settings, agent, spec, members, states, step
+    return settings, agent, task, members, states, step, make_env
 
 
 def expand_members(states, labels, values: list[dict]):
@@ -68,7 +70,7 @@ def expand_members(states, labels, values: list[dict]):
 
 
 def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=None, max_envs=None, log=print):
-    settings, agent, spec, members, states, step = restore_run(run_dir, step, log)
+    settings, agent, task, members, states, step, make_env = restore_run(run_dir, step, log)
     config = members.configs[0]
     sweeps = parse_sweeps([f'agent.{k}={v}' for k, v in overrides.items()], config, agent.DYNAMIC_KEYS, settings.agent)
     for key, _ in sweeps:
@@ -85,11 +87,12 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=
     log(f'Evaluating {len(labels)} (member, value) pairs x {episodes} episodes at update {step:,} of {run_dir}.')
     workers = eval_workers(settings.eval_workers if workers is None else workers)
     max_envs = settings.eval_envs if max_envs is None else max_envs
-    envs = EvalEnvs(env_factory(settings, spec), len(labels), episodes, workers, max_envs)
+    envs = EvalEnvs(make_env, len(labels), episodes, workers, max_envs)
     log(envs.describe())
     stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step,
                          make_diagnostics(agent), evaluated)
     stats.pop('env_steps_per_s')
+    stats = dict(score=task.episode_scores(stats['episode_return'], stats['success']), **stats)
     rows = [dict(step=step, **label, **{k: float(v[i]) for k, v in stats.items()}, episodes=episodes)
             for i, label in enumerate(labels) if evaluated[i]]
     name = '_'.join(key for key, _ in sweeps) or 'checkpoint'

@@ -3,22 +3,21 @@ configs/__init__.py for the format). Keys the user set on the command line or sw
 
 import importlib
 
-from flowrl.envs import EnvSpec
 
-
-def presets_for(agent_name: str, spec: EnvSpec, online: bool = False) -> dict:
-    """The preset values for this agent on this environment (task keys refine family keys); with
-    `online`, the table ONLINE_PRESETS (offline-to-online runs) refines them in turn."""
+def presets_for(agent_name: str, task, online: bool = False) -> dict:
+    """The preset values for this agent on this task: the task's suite names the tables it reads
+    (flowrl.suites: OGBench's PRESETS, D4RL's D4RL_PRESETS; with `online`, the matching
+    offline-to-online table refines them) and the keys (a task key refines its family key)."""
     try:
         module = importlib.import_module(f'configs.{agent_name}')
     except ModuleNotFoundError:
         module = importlib.import_module('configs')  # no table of its own: the values every agent shares
-    shared = getattr(module, 'SHARED_PRESETS', {})
     values = {}
-    for table in [getattr(module, 'PRESETS', shared)] + ([getattr(module, 'ONLINE_PRESETS', {})] if online else []):
-        values.update(table.get(spec.family, {}))
-        if spec.task is not None:
-            values.update(table.get(f'{spec.family}-task{spec.task}', {}))
+    for name in task.preset_tables(online):
+        # configs/__init__.py (the module of an agent without a file of its own) holds the shared values.
+        table = getattr(module, name, getattr(module, 'SHARED_' + name, {}))
+        for key in task.preset_keys:
+            values.update(table.get(key, {}))
     return values
 
 

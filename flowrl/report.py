@@ -27,7 +27,7 @@ import numpy as np
 
 from flowrl import run_files
 from flowrl.agent_loading import agent_name
-from flowrl.envs import parse_env_name
+from flowrl import suites
 from flowrl.errors import UserError
 from flowrl.evaluation import final_score
 from flowrl.published import TIMING_NOTE, published_score
@@ -52,7 +52,7 @@ class Member:
     seed: int
     diverged: bool
     steps: np.ndarray  # evaluated updates
-    success: np.ndarray  # success at those updates
+    success: np.ndarray  # the score at those updates (success on OGBench, normalised return on D4RL; fractions)
     train_rows: list
 
     @property
@@ -83,7 +83,7 @@ def find_run_dirs(patterns) -> list:
 def load_members(run_dir: str) -> list:
     """The members of one run directory with their evaluations and train.csv rows."""
     flags = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
-    spec = parse_env_name(flags['env']).canonical()  # cube-double-play-task2 is cube-double-play
+    task = suites.resolve(flags['env']).canonical()  # cube-double-play-task2 is cube-double-play
     agent = agent_name(flags['settings']['agent'])
     diverged = run_files.read_diverged(run_dir)
     evals = run_files.CsvLog(os.path.join(run_dir, run_files.EVAL_CSV)).read()
@@ -96,10 +96,10 @@ def load_members(run_dir: str) -> list:
         rows = sorted(mine(evals), key=lambda r: int(r['step']))
         swept = {k: v for k, v in label.items() if k not in LABEL_KEYS}
         members.append(Member(
-            run_dir=run_dir, env=spec.short_name, family=spec.family, task=spec.task, agent=agent,
+            run_dir=run_dir, env=task.short_name, family=task.family, task=task.task_number, agent=agent,
             setting=tuple(swept.items()), config={**config, **outcome, **swept}, seed=int(label['seed']),
             diverged=label['member'] in diverged, steps=np.array([int(r['step']) for r in rows]),
-            success=np.array([float(r['success']) for r in rows]), train_rows=mine(trains)))
+            success=np.array([run_files.row_score(r) for r in rows]), train_rows=mine(trains)))
     return members
 
 
@@ -183,7 +183,8 @@ def aggregate_rows(groups) -> list:
 
 
 def markdown(rows, aggregates) -> str:
-    lines = ['Final score = mean success (%) of the last three evaluations per seed; IQM with its 95 % '
+    lines = ["Final score = mean score (x 100: success in % on OGBench, D4RL's normalised return on D4RL) of the "
+             'last three evaluations per seed; IQM with its 95 % '
              'stratified-bootstrap interval over seeds.', '',
              '| environment | agent | setting | seeds | mean ± std | IQM [95% CI] | last update | published |',
              '|---|---|---|---:|---:|---:|---:|---:|']
@@ -253,7 +254,7 @@ def plot_success(groups: dict, env: str, path: str) -> bool:
         ax.fill_between(steps, 100 * low, 100 * high, color=line.get_color(), alpha=0.2, linewidth=0)
         drawn = True
     if drawn:
-        ax.set(xlabel='updates', ylabel='success (%)', ylim=(-2, 102),
+        ax.set(xlabel='updates', ylabel='score (x 100)',
                title=f'{env}: mean over seeds, band = 95% bootstrap CI')
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -142,3 +142,8 @@ class CsvLog:
             writer.writeheader()
             writer.writerows(rows)
         write_atomic(self.path, buffer.getvalue())
+
+
+def row_score(row: dict) -> float:
+    """An eval.csv row's score (runs written before the score column scored success)."""
+    return float(row['score'] if row.get('score') not in (None, '') else row['success'])

@@ -1,30 +1,28 @@
 """One training run from settings to results: the library behind main.py.
 
-    settings -> agent, env, config (presets + overrides), members (sweep grid x seeds)
+    settings -> agent, task (flowrl.suites), config (presets + overrides), members (sweep grid x seeds)
              -> dataset on the device -> stacked member states
              -> chunks of scanned updates | evaluation | checkpoints | CSV logs
-             -> results.json (final score = mean success of the last three evaluations)
+             -> results.json (final score = mean score of the last three evaluations: success on
+                OGBench, D4RL's normalised return on D4RL)
 """
 
 import dataclasses
-import functools
 import os
 import time
 
 import jax
 import numpy as np
 
-from flowrl import checkpoints, pixels, replay, run_files
+from flowrl import checkpoints, pixels, replay, run_files, suites
 from flowrl.agent_loading import agent_name, load_agent
 from flowrl.errors import TrainingDiverged, UserError
-from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
 from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, member_keys, run_episodes
 from flowrl.loggers import Loggers, parse_loggers
 from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.replay import online_capacity
-from flowrl.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
-                             check_observation_settings, check_settings, resolve_members)
+from flowrl.settings import RESUME_CHANGES, Members, RunSettings, check_settings, resolve_members  # noqa: F401
 from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, member_shardings,
                              phase_at, resolve_member_execution)
 
@@ -33,45 +31,27 @@ def eval_workers(requested: int) -> int:
     return requested if requested > 0 else (os.cpu_count() or 1)
 
 
-def load_dataset(s: RunSettings, spec, log=print):
-    """(training split, validation split or None), rewards as the run defines them."""
-    from flowrl.data import load_singletask_data
-
-    data = load_singletask_data(spec.name, dataset_path=s.dataset_path, dataset_dir=s.dataset_dir,
-                                dataset_episodes=s.dataset_episodes, workers=s.dataset_workers,
-                                frame_stack=s.frame_stack or 1, log=log)
-    splits = [None if split is None else dict(split, rewards=reward_function(s)(split['rewards']))
-              for split in (data.train, data.val)]
+def load_dataset(s: RunSettings, task, log=print) -> suites.LoadedData:
+    """The task's data, checked, with rewards as the run defines them (both splits)."""
+    data = task.load(s, log)
+    reward = task.reward_function(s)
+    splits = [None if split is None else dict(split, rewards=reward(split['rewards'])) for split in data[:2]]
+    for split, name in zip(splits, ('training', 'validation')):
+        if split is not None:
+            suites.check_transitions(split, f'The {name} data of {data.source}')
     validation = '' if splits[1] is None else f' (validation: {len(splits[1]["actions"]):,})'
     log(f'Dataset: {data.source}; {len(splits[0]["actions"]):,} transitions{validation}.')
-    return tuple(splits)
+    return data._replace(train=splits[0], val=splits[1])
 
 
-def sparse_rewards(rewards):
-    """--sparse of the Q-chunking repository (github.com/ColinQiyangLi/qc; the FQL repository has
-    no such flag): -1 on every step that is not fully successful, 0 otherwise."""
-    return (np.asarray(rewards) != 0.0).astype(np.float32) * -1.0
+def env_factory(s: RunSettings, task, data_record: dict):
+    """A picklable () -> evaluation environment for the data the run read."""
+    return task.env_factory(s, data_record)
 
 
-def reward_function(s: RunSettings):
-    """The run's rewards from OGBench's, for the dataset and for online transitions alike."""
-    return sparse_rewards if s.sparse else (lambda rewards: np.asarray(rewards, np.float32))
-
-
-def env_factory(s: RunSettings, spec):
-    """A picklable () -> evaluation env with the run's success timing."""
-    return functools.partial(make_env, spec, success_timing=resolve_success_timing(spec, s.success_timing),
-                             frame_stack=s.frame_stack or 1)
-
-
-def ogbench_description(s: RunSettings, spec) -> dict:
-    """What decides how success is counted, recorded with the run (ALGORITHMS.md, "Evaluation timing")."""
-    return dict(ogbench_version=ogbench_version(), success_timing=resolve_success_timing(spec, s.success_timing))
-
-
-def new_run_dir(s: RunSettings, spec) -> str:
+def new_run_dir(s: RunSettings, task) -> str:
     stamp = time.strftime('%Y%m%d_%H%M%S')
-    name = f'{agent_name(s.agent)}_{spec.short_name}_sd{s.seed:03d}_{stamp}'
+    name = f'{agent_name(s.agent)}_{task.short_name}_sd{s.seed:03d}_{stamp}'
     path = os.path.join(os.path.expanduser(s.save_dir), s.run_group, name)
     suffix = 0
     while os.path.exists(path if not suffix else f'{path}_{suffix}'):
@@ -89,17 +69,19 @@ class Run:
         self.s, self.log = settings, log
         self.execution = resolve_member_execution(settings.member_execution)
         self.agent = load_agent(settings.agent)
-        self.spec = parse_env_name(settings.env_name)
-        self.make_env = env_factory(settings, self.spec)
-        self.members = resolve_members(settings, self.agent, self.spec, log)
-        check_observation_settings(settings, self.spec, self.members.configs)
+        self.task = suites.resolve(settings.env_name)
+        self.members = resolve_members(settings, self.agent, self.task, log)
+        self.task.check_settings(settings, self.members.configs)
         self._print_config()
         if run_dir is None:
             run_files.require_writable_dir(os.path.join(os.path.expanduser(settings.save_dir), settings.run_group),
                                            f'--save_dir {settings.save_dir!r}')
         else:
             run_files.require_writable_dir(run_dir, f'The run directory {run_dir!r}')
-        dataset, validation = load_dataset(settings, self.spec, log)
+        dataset, validation, _, self.data_record = load_dataset(settings, self.task, log)
+        if run_dir is not None:
+            require_same_data(run_dir, self.data_record)
+        self.make_env = env_factory(settings, self.task, self.data_record)
         # Optional contract hook: fields an agent derives once from the whole dataset (ReBRAC's next_actions).
         prepare = getattr(self.agent, 'prepare_dataset', lambda d: d)
         dataset = prepare(dataset)
@@ -119,7 +101,7 @@ class Run:
         self.online_envs, self.actions = None, None  # the members' environments and their next actions
         self.online_program = OnlineProgram(self.agent, self.members.configs[0].batch_size, self.execution,
                                             bool(settings.balanced_sampling), settings.buffer_size)
-        self.run_dir = run_dir or new_run_dir(settings, self.spec)
+        self.run_dir = run_dir or new_run_dir(settings, self.task)
         self.train_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.TRAIN_CSV))
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
         self.chunks = ChunkRunner(self.agent, self.members.configs[0].batch_size, self.execution,
@@ -137,7 +119,7 @@ class Run:
 
     def _print_config(self):
         config = self.members.configs[0]
-        self.log(f'Agent {self.s.agent} on {self.spec.name}; {len(self.members.labels)} member(s) '
+        self.log(f'Agent {self.s.agent} on {self.task.name}; {len(self.members.labels)} member(s) '
                  f'on {jax.local_device_count()} {jax.default_backend()} device(s), '
                  f'member execution: {self.execution} (--member_execution).')
         self.log('Config: ' + ', '.join(f'{k}={v}' for k, v in config.items()))
@@ -145,9 +127,9 @@ class Run:
             self.log('Members: ' + '; '.join(str(label) for label in self.members.labels))
 
     def _description(self) -> dict:
-        return dict(settings=dataclasses.asdict(self.s), env=self.spec.name, members=self.members.labels,
+        return dict(settings=dataclasses.asdict(self.s), env=self.task.name, members=self.members.labels,
                     configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend(),
-                    **ogbench_description(self.s, self.spec))
+                    data=self.data_record, **self.task.description(self.s))
 
     # -- checkpoints ---------------------------------------------------------------------
     @property
@@ -228,6 +210,7 @@ class Run:
             self.log(self.eval_envs.describe())
         stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step,
                              self.diagnostics, self.alive)
+        stats = dict(score=self.task.episode_scores(stats['episode_return'], stats['success']), **stats)
         rows = self._rows(stats)
         self.eval_log.append(rows)
         self.loggers.log('eval', rows)
@@ -235,7 +218,7 @@ class Run:
 
     def _evaluate_and_show(self, progress):
         stats = self.evaluate()
-        progress.evaluated(self.step, float(np.nanmean(np.asarray(stats['success'])[self.alive])))
+        progress.evaluated(self.step, float(np.nanmean(np.asarray(stats['score'])[self.alive])))
 
     def _train_until(self, stop: int, totals, counted: int, pacer, progress):
         """Chunks of about `pacer.seconds` each up to update `stop`, adding to the metric sums
@@ -270,7 +253,7 @@ class Run:
         """The members' environments (made once) start new episodes; their first actions."""
         if self.online_envs is None:
             workers = min(eval_workers(self.s.eval_workers), len(self.members.labels))
-            self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, reward_function(self.s))
+            self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, self.task.reward_function(self.s))
         if self.online is None:
             self.online = empty_buffers(self.dataset, len(self.members.labels), self._online_capacity(),
                                         member_shardings(len(self.members.labels))[0])
@@ -363,9 +346,9 @@ class Run:
 
     # -- results -------------------------------------------------------------------------
     def write_results(self) -> dict:
-        results = summarize_results(self.eval_log.read(), self.members.labels, self.diverged)
-        results.update(env=self.spec.name, agent=self.s.agent, steps=self.step, run_dir=self.run_dir,
-                       **ogbench_description(self.s, self.spec))
+        results = summarize_results(self.eval_log.read(), self.members.labels, self.diverged, self.task.metric)
+        results.update(env=self.task.name, agent=self.s.agent, steps=self.step, run_dir=self.run_dir,
+                       **self.task.description(self.s))
         run_files.write_json(os.path.join(self.run_dir, run_files.RESULTS_FILE), results)
         for line in results_lines(results):
             self.log(line)
@@ -413,18 +396,20 @@ def starting_agents(run_dir: str, step: int | None, states, log=print):
 MEMBER_RESULT_KEYS = ('member', 'seed', 'final_score', 'evaluations', 'diverged_at_update', 'diverged_metrics')
 
 
-def summarize_results(eval_rows: list[dict], labels: list[dict], diverged: dict | None = None) -> dict:
-    """Per-member final score (mean success of the last 3 evaluations; None without evaluations
-    or for a member that diverged, which gets the update and metrics instead) and, per sweep
-    point, mean and std over the seeds that did not diverge and how many did."""
+def summarize_results(eval_rows: list[dict], labels: list[dict], diverged: dict | None = None,
+                      metric: str = 'success') -> dict:
+    """Per-member final score (mean score of the last 3 evaluations, `metric` naming what the score
+    measures; None without evaluations or for a member that diverged, which gets the update and
+    metrics instead) and, per sweep point, mean and std over the seeds that did not diverge and how
+    many did."""
     diverged = diverged or {}
     members = []
     for label in labels:
         rows = sorted((r for r in eval_rows if int(r['member']) == label['member']), key=lambda r: int(r['step']))
-        history = [float(r['success']) for r in rows]
+        history = [run_files.row_score(r) for r in rows]
         score = None if label['member'] in diverged or not history else final_score(history)
         members.append(dict(**label, final_score=score, **diverged.get(label['member'], {}),
-                            evaluations=[dict(step=int(r['step']), success=float(r['success']),
+                            evaluations=[dict(step=int(r['step']), score=run_files.row_score(r), success=float(r['success']),
                                               episode_return=float(r['episode_return'])) for r in rows]))
     groups = {}
     for member in members:
@@ -437,21 +422,31 @@ def summarize_results(eval_rows: list[dict], labels: list[dict], diverged: dict 
                               diverged=sum('diverged_at_update' in m for m in group),
                               mean=float(np.mean(scores)) if scores else None,
                               std=float(np.std(scores)) if scores else None))
-    return dict(score='mean success of the last 3 evaluations', members=members, aggregate=aggregate)
+    return dict(score=f'mean {metric} of the last 3 evaluations', metric=metric, members=members, aggregate=aggregate)
+
+
+def require_same_data(run_dir: str, record: dict) -> None:
+    """A resumed run reads the data it started with (same file hash, where the suite records one)."""
+    saved = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE)).get('data') or {}
+    if saved.get('sha256') and record.get('sha256') and saved['sha256'] != record['sha256']:
+        raise UserError(f'{run_dir} was trained on data with sha256 {saved["sha256"][:12]}… but the data found now '
+                        f'({record.get("file") or record.get("dataset_id")}) has {record["sha256"][:12]}…; put the '
+                        'original data back to resume.')
 
 
 def results_lines(results: dict) -> list[str]:
-    lines = [f'Final score ({results["score"]}):']
+    unit = '%' if results.get('metric', 'success') == 'success' else ''  # a normalised return is not a rate
+    lines = [f'Final score ({results["score"]}, x 100):']
     for m in results['members']:
         extra = ' '.join(f'{k}={v}' for k, v in m.items() if k not in MEMBER_RESULT_KEYS)
         if 'diverged_at_update' in m:
             outcome = f'diverged at update {m["diverged_at_update"]} ({", ".join(m["diverged_metrics"])})'
         else:
-            outcome = 'not evaluated' if m['final_score'] is None else f'{100 * m["final_score"]:.1f}%'
+            outcome = 'not evaluated' if m['final_score'] is None else f'{100 * m["final_score"]:.1f}{unit}'
         lines.append(f'  seed {m["seed"]} {extra}: {outcome}')
     for a in results['aggregate']:
         extra = ' '.join(f'{k}={v}' for k, v in a.items() if k not in ('num_seeds', 'diverged', 'mean', 'std'))
-        score = 'no score' if a['mean'] is None else f'{100 * a["mean"]:.1f} ± {100 * a["std"]:.1f}%'
+        score = 'no score' if a['mean'] is None else f'{100 * a["mean"]:.1f} ± {100 * a["std"]:.1f}{unit}'
         diverged = f', {a["diverged"]} diverged' if a.get('diverged') else ''
         lines.append(f'  {extra or "all"}: {score} over {a["num_seeds"]} seed(s){diverged}')
     return lines

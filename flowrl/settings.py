@@ -26,8 +26,10 @@ def setting(default, help: str, **extra):
 @dataclasses.dataclass
 class RunSettings:
     agent: str = setting('agents/fql.py', 'Agent file; --agent.KEY=VALUE overrides its config.')
-    env_name: str = setting('cube-double-play-singletask-v0', 'OGBench singletask environment: full name or short '
-                            '(cube-double-play, cube-double-play-task3).')
+    env_name: str = setting('cube-double-play-singletask-v0', 'Environment: an OGBench singletask name, full or short '
+                            '(cube-double-play, cube-double-play-task3), a D4RL name (antmaze-large-play-v2, '
+                            'pen-human-v1, halfcheetah-medium-v2, kitchen-mixed-v0) or a Minari dataset id '
+                            '(D4RL/pen/human-v2).')
     agent_overrides: dict = setting({}, 'Raw --agent.KEY=VALUE strings (not a flag of its own).', flag=False)
     sweep: list = setting([], 'Dynamic hyperparameter values run side by side: agent.alpha=3,10,30.')
     seed: int = setting(0, 'Random seed (of the first member; seeds seed..seed+num_seeds-1).')
@@ -51,8 +53,11 @@ class RunSettings:
     run_group: str = setting('Debug', 'Sub-directory of save_dir for this run.')
     sparse: bool = setting(False, "Sparse rewards: -1 unless the task is fully solved (the Q-chunking repository's "
                            '--sparse, github.com/ColinQiyangLi/qc; the FQL repository has no such flag).')
-    dataset_path: str | None = setting(None, 'Explicit dataset .npz (its -val.npz beside it is used if present).')
-    dataset_dir: str = setting('~/.ogbench/data', 'OGBench dataset directory (official file names).')
+    dataset_path: str | None = setting(None, 'Explicit dataset file: an OGBench .npz (its -val.npz beside it is used if '
+                                       'present) or a D4RL .hdf5.')
+    dataset_dir: str | None = setting(None, 'Dataset directory, official file names (default: ~/.ogbench/data for '
+                                      'OGBench; $D4RL_DATASET_DIR or ~/.d4rl/datasets for D4RL files; Minari datasets '
+                                      'live in $MINARI_DATASETS_PATH).')
     dataset_episodes: int | None = setting(None, 'Build and use a reduced dataset of this many episodes.')
     dataset_workers: int | None = setting(None, 'Worker processes for local dataset generation (default: all cores).')
     frame_stack: int | None = setting(None, 'Pixel observations (visual-* environments): frames stacked per '
@@ -109,7 +114,7 @@ def settings_from_values(values: dict, agent_overrides: dict) -> RunSettings:
 
 
 def check_settings(s: RunSettings) -> None:
-    """Refuses bad values in one sentence (what needs the environment: `check_observation_settings`)."""
+    """Refuses bad values in one sentence (what needs the task: its suite's `check_settings`)."""
     positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
     non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
                         eval_episodes=s.eval_episodes, save_interval=s.save_interval)
@@ -142,24 +147,6 @@ def check_settings(s: RunSettings) -> None:
         raise UserError(f'--wandb_mode must be one of {", ".join(WANDB_MODES)}, got {s.wandb_mode!r}.')
 
 
-def check_observation_settings(s: RunSettings, spec, configs) -> None:
-    """The settings that depend on the kind of observation: pixel options only for pixel
-    observations, which need an image encoder and stay offline."""
-    pixels = spec.family.startswith('visual-')
-    for name in ('frame_stack', 'p_aug'):
-        if not pixels and getattr(s, name) is not None:
-            raise UserError(f'--{name} applies to pixel observations (visual-* environments), not to {spec.short_name}; '
-                            'leave it out.')
-    if pixels and any(config.get('encoder') is None for config in configs):
-        raise UserError(f'{spec.short_name} has pixel observations, which need an image encoder: pass '
-                        '--agent.encoder=impala_small.')
-    if not pixels and any(config.get('encoder') is not None for config in configs):
-        raise UserError(f'--agent.encoder applies to pixel observations (visual-* environments), not to '
-                        f'{spec.short_name}; leave it out.')
-    if pixels and s.online_steps:
-        raise UserError('Online fine-tuning is not supported with pixel observations yet; use --online_steps=0.')
-
-
 @dataclasses.dataclass
 class Members:
     """The independent runs trained side by side: one per (sweep point, seed)."""
@@ -171,16 +158,16 @@ class Members:
         return [label['seed'] for label in self.labels]
 
 
-def resolve_members(s: RunSettings, agent, spec, log=print) -> Members:
+def resolve_members(s: RunSettings, agent, task, log=print) -> Members:
     """Agent config = defaults <- env presets <- command-line overrides; then the sweep grid x seeds."""
     source = s.agent
     config = apply_overrides(agent.get_config(), s.agent_overrides, source)
     sweeps = parse_sweeps(s.sweep, config, agent.DYNAMIC_KEYS, source)
     keep = set(s.agent_overrides) | {key for key, _ in sweeps}
-    applied = apply_presets(config, presets_for(agent_name(s.agent), spec, online=s.online_steps > 0), keep)
+    applied = apply_presets(config, presets_for(agent_name(s.agent), task, online=s.online_steps > 0), keep)
     check_config(config, source)
     if applied:
-        log(f'Presets for {spec.family} (configs/{agent_name(s.agent)}.py): '
+        log(f'Presets for {task.family} (configs/{agent_name(s.agent)}.py): '
             + ', '.join(f'{k}={v}' for k, v in applied.items()))
     configs, labels = [], []
     for point in sweep_grid(sweeps):

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowrl.suites import LoadedData
+
 AGENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'agents')
 
 
@@ -146,8 +148,9 @@ def use_fake_world(monkeypatch, validation: bool = False):
     compiled programs across runs, so a test can afford several."""
     dataset = {k: np.asarray(v) for k, v in synthetic_batch(batch_size=256).items()}
     val = {k: np.asarray(v) for k, v in synthetic_batch(rng_seed=1, batch_size=64).items()} if validation else None
-    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *args, **kwargs: (dict(dataset), val))
-    monkeypatch.setattr('flowrl.runner.make_env', lambda spec, **kwargs: FakeEnv())
+    monkeypatch.setattr('flowrl.runner.load_dataset',
+                        lambda *args, **kwargs: LoadedData(dict(dataset), val, 'synthetic data', {}))
+    monkeypatch.setattr('flowrl.runner.env_factory', lambda *args, **kwargs: FakeEnv)
     monkeypatch.setattr('flowrl.runner.ChunkRunner', _shared_chunk_runner)
     monkeypatch.setattr('flowrl.runner.make_policy', _shared_policy)
     monkeypatch.setattr('flowrl.runner.OnlineProgram', _shared_online_program)

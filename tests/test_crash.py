@@ -166,7 +166,7 @@ def test_evaluate_reads_again_when_the_trainer_deletes_the_checkpoint_being_read
     monkeypatch.setattr(checkpoints, 'read_part', trainer_moves_on_while_reading)
     monkeypatch.setattr(checkpoints.time, 'sleep', QUIET)
     messages = []
-    *_, step = evaluate_run.restore_run(run_dir, log=messages.append)
+    *_, step, _ = evaluate_run.restore_run(run_dir, log=messages.append)
     assert (lines, step) == ([8, 12], 12)
     assert any('reading again' in m for m in messages)
 

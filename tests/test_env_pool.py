@@ -40,18 +40,19 @@ def test_success_timing_reaches_the_env_and_is_recorded():
     import pytest
 
     from flowrl.errors import UserError
-    from flowrl.runner import RunSettings, env_factory, ogbench_description
+    from flowrl.runner import RunSettings
+    from flowrl.suites import resolve
 
-    spec = parse_env_name('cube-single-play')
-    default = make_env(spec).unwrapped._success_timing  # what this OGBench does when not told
+    task = resolve('cube-single-play')
+    default = make_env(task.spec).unwrapped._success_timing  # what this OGBench does when not told
     for requested, expected in ((None, default), ('pre', 'pre'), ('post', 'post')):
         settings = RunSettings(success_timing=requested)
-        assert env_factory(settings, spec)().unwrapped._success_timing == expected
-        assert ogbench_description(settings, spec)['success_timing'] == expected
+        assert task.env_factory(settings)().unwrapped._success_timing == expected
+        assert task.description(settings)['success_timing'] == expected
     installed = importlib.metadata.version('ogbench')
-    assert ogbench_description(RunSettings(), spec)['ogbench_version'] == installed
+    assert task.description(RunSettings())['ogbench_version'] == installed
     with pytest.raises(UserError, match="--success_timing must be 'pre' or 'post'"):
-        env_factory(RunSettings(success_timing='after'), spec)
+        task.check_settings(RunSettings(success_timing='after'), [])
 
 
 def _noisy_linear_actions(state, observations, rng):

@@ -14,6 +14,7 @@ from agents import fql
 from flowrl import checkpoints
 from flowrl.errors import TrainingDiverged
 from flowrl.runner import Run
+from flowrl.suites import LoadedData
 from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_config
 from flowrl.errors import UserError
 from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, resolve_member_execution, sample_batch,
@@ -140,7 +141,7 @@ def test_chunk_reports_the_first_nonfinite_update_and_keeps_the_state_before_it(
 
 def test_nonfinite_loss_stops_the_run_with_the_step_and_metric(tmp_path, monkeypatch):
     bad = dict(DATASET, rewards=DATASET['rewards'].at[:].set(jnp.nan))
-    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *a, **k: ({k: np.asarray(v) for k, v in bad.items()}, None))
+    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *a, **k: LoadedData({k: np.asarray(v) for k, v in bad.items()}, None, 'bad data', {}))
     from flowrl.runner import RunSettings
     settings = RunSettings(agent='agents/fql.py', env_name='cube-single-play', offline_steps=4, log_interval=2,
                            eval_episodes=0, save_dir=str(tmp_path),

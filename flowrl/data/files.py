@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import threading
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -363,7 +364,7 @@ def downloads_disabled() -> bool:
     return os.environ.get(NO_DOWNLOAD_ENV_VAR, "").strip() not in ("", "0")
 
 
-def network_reachable(host: str = DOWNLOAD_HOST, timeout: float = NETWORK_CHECK_TIMEOUT_S) -> bool:
+def network_reachable(host: str = DOWNLOAD_HOST, timeout: float = NETWORK_CHECK_TIMEOUT_S, port: int = 443) -> bool:
     """Can we open a TCP connection to the dataset server? Never blocks much beyond `timeout`.
 
     The probe runs in a daemon thread because name resolution ignores socket timeouts and can
@@ -373,7 +374,7 @@ def network_reachable(host: str = DOWNLOAD_HOST, timeout: float = NETWORK_CHECK_
 
     def probe() -> None:
         try:
-            socket.create_connection((host, 443), timeout=timeout).close()
+            socket.create_connection((host, port), timeout=timeout).close()
             reachable.append(True)
         except OSError:
             pass
@@ -384,31 +385,47 @@ def network_reachable(host: str = DOWNLOAD_HOST, timeout: float = NETWORK_CHECK_
     return bool(reachable)
 
 
+def can_download(url: str, log) -> bool:
+    """Whether a download from `url` may be tried now: downloads are on and its host answers."""
+    address = urllib.parse.urlsplit(url)
+    if downloads_disabled():
+        log(f"Not downloading from {address.hostname}: {NO_DOWNLOAD_ENV_VAR} is set.")
+        return False
+    port = address.port or (443 if address.scheme == "https" else 80)
+    if not network_reachable(address.hostname, port=port):
+        log(f"Not downloading from {address.hostname}: it is unreachable (offline).")
+        return False
+    return True
+
+
+def download(url: str, final: Path, log, check=None) -> bool:
+    """`url` into `final` through a temporary file that takes the final name only when complete
+    (and, with `check`, only once `check(temporary)` accepts it); False with one line if it fails."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    log(f"Downloading {url} -> {display_path(final)}")
+    try:
+        with atomic_output(final) as temporary, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as reply:
+            with open(temporary, "wb") as handle:
+                for chunk in iter(lambda: reply.read(1 << 20), b""):
+                    handle.write(chunk)
+            if check is not None:
+                check(temporary)
+    except OSError as error:
+        log(f"Download of {url} failed ({error}).")
+        return False
+    return True
+
+
 def try_download_official(dataset_name: str, dataset_dir: str, log) -> bool:
     """Fetch '<dataset>.npz' and '-val.npz' from OGBench's server; False if that is not possible.
 
     The validation file is fetched first so that a present training file implies a complete
     download; each file goes through a temporary name and is removed if interrupted.
     """
-    if downloads_disabled():
-        log(f"Not downloading {dataset_name}: {NO_DOWNLOAD_ENV_VAR} is set.")
-        return False
-    if not network_reachable():
-        log(f"Not downloading {dataset_name}: {DOWNLOAD_HOST} is unreachable (offline).")
+    if not can_download(OFFICIAL_URL, log):
         return False
     target = train_path(dataset_dir, dataset_name)
-    target.parent.mkdir(parents=True, exist_ok=True)
     for final in (val_path_for(target), target):
-        if final.exists():
-            continue
-        url = f"{OFFICIAL_URL}/{final.name}"
-        log(f"Downloading {url} -> {display_path(final)}")
-        try:
-            with atomic_output(final) as temporary, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as reply:
-                with open(temporary, "wb") as handle:
-                    for chunk in iter(lambda: reply.read(1 << 20), b""):
-                        handle.write(chunk)
-        except OSError as error:
-            log(f"Download of {url} failed ({error}).")
+        if not final.exists() and not download(f"{OFFICIAL_URL}/{final.name}", final, log):
             return False
     return True

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flowrl.envs import VISUAL_PREFIX
 from flowrl.errors import UserError
 
 OFFICIAL_URL = "https://rail.eecs.berkeley.edu/datasets/ogbench"
@@ -161,7 +162,6 @@ def needs_expert_policies(dataset_name: str) -> bool:
     return dataset_name.split("-")[0] in EXPERT_POLICY_PREFIXES
 
 
-VISUAL_PREFIX = "visual-"
 # OGBench registers a pixel twin of these families' environments ('visual-cube-single-v0'), so their
 # visual datasets can be rendered from the state datasets (flowrl/data/render.py).
 RENDERABLE_FAMILIES = MANIPULATION_FAMILIES

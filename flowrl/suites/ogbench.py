@@ -1,0 +1,129 @@
+"""OGBench single-task environments as a benchmark suite (flowrl.suites).
+
+Names, environments and success timing live in flowrl.envs; datasets (found, downloaded,
+generated with OGBench's oracles or rendered) in flowrl.data. The score of an episode is
+OGBench's `info['success']`, and a run's final score the mean success of its last three
+evaluations (the FQL paper's protocol).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from flowrl import envs
+from flowrl.errors import UserError
+from flowrl.suites import LoadedData
+
+SUITE = 'ogbench'
+
+
+@dataclasses.dataclass(frozen=True)
+class OGBenchTask:
+    spec: envs.EnvSpec
+    suite: str = SUITE
+    metric: str = 'success'
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def short_name(self) -> str:
+        return self.spec.short_name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def task_number(self) -> int | None:
+        return self.spec.task
+
+    @property
+    def pixels(self) -> bool:
+        return self.spec.family.startswith(envs.VISUAL_PREFIX)
+
+    def canonical(self) -> 'OGBenchTask':
+        return OGBenchTask(self.spec.canonical())
+
+    # -- presets --------------------------------------------------------------------------
+    @staticmethod
+    def preset_tables(online: bool) -> tuple:
+        return ('PRESETS', 'ONLINE_PRESETS') if online else ('PRESETS',)
+
+    @property
+    def preset_keys(self) -> tuple:
+        task = () if self.spec.task is None else (f'{self.spec.family}-task{self.spec.task}',)
+        return (self.spec.family,) + task
+
+    # -- settings -------------------------------------------------------------------------
+    def check_settings(self, s, configs) -> None:
+        """Pixel options only for pixel observations, which need an image encoder and stay offline."""
+        for name in ('frame_stack', 'p_aug'):
+            if not self.pixels and getattr(s, name) is not None:
+                raise UserError(f'--{name} applies to pixel observations (visual-* environments), not to '
+                                f'{self.short_name}; leave it out.')
+        if self.pixels and any(config.get('encoder') is None for config in configs):
+            raise UserError(f'{self.short_name} has pixel observations, which need an image encoder: pass '
+                            '--agent.encoder=impala_small.')
+        if not self.pixels and any(config.get('encoder') is not None for config in configs):
+            raise UserError(f'--agent.encoder applies to pixel observations (visual-* environments), not to '
+                            f'{self.short_name}; leave it out.')
+        if self.pixels and s.online_steps:
+            raise UserError('Online fine-tuning is not supported with pixel observations yet; use --online_steps=0.')
+        envs.resolve_success_timing(self.spec, s.success_timing)
+
+    # -- data -----------------------------------------------------------------------------
+    def load(self, s, log=print) -> LoadedData:
+        from flowrl.data import load_singletask_data
+
+        data = load_singletask_data(self.spec.name, dataset_path=s.dataset_path, dataset_dir=s.dataset_dir,
+                                    dataset_episodes=s.dataset_episodes, workers=s.dataset_workers,
+                                    frame_stack=s.frame_stack or 1, log=log)
+        return LoadedData(data.train, data.val, data.source, dict(source=data.source))
+
+    def reward_function(self, s):
+        """The run's rewards from OGBench's, for the dataset and for online transitions alike."""
+        return sparse_rewards if s.sparse else as_float32
+
+    # -- evaluation -----------------------------------------------------------------------
+    def env_factory(self, s, data_record: dict | None = None):
+        """A picklable () -> evaluation env with the run's success timing (whatever file was read)."""
+        return functools.partial(envs.make_env, self.spec,
+                                 success_timing=envs.resolve_success_timing(self.spec, s.success_timing),
+                                 frame_stack=s.frame_stack or 1)
+
+    @staticmethod
+    def episode_scores(returns, successes):
+        return np.asarray(successes, np.float64)
+
+    def description(self, s) -> dict:
+        """What decides how success is counted (docs/ALGORITHMS.md, "Evaluation timing")."""
+        return dict(suite=SUITE, metric=self.metric, ogbench_version=envs.ogbench_version(),
+                    success_timing=envs.resolve_success_timing(self.spec, s.success_timing))
+
+
+def as_float32(rewards):
+    return np.asarray(rewards, np.float32)
+
+
+def sparse_rewards(rewards):
+    """--sparse of the Q-chunking repository (github.com/ColinQiyangLi/qc; the FQL repository has
+    no such flag): -1 on every step that is not fully successful, 0 otherwise."""
+    return (np.asarray(rewards) != 0.0).astype(np.float32) * -1.0
+
+
+def parse(name: str) -> OGBenchTask | None:
+    """The task of an OGBench singletask name; None for a name that is not OGBench's (a D4RL
+    name, a Minari id, a typo: flowrl.suites.resolve then offers the nearest names of every
+    suite); a UserError for an OGBench name it refuses (a task its environment lacks)."""
+    if not envs.looks_like_ogbench(name):
+        return None
+    return OGBenchTask(envs.parse_env_name(name))
+
+
+def known_names() -> tuple:
+    return envs.DATASET_FAMILIES
