@@ -3,7 +3,8 @@
 - locomotion: Gymnasium's `HalfCheetah-v4`, `Hopper-v4`, `Walker2d-v4` (the `-v3` MuJoCo models
   D4RL's v2 data was collected in, on the `mujoco` bindings; 1000 steps);
 - adroit: gymnasium-robotics' `AdroitHand{Pen,Door,Hammer,Relocate}-v1` with D4RL's horizons
-  (pen 100, the others 200: D4RL `hand_manipulation_suite/__init__.py`, MAX_STEPS);
+  (pen 100, the others 200: D4RL `hand_manipulation_suite/__init__.py`, MAX_STEPS) and D4RL's
+  rewards and episode ends (`D4RLAdroit`: gymnasium-robotics 1.4.2 differs in two places);
 - antmaze from D4RL's HDF5 data: flowrl.suites.d4rl_antmaze (D4RL's own maze, ant and goal);
 - anything served from a Minari dataset (antmaze and kitchen regenerations, any Minari id): the
   dataset's recovered evaluation environment (`recover_environment(eval_env=True)`), with
@@ -102,7 +103,40 @@ def make_locomotion_env(env: str) -> gymnasium.Env:
 
 def make_adroit_env(env: str) -> gymnasium.Env:
     _robotics()
-    return gymnasium.make(ADROIT_ENV_IDS[env], max_episode_steps=ADROIT_HORIZONS[env])
+    return D4RLAdroit(gymnasium.make(ADROIT_ENV_IDS[env], max_episode_steps=ADROIT_HORIZONS[env]), env)
+
+
+# The body or site whose distance to the palm D4RL's dense reward subtracts (x 0.1) and
+# gymnasium-robotics 1.4.2 adds (its `reward = 0.1 * norm(palm - X)`; fixed upstream in the v2
+# environments of gymnasium-robotics >= 1.4.3, not released when this was written): D4RL
+# hand_manipulation_suite/{door,hammer,relocate}_v0.py, `reward = -0.1*np.linalg.norm(palm_pos - X)`.
+_PALM_TARGETS = {'door': ('grasp_site_id', 'site', 'handle_site_id'),
+                 'hammer': ('S_grasp_site_id', 'body', 'obj_body_id'),
+                 'relocate': ('S_grasp_site_id', 'body', 'obj_body_id')}
+PEN_DROP_HEIGHT = 0.075  # D4RL pen_v0.py: the episode ends (done) when the pen falls below it
+
+
+class D4RLAdroit(gymnasium.Wrapper):
+    """An AdroitHand-v1 environment with D4RL v1's rewards and episode ends, so that returns, and
+    hence normalised scores, are D4RL's: door, hammer and relocate subtract 0.2 x the palm's
+    distance to the handle / hammer / ball (turning gymnasium-robotics' +0.1 term into D4RL's -0.1),
+    and pen terminates when the pen drops, as D4RL's pen did (gymnasium-robotics commented it out)."""
+
+    def __init__(self, env, name: str):
+        super().__init__(env)
+        self.name = name
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        task = self.env.unwrapped
+        if self.name in _PALM_TARGETS:
+            palm, kind, target = _PALM_TARGETS[self.name]
+            positions = task.data.site_xpos if kind == 'site' else task.data.xpos
+            distance = np.linalg.norm(task.data.site_xpos[getattr(task, palm)] - positions[getattr(task, target)])
+            reward -= 0.2 * float(distance)
+        if self.name == 'pen' and task.data.xpos[task.obj_body_id][2] < PEN_DROP_HEIGHT:
+            terminated = True
+        return observation, reward, terminated, truncated, info
 
 
 def make_antmaze_env(dataset: str) -> gymnasium.Env:
