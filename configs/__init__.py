@@ -23,7 +23,9 @@ agent's default applies; pass the value on the command line when you have it):
 - encoder 'impala_small' on every pixel-based (visual-*) environment: the encoder of every
   visual command in the FQL README, for every method (pixel observations need one). An agent
   without a table of its own (flow BC) gets these shared values too.
-Published values that do not apply to flowrl: the FQL README's D4RL values.
+D4RL tasks read their own tables, `D4RL_PRESETS` and `D4RL_ONLINE_PRESETS`, keyed by the D4RL name
+without its version ('antmaze-large-play', 'pen-human'), so the two suites' names never meet in
+one table (flowrl.suites: each task names the tables and keys it reads).
 """
 
 from flowrl.envs import DATASET_FAMILIES

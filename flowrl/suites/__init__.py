@@ -40,7 +40,7 @@ class LoadedData(NamedTuple):
     record: dict  # recorded with the run (flags.json 'data')
 
 
-TRANSITION_FIELDS = ('observations', 'actions', 'rewards', 'masks', 'terminals')
+TRANSITION_FIELDS = ('actions', 'rewards', 'masks', 'terminals')  # and observations, except pixel data (frames)
 
 
 def check_transitions(data: dict, where: str, observation_shape=None, action_dim=None) -> None:
@@ -55,7 +55,8 @@ def check_transitions(data: dict, where: str, observation_shape=None, action_dim
     if rows == 0:
         raise UserError(f'{where} holds no transitions.')
     for key, value in data.items():
-        if hasattr(value, 'shape') and key in TRANSITION_FIELDS + ('next_observations',) and len(value) != rows:
+        if hasattr(value, 'shape') and key in TRANSITION_FIELDS + ('observations', 'next_observations') \
+                and len(value) != rows:
             raise UserError(f'{where}: field {key!r} has {len(value)} rows but actions has {rows}.')
     for key in ('actions', 'rewards', 'masks', 'terminals'):
         if not np.all(np.isfinite(data[key])):
@@ -68,7 +69,8 @@ def check_transitions(data: dict, where: str, observation_shape=None, action_dim
     if action_dim is not None and data['actions'].shape[1:] != (action_dim,):
         raise UserError(f'{where}: actions have shape {data["actions"].shape[1:]} per row but the environment '
                         f'takes {action_dim} dimensions.')
-    if observation_shape is not None and np.issubdtype(data['observations'].dtype, np.floating):
+    observations = data.get('observations')
+    if observation_shape is not None and observations is not None and np.issubdtype(observations.dtype, np.floating):
         if data['observations'].shape[1:] != tuple(observation_shape):
             raise UserError(f'{where}: observations have shape {data["observations"].shape[1:]} per row but the '
                             f'environment gives {tuple(observation_shape)}.')
