@@ -381,3 +381,13 @@ def test_adroit_pen_ends_when_the_pen_drops():
     assert task.data.xpos[task.obj_body_id][2] < 0.075
     _, _, terminated, _, _ = env.step(np.zeros(env.action_space.shape))
     assert terminated
+
+
+def test_resume_refuses_data_whose_hash_changed(tmp_path):
+    from flowrl import run_files
+    from flowrl.runner import require_same_data
+
+    run_files.write_json(str(tmp_path / run_files.FLAGS_FILE), dict(data=dict(source='hdf5', sha256='a' * 64)))
+    require_same_data(str(tmp_path), dict(source='hdf5', file='x.hdf5', sha256='a' * 64))  # the same data
+    with pytest.raises(UserError, match='put the original data back to resume'):
+        require_same_data(str(tmp_path), dict(source='hdf5', file='x.hdf5', sha256='b' * 64))
