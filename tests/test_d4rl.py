@@ -391,3 +391,12 @@ def test_resume_refuses_data_whose_hash_changed(tmp_path):
     require_same_data(str(tmp_path), dict(source='hdf5', file='x.hdf5', sha256='a' * 64))  # the same data
     with pytest.raises(UserError, match='put the original data back to resume'):
         require_same_data(str(tmp_path), dict(source='hdf5', file='x.hdf5', sha256='b' * 64))
+
+
+def test_published_d4rl_antmaze_numbers_are_the_qfql_papers_table_1():
+    from flowrl.published import published_score
+
+    fql = published_score('antmaze-large-diverse', None, 'fql')
+    assert (fql.mean, fql.std) == (83, 4) and 'Table 1' in fql.source
+    assert published_score('antmaze-umaze-diverse', None, 'qfql').mean == 94
+    assert published_score(suites.resolve('antmaze-medium-diverse-v2').family, None, 'ifql').mean == 60

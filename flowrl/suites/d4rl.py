@@ -24,6 +24,7 @@ import os
 import re
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 
 from flowrl.errors import UserError
@@ -176,6 +177,7 @@ class D4RLTask:
         env = self.env_factory(s, record)()
         try:
             check_transitions(train, line, env.observation_space.shape, env.action_space.shape[-1])
+            record['evaluation_env'] = describe_env(env)
         finally:
             env.close()
         train['rewards'] = self.reward_function(s)(train['rewards'])
@@ -262,6 +264,19 @@ class D4RLTask:
         return dict(suite=SUITE, metric=self.metric, reference_returns=[low, high],
                     gymnasium_version=_version('gymnasium'), gymnasium_robotics_version=_version('gymnasium-robotics'),
                     mujoco_version=_version('mujoco'))
+
+
+def describe_env(env) -> str:
+    """The environment's id (or class) and the wrappers flowrl adds, for the run's record."""
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    wrappers = [type(layer).__name__ for layer in _layers(env) if type(layer).__module__.startswith('flowrl')]
+    return ' + '.join([name] + wrappers)
+
+
+def _layers(env):
+    while isinstance(env, gymnasium.Wrapper):
+        yield env
+        env = env.env
 
 
 def as_float32(rewards):

@@ -17,7 +17,10 @@ environment worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import warnings
 
 import gymnasium
 import numpy as np
@@ -63,8 +66,12 @@ class FlatObservation(gymnasium.ObservationWrapper):
 
 
 def _robotics():
-    """gymnasium-robotics' environments, registered (and made to work on mujoco >= 4, see below)."""
-    import gymnasium_robotics
+    """gymnasium-robotics' environments, registered (and made to work on mujoco >= 4, see below).
+
+    Its import prints a notice that the v1 dense Adroit rewards changed in 1.2.1; D4RLAdroit
+    gives D4RL's rewards whatever that version does, so the notice is kept off the run's output."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gymnasium_robotics
 
     gymnasium.register_envs(gymnasium_robotics)
     _compare_joint_types_as_ints()
@@ -98,7 +105,9 @@ def _compare_joint_types_as_ints():
 
 
 def make_locomotion_env(env: str) -> gymnasium.Env:
-    return gymnasium.make(LOCOMOTION_ENV_IDS[env])
+    with warnings.catch_warnings():  # v4 on purpose: D4RL's models (v5 changed them), not an oversight
+        warnings.filterwarnings('ignore', message=r'.*is out of date\. You should consider upgrading to version')
+        return gymnasium.make(LOCOMOTION_ENV_IDS[env])
 
 
 def make_adroit_env(env: str) -> gymnasium.Env:
