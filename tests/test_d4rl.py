@@ -400,3 +400,43 @@ def test_published_d4rl_antmaze_numbers_are_the_qfql_papers_table_1():
     assert (fql.mean, fql.std) == (83, 4) and 'Table 1' in fql.source
     assert published_score('antmaze-umaze-diverse', None, 'qfql').mean == 94
     assert published_score(suites.resolve('antmaze-medium-diverse-v2').family, None, 'ifql').mean == 60
+
+
+def test_antmaze_from_minari_flattens_d4rls_order_and_ends_episodes_at_the_goal(tmp_path, monkeypatch):
+    """A D4RL antmaze name without D4RL's file reads Minari's regeneration (dict observations:
+    achieved_goal then observation = 29 dimensions), says so, and evaluates on gymnasium-robotics'
+    AntMaze with continuing_task=False."""
+    script = '''
+import numpy as np, minari, gymnasium
+from minari.data_collector.episode_buffer import EpisodeBuffer
+from flowrl.suites import d4rl_envs
+d4rl_envs._robotics()
+env = gymnasium.make('AntMaze_UMaze-v4')
+rng = np.random.default_rng(0)
+buffers = []
+for k, steps in enumerate((6, 5)):
+    observations = [env.observation_space.sample() for _ in range(steps + 1)]
+    stacked = {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+    buffers.append(EpisodeBuffer(id=k, observations=stacked, actions=rng.uniform(-1, 1, (steps, 8)).astype(np.float32),
+                                 rewards=np.r_[np.zeros(steps - 1), 1.0], terminations=np.zeros(steps, bool),
+                                 truncations=np.r_[np.zeros(steps - 1, bool), True], infos={}))
+minari.create_dataset_from_buffers('D4RL/antmaze/umaze-v1', buffer=buffers, env='AntMaze_UMaze-v4',
+                                   algorithm_name='flowrl test', observation_space=env.observation_space,
+                                   action_space=env.action_space)
+'''
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / 'minari'), D4RL_DATASET_DIR=str(tmp_path / 'd4rl'))
+    made = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+    assert made.returncode == 0, made.stderr[-3000:]
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
+    monkeypatch.setenv('D4RL_DATASET_DIR', str(tmp_path / 'd4rl'))
+    task, lines = suites.resolve('antmaze-umaze-v2'), []
+    data = task.load(RunSettings(env_name='antmaze-umaze-v2'), log=lines.append)
+    made_env = task.env_factory(RunSettings(), data.record)()
+    assert any('not comparable with the papers' in line for line in lines)
+    assert data.train['observations'].shape == (11, 29) and data.record['source'] == 'minari'
+    # Reward 1 at each episode's last step reached the goal: a terminal state, as in D4RL's data.
+    assert data.train['masks'].tolist() == [1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0]
+    assert made_env.unwrapped.continuing_task is False and made_env.observation_space.shape == (29,)
+    observation, _ = made_env.reset(seed=0)
+    assert observation.shape == (29,)
