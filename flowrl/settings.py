@@ -171,16 +171,23 @@ class Members:
         return [label['seed'] for label in self.labels]
 
 
+def presets_name(config, agent_path: str) -> str:
+    """Whose presets (configs/<name>.py) a run gets: the config's `agent_name`, so that a copy of
+    agents/fql.py saved as my_fql.py keeps FQL's; the file's name only for a config without one."""
+    return config.get('agent_name') or agent_name(agent_path)
+
+
 def resolve_members(s: RunSettings, agent, spec, log=print) -> Members:
     """Agent config = defaults <- env presets <- command-line overrides; then the sweep grid x seeds."""
     source = s.agent
     config = apply_overrides(agent.get_config(), s.agent_overrides, source)
     sweeps = parse_sweeps(s.sweep, config, agent.DYNAMIC_KEYS, source)
     keep = set(s.agent_overrides) | {key for key, _ in sweeps}
-    applied = apply_presets(config, presets_for(agent_name(s.agent), spec, online=s.online_steps > 0), keep)
+    preset_name = presets_name(config, s.agent)
+    applied = apply_presets(config, presets_for(preset_name, spec, online=s.online_steps > 0), keep)
     check_config(config, source)
     if applied:
-        log(f'Presets for {spec.family} (configs/{agent_name(s.agent)}.py): '
+        log(f'Presets for {spec.family} (configs/{preset_name}.py): '
             + ', '.join(f'{k}={v}' for k, v in applied.items()))
     configs, labels = [], []
     for point in sweep_grid(sweeps):
