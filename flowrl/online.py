@@ -26,6 +26,7 @@ from jax.sharding import PartitionSpec
 
 from flowrl import replay
 from flowrl.env_pool import EnvPool
+from flowrl.evaluation import observation_dtype
 from flowrl.training import MEMBER_AXIS, member_mesh, over_members
 
 EXPLORATION_KEYS = ('exploration/success', 'exploration/episode_return', 'exploration/episode_length',
@@ -147,10 +148,11 @@ class MemberEnvs:
     """One environment per member, stepped together; keeps each member's running episode and the
     statistics of the episodes that ended since they were last read."""
 
-    def __init__(self, make_env, member_seeds, workers: int = 1, reward_fn=None):
+    def __init__(self, make_env, member_seeds, workers: int = 1, reward_fn=None, observation_dtype=None):
         self.seeds = list(member_seeds)
         self.pool = EnvPool(make_env, len(self.seeds), workers)
         self.reward_fn = reward_fn or (lambda r: r)
+        self.training_dtype = observation_dtype  # the dataset's (None: uint8 images, float32 states)
         count = len(self.seeds)
         self.observations = None
         self.returns, self.lengths = np.zeros(count), np.zeros(count, np.int64)
@@ -159,7 +161,7 @@ class MemberEnvs:
     def restart(self, step: int) -> np.ndarray:
         """New episodes for every member (the running ones are cut); their first observations."""
         seeds = np.asarray([reset_seed(s, step) for s in self.seeds], np.uint32)
-        self.observations = self.pool.reset(seeds)
+        self.observations = self._as_trained(self.pool.reset(seeds))
         self.returns[:], self.lengths[:] = 0, 0
         return self.observations
 
@@ -168,6 +170,7 @@ class MemberEnvs:
         [M, ...], the observations to act on next: the next observation, or a new episode's first
         one where the episode ended)."""
         next_obs, reward, terminated, truncated, success = self.pool.step(np.asarray(actions), np.ones(len(self.seeds), bool))
+        next_obs = self._as_trained(next_obs)
         reward = self.reward_fn(np.asarray(reward, np.float32))
         done = terminated | truncated
         transitions = dict(observations=self.observations, actions=np.asarray(actions, np.float32), rewards=reward,
@@ -181,10 +184,14 @@ class MemberEnvs:
         observations = next_obs
         if done.any():
             seeds = np.asarray([reset_seed(s, step) for s in self.seeds], np.uint32)
-            first = self.pool.reset(seeds, done)
-            observations = np.where(done[:, None], first, next_obs)
+            first = self._as_trained(self.pool.reset(seeds, done))
+            observations = np.where(done.reshape((-1,) + (1,) * (next_obs.ndim - 1)), first, next_obs)
         self.observations = observations
         return transitions, observations
+
+    def _as_trained(self, observations):
+        """Observations in the dtype the agent was trained and compiled on (flowrl.evaluation)."""
+        return observations.astype(observation_dtype(observations, self.training_dtype), copy=False)
 
     def statistics(self) -> dict:
         """Per member: mean success, return and length of the episodes that ended since the last

@@ -104,6 +104,7 @@ class Run:
         prepare = getattr(self.agent, 'prepare_dataset', lambda d: d)
         dataset = prepare(dataset)
         example = pixels.gather_transitions(dataset, np.arange(2))
+        self.observation_dtype = example['observations'].dtype  # what the policy is compiled for everywhere
         member_sharding, replicated = member_shardings(len(self.members.configs))
         self.dataset = jax.device_put(dataset, replicated)
         # The validation split (when the dataset has one): validation/<metric> columns in train.csv.
@@ -224,7 +225,7 @@ class Run:
     def evaluate(self):
         if self.eval_envs is None:
             self.eval_envs = EvalEnvs(self.make_env, len(self.members.labels), self.s.eval_episodes,
-                                      eval_workers(self.s.eval_workers), self.s.eval_envs)
+                                      eval_workers(self.s.eval_workers), self.s.eval_envs, self.observation_dtype)
             self.log(self.eval_envs.describe())
         stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step,
                              self.diagnostics, self.alive)
@@ -270,7 +271,8 @@ class Run:
         """The members' environments (made once) start new episodes; their first actions."""
         if self.online_envs is None:
             workers = min(eval_workers(self.s.eval_workers), len(self.members.labels))
-            self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, reward_function(self.s))
+            self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, reward_function(self.s),
+                                          self.observation_dtype)
         if self.online is None:
             self.online = empty_buffers(self.dataset, len(self.members.labels), self._online_capacity(),
                                         member_shardings(len(self.members.labels))[0])
