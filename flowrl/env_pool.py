@@ -53,6 +53,11 @@ class _Slice:
         space = self.envs[0].observation_space
         return np.zeros((len(self.envs),) + space.shape, space.dtype)
 
+    def spaces(self):
+        """(observation space, action space, time limit or None) of the first environment."""
+        env = self.envs[0]
+        return env.observation_space, env.action_space, getattr(getattr(env, 'spec', None), 'max_episode_steps', None)
+
     def reset(self, seeds, selected):
         """Resets the selected envs with their seeds; returns every env's obs (zeros if not reset)."""
         obs = self._observations()
@@ -112,6 +117,14 @@ class EnvPool:
         if isinstance(parts[0], tuple):
             return tuple(np.concatenate(p) for p in zip(*parts))
         return np.concatenate(parts)
+
+    def spaces(self):
+        """(observation space, action space, time limit: gymnasium's max_episode_steps or None) of
+        the environments (all made by one `make_env`)."""
+        if self.local is not None:
+            return self.local.spaces()
+        self.connections[0].send(('spaces', ()))
+        return self.connections[0].recv()
 
     def reset(self, seeds, selected=None):
         """Resets the envs where `selected` (default: all) with the given seeds."""

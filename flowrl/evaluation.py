@@ -34,12 +34,12 @@ class EvalEnvs:
     `num_members x episodes` episodes; created once and reused."""
 
     def __init__(self, make_env, num_members: int, episodes: int, workers: int = 1, max_envs: int = 0,
-                 observation_dtype=None):
+                 training_dtype=None):
         self.num_members, self.episodes = num_members, episodes
         needed = num_members * episodes
         self.size = min(needed, max_envs) if max_envs else default_env_count(needed)
         self.pool = EnvPool(make_env, self.size, workers)
-        self.observation_dtype = observation_dtype  # the dataset's: what training compiled the agent for
+        self.training_dtype = training_dtype  # the dataset's: what training compiled the agent for
 
     def describe(self) -> str:
         return (f'Evaluation: {self.size} environment(s) alive at once for {self.num_members} x {self.episodes} '
@@ -121,7 +121,7 @@ def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagno
     started = time.time()
     while True:
         obs, first_obs = _start_pending(pool, slots, pending, obs, first_obs, member_seeds, step,
-                                        envs.observation_dtype)
+                                        envs.training_dtype)
         running = slots.member >= 0
         if not running.any():
             break

@@ -168,17 +168,24 @@ class Run:
     def checkpoint_dir(self):
         return os.path.join(self.run_dir, run_files.CHECKPOINT_DIR)
 
-    def _carry(self, step: int, online) -> dict:
-        """What a checkpoint at `step` holds: states and keys, and the online buffers once online
-        transitions exist (the environments' episodes restart at every checkpoint, flowrl.online)."""
+    def _carry(self, step: int, online, episodes) -> dict:
+        """What a checkpoint at `step` holds: states and keys, and once online transitions exist the
+        online buffers and the members' running episodes (`_episodes`), which go on across
+        checkpoints and evaluations as in the authors' loop."""
         carry = dict(states=self.states, rngs=self.rngs)
         if step > self.s.offline_steps:
-            carry['online'] = online
+            carry.update(online=online, episodes=episodes)
         return carry
 
+    def _episodes(self) -> dict:
+        """The members' running episodes (MemberEnvs.record: reset seeds, actions so far, observations)
+        and the actions they take next: what a resumed run replays to continue them exactly."""
+        return dict(self.online_envs.record(), next_actions=np.asarray(self.actions, np.float32))
+
     def save(self):
-        checkpoints.save(self.checkpoint_dir, self.step, self._carry(self.step, self.online))
-        self.actions = None  # new episodes from here, in this run and in one resumed from this checkpoint
+        online = self.step > self.s.offline_steps
+        checkpoints.save(self.checkpoint_dir, self.step,
+                         self._carry(self.step, self.online, self._episodes() if online else None))
 
     def restore(self):
         """Restores the newest checkpoint that passes verification (setting newer, damaged ones
@@ -186,9 +193,17 @@ class Run:
         if not checkpoints.steps(self.checkpoint_dir):
             raise UserError(f'{self.run_dir} has no complete checkpoint to resume from.')
         step = checkpoints.pick_step(self.checkpoint_dir, log=self.log, set_aside=True)
-        tree = checkpoints.read(self.checkpoint_dir, self._carry(step, self._abstract_online()), step)
+        online = step > self.s.offline_steps
+        if online:
+            self._make_online_envs()
+        like = self._carry(step, self._abstract_online(), self._abstract_episodes() if online else None)
+        tree = checkpoints.read(self.checkpoint_dir, like, step)
         self.states, self.rngs, self.step = tree['states'], tree['rngs'], step
         self.online = tree.get('online')
+        if online:
+            episodes = jax.device_get(tree['episodes'])
+            self.actions = np.asarray(episodes.pop('next_actions'))
+            self.online_envs.replay(episodes)
         self.train_log.truncate_after(step)
         self.eval_log.truncate_after(step)
         self.diverged = {i: record for i, record in run_files.read_diverged(self.run_dir).items()
@@ -296,12 +311,24 @@ class Run:
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(self.members.labels),) + x.shape, x.dtype,
                                                            sharding=member_sharding), one)
 
-    def _start_episodes(self):
-        """The members' environments (made once) start new episodes; their first actions."""
+    def _abstract_episodes(self):
+        """Shapes and dtypes of `_episodes` (the online environments must exist)."""
+        on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        record = dict(self.online_envs.record(),
+                      next_actions=np.zeros(self.online_envs.actions_taken[:, 0].shape, np.float32))
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=on_host_device) for k, v in record.items()}
+
+    def _make_online_envs(self):
+        """The members' environments, made once."""
         if self.online_envs is None:
             workers = min(eval_workers(self.s.eval_workers), len(self.members.labels))
             self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, reward_function(self.s),
                                           self.observation_dtype)
+
+    def _start_episodes(self):
+        """The members' environments start their first episodes (at the first online step); their
+        first actions."""
+        self._make_online_envs()
         if self.online is None:
             self.online = empty_buffers(self.dataset, len(self.members.labels), self._online_capacity(),
                                         member_shardings(len(self.members.labels))[0])

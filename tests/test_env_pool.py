@@ -113,6 +113,8 @@ def test_default_env_count_is_bounded_by_memory():
 class ImageEnv:
     """Renders 4x4x3 uint8 images, as OGBench's visual tasks do; episodes of 3 steps."""
 
+    spec = types.SimpleNamespace(max_episode_steps=3)
+
     def __init__(self):
         import gymnasium
 
@@ -174,13 +176,13 @@ def test_evaluation_traces_the_policy_on_the_dtype_training_used():
     states = dict(w=jnp.zeros((1,)))
     for make_env, trained in ((ImageEnv, np.uint8), (StateEnv, np.float32)):
         seen = []
-        envs = EvalEnvs(make_env, num_members=1, episodes=2, max_envs=2, observation_dtype=trained)
+        envs = EvalEnvs(make_env, num_members=1, episodes=2, max_envs=2, training_dtype=trained)
         stats = run_episodes(make_policy(_recording_agent(seen)), states, envs, [0], 0)
         assert stats['episode_length'][0] == 3
         assert seen == [('act', np.dtype(trained))]
     with pytest.raises(UserError, match='float64 observations and the agent was trained on uint8'):
         run_episodes(make_policy(_recording_agent([])), states,
-                     EvalEnvs(StateEnv, 1, 1, max_envs=1, observation_dtype=np.uint8), [0], 0)
+                     EvalEnvs(StateEnv, 1, 1, max_envs=1, training_dtype=np.uint8), [0], 0)
 
 
 def test_online_steps_trace_acting_and_updates_on_uint8_images():
@@ -194,7 +196,7 @@ def test_online_steps_trace_acting_and_updates_on_uint8_images():
     seen = []
     agent = _recording_agent(seen)
     program = OnlineProgram(agent, 4, 'auto', False, 16)
-    envs = MemberEnvs(ImageEnv, [0, 1], observation_dtype=np.uint8)
+    envs = MemberEnvs(ImageEnv, [0, 1], training_dtype=np.uint8)
     states, rngs = dict(w=jnp.zeros((2, 1))), jax.random.split(jax.random.PRNGKey(0))
     rngs, actions = program.first_actions(states, rngs, envs.restart(step=0))
     online = empty_buffers(dataset, 2, 8, member_shardings(2)[0])
