@@ -14,9 +14,14 @@ the host steps the environments in between. That is two dispatches and one small
 way per environment step.
 
 Episodes: every reset of member m's environment at update u uses the seed (m's seed, u), and
-all members start new episodes whenever a checkpoint is saved. An episode cut there is a
-time-limit truncation for the buffer (terminal 1, mask 1) and is left out of the exploration
-statistics. A run resumed from a checkpoint therefore continues exactly as the uninterrupted one.
+episodes go on across checkpoints and evaluations, as in the authors' loop, so the transitions
+do not depend on `--eval_interval` or `--save_interval`. A checkpoint records each member's
+running episode (`MemberEnvs.record`: its reset seed, the actions taken so far in an array as long
+as the time limit, the observation to act on) and the actions it takes next; a resumed run resets
+each environment with that seed and takes the same actions again (MuJoCo is deterministic),
+checks that this gives the recorded observation bit for bit (else it stops: the episode cannot be
+continued exactly), and goes on exactly as the uninterrupted run. Replaying costs at most one
+episode of environment steps per member at a resume.
 """
 
 import jax

@@ -292,3 +292,24 @@ def test_online_step_appends_in_place_without_copying_the_buffer(members):
     copies = [line for text in texts for line in text.splitlines()
               if re.search(rf'\[[\d,]*{CAPACITY}[\d,]*\]\S* copy\(', line)]
     assert copies == []
+
+
+def test_an_ogbench_episode_replays_bit_for_bit_in_worker_processes():
+    """The premise of resuming mid-episode: OGBench's MuJoCo environments, reset with the same seed
+    and given the same actions, reach the same state (here replayed in two worker processes)."""
+    import functools
+
+    from flowrl.envs import make_env, parse_env_name
+
+    make = functools.partial(make_env, parse_env_name('cube-single-play'))
+    envs = MemberEnvs(make, member_seeds=[0, 1], training_dtype=np.float32)
+    assert envs.actions_taken.shape == (2, 200, 5)  # cube-single's time limit, its action size
+    envs.restart(step=0)
+    rng = np.random.default_rng(0)
+    for step in range(1, 31):
+        envs.step(rng.uniform(-1, 1, (2, 5)).astype(np.float32), step)
+    continued = MemberEnvs(make, member_seeds=[0, 1], workers=2, training_dtype=np.float32)
+    np.testing.assert_array_equal(continued.replay(envs.record()), envs.observations)
+    np.testing.assert_array_equal(continued.returns, envs.returns)
+    envs.close()
+    continued.close()
