@@ -210,6 +210,9 @@ class Run:
                          if record['diverged_at_update'] <= step}
         run_files.write_diverged(self.run_dir, self.diverged)
         self.alive[list(self.diverged)] = False
+        steps = np.asarray(jax.device_get(getattr(self.states, 'step', np.zeros(0))))[self.alive]
+        if steps.size:  # the agents' own count says where their schedules are (a --restore_path run's offset)
+            self.first_agent_step = int(steps.max()) - step
 
     def _checkpoint_note(self) -> str:
         step = checkpoints.latest_step(self.checkpoint_dir)

@@ -66,6 +66,8 @@ def test_restore_path_continues_the_saved_agents_schedule_by_default(phase_three
     assert phases_logged(run) == [3.0]  # agent steps 8 and 9: phase 3, not the run's own step 0's phase 1
     assert int(run.states.step[0]) == 10 and run.step == 2
     assert any('at agent step 8 (--restore_path, --restore_schedule=continue)' in line for line in lines)
+    assert resume(run.run_dir, dict(offline_steps=4), log=QUIET)['steps'] == 4  # extended: agent steps 10, 11
+    assert phases_logged(run) == [3.0, 3.0]
 
 
 def test_restore_schedule_restart_starts_the_saved_weights_over_at_step_0(phase_three, tmp_path):
