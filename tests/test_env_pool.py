@@ -174,9 +174,9 @@ def test_evaluation_traces_the_policy_on_the_dtype_training_used():
     from flowrl.evaluation import EvalEnvs, make_policy, run_episodes
 
     states = dict(w=jnp.zeros((1,)))
-    for make_env, trained in ((ImageEnv, np.uint8), (StateEnv, np.float32)):
+    for env_class, trained in ((ImageEnv, np.uint8), (StateEnv, np.float32)):
         seen = []
-        envs = EvalEnvs(make_env, num_members=1, episodes=2, max_envs=2, training_dtype=trained)
+        envs = EvalEnvs(env_class, num_members=1, episodes=2, max_envs=2, training_dtype=trained)
         stats = run_episodes(make_policy(_recording_agent(seen)), states, envs, [0], 0)
         assert stats['episode_length'][0] == 3
         assert seen == [('act', np.dtype(trained))]
