@@ -12,5 +12,8 @@ the training loop calls it once on the host arrays to add fields its batches nee
 transitions get a field `next_X` from the next transition's X, flowrl/replay.py). A module may
 define `explore_actions(state, observations, rng)`: the actions of online environment steps
 (the authors' temperature 1), where `sample_actions` is what evaluation runs; without it, online
-steps use `sample_actions`.
+steps use `sample_actions`. A module with a step schedule (phases, renewals: driven by
+`state.step`, which each update raises by one) may define `fit_schedule(config, first_step,
+last_step)`: the config values that make the schedule fit the agent steps a run trains, or a
+UserError naming values that would (QIPO).
 """

@@ -20,7 +20,8 @@ its state. Three phases, driven by `state.step`:
 Each phase has its own update (`phase_updates`): the training loop ends its compiled chunks at
 phase starts and runs the phase's update alone, so phase 1 costs what flow BC costs and only
 phases 2 and 3 pay for their M x flow_steps support draws. `update` dispatches on the step with
-`lax.switch` for users who call it directly. "Frozen" means the critics' *update* is discarded
+`lax.switch` for users who call it directly. A run whose phases would not happen is refused, or
+with `phase_scale='auto'` the lengths are scaled to it (`fit_schedule`; docs/ALGORITHMS.md, "QIPO"). "Frozen" means the critics' *update* is discarded
 (params kept as they were before the optimizer step) and their target is no longer averaged:
 masking only the gradient would let Adam's momentum keep moving them. Acting: Euler sampling of
 the flow, no guidance.
@@ -32,6 +33,7 @@ import ml_collections
 
 from flowrl import agent_state as st
 from flowrl.encoders import apply_head, repeated_features, with_encoders
+from flowrl.errors import UserError
 from flowrl.flow import euler_from_features, flow_matching_errors, sample_flow
 from flowrl.losses import td_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
@@ -208,6 +210,42 @@ def phase_updates(config):
             (policy_start(config), update_policy_phase))
 
 
+SCHEDULE_STEPS = 1_000_000  # the run length the default phase lengths are written for
+PHASE_SCALES = ('off', 'auto')
+
+
+def scaled_schedule(config, last_step: int) -> dict:
+    """bc_steps, critic_steps and renew_period taken as written for SCHEDULE_STEPS updates, scaled
+    to a run that ends at agent step `last_step` (the defaults become 20 % / 30 % / 5 %)."""
+    factor = last_step / SCHEDULE_STEPS
+    return dict(bc_steps=round(config.bc_steps * factor), critic_steps=round(config.critic_steps * factor),
+                renew_period=max(1, round(config.renew_period * factor)))
+
+
+def fit_schedule(config, first_step: int, last_step: int) -> dict:
+    """Agent-contract extension (flowrl.settings.fit_schedules): the phases must happen in a run
+    whose updates take the state from step `first_step` to `last_step`: phase 3 must start before
+    the run ends and renew its snapshot at least once after its start (with a renewal period
+    longer than the phase it trains towards pi_beta exp(beta Q) once and stops iterating), else
+    the run is refused, naming values that fit. With `phase_scale='auto'` the lengths are first
+    scaled to the run (`scaled_schedule`). Returns the config values it changes."""
+    if config.phase_scale not in PHASE_SCALES:
+        raise UserError(f"--agent.phase_scale must be one of {', '.join(PHASE_SCALES)}, got {config.phase_scale!r}.")
+    changes = scaled_schedule(config, last_step) if config.phase_scale == 'auto' else {}
+    bc_steps, critic_steps, renew_period = (changes.get(key, config[key])
+                                            for key in ('bc_steps', 'critic_steps', 'renew_period'))
+    if bc_steps + critic_steps + renew_period < last_step:
+        return changes
+    what = (f'phase 3 starts at bc_steps + critic_steps = {bc_steps + critic_steps:,} and renews its snapshot '
+            f'renew_period = {renew_period:,} updates later')
+    if changes:
+        raise UserError(f"QIPO's phases scaled to a run that ends at update {last_step:,} still do not fit it "
+                        f'({what}); train for more updates.')
+    fitting = ', '.join(f'{k}={v}' for k, v in scaled_schedule(config, last_step).items())
+    raise UserError(f"QIPO's phases do not fit a run that ends at update {last_step:,} ({what}); set values that "
+                    f'fit (e.g. {fitting}) or pass --agent.phase_scale=auto to scale them to the run.')
+
+
 def update(state, batch, rng):
     """The update of the phase `state.step` is in (a lax.switch: on one state it runs that phase
     alone; vmapped over states it computes all three and selects, which is why the training
@@ -248,4 +286,7 @@ def get_config():
         bc_steps=200_000,  # Phase 1: behaviour warm-up updates.
         critic_steps=300_000,  # Phase 2: critic updates (flow keeps cloning); critics frozen after.
         renew_period=50_000,  # Phase 3: updates between snapshot renewals.
+        # 'off': a run too short for the phases above is refused (fit_schedule); 'auto': the three
+        # lengths are scaled by (the run's last update) / 1M, keeping their proportions.
+        phase_scale='off',
     ))

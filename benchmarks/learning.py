@@ -8,7 +8,8 @@ episodes), every agent in agents/ but ONLINE_ONLY is trained by main.py with its
 configs/<agent>.py for cube-single-play, `--seeds` seeds in one program, with networks smaller
 than the papers' 4 x 512 (stated in the output) so it fits a CPU. Only the network sizes change,
 and QIPO's phase lengths, which assume 1M updates, are scaled to `--updates` in the agent's own
-proportions (20 % BC warm-up, 30 % critic, renewal every 10 % of the policy phase).
+proportions by `--agent.phase_scale=auto` (20 % BC warm-up, 30 % critic, renewal every 10 % of
+the policy phase).
 Score = the FQL paper's: mean success of the last three evaluations, per seed.
 
 Writes to --out_dir: learning.md (the table), learning.json (every curve), the run directories
@@ -61,9 +62,8 @@ def agent_flags(agent, args):
     flags = [f'--agent.actor_hidden_dims={hidden}']
     if agent != BASELINE:
         flags.append(f'--agent.value_hidden_dims={hidden}')
-    if agent == 'qipo':  # its defaults are 200k / 300k / 50k of 1M updates
-        flags += [f'--agent.bc_steps={args.updates // 5}', f'--agent.critic_steps={3 * args.updates // 10}',
-                  f'--agent.renew_period={max(1, args.updates // 20)}']
+    if agent == 'qipo':  # its defaults are 200k / 300k / 50k of 1M updates: scaled to the run
+        flags.append('--agent.phase_scale=auto')
     extras = [item.split(':', 1) for item in args.extra]
     return flags + [f'--agent.{value}' for name, value in extras if name == agent]
 

@@ -1,4 +1,5 @@
-"""Per-environment presets: `configs/<agent>.py` holds `PRESETS`, a dict from an OGBench
+"""Per-environment presets: `configs/<agent_name>.py` (the `agent_name` of the agent's config, not
+its file's name) holds `PRESETS`, a dict from an OGBench
 environment family (the singletask name without '-singletask-...-v0', e.g. 'cube-double-play')
 or a family plus task ('cube-double-play-task3') to the config values the paper used there.
 A task key refines its family. Presets apply unless the user sets the key on the command

@@ -47,9 +47,20 @@ class _Slice:
     def __init__(self, make_env, count):
         self.envs = [make_env() for _ in range(count)]
 
+    def _observations(self):
+        """Zero observations of every env, in the observation space's dtype: images stay uint8
+        (a quarter of float32's bytes through the pipes and to the device)."""
+        space = self.envs[0].observation_space
+        return np.zeros((len(self.envs),) + space.shape, space.dtype)
+
+    def spaces(self):
+        """(observation space, action space, time limit or None) of the first environment."""
+        env = self.envs[0]
+        return env.observation_space, env.action_space, getattr(getattr(env, 'spec', None), 'max_episode_steps', None)
+
     def reset(self, seeds, selected):
         """Resets the selected envs with their seeds; returns every env's obs (zeros if not reset)."""
-        obs = np.zeros((len(self.envs),) + self.envs[0].observation_space.shape, np.float32)
+        obs = self._observations()
         for i in np.nonzero(selected)[0]:
             obs[i] = self.envs[i].reset(seed=int(seeds[i]))[0]
         return obs
@@ -58,7 +69,7 @@ class _Slice:
         """Steps the active envs; returns (obs, reward, terminated, truncated, success) for every
         env (zeros if inactive)."""
         count = len(self.envs)
-        obs = np.zeros((count,) + self.envs[0].observation_space.shape, np.float32)
+        obs = self._observations()
         reward, success = np.zeros(count), np.zeros(count)
         terminated, truncated = np.zeros(count, bool), np.zeros(count, bool)
         for i in np.nonzero(active)[0]:
@@ -106,6 +117,14 @@ class EnvPool:
         if isinstance(parts[0], tuple):
             return tuple(np.concatenate(p) for p in zip(*parts))
         return np.concatenate(parts)
+
+    def spaces(self):
+        """(observation space, action space, time limit: gymnasium's max_episode_steps or None) of
+        the environments (all made by one `make_env`)."""
+        if self.local is not None:
+            return self.local.spaces()
+        self.connections[0].send(('spaces', ()))
+        return self.connections[0].recv()
 
     def reset(self, seeds, selected=None):
         """Resets the envs where `selected` (default: all) with the given seeds."""

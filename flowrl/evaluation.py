@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from flowrl.env_pool import ENV_MEMORY_BYTES, EnvPool, default_env_count
+from flowrl.errors import UserError
 from flowrl.training import over_members, resolve_member_execution
 
 BLOCK = 8  # episode slots per member in one policy call
@@ -32,11 +33,13 @@ class EvalEnvs:
     """A pool of at most `max_envs` environments (0: `default_env_count`) for evaluations of
     `num_members x episodes` episodes; created once and reused."""
 
-    def __init__(self, make_env, num_members: int, episodes: int, workers: int = 1, max_envs: int = 0):
+    def __init__(self, make_env, num_members: int, episodes: int, workers: int = 1, max_envs: int = 0,
+                 training_dtype=None):
         self.num_members, self.episodes = num_members, episodes
         needed = num_members * episodes
         self.size = min(needed, max_envs) if max_envs else default_env_count(needed)
         self.pool = EnvPool(make_env, self.size, workers)
+        self.training_dtype = training_dtype  # the dataset's: what training compiled the agent for
 
     def describe(self) -> str:
         return (f'Evaluation: {self.size} environment(s) alive at once for {self.num_members} x {self.episodes} '
@@ -117,7 +120,8 @@ def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagno
     base_keys, obs, first_obs = member_keys(member_seeds, step), None, None
     started = time.time()
     while True:
-        obs, first_obs = _start_pending(pool, slots, pending, obs, first_obs, member_seeds, step)
+        obs, first_obs = _start_pending(pool, slots, pending, obs, first_obs, member_seeds, step,
+                                        envs.training_dtype)
         running = slots.member >= 0
         if not running.any():
             break
@@ -145,10 +149,10 @@ def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagno
                 **{k: np.where(members, v, np.nan) for k, v in extra.items()})
 
 
-def _start_pending(pool, slots: _Slots, pending, obs, first_obs, member_seeds, step):
+def _start_pending(pool, slots: _Slots, pending, obs, first_obs, member_seeds, step, training_dtype=None):
     """Gives each idle environment the next pending (member, episode) and resets it with the
     episode's seed; returns the observation grid [M, width, d] with the new first observations,
-    and every episode's first observation [M, episodes, d]."""
+    and every episode's first observation [M, episodes, d], in the dtype `observation_dtype` picks."""
     idle = np.nonzero(slots.member < 0)[0][:len(pending)]
     if not len(idle):
         return obs, first_obs
@@ -159,7 +163,7 @@ def _start_pending(pool, slots: _Slots, pending, obs, first_obs, member_seeds, s
         seeds[env], selected[env] = episode_seed(member_seeds[member], step, episode), True
     first = pool.reset(seeds, selected)
     if obs is None:
-        dtype = observation_dtype(first)
+        dtype = observation_dtype(first, training_dtype)
         obs = np.zeros(slots.occupied.shape + first.shape[1:], dtype)
         first_obs = np.zeros((obs.shape[0], slots.episodes) + first.shape[1:], dtype)
     members, columns = slots.member[idle], slots.column[idle]
@@ -168,10 +172,17 @@ def _start_pending(pool, slots: _Slots, pending, obs, first_obs, member_seeds, s
     return obs, first_obs
 
 
-def observation_dtype(observations):
-    """uint8 for images (kept as the environment renders them: the encoder scales them), float32
-    for states."""
-    return np.uint8 if observations.dtype == np.uint8 else np.float32
+def observation_dtype(observations, training_dtype=None) -> np.dtype:
+    """The dtype a policy receives `observations` in, so that it runs the program training compiled:
+    `training_dtype` (the dataset's) when given, else uint8 for images (kept as the environment
+    renders them: the encoder scales them) and float32 for states. Rounding float observations
+    into an integer dtype would change them, so that is refused."""
+    if training_dtype is None:
+        return np.dtype(np.uint8 if observations.dtype == np.uint8 else np.float32)
+    if not np.can_cast(observations.dtype, training_dtype, 'same_kind'):
+        raise UserError(f'The environment gives {observations.dtype} observations and the agent was trained on '
+                        f'{np.dtype(training_dtype)} ones; use an environment whose observations are the dataset\'s.')
+    return np.dtype(training_dtype)
 
 
 def _policy_actions(policy, states, obs, base_keys, slots: _Slots):

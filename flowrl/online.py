@@ -14,9 +14,14 @@ the host steps the environments in between. That is two dispatches and one small
 way per environment step.
 
 Episodes: every reset of member m's environment at update u uses the seed (m's seed, u), and
-all members start new episodes whenever a checkpoint is saved. An episode cut there is a
-time-limit truncation for the buffer (terminal 1, mask 1) and is left out of the exploration
-statistics. A run resumed from a checkpoint therefore continues exactly as the uninterrupted one.
+episodes go on across checkpoints and evaluations, as in the authors' loop, so the transitions
+do not depend on `--eval_interval` or `--save_interval`. A checkpoint records each member's
+running episode (`MemberEnvs.record`: its reset seed, the actions taken so far in an array as long
+as the time limit, the observation to act on) and the actions it takes next; a resumed run resets
+each environment with that seed and takes the same actions again (MuJoCo is deterministic),
+checks that this gives the recorded observation bit for bit (else it stops: the episode cannot be
+continued exactly), and goes on exactly as the uninterrupted run. Replaying costs at most one
+episode of environment steps per member at a resume.
 """
 
 import jax
@@ -26,6 +31,8 @@ from jax.sharding import PartitionSpec
 
 from flowrl import replay
 from flowrl.env_pool import EnvPool
+from flowrl.errors import UserError
+from flowrl.evaluation import observation_dtype
 from flowrl.training import MEMBER_AXIS, member_mesh, over_members
 
 EXPLORATION_KEYS = ('exploration/success', 'exploration/episode_return', 'exploration/episode_length',
@@ -144,22 +151,31 @@ def reset_seed(member_seed: int, step: int) -> int:
 
 
 class MemberEnvs:
-    """One environment per member, stepped together; keeps each member's running episode and the
+    """One environment per member, stepped together; keeps each member's running episode (its
+    reset seed and the actions taken so far, enough to replay it: `record` / `replay`) and the
     statistics of the episodes that ended since they were last read."""
 
-    def __init__(self, make_env, member_seeds, workers: int = 1, reward_fn=None):
+    def __init__(self, make_env, member_seeds, workers: int = 1, reward_fn=None, training_dtype=None):
         self.seeds = list(member_seeds)
         self.pool = EnvPool(make_env, len(self.seeds), workers)
         self.reward_fn = reward_fn or (lambda r: r)
+        observation_space, action_space, limit = self.pool.spaces()
+        if limit is None:
+            raise UserError('Online fine-tuning needs environments with a time limit (gymnasium\'s '
+                            'max_episode_steps): checkpoints record the actions of every running episode, up to it.')
         count = len(self.seeds)
-        self.observations = None
+        # The dataset's dtype (None given: uint8 images, float32 states), checked against the space's.
+        self.training_dtype = observation_dtype(np.zeros((), observation_space.dtype), training_dtype)
+        self.observations = np.zeros((count,) + observation_space.shape, self.training_dtype)
+        self.episode_seeds = np.zeros(count, np.uint32)
+        self.actions_taken = np.zeros((count, limit) + action_space.shape, np.float32)
         self.returns, self.lengths = np.zeros(count), np.zeros(count, np.int64)
         self._ended = [[] for _ in range(count)]
 
     def restart(self, step: int) -> np.ndarray:
         """New episodes for every member (the running ones are cut); their first observations."""
-        seeds = np.asarray([reset_seed(s, step) for s in self.seeds], np.uint32)
-        self.observations = self.pool.reset(seeds)
+        self.episode_seeds[:] = [reset_seed(s, step) for s in self.seeds]
+        self.observations = self._as_trained(self.pool.reset(self.episode_seeds))
         self.returns[:], self.lengths[:] = 0, 0
         return self.observations
 
@@ -167,10 +183,14 @@ class MemberEnvs:
         """Steps every member's environment with `actions` at update `step`; returns (transitions
         [M, ...], the observations to act on next: the next observation, or a new episode's first
         one where the episode ended)."""
-        next_obs, reward, terminated, truncated, success = self.pool.step(np.asarray(actions), np.ones(len(self.seeds), bool))
+        actions = np.asarray(actions, np.float32)
+        members = np.arange(len(self.seeds))
+        self.actions_taken[members, self.lengths] = actions  # an episode past the time limit: IndexError
+        next_obs, reward, terminated, truncated, success = self.pool.step(actions, np.ones(len(self.seeds), bool))
+        next_obs = self._as_trained(next_obs)
         reward = self.reward_fn(np.asarray(reward, np.float32))
         done = terminated | truncated
-        transitions = dict(observations=self.observations, actions=np.asarray(actions, np.float32), rewards=reward,
+        transitions = dict(observations=self.observations, actions=actions, rewards=reward,
                            terminals=done.astype(np.float32), masks=1.0 - terminated.astype(np.float32),
                            next_observations=next_obs)
         self.returns += reward
@@ -181,10 +201,51 @@ class MemberEnvs:
         observations = next_obs
         if done.any():
             seeds = np.asarray([reset_seed(s, step) for s in self.seeds], np.uint32)
-            first = self.pool.reset(seeds, done)
-            observations = np.where(done[:, None], first, next_obs)
+            first = self._as_trained(self.pool.reset(seeds, done))
+            observations = np.where(done.reshape((-1,) + (1,) * (next_obs.ndim - 1)), first, next_obs)
+            self.episode_seeds[done] = seeds[done]
         self.observations = observations
         return transitions, observations
+
+    def record(self) -> dict:
+        """What continues the running episodes exactly (`replay`): per member the episode's reset
+        seed, the actions taken so far [time limit, ...] and how many, and the observation to act on."""
+        return dict(seeds=self.episode_seeds.copy(), actions=self.actions_taken.copy(),
+                    taken=self.lengths.astype(np.int32), observations=self.observations.copy())
+
+    def replay(self, record: dict) -> np.ndarray:
+        """Continues the episodes of `record`: each environment is reset with its episode's seed and
+        takes the recorded actions again (MuJoCo is deterministic), which must lead to the recorded
+        observations bit for bit; returns and lengths are counted again on the way. Returns the
+        observations. Raises if an environment does not reproduce its episode."""
+        seeds, actions = np.asarray(record['seeds'], np.uint32), np.asarray(record['actions'], np.float32)
+        taken = np.asarray(record['taken'], np.int64)
+        observations = self._as_trained(self.pool.reset(seeds))
+        self.returns[:], self.lengths[:] = 0, 0
+        for t in range(int(taken.max(initial=0))):
+            active = taken > t
+            next_obs, reward, terminated, truncated, _ = self.pool.step(actions[:, t], active)
+            if np.any((terminated | truncated) & active):
+                raise RuntimeError(f'Replaying the online episodes of members {np.nonzero(active & (terminated | truncated))[0].tolist()} '
+                                   f'ended them at time {t + 1}, before the checkpointed time: their environments are not '
+                                   'deterministic, so the run cannot continue them exactly.')
+            self.returns += np.where(active, self.reward_fn(np.asarray(reward, np.float32)), 0)
+            observations = np.where(active.reshape((-1,) + (1,) * (observations.ndim - 1)),
+                                    self._as_trained(next_obs), observations)
+        self.lengths[:] = taken
+        expected = np.asarray(record['observations'])
+        different = [i for i in range(len(self.seeds)) if not np.array_equal(observations[i], expected[i])]
+        if different:
+            raise RuntimeError(f'Replaying the online episodes of members {different} from their reset seeds and actions '
+                               'did not reproduce the checkpointed observations: their environments are not '
+                               'deterministic, so the run cannot continue them exactly.')
+        self.episode_seeds[:], self.actions_taken[:] = seeds, actions
+        self.observations = observations
+        return observations
+
+    def _as_trained(self, observations):
+        """Observations in the dtype the agent was trained and compiled on (flowrl.evaluation)."""
+        return observations.astype(observation_dtype(observations, self.training_dtype), copy=False)
 
     def statistics(self) -> dict:
         """Per member: mean success, return and length of the episodes that ended since the last

@@ -73,6 +73,11 @@ def require_writable_dir(path: str, what: str) -> None:
                         'pass a directory you can write to.') from None
 
 
+def as_written(data):
+    """`data` as `write_json` writes it and `read_json` reads it back (tuples as lists, inf as None)."""
+    return json.loads(json.dumps(_jsonable(data), allow_nan=False))
+
+
 def write_json(path: str, data) -> None:
     write_atomic(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + '\n')
 

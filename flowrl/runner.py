@@ -22,7 +22,8 @@ from flowrl.loggers import Loggers, parse_loggers
 from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.replay import online_capacity
-from flowrl.settings import RESUME_CHANGES, Members, RunSettings, check_settings, resolve_members  # noqa: F401
+from flowrl.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
+                             check_settings, fit_schedules, resolve_members)
 from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, member_shardings,
                              phase_at, resolve_member_execution)
 
@@ -70,7 +71,11 @@ class Run:
         self.execution = resolve_member_execution(settings.member_execution)
         self.agent = load_agent(settings.agent)
         self.task = suites.resolve(settings.env_name)
-        self.members = resolve_members(settings, self.agent, self.task, log)
+        self.total_steps = settings.offline_steps + settings.online_steps
+        self.restore_checkpoint, self.first_agent_step = restore_start(settings, log)
+        members = resolve_members(settings, self.agent, self.task, log)
+        self.members = fit_schedules(self.agent, members, self.first_agent_step,
+                                     self.first_agent_step + self.total_steps, log)
         self.task.check_settings(settings, self.members.configs)
         self._print_config()
         if run_dir is None:
@@ -86,17 +91,18 @@ class Run:
         prepare = getattr(self.agent, 'prepare_dataset', lambda d: d)
         dataset = prepare(dataset)
         example = pixels.gather_transitions(dataset, np.arange(2))
+        self.observation_dtype = example['observations'].dtype  # what the policy is compiled for everywhere
         member_sharding, replicated = member_shardings(len(self.members.configs))
         self.dataset = jax.device_put(dataset, replicated)
         # The validation split (when the dataset has one): validation/<metric> columns in train.csv.
         self.validation = None if validation is None else jax.device_put(prepare(validation), replicated)
         states, rngs = init_members(self.agent, self.members.configs, self.members.seeds, example)
         if settings.restore_path is not None:
-            states = starting_agents(settings.restore_path, settings.restore_epoch, states, log)
+            states = starting_agents(settings.restore_path, self.restore_checkpoint, states, log,
+                                     keep_step=settings.restore_schedule == 'continue')
         self.states = jax.device_put(states, member_sharding)
         self.rngs = jax.device_put(rngs, member_sharding)
         self.step = 0
-        self.total_steps = settings.offline_steps + settings.online_steps
         self.online = None  # member-stacked online replay buffers, from the first online step
         self.online_envs, self.actions = None, None  # the members' environments and their next actions
         self.online_program = OnlineProgram(self.agent, self.members.configs[0].batch_size, self.execution,
@@ -106,6 +112,7 @@ class Run:
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
         self.chunks = ChunkRunner(self.agent, self.members.configs[0].batch_size, self.execution,
                                   self.members.configs[0], p_aug=settings.p_aug or 0.0)
+        self._print_phases()
         self.validation_metrics = make_validation_metrics(self.chunks.batch_size, self.execution, self.chunks.p_aug)
         self.policy = make_policy(self.agent, self.execution)
         self.diagnostics = make_diagnostics(self.agent, self.execution)
@@ -126,6 +133,14 @@ class Run:
         if self.s.sweep:
             self.log('Members: ' + '; '.join(str(label) for label in self.members.labels))
 
+    def _print_phases(self):
+        if len(self.chunks.phases) == 1:
+            return
+        first, last = self.first_agent_step, self.first_agent_step + self.total_steps
+        self.log('Phases start at agent step ' + ', '.join(f'{start:,} ({update.__name__})'
+                                                           for start, update in self.chunks.phases)
+                 + f'; this run trains agent steps {first:,} to {last:,}.')
+
     def _description(self) -> dict:
         return dict(settings=dataclasses.asdict(self.s), env=self.task.name, members=self.members.labels,
                     configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend(),
@@ -136,17 +151,24 @@ class Run:
     def checkpoint_dir(self):
         return os.path.join(self.run_dir, run_files.CHECKPOINT_DIR)
 
-    def _carry(self, step: int, online) -> dict:
-        """What a checkpoint at `step` holds: states and keys, and the online buffers once online
-        transitions exist (the environments' episodes restart at every checkpoint, flowrl.online)."""
+    def _carry(self, step: int, online, episodes) -> dict:
+        """What a checkpoint at `step` holds: states and keys, and once online transitions exist the
+        online buffers and the members' running episodes (`_episodes`), which go on across
+        checkpoints and evaluations as in the authors' loop."""
         carry = dict(states=self.states, rngs=self.rngs)
         if step > self.s.offline_steps:
-            carry['online'] = online
+            carry.update(online=online, episodes=episodes)
         return carry
 
+    def _episodes(self) -> dict:
+        """The members' running episodes (MemberEnvs.record: reset seeds, actions so far, observations)
+        and the actions they take next: what a resumed run replays to continue them exactly."""
+        return dict(self.online_envs.record(), next_actions=np.asarray(self.actions, np.float32))
+
     def save(self):
-        checkpoints.save(self.checkpoint_dir, self.step, self._carry(self.step, self.online))
-        self.actions = None  # new episodes from here, in this run and in one resumed from this checkpoint
+        online = self.step > self.s.offline_steps
+        checkpoints.save(self.checkpoint_dir, self.step,
+                         self._carry(self.step, self.online, self._episodes() if online else None))
 
     def restore(self):
         """Restores the newest checkpoint that passes verification (setting newer, damaged ones
@@ -154,15 +176,26 @@ class Run:
         if not checkpoints.steps(self.checkpoint_dir):
             raise UserError(f'{self.run_dir} has no complete checkpoint to resume from.')
         step = checkpoints.pick_step(self.checkpoint_dir, log=self.log, set_aside=True)
-        tree = checkpoints.read(self.checkpoint_dir, self._carry(step, self._abstract_online()), step)
+        online = step > self.s.offline_steps
+        if online:
+            self._make_online_envs()
+        like = self._carry(step, self._abstract_online(), self._abstract_episodes() if online else None)
+        tree = checkpoints.read(self.checkpoint_dir, like, step)
         self.states, self.rngs, self.step = tree['states'], tree['rngs'], step
         self.online = tree.get('online')
+        if online:
+            episodes = jax.device_get(tree['episodes'])
+            self.actions = np.asarray(episodes.pop('next_actions'))
+            self.online_envs.replay(episodes)
         self.train_log.truncate_after(step)
         self.eval_log.truncate_after(step)
         self.diverged = {i: record for i, record in run_files.read_diverged(self.run_dir).items()
                          if record['diverged_at_update'] <= step}
         run_files.write_diverged(self.run_dir, self.diverged)
         self.alive[list(self.diverged)] = False
+        steps = np.asarray(jax.device_get(getattr(self.states, 'step', np.zeros(0))))[self.alive]
+        if steps.size:  # the agents' own count says where their schedules are (a --restore_path run's offset)
+            self.first_agent_step = int(steps.max()) - step
 
     def _checkpoint_note(self) -> str:
         step = checkpoints.latest_step(self.checkpoint_dir)
@@ -206,7 +239,7 @@ class Run:
     def evaluate(self):
         if self.eval_envs is None:
             self.eval_envs = EvalEnvs(self.make_env, len(self.members.labels), self.s.eval_episodes,
-                                      eval_workers(self.s.eval_workers), self.s.eval_envs)
+                                      eval_workers(self.s.eval_workers), self.s.eval_envs, self.observation_dtype)
             self.log(self.eval_envs.describe())
         stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step,
                              self.diagnostics, self.alive)
@@ -227,7 +260,7 @@ class Run:
             start, updates = self.step, min(stop - self.step, pacer.size())
             began = time.monotonic()
             self.states, self.rngs, totals, first_bad = self.chunks.run(self.states, self.rngs, totals, self.dataset,
-                                                                        updates, start, self.alive)
+                                                                        updates, self._agent_step(), self.alive)
             first_bad, sums = jax.device_get((first_bad, totals))
             seconds = time.monotonic() - began
             pacer.record(updates, seconds)
@@ -236,6 +269,22 @@ class Run:
             self._record_divergence(means, first_bad, start)
             progress.advanced(updates, seconds, {k: np.mean(v[self.alive]) for k, v in means.items()})
         return totals, counted, means
+
+    def _agent_step(self) -> int:
+        """The agents' step, from which their phase is derived: the step they started this run at
+        plus the run's updates. Every member still training must hold it (each update adds one to
+        `state.step`); one that does not means an update broke that contract, and training on would
+        run phases by a step the agents do not have."""
+        expected = self.first_agent_step + self.step
+        steps = getattr(self.states, 'step', None)  # an agent state without a step counter: the run's
+        if steps is None:
+            return expected
+        held = np.asarray(jax.device_get(steps))[self.alive]
+        if np.any(held != expected):
+            raise RuntimeError(f'At update {self.step:,} of this run the agents hold step(s) '
+                               f'{sorted(set(held.tolist()))} and should hold {expected:,}: '
+                               f'{self.s.agent} does not add one to state.step per update.')
+        return expected
 
     # -- online fine-tuning (flowrl.online) ---------------------------------------------
     def _online_capacity(self) -> int:
@@ -249,11 +298,24 @@ class Run:
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(self.members.labels),) + x.shape, x.dtype,
                                                            sharding=member_sharding), one)
 
-    def _start_episodes(self):
-        """The members' environments (made once) start new episodes; their first actions."""
+    def _abstract_episodes(self):
+        """Shapes and dtypes of `_episodes` (the online environments must exist)."""
+        on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        record = dict(self.online_envs.record(),
+                      next_actions=np.zeros(self.online_envs.actions_taken[:, 0].shape, np.float32))
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=on_host_device) for k, v in record.items()}
+
+    def _make_online_envs(self):
+        """The members' environments, made once."""
         if self.online_envs is None:
             workers = min(eval_workers(self.s.eval_workers), len(self.members.labels))
-            self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, self.task.reward_function(self.s))
+            self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, self.task.reward_function(self.s),
+                                          self.observation_dtype)
+
+    def _start_episodes(self):
+        """The members' environments start their first episodes (at the first online step); their
+        first actions."""
+        self._make_online_envs()
         if self.online is None:
             self.online = empty_buffers(self.dataset, len(self.members.labels), self._online_capacity(),
                                         member_shardings(len(self.members.labels))[0])
@@ -264,7 +326,7 @@ class Run:
     def _online_until(self, stop: int, totals, counted: int, pacer, progress):
         """Online steps up to update `stop` (see `_train_until`): per step, the members' environments
         take the pending actions, then one compiled program appends, updates and acts."""
-        update = phase_at(self.chunks.phases, self.step)
+        update = phase_at(self.chunks.phases, self._agent_step())
         if totals is None:
             totals = jax.device_put(self.chunks.zero_totals(update, self.states, self.dataset),
                                     member_shardings(len(self.members.labels))[0])
@@ -296,7 +358,7 @@ class Run:
         the authors' code logs them; keys from (member seed, step), apart from training's."""
         if self.validation is None:
             return {}
-        update = phase_at(self.chunks.phases, max(self.step - 1, 0))
+        update = phase_at(self.chunks.phases, max(self.first_agent_step + self.step - 1, 0))
         keys = member_keys(self.members.seeds, self.step)
         metrics = jax.device_get(self.validation_metrics(update, self.states, self.validation, keys))
         return {f'validation/{k}': v for k, v in metrics.items()}
@@ -319,7 +381,7 @@ class Run:
         # Metric sums since the last train.csv row, kept on the device and added to in update
         # order, so a row does not depend on how the updates before it were cut into chunks.
         totals, counted = None, 0
-        phase_starts = [start for start, _ in self.chunks.phases] + [s.offline_steps]
+        phase_starts = [start - self.first_agent_step for start, _ in self.chunks.phases] + [s.offline_steps]
         for stop in chunk_boundaries(self.step, self.total_steps, (s.log_interval, s.eval_interval, s.save_interval),
                                      phase_starts):
             advance = self._train_until if stop <= s.offline_steps else self._online_until
@@ -369,11 +431,44 @@ class Run:
         self.log(f'Report: {paths["markdown"]} and {len(paths["plots"])} plot(s) in {os.path.dirname(paths["markdown"])}')
 
 
-def starting_agents(run_dir: str, step: int | None, states, log=print):
+def restore_start(s: RunSettings, log=print) -> tuple:
+    """(checkpoint of --restore_path to start from, agent step this run starts at). Without
+    --restore_path: (None, 0). With it, the agents' saved step when --restore_schedule=continue
+    (their step schedules go on from there), else 0 (they start over with the saved weights)."""
+    if s.restore_path is None:
+        return None, 0
+    settings_from_run_dir(s.restore_path, 'start from')
+    directory = os.path.join(s.restore_path, run_files.CHECKPOINT_DIR)
+    checkpoint = checkpoints.pick_step(directory, s.restore_epoch, log)
+    if s.restore_schedule == 'restart':
+        return checkpoint, 0
+    return checkpoint, saved_agent_step(s.restore_path, checkpoint)
+
+
+def saved_agent_step(run_dir: str, checkpoint: int) -> int:
+    """The step the agents of `checkpoint` in `run_dir` hold (read alone); 0 for an agent state
+    without a step counter. Members at different steps (one diverged) cannot continue as one run."""
+    members = len(run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))['members'])
+    on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    like = dict(states=dict(step=jax.ShapeDtypeStruct((members,), np.int32, sharding=on_host_device)))
+    try:
+        steps = np.asarray(checkpoints.read_part(os.path.join(run_dir, run_files.CHECKPOINT_DIR), like,
+                                                checkpoint)['states']['step'])
+    except (ValueError, KeyError, TypeError):
+        return 0
+    if len(set(steps.tolist())) > 1:
+        raise UserError(f'The members of checkpoint {checkpoint} of {run_dir} are at different agent steps '
+                        f'({", ".join(map(str, steps.tolist()))}; one diverged): pass --restore_schedule=restart to '
+                        'start them all over at step 0.')
+    return int(steps[0])
+
+
+def starting_agents(run_dir: str, step: int | None, states, log=print, keep_step: bool = True):
     """--restore_path/--restore_epoch: the agent states of checkpoint `step` (default: the newest
     good one) of the run in `run_dir`, in place of the fresh `states` (member-stacked). The saved run
     has as many members as this one (member i starts from its member i) or one (all start from it);
-    its networks must have this run's shapes. Keys, buffers and counters are not taken."""
+    its networks must have this run's shapes. Keys and buffers are not taken; the agents' step is
+    kept (`keep_step`, --restore_schedule=continue: their step schedules go on) or set to 0."""
     saved = settings_from_run_dir(run_dir, 'start from')
     description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
     saved_members, members = len(description['members']), jax.tree.leaves(states)[0].shape[0]
@@ -389,7 +484,11 @@ def starting_agents(run_dir: str, step: int | None, states, log=print):
         raise UserError(f'The checkpoint of {run_dir} does not hold agents shaped like this run\'s '
                         f'(agent {saved.agent}, {saved.env_name}); use the same agent, network sizes and '
                         f'environment ({type(error).__name__}: {str(error)[:200]}).') from None
-    log(f'Agents start from checkpoint {step:,} of {run_dir} (--restore_path).')
+    if not keep_step and hasattr(restored, 'step'):
+        restored = restored.replace(step=np.zeros_like(restored.step))
+    kept = f' at agent step {int(np.max(restored.step)):,}' if hasattr(restored, 'step') else ''
+    log(f'Agents start from checkpoint {step:,} of {run_dir}{kept} (--restore_path, '
+        f'--restore_schedule={"continue" if keep_step else "restart"}).')
     return jax.tree.map(lambda x: np.broadcast_to(x, (members,) + x.shape[1:]), restored)
 
 
@@ -464,6 +563,16 @@ def settings_from_run_dir(run_dir: str, purpose: str = 'resume') -> RunSettings:
 
 
 
+def refuse_changed_configs(run_dir: str, saved: list, configs: list) -> None:
+    """A resumed run must train with the configs it started with; a schedule fitted to the run's
+    length (QIPO's --agent.phase_scale=auto) would change with --offline_steps."""
+    rebuilt = run_files.as_written([config.to_dict() for config in configs])
+    changed = sorted({key for old, new in zip(saved, rebuilt) for key in old if old[key] != new.get(key)})
+    if changed:
+        raise UserError(f'{run_dir} would continue with other values of {", ".join(changed)} than it trained with '
+                        '(a schedule fitted to the run\'s length changes with it); leave out --offline_steps.')
+
+
 def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:
     """Continues the run in `run_dir` from its latest good checkpoint, exactly as if
     uninterrupted. `changes` may set RESUME_CHANGES (kept in flags.json): --offline_steps sets
@@ -484,9 +593,10 @@ def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:
                         f'{saved:,}); pass at least {saved} to extend the run.')
     settings = dataclasses.replace(settings, **changes)
     run = Run(settings, run_dir=run_dir, log=log)
+    description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
+    refuse_changed_configs(run_dir, description['configs'], run.members.configs)
     run.restore()
     if changes:
-        description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
         description['settings'] = dataclasses.asdict(settings)
         run_files.write_json(os.path.join(run_dir, run_files.FLAGS_FILE), description)
     log(f'Resumed {run_dir} at update {run.step:,} of {settings.offline_steps:,}.')

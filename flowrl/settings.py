@@ -16,6 +16,9 @@ from flowrl.presets import apply_presets, presets_for
 from flowrl.training import MEMBER_EXECUTIONS
 
 
+RESTORE_SCHEDULES = ('continue', 'restart')
+
+
 def setting(default, help: str, **extra):
     """A RunSettings field with its command-line help (and `choices` for an enum flag)."""
     if isinstance(default, (list, dict)):
@@ -42,6 +45,10 @@ class RunSettings:
     balanced_sampling: int = setting(0, '1: online batches are half dataset, half online transitions (RLPD).')
     restore_path: str | None = setting(None, 'Run directory whose checkpointed agents this run starts from.')
     restore_epoch: int | None = setting(None, 'Checkpoint step of --restore_path (default: its newest good one).')
+    restore_schedule: str = setting('continue', "What --restore_path does with the saved agents' step, which drives "
+                                    "step schedules (QIPO's phases and renewals, ReBRAC's actor delay): continue "
+                                    '(they go on from the saved step) or restart (they start over at 0 with the '
+                                    'saved weights).', choices=RESTORE_SCHEDULES)
     log_interval: int = setting(5_000, 'Updates between train.csv rows (and progress lines without a terminal).')
     eval_interval: int = setting(100_000, 'Updates between evaluations (0: no evaluation).')
     eval_episodes: int = setting(50, 'Evaluation episodes per member.')
@@ -134,6 +141,10 @@ def check_settings(s: RunSettings) -> None:
         raise UserError(f'--balanced_sampling must be 0 or 1, got {s.balanced_sampling}.')
     if s.restore_epoch is not None and s.restore_path is None:
         raise UserError('--restore_epoch needs --restore_path (the run directory to start from).')
+    if s.restore_schedule not in RESTORE_SCHEDULES:
+        raise UserError(f'--restore_schedule must be one of {", ".join(RESTORE_SCHEDULES)}, got {s.restore_schedule!r}.')
+    if s.restore_schedule != 'continue' and s.restore_path is None:
+        raise UserError(f'--restore_schedule={s.restore_schedule} needs --restore_path (the run directory to start from).')
     if s.seed < 0:
         raise UserError(f'--seed must be a non-negative integer, got {s.seed}.')
     if s.dataset_episodes is not None and s.dataset_episodes <= 0:
@@ -158,16 +169,45 @@ class Members:
         return [label['seed'] for label in self.labels]
 
 
+def presets_name(config, agent_path: str) -> str:
+    """Whose presets (configs/<name>.py) a run gets: the config's `agent_name`, so that a copy of
+    agents/fql.py saved as my_fql.py keeps FQL's; the file's name only for a config without one."""
+    return config.get('agent_name') or agent_name(agent_path)
+
+
+def fit_schedules(agent, members: Members, first_step: int, last_step: int, log=print) -> Members:
+    """The members' configs with their step schedules fitted to the agent steps this run trains,
+    `first_step` to `last_step`: the optional contract hook `fit_schedule(config, first_step,
+    last_step) -> {key: value}` returns the values it changes (e.g. QIPO's phase lengths, scaled
+    when asked) or refuses, in one sentence, a schedule whose parts would not happen."""
+    fit = getattr(agent, 'fit_schedule', None)
+    if fit is None:
+        return members
+    configs, changed = [], {}
+    for config in members.configs:
+        changes = fit(config, first_step, last_step)
+        fitted = config.copy_and_resolve_references()
+        for key, value in changes.items():
+            fitted[key] = value
+        configs.append(fitted)
+        changed.update(changes)
+    if changed:
+        log(f'Schedule fitted to agent steps {first_step:,}-{last_step:,}: '
+            + ', '.join(f'{k}={v}' for k, v in changed.items()))
+    return Members(configs, members.labels)
+
+
 def resolve_members(s: RunSettings, agent, task, log=print) -> Members:
     """Agent config = defaults <- env presets <- command-line overrides; then the sweep grid x seeds."""
     source = s.agent
     config = apply_overrides(agent.get_config(), s.agent_overrides, source)
     sweeps = parse_sweeps(s.sweep, config, agent.DYNAMIC_KEYS, source)
     keep = set(s.agent_overrides) | {key for key, _ in sweeps}
-    applied = apply_presets(config, presets_for(agent_name(s.agent), task, online=s.online_steps > 0), keep)
+    preset_name = presets_name(config, s.agent)
+    applied = apply_presets(config, presets_for(preset_name, task, online=s.online_steps > 0), keep)
     check_config(config, source)
     if applied:
-        log(f'Presets for {task.family} (configs/{agent_name(s.agent)}.py): '
+        log(f'Presets for {task.family} (configs/{preset_name}.py): '
             + ', '.join(f'{k}={v}' for k, v in applied.items()))
     configs, labels = [], []
     for point in sweep_grid(sweeps):

@@ -4,6 +4,7 @@ import functools
 import glob
 import importlib
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +82,8 @@ class FakeEnv:
     """A cheap stand-in for an OGBench environment (obs 6, actions 3, like `synthetic_batch`):
     episodes of 2-9 steps whose length, observations and reward depend on the reset seed and
     the actions, so evaluation tests see every episode's seed and noise without MuJoCo."""
+
+    spec = types.SimpleNamespace(max_episode_steps=9)  # gymnasium's time limit, as OGBench's envs have
 
     def __init__(self, obs_dim=6, action_dim=3):
         import gymnasium

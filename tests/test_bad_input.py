@@ -272,6 +272,11 @@ def test_command_lines_fail_in_one_sentence(tmp_path):
         (['--balanced_sampling=2'], '--balanced_sampling must be 0 or 1'),
         (['--p_aug=0.5'], '--p_aug applies to pixel observations (visual-* environments)'),
         (['--restore_epoch=5'], '--restore_epoch needs --restore_path'),
+        (['--restore_schedule=restart'], '--restore_schedule=restart needs --restore_path'),
+        (['--agent=agents/qipo.py', '--offline_steps=1000'],
+         "QIPO's phases do not fit a run that ends at update 1,000 (phase 3 starts at bc_steps + critic_steps = "
+         '500,000 and renews its snapshot renew_period = 50,000 updates later); set values that fit (e.g. '
+         'bc_steps=200, critic_steps=300, renew_period=50) or pass --agent.phase_scale=auto'),
     ]
     result = subprocess.run([sys.executable, '-c', DRIVER, json.dumps([base + argv for argv, _ in cases])],
                             cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)

@@ -285,3 +285,19 @@ def test_preset_keys_are_ogbench_environments(name):
     from flowrl.envs import parse_env_name
     for env in importlib.import_module(f'configs.{name}').PRESETS:
         assert parse_env_name(env).short_name == env
+
+
+def test_a_copied_agent_file_keeps_its_presets(tmp_path):
+    """Presets are looked up by the config's agent_name, not the file's name: my_fql.py is FQL."""
+    import shutil
+
+    from flowrl.agent_loading import load_agent
+    from flowrl.envs import parse_env_name
+    from flowrl.settings import RunSettings, resolve_members
+    copy = tmp_path / 'my_fql.py'
+    shutil.copy('agents/fql.py', copy)
+    settings = RunSettings(agent=str(copy), env_name='cube-double-play')
+    logged = []
+    members = resolve_members(settings, load_agent(str(copy)), parse_env_name(settings.env_name), logged.append)
+    assert members.configs[0].alpha == 300.0  # FQL's cube-double preset; its default is 10
+    assert any('configs/fql.py' in line for line in logged)

@@ -108,3 +108,103 @@ def test_default_env_count_is_bounded_by_memory():
     assert default_env_count(400, memory_bytes=40 * ENV_MEMORY_BYTES) == 20  # half the memory
     assert default_env_count(50, memory_bytes=10**12) == 50  # no more than the episodes need
     assert default_env_count(400, memory_bytes=0) == 1
+
+# ---- pixels stay uint8 from the environment to the policy, in evaluation and online steps ----
+
+class ImageEnv:
+    """Renders 4x4x3 uint8 images, as OGBench's visual tasks do; episodes of 3 steps."""
+
+    spec = types.SimpleNamespace(max_episode_steps=3)
+
+    def __init__(self):
+        import gymnasium
+
+        self.observation_space = gymnasium.spaces.Box(0, 255, (4, 4, 3), np.uint8)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, seed=None):
+        self.seed, self.time = seed, 0
+        return self._image(), {}
+
+    def step(self, action):
+        self.time += 1
+        return self._image(), 0.0, False, self.time == 3, {'success': 0.0}
+
+    def _image(self):
+        return np.full((4, 4, 3), (self.seed + 50 * self.time) % 256, np.uint8)
+
+
+class StateEnv(ImageEnv):
+    """float64 state observations, as OGBench's state-based tasks give them."""
+
+    def __init__(self):
+        import gymnasium
+
+        super().__init__()
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+
+    def _image(self):
+        return np.full(3, self.seed + 0.5 * self.time, np.float64)
+
+
+def _recording_agent(seen: list):
+    """An agent that records the dtype of the observations each program is traced with."""
+
+    def sample_actions(state, observations, rng):
+        seen.append(('act', np.dtype(observations.dtype)))
+        return jnp.zeros(observations.shape[:1] + (2,)) + state['w']
+
+    def update(state, batch, rng):
+        seen.append(('update', np.dtype(batch['observations'].dtype)))
+        return state, dict(loss=jnp.zeros(()))
+
+    return types.SimpleNamespace(sample_actions=sample_actions, update=update)
+
+
+def test_the_pool_gives_observations_in_the_spaces_dtype():
+    pool = EnvPool(ImageEnv, 2)
+    assert pool.reset([1, 2]).dtype == np.uint8
+    assert pool.step(np.zeros((2, 2)), np.ones(2, bool))[0].dtype == np.uint8
+    assert EnvPool(StateEnv, 1).reset([1]).dtype == np.float64
+
+
+def test_evaluation_traces_the_policy_on_the_dtype_training_used():
+    import pytest
+
+    from flowrl.errors import UserError
+    from flowrl.evaluation import EvalEnvs, make_policy, run_episodes
+
+    states = dict(w=jnp.zeros((1,)))
+    for env_class, trained in ((ImageEnv, np.uint8), (StateEnv, np.float32)):
+        seen = []
+        envs = EvalEnvs(env_class, num_members=1, episodes=2, max_envs=2, training_dtype=trained)
+        stats = run_episodes(make_policy(_recording_agent(seen)), states, envs, [0], 0)
+        assert stats['episode_length'][0] == 3
+        assert seen == [('act', np.dtype(trained))]
+    with pytest.raises(UserError, match='float64 observations and the agent was trained on uint8'):
+        run_episodes(make_policy(_recording_agent([])), states,
+                     EvalEnvs(StateEnv, 1, 1, max_envs=1, training_dtype=np.uint8), [0], 0)
+
+
+def test_online_steps_trace_acting_and_updates_on_uint8_images():
+    from flowrl.online import MemberEnvs, OnlineProgram, empty_buffers
+    from flowrl.training import member_shardings
+
+    images = np.arange(16 * 48, dtype=np.int64).reshape(16, 4, 4, 3).astype(np.uint8)
+    dataset = dict(observations=images, next_observations=images, actions=np.zeros((16, 2), np.float32),
+                   rewards=np.zeros(16, np.float32), terminals=np.zeros(16, np.float32),
+                   masks=np.ones(16, np.float32))
+    seen = []
+    agent = _recording_agent(seen)
+    program = OnlineProgram(agent, 4, 'auto', False, 16)
+    envs = MemberEnvs(ImageEnv, [0, 1], training_dtype=np.uint8)
+    states, rngs = dict(w=jnp.zeros((2, 1))), jax.random.split(jax.random.PRNGKey(0))
+    rngs, actions = program.first_actions(states, rngs, envs.restart(step=0))
+    online = empty_buffers(dataset, 2, 8, member_shardings(2)[0])
+    totals, alive = dict(loss=jnp.zeros(2)), jnp.ones(2, bool)
+    transitions, observations = envs.step(np.asarray(actions), 1)
+    assert transitions['observations'].dtype == transitions['next_observations'].dtype == np.uint8
+    program.step(agent.update, states, rngs, totals, alive, online, transitions,
+                 observations, dataset)
+    envs.close()
+    assert {dtype for _, dtype in seen} == {np.dtype(np.uint8)} and len(seen) == 3

@@ -1,10 +1,12 @@
 """Offline-to-online fine-tuning (flowrl/online.py and the runner's online phase): the transitions
 stored are the authors' (terminal = episode over, mask = 1 - terminated), an online run logs its
-exploration, resumes exactly from a checkpoint taken mid-online (buffers included), member i
+exploration, its episodes go on across checkpoints and evaluations (a checkpoint records them and
+a resumed run replays them), it resumes exactly from a checkpoint taken mid-episode (buffers included), member i
 equals a single run, `--offline_steps=0` with balanced sampling, and `--restore_path`.
 Tiny in-process runs (`flowrl.testing.use_fake_world`); main.py end to end: tests/test_main.py."""
 
 import os
+import types
 
 import gymnasium
 import numpy as np
@@ -27,6 +29,8 @@ class CountingEnv:
     positive, else is truncated at time 5; reward = time; success when it terminates."""
 
     observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    spec = types.SimpleNamespace(max_episode_steps=5)
 
     def reset(self, seed=None):
         self.seed, self.time = seed % 100, 0
@@ -61,6 +65,32 @@ def test_member_envs_store_the_authors_transitions_and_episode_statistics():
     np.testing.assert_array_equal(stats['exploration/episodes'], [1, 1])
     assert np.isnan(envs.statistics()['exploration/success']).all()  # read once
     envs.close()
+
+
+def test_a_recorded_episode_replays_exactly_and_a_different_one_is_refused():
+    """A checkpoint's episodes (MemberEnvs.record) continue in new environments by replaying their
+    actions from their reset seeds: the same observations, returns, lengths and later transitions."""
+    envs = MemberEnvs(CountingEnv, member_seeds=[0, 1])
+    envs.restart(step=0)
+    actions = np.array([[1.0], [-1.0]], np.float32)
+    for step in range(1, 5):  # member 0's episode ended at 3 and a new one is 1 step old; member 1's is 4 old
+        envs.step(actions, step)
+    record = envs.record()
+    np.testing.assert_array_equal(record['taken'], [1, 4])
+    continued = MemberEnvs(CountingEnv, member_seeds=[0, 1])
+    np.testing.assert_array_equal(continued.replay(record), envs.observations)
+    np.testing.assert_array_equal(continued.returns, envs.returns)  # member 1: 1 + 2 + 3 + 4
+    np.testing.assert_array_equal(continued.lengths, envs.lengths)
+    (transitions, observations), (again, again_observations) = envs.step(actions, 5), continued.step(actions, 5)
+    for key, value in transitions.items():
+        np.testing.assert_array_equal(again[key], value, err_msg=key)
+    np.testing.assert_array_equal(again_observations, observations)
+    np.testing.assert_array_equal(continued.statistics()['exploration/episode_return'], [np.nan, 15])
+    tampered = dict(record, observations=record['observations'] + np.float32(1))
+    with pytest.raises(RuntimeError, match=r'members \[0, 1\] .* did not reproduce the checkpointed observations'):
+        MemberEnvs(CountingEnv, member_seeds=[0, 1]).replay(tampered)
+    envs.close()
+    continued.close()
 
 
 @pytest.fixture(scope='module')
@@ -115,6 +145,22 @@ def test_interrupted_online_run_resumes_exactly(straight, tmp_path, monkeypatch)
     resume(run.run_dir, log=QUIET)
     for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
         assert read(run.run_dir, name) == read(reference.run_dir, name), name
+
+
+def test_online_episodes_go_on_across_checkpoints_and_evaluations(straight, tmp_path):
+    """The authors' loop does not cut episodes at evaluations: the same run evaluated and saved only
+    at its end learns from the same transitions, so its training rows are the same."""
+    reference, _ = straight
+    from flowrl import checkpoints
+
+    like = dict(episodes=reference._abstract_episodes())
+    at_8 = checkpoints.read_part(reference.checkpoint_dir, like, 8)['episodes']
+    assert np.asarray(at_8['taken']).max() > 0  # episodes were running at the checkpoint and evaluation at 8
+    once = Run(tiny_run_settings(tmp_path, num_seeds=2, **dict(ONLINE, eval_interval=12, save_interval=12)),
+               log=QUIET)
+    once.train()
+    assert read(once.run_dir, run_files.TRAIN_CSV) == read(reference.run_dir, run_files.TRAIN_CSV)
+    assert [int(r['step']) for r in read(once.run_dir, run_files.EVAL_CSV)] == [12, 12]
 
 
 def test_member_i_of_an_online_run_equals_a_single_run(straight, tmp_path):
@@ -246,3 +292,24 @@ def test_online_step_appends_in_place_without_copying_the_buffer(members):
     copies = [line for text in texts for line in text.splitlines()
               if re.search(rf'\[[\d,]*{CAPACITY}[\d,]*\]\S* copy\(', line)]
     assert copies == []
+
+
+def test_an_ogbench_episode_replays_bit_for_bit_in_worker_processes():
+    """The premise of resuming mid-episode: OGBench's MuJoCo environments, reset with the same seed
+    and given the same actions, reach the same state (here replayed in two worker processes)."""
+    import functools
+
+    from flowrl.envs import make_env, parse_env_name
+
+    make = functools.partial(make_env, parse_env_name('cube-single-play'))
+    envs = MemberEnvs(make, member_seeds=[0, 1], training_dtype=np.float32)
+    assert envs.actions_taken.shape == (2, 200, 5)  # cube-single's time limit, its action size
+    envs.restart(step=0)
+    rng = np.random.default_rng(0)
+    for step in range(1, 31):
+        envs.step(rng.uniform(-1, 1, (2, 5)).astype(np.float32), step)
+    continued = MemberEnvs(make, member_seeds=[0, 1], workers=2, training_dtype=np.float32)
+    np.testing.assert_array_equal(continued.replay(envs.record()), envs.observations)
+    np.testing.assert_array_equal(continued.returns, envs.returns)
+    envs.close()
+    continued.close()
