@@ -41,6 +41,16 @@ def default_env_count(needed: int, memory_bytes: int | None = None) -> int:
     return max(1, min(needed, by_memory))
 
 
+def time_limit(env) -> int | None:
+    """The episode length limit: the registered spec's, else that of a TimeLimit wrapper put on an
+    environment built without gymnasium.make (flowrl.suites.d4rl_antmaze)."""
+    limit = getattr(getattr(env, 'spec', None), 'max_episode_steps', None)
+    while limit is None and hasattr(env, 'env'):
+        limit = getattr(env, '_max_episode_steps', None)
+        env = env.env
+    return limit
+
+
 class _Slice:
     """The environments of one worker (or of the whole pool when stepping in-process)."""
 
@@ -56,7 +66,7 @@ class _Slice:
     def spaces(self):
         """(observation space, action space, time limit or None) of the first environment."""
         env = self.envs[0]
-        return env.observation_space, env.action_space, getattr(getattr(env, 'spec', None), 'max_episode_steps', None)
+        return env.observation_space, env.action_space, time_limit(env)
 
     def reset(self, seeds, selected):
         """Resets the selected envs with their seeds; returns every env's obs (zeros if not reset)."""
