@@ -9,12 +9,15 @@ Flag names follow the official FQL command line, so the paper's commands run unc
 `--agent.KEY=VALUE` overrides a key of the agent's config (see get_config() in the file).
 """
 
+import os
 import sys
 
 from absl import flags, logging
 
 from flowrl.config_overrides import run_command
 from flowrl.errors import UserError
+from flowrl.placement import define_flags as define_start_up_flags
+from flowrl.placement import ProcessLost, join
 from flowrl.settings import RESUME_CHANGES, define_flags, settings_from_values
 
 FLAGS = flags.FLAGS
@@ -24,6 +27,8 @@ flags.DEFINE_string('resume', None, 'Run directory to continue from its latest g
                     + ', '.join(f'--{name}' for name in RESUME_CHANGES) + ' may be given with it.')
 # A flag of the official FQL command line that flowrl does not support: refused unless left at its default.
 flags.DEFINE_integer('video_episodes', 0, 'Accepted for compatibility with the FQL command line; must be 0.')
+# Joining JAX's multi-controller runtime (every host of a TPU pod slice or Slurm job runs the same command).
+define_start_up_flags(flags, sys.argv[0] if __name__ == '__main__' else __name__)
 
 
 def settings_from_flags(agent_overrides):
@@ -46,10 +51,16 @@ def main(argv, agent_overrides):
         raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}; flags are written --name=value.')
     if not FLAGS['verbosity'].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    if FLAGS.resume:
-        runner.resume(FLAGS.resume, resume_changes(agent_overrides))
-    else:
-        runner.Run(settings_from_flags(agent_overrides)).train()
+    join(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    try:
+        if FLAGS.resume:
+            runner.resume(FLAGS.resume, resume_changes(agent_overrides))
+        else:
+            runner.Run(settings_from_flags(agent_overrides)).train()
+    except ProcessLost as error:
+        # Leave at once: JAX's exit would wait for the lost process at its shutdown barrier.
+        print(f'error: {error}', file=sys.stderr, flush=True)
+        os._exit(1)
 
 
 def run():

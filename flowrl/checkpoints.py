@@ -26,8 +26,17 @@ MAX_TO_KEEP = 2  # the newest, and the previous one to fall back to if the newes
 NO_MANIFEST = 'has no checksum manifest'
 
 
-def _manager(directory, max_to_keep=MAX_TO_KEEP):
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+def _manager(directory, max_to_keep=MAX_TO_KEEP, this_process_only: bool = False):
+    """Orbax's manager of `directory`. With several processes (JAX's multi-controller runtime)
+    orbax synchronises them when a manager starts, saves or restores: every process must make
+    the same calls. `this_process_only`: a manager that looks at the directory without waiting
+    for the others (listing steps)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not this_process_only)
+    if this_process_only and jax.process_count() > 1:
+        me = jax.process_index()
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False,
+                                               multiprocessing_options=ocp.options.MultiprocessingOptions(
+                                                   primary_host=me, active_processes={me}))
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
@@ -35,20 +44,23 @@ def step_dir(directory, step: int) -> str:
     return os.path.join(os.path.abspath(directory), str(int(step)))
 
 
-def save(directory, step: int, tree) -> None:
+def save(directory, step: int, tree, writes_manifest: bool = True) -> None:
     """Saves `tree` as checkpoint `step` under `directory`, waits until it is on disk, then
-    writes its checksum manifest."""
+    writes its checksum manifest. With several processes every process calls it (each writes
+    its own shards of the arrays) and one, `writes_manifest`, writes the manifest once the
+    checkpoint is complete."""
     with _manager(directory) as manager:
         manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
         manager.wait_until_finished()
-    write_manifest(step_dir(directory, step))
+    if writes_manifest:
+        write_manifest(step_dir(directory, step))
 
 
 def steps(directory) -> list[int]:
     """The complete checkpoint steps in `directory`, oldest first (verified or not)."""
     if not os.path.isdir(directory):
         return []
-    with _manager(directory) as manager:
+    with _manager(directory, this_process_only=True) as manager:
         return sorted(manager.all_steps())
 
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from flowrl import checkpoints, run_files, runner, suites
+from flowrl import checkpoints, placement, run_files, runner, suites
 from flowrl.agent_loading import load_agent
 from flowrl.config_overrides import parse_sweeps, run_command, sweep_grid
 from flowrl.errors import UserError
@@ -31,6 +31,9 @@ flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); defau
 flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
 flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
 flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).')
+# Launched on every host of a multi-process job, every process reads the checkpoint and process 0
+# alone evaluates and writes the table (the others wait for it).
+placement.define_flags(flags, __name__)
 
 def example_batch(new_env):
     """Zero observations and actions shaped as the run's environments give them."""
@@ -53,7 +56,7 @@ def restore_run(run_dir, step=None, log=print):
     directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
     if not checkpoints.steps(directory):
         raise UserError(f'{run_dir} has no complete checkpoint to evaluate.')
-    states, step = checkpoints.read_agents(directory, states, step, log)
+    states, step = runner.read_saved_agents(run_dir, states, step, log)
     return settings, agent, task, members, states, step, make_env
 
 
@@ -115,7 +118,13 @@ def main(argv, overrides):
     for name, meaning in (('eval_workers', 'one per core'), ('eval_envs', 'chosen from cores and memory')):
         if FLAGS[name].value is not None and FLAGS[name].value < 0:
             raise UserError(f'--{name} must be zero ({meaning}) or a positive integer, got {FLAGS[name].value}.')
-    evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step, FLAGS.eval_workers, FLAGS.eval_envs)
+    joined = placement.join(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    if not joined or jax.process_index() == 0:
+        evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step, FLAGS.eval_workers, FLAGS.eval_envs)
+    if joined:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices('flowrl:evaluated')
 
 
 def run():

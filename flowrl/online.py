@@ -95,7 +95,8 @@ class OnlineProgram:
     """The compiled online step and first-action programs for all members (members sharded over
     devices and run as `execution` says, like flowrl.training.ChunkRunner)."""
 
-    def __init__(self, agent, batch_size: int, execution: str, balanced: bool, buffer_size: int):
+    def __init__(self, agent, batch_size: int, execution: str, balanced: bool, buffer_size: int, placement=None):
+        self.placement = placement  # flowrl.placement.Placement: the run's member mesh (None: member_mesh)
         self.act = explore_function(agent)
         self.sample = batch_source(balanced, buffer_size, batch_size)
         self.execution = execution
@@ -106,10 +107,13 @@ class OnlineProgram:
         `local`); `local` takes one device's member-stacked args, then the replicated ones."""
         if key not in self._compiled:
             specs = (PartitionSpec(MEMBER_AXIS),) * member_args + (PartitionSpec(),) * replicated_args
-            program = jax.shard_map(local, mesh=member_mesh(num_members), in_specs=specs,
+            program = jax.shard_map(local, mesh=self._mesh(num_members), in_specs=specs,
                                     out_specs=PartitionSpec(MEMBER_AXIS))
             self._compiled[key] = jax.jit(program, donate_argnums=donate)
         return self._compiled[key]
+
+    def _mesh(self, num_members: int):
+        return member_mesh(num_members) if self.placement is None else self.placement.mesh
 
     def step(self, update, states, rngs, totals, alive, online, transitions, observations, dataset):
         """All members' device work for one environment step: `store` the transitions, then (one

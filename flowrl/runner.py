@@ -20,12 +20,13 @@ from flowrl.errors import TrainingDiverged, UserError
 from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, member_keys, run_episodes
 from flowrl.loggers import Loggers, parse_loggers
 from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
+from flowrl.placement import Placement, tell_checkpoints_with
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.replay import online_capacity
 from flowrl.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
                              check_settings, fit_schedules, resolve_members)
-from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, member_shardings,
-                             phase_at, resolve_member_execution)
+from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, phase_at,
+                             resolve_member_execution)
 
 
 def eval_workers(requested: int) -> int:
@@ -67,7 +68,11 @@ class Run:
 
     def __init__(self, settings: RunSettings, run_dir: str | None = None, log=print):
         check_settings(settings)
-        self.s, self.log = settings, log
+        # Every process of a multi-process run prints its placement line; process 0 alone the rest.
+        self.placement = None
+        writes = jax.process_index() == 0
+        self.s, self.log = settings, log if writes else (lambda *_: None)
+        log = self.log
         self.execution = resolve_member_execution(settings.member_execution)
         self.agent = load_agent(settings.agent)
         self.task = suites.resolve(settings.env_name)
@@ -77,13 +82,18 @@ class Run:
         self.members = fit_schedules(self.agent, members, self.first_agent_step,
                                      self.first_agent_step + self.total_steps, log)
         self.task.check_settings(settings, self.members.configs)
+        self.placement = Placement.build(len(self.members.configs))
+        if self.placement.multi_process and settings.online_steps:
+            raise UserError('Online fine-tuning (--online_steps) runs in one process only so far; run it without '
+                            '--distributed (offline training and evaluation run over every process).')
         self._print_config()
         if run_dir is None:
             run_files.require_writable_dir(os.path.join(os.path.expanduser(settings.save_dir), settings.run_group),
                                            f'--save_dir {settings.save_dir!r}')
         else:
             run_files.require_writable_dir(run_dir, f'The run directory {run_dir!r}')
-        dataset, validation, _, self.data_record = load_dataset(settings, self.task, log)
+        dataset, validation, source, self.data_record = load_dataset(settings, self.task, log)
+        self.placement.require_same_data(dataset, source)
         if run_dir is not None:
             require_same_data(run_dir, self.data_record)
         self.make_env = env_factory(settings, self.task, self.data_record)
@@ -92,43 +102,58 @@ class Run:
         dataset = prepare(dataset)
         example = pixels.gather_transitions(dataset, np.arange(2))
         self.observation_dtype = example['observations'].dtype  # what the policy is compiled for everywhere
-        member_sharding, replicated = member_shardings(len(self.members.configs))
-        self.dataset = jax.device_put(dataset, replicated)
-        # The validation split (when the dataset has one): validation/<metric> columns in train.csv.
-        self.validation = None if validation is None else jax.device_put(prepare(validation), replicated)
-        states, rngs = init_members(self.agent, self.members.configs, self.members.seeds, example)
+        placement = self.placement
+        self.dataset = jax.device_put(dataset, placement.replicated)
+        # The validation split (when the dataset has one): validation/<metric> columns in train.csv;
+        # computed by each process for its own members.
+        self.validation = None if validation is None else jax.device_put(prepare(validation), placement.local_replicated)
+        # Each process makes the states of its own members (inactive ones: copies of member 0's).
+        held = placement.local_members
+        configs, self.seeds = placement.padded_list(self.members.configs), placement.padded_list(self.members.seeds)
+        states, rngs = init_members(self.agent, [configs[i] for i in held], [self.seeds[i] for i in held], example)
         if settings.restore_path is not None:
             states = starting_agents(settings.restore_path, self.restore_checkpoint, states, log,
-                                     keep_step=settings.restore_schedule == 'continue')
-        self.states = jax.device_put(states, member_sharding)
-        self.rngs = jax.device_put(rngs, member_sharding)
+                                     keep_step=settings.restore_schedule == 'continue',
+                                     num_members=len(self.members.labels), members=held)
+        self.states, self.rngs = placement.put_local(states), placement.put_local(rngs)
         self.step = 0
         self.online = None  # member-stacked online replay buffers, from the first online step
         self.online_envs, self.actions = None, None  # the members' environments and their next actions
         self.online_program = OnlineProgram(self.agent, self.members.configs[0].batch_size, self.execution,
-                                            bool(settings.balanced_sampling), settings.buffer_size)
-        self.run_dir = run_dir or new_run_dir(settings, self.task)
+                                            bool(settings.balanced_sampling), settings.buffer_size,
+                                            placement=placement)
+        self.run_dir = run_dir or placement.on_writer(lambda: new_run_dir(settings, self.task))
+        tell_checkpoints_with(self._checkpoint_note)
         self.train_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.TRAIN_CSV))
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
         self.chunks = ChunkRunner(self.agent, self.members.configs[0].batch_size, self.execution,
-                                  self.members.configs[0], p_aug=settings.p_aug or 0.0)
+                                  self.members.configs[0], p_aug=settings.p_aug or 0.0, placement=placement)
         self._print_phases()
         self.validation_metrics = make_validation_metrics(self.chunks.batch_size, self.execution, self.chunks.p_aug)
         self.policy = make_policy(self.agent, self.execution)
         self.diagnostics = make_diagnostics(self.agent, self.execution)
         self.eval_envs = None
         self.diverged = {}  # member index -> dict(diverged_at_update, diverged_metrics)
-        self.alive = np.ones(len(self.members.labels), bool)  # members still training (not diverged)
-        if run_dir is None:
+        self.alive = placement.active.copy()  # members still training (not diverged; inactive ones never)
+        if run_dir is None and placement.writes_files:
             run_files.write_json(os.path.join(self.run_dir, run_files.FLAGS_FILE), self._description())
-        self.loggers = Loggers(parse_loggers(settings.logger), self.run_dir, self.members.labels,
-                               [c.to_dict() for c in self.members.configs], dataclasses.asdict(settings), log)
+        self.loggers = Loggers(parse_loggers(settings.logger) if placement.writes_files else [], self.run_dir,
+                               self.members.labels, [c.to_dict() for c in self.members.configs],
+                               dataclasses.asdict(settings), log)
 
     def _print_config(self):
         config = self.members.configs[0]
+        if self.placement.multi_process:
+            print(self.placement.describe())  # one line from every process
         self.log(f'Agent {self.s.agent} on {self.task.name}; {len(self.members.labels)} member(s) '
-                 f'on {jax.local_device_count()} {jax.default_backend()} device(s), '
-                 f'member execution: {self.execution} (--member_execution).')
+                 f'on {jax.local_device_count()} {jax.default_backend()} device(s)'
+                 + (f' per process x {self.placement.process_count} processes' if self.placement.multi_process else '')
+                 + f', member execution: {self.execution} (--member_execution).')
+        pads = self.placement.padded - self.placement.num_members
+        if pads and not self.placement.multi_process:
+            self.log(f'{pads} inactive member(s) pad the {self.placement.num_members} so that every device used '
+                     f'holds {self.placement.padded // self.placement.mesh.devices.size}; they are never trained '
+                     'or logged.')
         self.log('Config: ' + ', '.join(f'{k}={v}' for k, v in config.items()))
         if self.s.sweep:
             self.log('Members: ' + '; '.join(str(label) for label in self.members.labels))
@@ -144,7 +169,12 @@ class Run:
     def _description(self) -> dict:
         return dict(settings=dataclasses.asdict(self.s), env=self.task.name, members=self.members.labels,
                     configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend(),
-                    data=self.data_record, **self.task.description(self.s))
+                    data=self.data_record, placement=self._placement_record(), **self.task.description(self.s))
+
+    def _placement_record(self) -> dict:
+        """How the members were laid out: a checkpoint's arrays hold `padded_members` rows."""
+        return dict(processes=self.placement.process_count, devices=int(self.placement.mesh.devices.size),
+                    padded_members=self.placement.padded)
 
     # -- checkpoints ---------------------------------------------------------------------
     @property
@@ -168,14 +198,19 @@ class Run:
     def save(self):
         online = self.step > self.s.offline_steps
         checkpoints.save(self.checkpoint_dir, self.step,
-                         self._carry(self.step, self.online, self._episodes() if online else None))
+                         self._carry(self.step, self.online, self._episodes() if online else None),
+                         writes_manifest=self.placement.writes_files)
+        self.placement.barrier(f'saved {self.step}')  # the manifest is written before anyone goes on
 
     def restore(self):
         """Restores the newest checkpoint that passes verification (setting newer, damaged ones
         aside) and the members that had diverged by then; drops log rows written after it."""
         if not checkpoints.steps(self.checkpoint_dir):
             raise UserError(f'{self.run_dir} has no complete checkpoint to resume from.')
-        step = checkpoints.pick_step(self.checkpoint_dir, log=self.log, set_aside=True)
+        self._require_same_padding()
+        # Process 0 checks the checkpoints and sets damaged ones aside; every process reads its choice.
+        step = self.placement.on_writer(lambda: checkpoints.pick_step(self.checkpoint_dir, log=self.log,
+                                                                      set_aside=True))
         online = step > self.s.offline_steps
         if online:
             self._make_online_envs()
@@ -187,15 +222,30 @@ class Run:
             episodes = jax.device_get(tree['episodes'])
             self.actions = np.asarray(episodes.pop('next_actions'))
             self.online_envs.replay(episodes)
-        self.train_log.truncate_after(step)
-        self.eval_log.truncate_after(step)
         self.diverged = {i: record for i, record in run_files.read_diverged(self.run_dir).items()
                          if record['diverged_at_update'] <= step}
-        run_files.write_diverged(self.run_dir, self.diverged)
+        if self.placement.writes_files:
+            self.train_log.truncate_after(step)
+            self.eval_log.truncate_after(step)
+            run_files.write_diverged(self.run_dir, self.diverged)
         self.alive[list(self.diverged)] = False
-        steps = np.asarray(jax.device_get(getattr(self.states, 'step', np.zeros(0))))[self.alive]
+        steps = np.asarray(self.placement.gather(getattr(self.states, 'step', np.zeros(0))))[self.alive]
         if steps.size:  # the agents' own count says where their schedules are (a --restore_path run's offset)
             self.first_agent_step = int(steps.max()) - step
+
+    def _require_same_padding(self):
+        """A checkpoint holds one row per member, inactive ones included: it restores onto any
+        process count that pads the members to the same number (e.g. 4 members on 1, 2 or 4
+        processes with one device each), and is refused on another."""
+        description = run_files.read_json(os.path.join(self.run_dir, run_files.FLAGS_FILE))
+        saved = description.get('placement') or {}
+        rows = saved.get('padded_members', len(description['members']))
+        if rows != self.placement.padded:
+            raise UserError(f'{self.run_dir} was trained with {saved.get("processes", 1)} process(es) and '
+                            f'{saved.get("devices", "?")} device(s), which hold its {self.placement.num_members} '
+                            f'members as {rows} rows; {self.placement.process_count} process(es) with '
+                            f'{self.placement.mesh.devices.size} device(s) would hold {self.placement.padded}: resume '
+                            'it with the process and device counts it started with.')
 
     def _checkpoint_note(self) -> str:
         step = checkpoints.latest_step(self.checkpoint_dir)
@@ -227,7 +277,8 @@ class Run:
         if len(new) == self.alive.sum():
             raise TrainingDiverged(f'Training diverged: {described}; {self._checkpoint_note()}.')
         self.alive[new] = False
-        run_files.write_diverged(self.run_dir, self.diverged)
+        if self.placement.writes_files:
+            run_files.write_diverged(self.run_dir, self.diverged)
         self.log(f'Diverged: {described}; frozen at update {chunk_start:,} and left out of evaluations and '
                  f'results, the other {int(self.alive.sum())} member(s) go on.')
 
@@ -237,17 +288,25 @@ class Run:
                     and (step % s.eval_interval == 0 or step == self.total_steps))
 
     def evaluate(self):
+        """Each process evaluates its own members on its own environments; the per-member
+        statistics of every process reach every process (one gather)."""
+        held = self.placement.local_members
         if self.eval_envs is None:
-            self.eval_envs = EvalEnvs(self.make_env, len(self.members.labels), self.s.eval_episodes,
+            self.eval_envs = EvalEnvs(self.make_env, len(held), self.s.eval_episodes,
                                       eval_workers(self.s.eval_workers), self.s.eval_envs, self.observation_dtype)
             self.log(self.eval_envs.describe())
-        stats = run_episodes(self.policy, self.states, self.eval_envs, self.members.seeds, self.step,
-                             self.diagnostics, self.alive)
+        stats = run_episodes(self.policy, self.placement.local(self.states), self.eval_envs,
+                             [self.seeds[i] for i in held], self.step, self.diagnostics, self.alive[held])
+        stats = self.placement.gather(stats)
         stats = dict(score=self.task.episode_scores(stats['episode_return'], stats['success']), **stats)
-        rows = self._rows(stats)
-        self.eval_log.append(rows)
-        self.loggers.log('eval', rows)
+        self._log_rows('eval', self._rows(stats))
         return stats
+
+    def _log_rows(self, kind: str, rows: list) -> None:
+        """train.csv or eval.csv rows and the loggers' copies, written by process 0 alone."""
+        if self.placement.writes_files:
+            (self.train_log if kind == 'train' else self.eval_log).append(rows)
+            self.loggers.log(kind, rows)
 
     def _evaluate_and_show(self, progress):
         stats = self.evaluate()
@@ -261,7 +320,7 @@ class Run:
             began = time.monotonic()
             self.states, self.rngs, totals, first_bad = self.chunks.run(self.states, self.rngs, totals, self.dataset,
                                                                         updates, self._agent_step(), self.alive)
-            first_bad, sums = jax.device_get((first_bad, totals))
+            first_bad, sums = self.placement.gather((first_bad, totals))
             seconds = time.monotonic() - began
             pacer.record(updates, seconds)
             self.step, counted = start + updates, counted + updates
@@ -279,7 +338,7 @@ class Run:
         steps = getattr(self.states, 'step', None)  # an agent state without a step counter: the run's
         if steps is None:
             return expected
-        held = np.asarray(jax.device_get(steps))[self.alive]
+        held = np.asarray(self.placement.gather(steps))[self.alive]
         if np.any(held != expected):
             raise RuntimeError(f'At update {self.step:,} of this run the agents hold step(s) '
                                f'{sorted(set(held.tolist()))} and should hold {expected:,}: '
@@ -293,10 +352,9 @@ class Run:
 
     def _abstract_online(self):
         """Shapes, dtypes and placement of the members' online buffers (nothing allocated)."""
-        member_sharding, _ = member_shardings(len(self.members.labels))
         one = jax.eval_shape(lambda: replay.empty_like(self.dataset, self._online_capacity()))
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(self.members.labels),) + x.shape, x.dtype,
-                                                           sharding=member_sharding), one)
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((self.placement.padded,) + x.shape, x.dtype,
+                                                           sharding=self.placement.member_sharding), one)
 
     def _abstract_episodes(self):
         """Shapes and dtypes of `_episodes` (the online environments must exist)."""
@@ -308,8 +366,8 @@ class Run:
     def _make_online_envs(self):
         """The members' environments, made once."""
         if self.online_envs is None:
-            workers = min(eval_workers(self.s.eval_workers), len(self.members.labels))
-            self.online_envs = MemberEnvs(self.make_env, self.members.seeds, workers, self.task.reward_function(self.s),
+            workers = min(eval_workers(self.s.eval_workers), len(self.seeds))
+            self.online_envs = MemberEnvs(self.make_env, self.seeds, workers, self.task.reward_function(self.s),
                                           self.observation_dtype)
 
     def _start_episodes(self):
@@ -317,8 +375,8 @@ class Run:
         first actions."""
         self._make_online_envs()
         if self.online is None:
-            self.online = empty_buffers(self.dataset, len(self.members.labels), self._online_capacity(),
-                                        member_shardings(len(self.members.labels))[0])
+            self.online = empty_buffers(self.dataset, self.placement.padded, self._online_capacity(),
+                                        self.placement.member_sharding)
         observations = self.online_envs.restart(self.step)
         self.rngs, actions = self.online_program.first_actions(self.states, self.rngs, observations)
         self.actions = np.asarray(actions)
@@ -329,7 +387,7 @@ class Run:
         update = phase_at(self.chunks.phases, self._agent_step())
         if totals is None:
             totals = jax.device_put(self.chunks.zero_totals(update, self.states, self.dataset),
-                                    member_shardings(len(self.members.labels))[0])
+                                    self.placement.member_sharding)
         if self.actions is None:
             self._start_episodes()
         while self.step < stop:
@@ -359,23 +417,27 @@ class Run:
         if self.validation is None:
             return {}
         update = phase_at(self.chunks.phases, max(self.first_agent_step + self.step - 1, 0))
-        keys = member_keys(self.members.seeds, self.step)
-        metrics = jax.device_get(self.validation_metrics(update, self.states, self.validation, keys))
-        return {f'validation/{k}': v for k, v in metrics.items()}
+        held = self.placement.local_members  # each process validates its own members
+        keys = member_keys([self.seeds[i] for i in held], self.step)
+        metrics = jax.device_get(self.validation_metrics(update, self.placement.local(self.states), self.validation,
+                                                         keys))
+        return {f'validation/{k}': v for k, v in self.placement.gather(metrics).items()}
 
     def _exploration(self) -> dict:
         """Exploration statistics of the episodes ended since the last row (online runs only)."""
         if not self.s.online_steps:
             return {}
         if self.online_envs is None:
-            return {k: np.full(len(self.members.labels), np.nan) for k in EXPLORATION_KEYS}
+            return {k: np.full(self.placement.padded, np.nan) for k in EXPLORATION_KEYS}
         return self.online_envs.statistics()
 
     def train(self) -> dict:
         s = self.s
-        progress = Progress(self.total_steps, self.step, agent_name(s.agent), self.log)
+        progress = Progress(self.total_steps, self.step, agent_name(s.agent), self.log,
+                            interactive=None if self.placement.writes_files else False)
         pacer = ChunkPacer()
-        if self._evaluation_due(self.step) and not any(int(r['step']) == self.step for r in self.eval_log.read()):
+        if self._evaluation_due(self.step) and not self.placement.on_writer(
+                lambda: any(int(r['step']) == self.step for r in self.eval_log.read())):
             # Resumed from the checkpoint saved just before an evaluation that did not finish.
             self._evaluate_and_show(progress)
         # Metric sums since the last train.csv row, kept on the device and added to in update
@@ -391,9 +453,7 @@ class Run:
             saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == self.total_steps or evaluating
             # Rows are also written at checkpoints, whose resumes start with empty sums.
             if stop % s.log_interval == 0 or saving:
-                rows = self._rows({**means, **self._validation(), **self._exploration()})
-                self.train_log.append(rows)
-                self.loggers.log('train', rows)
+                self._log_rows('train', self._rows({**means, **self._validation(), **self._exploration()}))
                 progress.logged()
                 totals, counted = None, 0
             if saving:
@@ -407,7 +467,11 @@ class Run:
         return self.write_results()
 
     # -- results -------------------------------------------------------------------------
-    def write_results(self) -> dict:
+    def write_results(self) -> dict | None:
+        """results.json and the report, by process 0 (which returns the results; the others None)."""
+        self.placement.barrier('results')  # every process has finished training and evaluating
+        if not self.placement.writes_files:
+            return None
         results = summarize_results(self.eval_log.read(), self.members.labels, self.diverged, self.task.metric)
         results.update(env=self.task.name, agent=self.s.agent, steps=self.step, run_dir=self.run_dir,
                        **self.task.description(self.s))
@@ -448,12 +512,13 @@ def restore_start(s: RunSettings, log=print) -> tuple:
 def saved_agent_step(run_dir: str, checkpoint: int) -> int:
     """The step the agents of `checkpoint` in `run_dir` hold (read alone); 0 for an agent state
     without a step counter. Members at different steps (one diverged) cannot continue as one run."""
-    members = len(run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))['members'])
+    description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
+    members, rows = len(description['members']), saved_rows(description)
     on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    like = dict(states=dict(step=jax.ShapeDtypeStruct((members,), np.int32, sharding=on_host_device)))
+    like = dict(states=dict(step=jax.ShapeDtypeStruct((rows,), np.int32, sharding=on_host_device)))
     try:
         steps = np.asarray(checkpoints.read_part(os.path.join(run_dir, run_files.CHECKPOINT_DIR), like,
-                                                checkpoint)['states']['step'])
+                                                checkpoint)['states']['step'])[:members]
     except (ValueError, KeyError, TypeError):
         return 0
     if len(set(steps.tolist())) > 1:
@@ -463,23 +528,47 @@ def saved_agent_step(run_dir: str, checkpoint: int) -> int:
     return int(steps[0])
 
 
-def starting_agents(run_dir: str, step: int | None, states, log=print, keep_step: bool = True):
+def saved_rows(description: dict) -> int:
+    """Rows of the member-stacked arrays in the checkpoints of the run `description` (flags.json)
+    describes: its members and the inactive ones that padded them (flowrl.placement)."""
+    return (description.get('placement') or {}).get('padded_members', len(description['members']))
+
+
+def read_saved_agents(run_dir: str, like_states, step: int | None = None, log=print):
+    """(agent states of the run's real members [members, ...], step) of checkpoint `step` of the
+    run in `run_dir`, read as `like_states` (one row per member) is shaped; the rows of inactive
+    members its checkpoints hold are dropped."""
+    description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
+    members, rows = len(description['members']), saved_rows(description)
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((rows,) + x.shape[1:], x.dtype, sharding=x.sharding),
+                        like_states)
+    states, step = checkpoints.read_agents(os.path.join(run_dir, run_files.CHECKPOINT_DIR), like, step, log)
+    return jax.tree.map(lambda x: x[:members], states), step
+
+
+def starting_agents(run_dir: str, step: int | None, states, log=print, keep_step: bool = True,
+                    num_members: int | None = None, members=None):
     """--restore_path/--restore_epoch: the agent states of checkpoint `step` (default: the newest
     good one) of the run in `run_dir`, in place of the fresh `states` (member-stacked). The saved run
-    has as many members as this one (member i starts from its member i) or one (all start from it);
-    its networks must have this run's shapes. Keys and buffers are not taken; the agents' step is
-    kept (`keep_step`, --restore_schedule=continue: their step schedules go on) or set to 0."""
+    has as many members as this one, `num_members` (member i starts from its member i), or one (all
+    start from it); its networks must have this run's shapes. Keys and buffers are not taken; the
+    agents' step is kept (`keep_step`, --restore_schedule=continue: their step schedules go on) or
+    set to 0. `members`: the member each row of `states` is (default: row i is member i; a process
+    of a multi-process run holds its own members, and inactive ones start as member 0)."""
     saved = settings_from_run_dir(run_dir, 'start from')
     description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
-    saved_members, members = len(description['members']), jax.tree.leaves(states)[0].shape[0]
-    if saved_members not in (1, members):
-        raise UserError(f'{run_dir} trained {saved_members} members and this run has {members}: give each member '
-                        'its own saved member (the same count) or one saved member to start all from.')
+    rows = jax.tree.leaves(states)[0].shape[0]
+    num_members = rows if num_members is None else num_members
+    members = np.arange(rows) if members is None else np.asarray(members)
+    saved_members = len(description['members'])
+    if saved_members not in (1, num_members):
+        raise UserError(f'{run_dir} trained {saved_members} members and this run has {num_members}: give each '
+                        'member its own saved member (the same count) or one saved member to start all from.')
     on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((saved_members,) + x.shape[1:], x.dtype,
                                                        sharding=on_host_device), states)
     try:
-        restored, step = checkpoints.read_agents(os.path.join(run_dir, run_files.CHECKPOINT_DIR), like, step, log)
+        restored, step = read_saved_agents(run_dir, like, step, log)
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f'The checkpoint of {run_dir} does not hold agents shaped like this run\'s '
                         f'(agent {saved.agent}, {saved.env_name}); use the same agent, network sizes and '
@@ -489,7 +578,8 @@ def starting_agents(run_dir: str, step: int | None, states, log=print, keep_step
     kept = f' at agent step {int(np.max(restored.step)):,}' if hasattr(restored, 'step') else ''
     log(f'Agents start from checkpoint {step:,} of {run_dir}{kept} (--restore_path, '
         f'--restore_schedule={"continue" if keep_step else "restart"}).')
-    return jax.tree.map(lambda x: np.broadcast_to(x, (members,) + x.shape[1:]), restored)
+    source = np.zeros_like(members) if saved_members == 1 else np.where(members < num_members, members, 0)
+    return jax.tree.map(lambda x: np.asarray(x)[source], restored)
 
 
 MEMBER_RESULT_KEYS = ('member', 'seed', 'final_score', 'evaluations', 'diverged_at_update', 'diverged_metrics')

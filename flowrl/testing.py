@@ -122,20 +122,20 @@ def tiny_run_settings(save_dir, **changes):
 _CHUNK_RUNNERS = {}
 
 
-def _shared_chunk_runner(agent, batch_size, execution='auto', config=None, p_aug=0.0):
+def _shared_chunk_runner(agent, batch_size, execution='auto', config=None, p_aug=0.0, placement=None):
     from flowrl.training import ChunkRunner
 
-    key = (agent, batch_size, execution, None if config is None else repr(config.to_dict()), p_aug)
+    key = (agent, batch_size, execution, None if config is None else repr(config.to_dict()), p_aug, placement)
     if key not in _CHUNK_RUNNERS:
-        _CHUNK_RUNNERS[key] = ChunkRunner(agent, batch_size, execution, config, p_aug)
+        _CHUNK_RUNNERS[key] = ChunkRunner(agent, batch_size, execution, config, p_aug, placement)
     return _CHUNK_RUNNERS[key]
 
 
 @functools.cache
-def _shared_online_program(agent, batch_size, execution, balanced, buffer_size):
+def _shared_online_program(agent, batch_size, execution, balanced, buffer_size, placement=None):
     from flowrl.online import OnlineProgram
 
-    return OnlineProgram(agent, batch_size, execution, balanced, buffer_size)
+    return OnlineProgram(agent, batch_size, execution, balanced, buffer_size, placement)
 
 
 @functools.cache

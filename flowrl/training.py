@@ -27,8 +27,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowrl import pixels
 from flowrl.errors import UserError
+from flowrl.placement import MEMBER_AXIS
 
-MEMBER_AXIS = 'members'
 NONFINITE_KEY = 'nonfinite_update'  # index in the chunk of the first update with a non-finite metric, or -1
 MEMBER_EXECUTIONS = ('auto', 'vmap', 'map')
 
@@ -83,8 +83,10 @@ def sample_batch(dataset: dict, rng, batch_size: int, p_aug: float = 0.0) -> dic
 
 def metric_names(update, state, dataset, batch_size: int) -> list:
     """The names of the metrics `update` returns, found by tracing it (without running it)."""
-    rng = jax.random.PRNGKey(0)
-    return list(jax.eval_shape(update, state, sample_batch(dataset, rng, batch_size), rng)[1])
+    # Everything abstract: `state` and `dataset` may be shapes only, or arrays of another process's mesh.
+    metrics = jax.eval_shape(lambda s, d, rng: update(s, sample_batch(d, rng, batch_size), rng)[1],
+                             state, dataset, jax.random.PRNGKey(0))
+    return list(metrics)
 
 
 def train_member(update, batch_size: int, num_updates, state, rng, dataset, alive=True, totals=None, p_aug=0.0):
@@ -165,8 +167,11 @@ class ChunkRunner:
     chunks of updates for all members: jit(shard_map over devices(members run as `execution`
     says(loop over updates))))."""
 
-    def __init__(self, agent, batch_size: int, execution: str = 'auto', config=None, p_aug: float = 0.0):
-        self.agent, self.batch_size, self.p_aug = agent, batch_size, p_aug
+    def __init__(self, agent, batch_size: int, execution: str = 'auto', config=None, p_aug: float = 0.0,
+                 placement=None):
+        """`placement` (flowrl.placement.Placement): the member mesh of a run, e.g. over every
+        process's devices; None: `member_mesh` of the member count (one process)."""
+        self.agent, self.batch_size, self.p_aug, self.placement = agent, batch_size, p_aug, placement
         self.execution = resolve_member_execution(execution)
         self.phases = update_phases(agent, config) if config is not None else [(0, agent.update)]
         self._compiled, self._metric_names = {}, {}
@@ -181,16 +186,24 @@ class ChunkRunner:
                 return over_members(one, self.execution)(states, rngs, totals, alive)
 
             members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()
-            chunk = jax.shard_map(local, mesh=member_mesh(num_members),
+            chunk = jax.shard_map(local, mesh=self._mesh(num_members),
                                   in_specs=(members, members, members, members, replicated, replicated),
                                   out_specs=members)
             self._compiled[key] = jax.jit(chunk, donate_argnums=(0, 1, 2))
         return self._compiled[key]
 
+    def _mesh(self, num_members: int) -> Mesh:
+        return member_mesh(num_members) if self.placement is None else self.placement.mesh
+
+    def _shardings(self, num_members: int):
+        if self.placement is None:
+            return member_shardings(num_members)
+        return self.placement.member_sharding, self.placement.replicated
+
     def zero_totals(self, update, states, dataset) -> dict:
         """Member-stacked zero sums of the metrics `update` returns."""
         if update not in self._metric_names:  # finding them traces the update: once
-            one_member = jax.tree.map(lambda x: x[0], states)
+            one_member = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), states)
             self._metric_names[update] = metric_names(update, one_member, dataset, self.batch_size)
         num_members = jax.tree.leaves(states)[0].shape[0]
         return {k: jnp.zeros((num_members,), jnp.float32) for k in self._metric_names[update]}
@@ -207,7 +220,7 @@ class ChunkRunner:
             totals = self.zero_totals(update, states, dataset)
         # Inputs placed as the outputs will be (no-op when they already are), so that a chunk's
         # outputs fed back in hit the same compiled program.
-        members, replicated = member_shardings(num_members)
+        members, replicated = self._shardings(num_members)
         states, rngs, totals, alive = jax.device_put((states, rngs, totals, alive), members)
         return self.function(num_members, update)(states, rngs, totals, alive, jax.device_put(dataset, replicated),
                                                   jnp.int32(num_updates))

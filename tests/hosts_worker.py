@@ -1,0 +1,68 @@
+"""One process of a multi-process run for tests/test_hosts.py: joins JAX's multi-controller
+runtime as CPU process `process_id` of `num_processes` (coordinator 127.0.0.1:`port`) and
+trains the tiny flow BC run of `flowrl.testing.tiny_run_settings` on the fake world, as main.py
+would with --coordinator_address, --num_processes and --process_id.
+
+    python tests/hosts_worker.py PROCESS_ID NUM_PROCESSES PORT SAVE_DIR SCENARIO [RUN_DIR]
+
+SCENARIO: train (4 seeds), resume (RUN_DIR), die_after_first_save (process 1 is killed, as by
+the OOM killer, right after the checkpoint at update 4), other_data (process 1 reads other data).
+"""
+
+import os
+import sys
+
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('FLOWRL_NO_DOWNLOAD', '1')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pytest  # noqa: E402  (its MonkeyPatch applies the fake world outside a test)
+
+from flowrl import placement  # noqa: E402
+from flowrl.errors import UserError  # noqa: E402
+
+
+def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario: str, run_dir: str | None = None):
+    placement.join('auto', f'127.0.0.1:{port}', num_processes, process_id)
+    from flowrl import runner
+    from flowrl.testing import tiny_run_settings, use_fake_world
+
+    patch = pytest.MonkeyPatch()
+    use_fake_world(patch)
+    if scenario == 'other_data' and process_id == 1:
+        patch.setattr('flowrl.runner.load_dataset', lambda *args, **kwargs: other_data())
+    if scenario == 'die_after_first_save' and process_id == 1:
+        save = runner.Run.save
+
+        def save_then_die(self):
+            save(self)
+            os._exit(9)  # no clean-up, as a killed process
+
+        patch.setattr(runner.Run, 'save', save_then_die)
+    quiet = lambda *_: None  # noqa: E731
+    if scenario == 'resume':
+        runner.resume(run_dir, log=quiet)
+    else:
+        runner.Run(tiny_run_settings(save_dir, num_seeds=4), log=quiet).train()
+    print('FINISHED', process_id, flush=True)
+
+
+def other_data():
+    import numpy as np
+
+    from flowrl.suites import LoadedData
+    from flowrl.testing import synthetic_batch
+
+    dataset = {k: np.asarray(v) for k, v in synthetic_batch(rng_seed=7, batch_size=256).items()}
+    return LoadedData(dataset, None, 'other synthetic data', {})
+
+
+if __name__ == '__main__':
+    try:
+        main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:])
+    except placement.ProcessLost as error:  # as main.py: leave without waiting for the lost process
+        print(f'error: {error}', file=sys.stderr, flush=True)
+        os._exit(1)
+    except UserError as error:
+        print(f'error: {error}', file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -1,0 +1,199 @@
+"""One sweep over several processes of JAX's multi-controller runtime (flowrl.placement), on
+this machine: CPU processes on localhost joined with jax.distributed and gloo collectives, each
+one running tests/hosts_worker.py (the tiny flow BC run of flowrl.testing on the fake world).
+The inactive members that pad a member count: one process with forced host devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from flowrl import checkpoints, run_files
+from flowrl.runner import Run
+from flowrl.testing import tiny_run_settings, use_fake_world
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(REPO, 'tests', 'hosts_worker.py')
+QUIET = lambda *_: None  # noqa: E731
+TIMEOUT = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_processes(count: int, save_dir, scenario: str, *extra) -> list:
+    """Runs `count` worker processes together; their (return code, stdout, stderr)."""
+    port, env = free_port(), dict(os.environ, JAX_PLATFORMS='cpu', FLOWRL_NO_DOWNLOAD='1')
+    env.pop('XLA_FLAGS', None)
+    workers = [subprocess.Popen([sys.executable, WORKER, str(i), str(count), str(port), str(save_dir), scenario,
+                                 *map(str, extra)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for i in range(count)]
+    try:
+        outputs = [w.communicate(timeout=TIMEOUT) for w in workers]
+        return [(w.returncode, *output) for w, output in zip(workers, outputs)]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+
+
+def run_dirs(save_dir) -> list:
+    group = os.path.join(save_dir, 'Debug')
+    return sorted(os.path.join(group, name) for name in os.listdir(group)) if os.path.isdir(group) else []
+
+
+def read_rows(run_dir, name, drop=('env_steps_per_s',)):
+    return [{k: v for k, v in row.items() if k not in drop} for row in run_files.CsvLog(os.path.join(run_dir, name)).read()]
+
+
+def saved_states(run_dir, step: int) -> dict:
+    """Every array of checkpoint `step` (states and keys), on this process's host."""
+    directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
+    path = os.path.join(checkpoints.step_dir(directory, step), 'default')
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with ocp.StandardCheckpointer() as checkpointer:
+        saved = checkpointer.metadata(path).item_metadata
+        like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
+        return jax.tree.map(np.asarray, checkpointer.restore(path, like))
+
+
+def assert_same_run(run_dir, reference_dir):
+    for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
+        assert read_rows(run_dir, name) == read_rows(reference_dir, name), name
+    results, reference = (run_files.read_json(os.path.join(d, run_files.RESULTS_FILE)) for d in (run_dir, reference_dir))
+    assert {**results, 'run_dir': None} == {**reference, 'run_dir': None}
+    final, expected = saved_states(run_dir, 8), saved_states(reference_dir, 8)
+    assert jax.tree.structure(final) == jax.tree.structure(expected)
+    for got, want in zip(jax.tree.leaves(final), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(got, want)  # bit for bit
+
+
+@pytest.fixture(scope='module')
+def one_process(tmp_path_factory):
+    """The 4-seed run in this process (one process, one CPU device)."""
+    save_dir = tmp_path_factory.mktemp('one_process')
+    with pytest.MonkeyPatch.context() as patch:
+        use_fake_world(patch)
+        Run(tiny_run_settings(save_dir, num_seeds=4), log=QUIET).train()
+    (run_dir,) = run_dirs(save_dir)
+    return run_dir
+
+
+@pytest.fixture(scope='module')
+def two_processes(tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp('two_processes')
+    outcomes = run_processes(2, save_dir, 'train')
+    for code, out, err in outcomes:
+        assert code == 0, err[-3000:]
+    return save_dir, outcomes
+
+
+def test_two_processes_train_the_sweep_of_one_process_bit_for_bit_and_write_its_files_once(two_processes, one_process):
+    save_dir, outcomes = two_processes
+    (run_dir,) = run_dirs(save_dir)  # one run directory, made by process 0 and used by both
+    assert [out.splitlines()[0] for _, out, _ in outcomes] == [
+        'Process 0 of 2: 1 cpu device(s), 1 used, members 0-1 of 4.',
+        'Process 1 of 2: 1 cpu device(s), 1 used, members 2-3 of 4.']
+    train = read_rows(run_dir, run_files.TRAIN_CSV)
+    assert [(int(r['step']), int(r['member'])) for r in train] == [(s, m) for s in (2, 4, 6, 8) for m in range(4)]
+    flags = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
+    assert flags['placement'] == dict(processes=2, devices=2, padded_members=4)
+    assert_same_run(run_dir, one_process)
+
+
+def test_a_run_whose_process_was_killed_resumes_exactly_on_two_processes(tmp_path, one_process):
+    outcomes = run_processes(2, tmp_path, 'die_after_first_save')
+    (code0, _, err0), (code1, _, _) = outcomes
+    assert code1 == 9 and code0 == 1, err0[-3000:]  # process 1 was killed; process 0 stopped, not hung
+    (run_dir,) = run_dirs(tmp_path)
+    assert f'the latest checkpoint is update 4 in {run_dir}/checkpoints' in err0
+    assert 'Another process of this run stopped' in err0
+    for code, _, err in run_processes(2, tmp_path, 'resume', run_dir):
+        assert code == 0, err[-3000:]
+    assert_same_run(run_dir, one_process)
+
+
+def test_processes_that_loaded_other_data_all_refuse_to_train(tmp_path):
+    for code, _, err in run_processes(2, tmp_path, 'other_data'):
+        assert code == 1
+        assert 'error: The training data differs between processes: process(es) 1 loaded other data' in err
+    assert not run_dirs(tmp_path)  # refused before any file was written
+
+
+def test_a_checkpoint_of_two_processes_resumes_on_one_process_with_the_same_padding(two_processes, one_process,
+                                                                                    tmp_path, monkeypatch):
+    """4 members over 2 processes of 1 device are 4 rows, as on 1 process: the checkpoint re-shards."""
+    save_dir, _ = two_processes
+    (trained,) = run_dirs(save_dir)
+    copy = tmp_path / 'copy'
+    subprocess.run(['cp', '-r', trained, str(copy)], check=True)
+    use_fake_world(monkeypatch)
+    from flowrl.runner import resume
+    for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV, run_files.RESULTS_FILE):
+        os.remove(copy / name)
+    checkpoints._set_aside(copy / 'checkpoints', 8)  # resumes from update 4
+    resume(str(copy), log=QUIET)
+    final, expected = saved_states(str(copy), 8), saved_states(one_process, 8)
+    for got, want in zip(jax.tree.leaves(final), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(got, want)
+
+
+PADDING_SCRIPT = textwrap.dedent('''
+    import jax, numpy as np
+    from agents import flow_bc
+    from flowrl.placement import Placement
+    from flowrl.testing import index, synthetic_batch, tiny_config
+    from flowrl.training import ChunkRunner, init_members
+    for members in (7, 8, 9, 3):
+        p = Placement.build(members)
+        print('LAYOUT', members, p.mesh.devices.size, p.padded)
+    # 3 members on 2 devices: a pad makes 4 rows, 2 per device; it never trains.
+    p = Placement.build(3, jax.devices()[:2])
+    dataset, config = synthetic_batch(batch_size=256), tiny_config(flow_bc, batch_size=8)
+    states, rngs = init_members(flow_bc, [config] * 4, [0, 1, 2, 0], dataset)
+    runner = ChunkRunner(flow_bc, 8, 'map', placement=p)
+    trained, _, _ = runner(p.put(states), p.put(rngs), jax.device_put(dataset, p.replicated), 5, alive=p.active)
+    alone, alone_rngs = init_members(flow_bc, [config] * 3, [0, 1, 2], dataset)
+    reference, _, _ = ChunkRunner(flow_bc, 8, 'map')(alone, alone_rngs, dataset, 5)
+    same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    print('DEVICES', len(jax.tree.leaves(trained.params)[0].sharding.device_set))
+    print('REAL', all(same(index(trained, i), index(reference, i)) for i in range(3)))
+    print('PAD_UNTOUCHED', same(index(trained, 3), index(states, 3)))
+    # A run of 3 seeds on those 2 devices: the pad is never evaluated nor logged.
+    import sys, pytest
+    from flowrl import runner
+    from flowrl.testing import tiny_run_settings, use_fake_world
+    with pytest.MonkeyPatch.context() as patch:
+        use_fake_world(patch)
+        patch.setattr(runner.Placement, 'build', lambda n: p)  # 3 members on 2 devices
+        runner.Run(tiny_run_settings(sys.argv[1], num_seeds=3), log=lambda *_: None).train()
+''')
+
+
+def test_inactive_members_pad_a_member_count_so_that_every_device_works(tmp_path, one_process):
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+    out = subprocess.run([sys.executable, '-c', PADDING_SCRIPT, str(tmp_path)], env=env, capture_output=True,
+                         text=True, cwd=REPO, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line.split() for line in out.stdout.splitlines()]
+    # (members, devices used, rows): one member per device up to 8, then pads to 2 per device.
+    assert [tuple(map(int, line[1:])) for line in lines if line[0] == 'LAYOUT'] == [
+        (7, 7, 7), (8, 8, 8), (9, 8, 16), (3, 3, 3)]
+    assert ['DEVICES', '2'] in lines and ['REAL', 'True'] in lines and ['PAD_UNTOUCHED', 'True'] in lines
+    (run_dir,) = run_dirs(tmp_path)
+    assert run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))['placement'] == dict(
+        processes=1, devices=2, padded_members=4)
+    for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):  # the 4-seed run's rows of seeds 0-2, and no others
+        assert read_rows(run_dir, name) == [r for r in read_rows(one_process, name) if r['member'] != '3'], name
+    results = run_files.read_json(os.path.join(run_dir, run_files.RESULTS_FILE))
+    assert [m['seed'] for m in results['members']] == [0, 1, 2]
