@@ -57,7 +57,12 @@ def _collective(what: str, call):
     naming the newest checkpoint."""
     try:
         return call()
-    except jax.errors.JaxRuntimeError as error:
+    except (jax.errors.JaxRuntimeError, ValueError, RuntimeError) as error:
+        # JAX reports a closed connection of its CPU collectives (gloo) as a ValueError at some call sites.
+        lost = isinstance(error, jax.errors.JaxRuntimeError) or any(
+            sign in str(error) for sign in ('Gloo', 'UNAVAILABLE', 'heartbeat', 'DEADLINE_EXCEEDED'))
+        if not lost:
+            raise
         raise ProcessLost(f'Another process of this run stopped (killed, out of memory or crashed: see its log) '
                           f'while this one was {what} ({str(error).splitlines()[0][:200]}); '
                           f'{_checkpoint_note[0]()}: resume with --resume=RUN_DIR on every process.') from None

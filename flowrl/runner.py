@@ -83,9 +83,6 @@ class Run:
                                      self.first_agent_step + self.total_steps, log)
         self.task.check_settings(settings, self.members.configs)
         self.placement = Placement.build(len(self.members.configs))
-        if self.placement.multi_process and settings.online_steps:
-            raise UserError('Online fine-tuning (--online_steps) runs in one process only so far; run it without '
-                            '--distributed (offline training and evaluation run over every process).')
         self._print_config()
         if run_dir is None:
             run_files.require_writable_dir(os.path.join(os.path.expanduser(settings.save_dir), settings.run_group),
@@ -192,8 +189,10 @@ class Run:
 
     def _episodes(self) -> dict:
         """The members' running episodes (MemberEnvs.record: reset seeds, actions so far, observations)
-        and the actions they take next: what a resumed run replays to continue them exactly."""
-        return dict(self.online_envs.record(), next_actions=np.asarray(self.actions, np.float32))
+        and the actions they take next: what a resumed run replays to continue them exactly. Each
+        process records the episodes of its own members' environments."""
+        return self.placement.put_local(dict(self.online_envs.record(),
+                                             next_actions=np.asarray(self.actions, np.float32)))
 
     def save(self):
         online = self.step > self.s.offline_steps
@@ -219,7 +218,7 @@ class Run:
         self.states, self.rngs, self.step = tree['states'], tree['rngs'], step
         self.online = tree.get('online')
         if online:
-            episodes = jax.device_get(tree['episodes'])
+            episodes = jax.device_get(self.placement.local(tree['episodes']))
             self.actions = np.asarray(episodes.pop('next_actions'))
             self.online_envs.replay(episodes)
         self.diverged = {i: record for i, record in run_files.read_diverged(self.run_dir).items()
@@ -357,17 +356,18 @@ class Run:
                                                            sharding=self.placement.member_sharding), one)
 
     def _abstract_episodes(self):
-        """Shapes and dtypes of `_episodes` (the online environments must exist)."""
-        on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        """Shapes, dtypes and placement of `_episodes` (the online environments must exist)."""
         record = dict(self.online_envs.record(),
                       next_actions=np.zeros(self.online_envs.actions_taken[:, 0].shape, np.float32))
-        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=on_host_device) for k, v in record.items()}
+        return {k: jax.ShapeDtypeStruct((self.placement.padded,) + v.shape[1:], v.dtype,
+                                        sharding=self.placement.member_sharding) for k, v in record.items()}
 
     def _make_online_envs(self):
-        """The members' environments, made once."""
+        """The environments of this process's members, made once."""
         if self.online_envs is None:
-            workers = min(eval_workers(self.s.eval_workers), len(self.seeds))
-            self.online_envs = MemberEnvs(self.make_env, self.seeds, workers, self.task.reward_function(self.s),
+            seeds = [self.seeds[i] for i in self.placement.local_members]
+            workers = min(eval_workers(self.s.eval_workers), len(seeds))
+            self.online_envs = MemberEnvs(self.make_env, seeds, workers, self.task.reward_function(self.s),
                                           self.observation_dtype)
 
     def _start_episodes(self):
@@ -377,9 +377,9 @@ class Run:
         if self.online is None:
             self.online = empty_buffers(self.dataset, self.placement.padded, self._online_capacity(),
                                         self.placement.member_sharding)
-        observations = self.online_envs.restart(self.step)
+        observations = self.placement.put_local(self.online_envs.restart(self.step))
         self.rngs, actions = self.online_program.first_actions(self.states, self.rngs, observations)
-        self.actions = np.asarray(actions)
+        self.actions = np.asarray(self.placement.local(actions))
 
     def _online_until(self, stop: int, totals, counted: int, pacer, progress):
         """Online steps up to update `stop` (see `_train_until`): per step, the members' environments
@@ -393,11 +393,15 @@ class Run:
         while self.step < stop:
             start, steps, began = self.step, min(stop - self.step, pacer.size()), time.monotonic()
             for _ in range(steps):
-                transitions, observations = self.online_envs.step(self.actions, self.step + 1)
+                # Each process steps its own members' environments; one small gather per step tells
+                # every process which members diverged.
+                transitions, observations = self.placement.put_local(self.online_envs.step(self.actions,
+                                                                                           self.step + 1))
                 self.states, self.rngs, totals, self.online, first_bad, actions = self.online_program.step(
-                    update, self.states, self.rngs, totals, self.alive, self.online, transitions, observations,
-                    self.dataset)
-                self.actions, first_bad = jax.device_get((actions, first_bad))
+                    update, self.states, self.rngs, totals, self.placement.put(self.alive), self.online, transitions,
+                    observations, self.dataset)
+                self.actions = np.asarray(jax.device_get(self.placement.local(actions)))
+                first_bad = self.placement.gather(first_bad)
                 self.step, counted = self.step + 1, counted + 1
                 if np.any(first_bad >= 0):
                     self._record_divergence(self._means(totals, counted), first_bad, self.step - 1)
@@ -407,9 +411,8 @@ class Run:
             progress.advanced(steps, seconds, {k: np.mean(v[self.alive]) for k, v in means.items()})
         return totals, counted, means
 
-    @staticmethod
-    def _means(totals, counted: int) -> dict:
-        return {k: v / counted for k, v in jax.device_get(totals).items()}
+    def _means(self, totals, counted: int) -> dict:
+        return {k: v / counted for k, v in self.placement.gather(totals).items()}
 
     def _validation(self) -> dict:
         """The update's metrics on a validation batch at the current states (no step taken), as
@@ -429,7 +432,7 @@ class Run:
             return {}
         if self.online_envs is None:
             return {k: np.full(self.placement.padded, np.nan) for k in EXPLORATION_KEYS}
-        return self.online_envs.statistics()
+        return self.placement.gather(self.online_envs.statistics())
 
     def train(self) -> dict:
         s = self.s
@@ -686,8 +689,8 @@ def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:
     description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
     refuse_changed_configs(run_dir, description['configs'], run.members.configs)
     run.restore()
-    if changes:
+    if changes and run.placement.writes_files:
         description['settings'] = dataclasses.asdict(settings)
         run_files.write_json(os.path.join(run_dir, run_files.FLAGS_FILE), description)
-    log(f'Resumed {run_dir} at update {run.step:,} of {settings.offline_steps:,}.')
+    run.log(f'Resumed {run_dir} at update {run.step:,} of {settings.offline_steps:,}.')
     return run.train()

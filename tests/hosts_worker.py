@@ -5,8 +5,9 @@ would with --coordinator_address, --num_processes and --process_id.
 
     python tests/hosts_worker.py PROCESS_ID NUM_PROCESSES PORT SAVE_DIR SCENARIO [RUN_DIR]
 
-SCENARIO: train (4 seeds), resume (RUN_DIR), die_after_first_save (process 1 is killed, as by
-the OOM killer, right after the checkpoint at update 4), other_data (process 1 reads other data).
+SCENARIO: train (`run_settings`), resume (RUN_DIR), die_after_first_save (process 1 is killed,
+as by the OOM killer, right after the checkpoint at update 4), other_data (process 1 reads other
+data).
 """
 
 import os
@@ -22,10 +23,18 @@ from flowrl import placement  # noqa: E402
 from flowrl.errors import UserError  # noqa: E402
 
 
+def run_settings(save_dir):
+    """4 seeds; 2 offline updates, then 6 online environment steps (an update after each); rows
+    every 2, evaluations and checkpoints at 4 and 8 (the one at 4 holds running online episodes)."""
+    from flowrl.testing import tiny_run_settings
+
+    return tiny_run_settings(save_dir, num_seeds=4, offline_steps=2, online_steps=6, buffer_size=300)
+
+
 def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario: str, run_dir: str | None = None):
     placement.join('auto', f'127.0.0.1:{port}', num_processes, process_id)
     from flowrl import runner
-    from flowrl.testing import tiny_run_settings, use_fake_world
+    from flowrl.testing import use_fake_world
 
     patch = pytest.MonkeyPatch()
     use_fake_world(patch)
@@ -43,7 +52,7 @@ def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario
     if scenario == 'resume':
         runner.resume(run_dir, log=quiet)
     else:
-        runner.Run(tiny_run_settings(save_dir, num_seeds=4), log=quiet).train()
+        runner.Run(run_settings(save_dir), log=quiet).train()
     print('FINISHED', process_id, flush=True)
 
 

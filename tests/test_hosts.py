@@ -17,7 +17,8 @@ import pytest
 
 from flowrl import checkpoints, run_files
 from flowrl.runner import Run
-from flowrl.testing import tiny_run_settings, use_fake_world
+from flowrl.testing import use_fake_world
+from hosts_worker import run_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, 'tests', 'hosts_worker.py')
@@ -84,7 +85,7 @@ def one_process(tmp_path_factory):
     save_dir = tmp_path_factory.mktemp('one_process')
     with pytest.MonkeyPatch.context() as patch:
         use_fake_world(patch)
-        Run(tiny_run_settings(save_dir, num_seeds=4), log=QUIET).train()
+        Run(run_settings(save_dir), log=QUIET).train()
     (run_dir,) = run_dirs(save_dir)
     return run_dir
 
@@ -176,7 +177,8 @@ PADDING_SCRIPT = textwrap.dedent('''
     with pytest.MonkeyPatch.context() as patch:
         use_fake_world(patch)
         patch.setattr(runner.Placement, 'build', lambda n: p)  # 3 members on 2 devices
-        runner.Run(tiny_run_settings(sys.argv[1], num_seeds=3), log=lambda *_: None).train()
+        runner.Run(tiny_run_settings(sys.argv[1], num_seeds=3, offline_steps=2, online_steps=6, buffer_size=300),
+                   log=lambda *_: None).train()
 ''')
 
 
