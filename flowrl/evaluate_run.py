@@ -31,8 +31,8 @@ flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); defau
 flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
 flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
 flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).')
-# Launched on every host of a multi-process job, every process reads the checkpoint and process 0
-# alone evaluates and writes the table (the others wait for it).
+# Launched on every host of a multi-process job, every process reads the checkpoint (orbax reads
+# it together) and evaluates every member on its own host; process 0 alone prints and writes the table.
 placement.define_flags(flags, __name__)
 
 def example_batch(new_env):
@@ -104,7 +104,8 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    run_files.write_atomic(path, buffer.getvalue())
+    if jax.process_index() == 0:  # launched on every host: one table
+        run_files.write_atomic(path, buffer.getvalue())
     log(buffer.getvalue().rstrip())
     log(f'Written to {path}.')
     return rows
@@ -118,13 +119,9 @@ def main(argv, overrides):
     for name, meaning in (('eval_workers', 'one per core'), ('eval_envs', 'chosen from cores and memory')):
         if FLAGS[name].value is not None and FLAGS[name].value < 0:
             raise UserError(f'--{name} must be zero ({meaning}) or a positive integer, got {FLAGS[name].value}.')
-    joined = placement.join(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    if not joined or jax.process_index() == 0:
-        evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step, FLAGS.eval_workers, FLAGS.eval_envs)
-    if joined:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices('flowrl:evaluated')
+    placement.join(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    evaluate_values(FLAGS.run_dir, overrides, FLAGS.eval_episodes, FLAGS.step, FLAGS.eval_workers, FLAGS.eval_envs,
+                    log=print if jax.process_index() == 0 else lambda *_: None)
 
 
 def run():

@@ -5,11 +5,12 @@ would with --coordinator_address, --num_processes and --process_id.
 
     python tests/hosts_worker.py PROCESS_ID NUM_PROCESSES PORT SAVE_DIR SCENARIO [RUN_DIR]
 
-SCENARIO: train (`run_settings`), resume (RUN_DIR), die_after_first_save (process 1 is killed,
+SCENARIO: train (`run_settings`), three_seeds (the same with 3 seeds), resume (RUN_DIR), die_after_first_save (process 1 is killed,
 as by the OOM killer, right after the checkpoint at update 4), other_data (process 1 reads other
 data).
 """
 
+import dataclasses
 import os
 import sys
 
@@ -51,6 +52,8 @@ def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario
     quiet = lambda *_: None  # noqa: E731
     if scenario == 'resume':
         runner.resume(run_dir, log=quiet)
+    elif scenario == 'three_seeds':  # 3 members over the processes: padded with inactive ones
+        runner.Run(dataclasses.replace(run_settings(save_dir), num_seeds=3), log=quiet).train()
     else:
         runner.Run(run_settings(save_dir), log=quiet).train()
     print('FINISHED', process_id, flush=True)

@@ -20,6 +20,8 @@ from flowrl.runner import Run
 from flowrl.testing import use_fake_world
 from hosts_worker import run_settings
 
+# One xdist worker runs the module: its runs (module fixtures) are made once and shared.
+pytestmark = pytest.mark.xdist_group('test_hosts')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, 'tests', 'hosts_worker.py')
 QUIET = lambda *_: None  # noqa: E731
@@ -199,3 +201,29 @@ def test_inactive_members_pad_a_member_count_so_that_every_device_works(tmp_path
         assert read_rows(run_dir, name) == [r for r in read_rows(one_process, name) if r['member'] != '3'], name
     results = run_files.read_json(os.path.join(run_dir, run_files.RESULTS_FILE))
     assert [m['seed'] for m in results['members']] == [0, 1, 2]
+
+
+@pytest.mark.parametrize('args, message', [
+    (('auto', '127.0.0.1:1234', 2, None), '--coordinator_address, --num_processes and --process_id go together'),
+    (('auto', None, 2, 0), '--coordinator_address, --num_processes and --process_id go together'),
+    (('off', '127.0.0.1:1234', 2, 0), '--distributed=off contradicts --coordinator_address'),
+    (('auto', '127.0.0.1:1234', 2, 2), '--process_id must be in 0..1'),
+])
+def test_start_up_flags_that_do_not_fit_together_are_refused_in_one_sentence(args, message):
+    from flowrl.errors import UserError
+    from flowrl.placement import join
+
+    with pytest.raises(UserError, match=message):
+        join(*args)
+
+
+def test_one_process_joins_nothing_unless_the_environment_names_several(monkeypatch):
+    from flowrl import placement
+
+    for name in ('SLURM_STEP_NUM_TASKS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('SLURM_NTASKS', '1')  # a one-task Slurm job runs as one process
+    assert placement._environment_processes() == 1 and placement.join('auto') is False
+    monkeypatch.setenv('SLURM_NTASKS', '4')
+    assert placement._environment_processes() == 4
+    assert placement.join('off') is False
