@@ -190,6 +190,13 @@ class Placement:
         return _collective('gathering results', lambda: jax.tree.map(gather_leaf, tree))
 
     # -- agreeing across processes --------------------------------------------------------------
+    def agreed(self, value: int) -> int:
+        """Process 0's `value` on every process: for what each process would decide by itself but
+        the global program needs the same on all (a chunk's length, timed by each process)."""
+        if not self.multi_process:
+            return value
+        return int(self.gather(np.asarray([value], np.int64))[0])
+
     def barrier(self, name: str) -> None:
         """Waits until every process reaches the barrier `name` (no-op with one process)."""
         if self.multi_process:

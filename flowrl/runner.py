@@ -315,7 +315,8 @@ class Run:
         """Chunks of about `pacer.seconds` each up to update `stop`, adding to the metric sums
         `totals` of the `counted` updates since the last row; returns them and the means."""
         while self.step < stop:
-            start, updates = self.step, min(stop - self.step, pacer.size())
+            # The chunk's length is one argument of a program every process runs: process 0's pacer decides.
+            start, updates = self.step, min(stop - self.step, self.placement.agreed(pacer.size()))
             began = time.monotonic()
             self.states, self.rngs, totals, first_bad = self.chunks.run(self.states, self.rngs, totals, self.dataset,
                                                                         updates, self._agent_step(), self.alive)

@@ -5,9 +5,10 @@ would with --coordinator_address, --num_processes and --process_id.
 
     python tests/hosts_worker.py PROCESS_ID NUM_PROCESSES PORT SAVE_DIR SCENARIO [RUN_DIR]
 
-SCENARIO: train (`run_settings`), three_seeds (the same with 3 seeds), resume (RUN_DIR), die_after_first_save (process 1 is killed,
-as by the OOM killer, right after the checkpoint at update 4), other_data (process 1 reads other
-data).
+SCENARIO: train (`run_settings`), three_seeds (the same with 3 seeds), resume (RUN_DIR),
+die_after_first_save (process 1 is killed, as by the OOM killer, right after the checkpoint at
+update 4), other_data (process 1 reads other data). In every scenario process 1 would cut chunks
+of one update (its ChunkPacer) where process 0 cuts longer ones.
 """
 
 import dataclasses
@@ -41,6 +42,8 @@ def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario
     use_fake_world(patch)
     if scenario == 'other_data' and process_id == 1:
         patch.setattr('flowrl.runner.load_dataset', lambda *args, **kwargs: other_data())
+    if process_id == 1:  # this process would time its chunks otherwise: process 0's lengths must apply
+        patch.setattr('flowrl.progress.ChunkPacer.size', lambda self: 1)
     if scenario == 'die_after_first_save' and process_id == 1:
         save = runner.Run.save
 
