@@ -392,7 +392,8 @@ class Run:
         if self.actions is None:
             self._start_episodes()
         while self.step < stop:
-            start, steps, began = self.step, min(stop - self.step, pacer.size()), time.monotonic()
+            # Every process makes the same gathers: process 0's pacer decides how many steps between them.
+            start, steps, began = self.step, min(stop - self.step, self.placement.agreed(pacer.size())), time.monotonic()
             for _ in range(steps):
                 # Each process steps its own members' environments; one small gather per step tells
                 # every process which members diverged.
