@@ -2,7 +2,8 @@
 
 A "member" is one independent training run: a seed, or a (seed, swept values) pair. All
 members share one compiled program; their states are stacked on a leading axis that is
-sharded over the local devices. Batches are sampled on the device inside the loop, so a
+sharded over the devices of the run's placement (flowrl.placement: every process's devices, or
+`member_mesh` of one process when none is given). Batches are sampled on the device inside the loop, so a
 chunk of K updates costs one dispatch and no host<->device traffic but its metric sums. K is
 an argument of the compiled program, not part of it: the training loop cuts chunks by wall
 time (flowrl.progress) and any K runs without compiling again.
