@@ -167,8 +167,11 @@ def read_part(directory, like, step: int):
     """Like `read`, for a checkpoint that holds more than `like` (e.g. only the agent states of a
     checkpoint that also holds keys and buffers): what `like` names is read, the rest left on disk."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    # Read onto `like`'s shardings, not the saved ones (another process count saved them).
+    placed = ocp.checkpoint_utils.construct_restore_args(abstract)
     with _manager(directory) as manager:
-        return manager.restore(int(step), args=ocp.args.PyTreeRestore(abstract, partial_restore=True))
+        return manager.restore(int(step), args=ocp.args.PyTreeRestore(abstract, restore_args=placed,
+                                                                       partial_restore=True))
 
 
 RETRIES = 3  # reads of a run that is still training, which may delete the checkpoint being read

@@ -252,6 +252,22 @@ class Placement:
                             'same dataset file.')
 
 
+def whole_array_sharding():
+    """A sharding with which every process holds whole arrays (checkpointed agents read to the
+    host): one local device with one process; replicated over every device with several (orbax
+    reads together, and a replicated array can be read on each host)."""
+    if jax.process_count() == 1:
+        return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return NamedSharding(Mesh(np.asarray(jax.devices()), ('all',)), PartitionSpec())
+
+
+def whole_value(array) -> np.ndarray:
+    """The host value of an array read with `whole_array_sharding` (any local copy of it)."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        return np.asarray(array.addressable_data(0))
+    return np.asarray(array)
+
+
 def data_digest(dataset: dict) -> bytes:
     """sha256 over a dataset's arrays (names, dtypes, shapes and bytes, in name order): the same
     digest exactly when the arrays are the same, wherever they were read from."""

@@ -20,7 +20,7 @@ from flowrl.errors import TrainingDiverged, UserError
 from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, member_keys, run_episodes
 from flowrl.loggers import Loggers, parse_loggers
 from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
-from flowrl.placement import Placement, tell_checkpoints_with
+from flowrl.placement import Placement, tell_checkpoints_with, whole_array_sharding, whole_value
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.replay import online_capacity
 from flowrl.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
@@ -519,11 +519,11 @@ def saved_agent_step(run_dir: str, checkpoint: int) -> int:
     without a step counter. Members at different steps (one diverged) cannot continue as one run."""
     description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
     members, rows = len(description['members']), saved_rows(description)
-    on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    on_host_device = whole_array_sharding()
     like = dict(states=dict(step=jax.ShapeDtypeStruct((rows,), np.int32, sharding=on_host_device)))
     try:
-        steps = np.asarray(checkpoints.read_part(os.path.join(run_dir, run_files.CHECKPOINT_DIR), like,
-                                                checkpoint)['states']['step'])[:members]
+        steps = whole_value(checkpoints.read_part(os.path.join(run_dir, run_files.CHECKPOINT_DIR), like,
+                                                  checkpoint)['states']['step'])[:members]
     except (ValueError, KeyError, TypeError):
         return 0
     if len(set(steps.tolist())) > 1:
@@ -548,7 +548,7 @@ def read_saved_agents(run_dir: str, like_states, step: int | None = None, log=pr
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((rows,) + x.shape[1:], x.dtype, sharding=x.sharding),
                         like_states)
     states, step = checkpoints.read_agents(os.path.join(run_dir, run_files.CHECKPOINT_DIR), like, step, log)
-    return jax.tree.map(lambda x: x[:members], states), step
+    return jax.tree.map(lambda x: whole_value(x)[:members], states), step
 
 
 def starting_agents(run_dir: str, step: int | None, states, log=print, keep_step: bool = True,
@@ -569,7 +569,7 @@ def starting_agents(run_dir: str, step: int | None, states, log=print, keep_step
     if saved_members not in (1, num_members):
         raise UserError(f'{run_dir} trained {saved_members} members and this run has {num_members}: give each '
                         'member its own saved member (the same count) or one saved member to start all from.')
-    on_host_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    on_host_device = whole_array_sharding()
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((saved_members,) + x.shape[1:], x.dtype,
                                                        sharding=on_host_device), states)
     try:
