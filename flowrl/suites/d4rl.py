@@ -19,6 +19,7 @@ reference returns (REF_SCORES); antmaze 100 x success.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -229,10 +230,13 @@ class D4RLTask:
 
     # -- evaluation -----------------------------------------------------------------------
     def env_factory(self, s, record: dict):
-        """A picklable () -> evaluation env matching the data the run read (`record['source']`)."""
-        if record.get('source') == 'minari':
+        """A picklable () -> evaluation env matching the data the run read (`record['source']`;
+        without a record, the source the name implies: Minari for a Minari id or kitchen)."""
+        from_minari = self.entry is None or self.entry.hdf5_path is None
+        if record.get('source', 'minari' if from_minari else 'hdf5') == 'minari':
             overrides = (('continuing_task', False),) if self.domain == 'antmaze' else ()
-            return d4rl_envs.factory(d4rl_envs.make_minari_env, record['dataset_id'], self.observation_keys, overrides)
+            dataset_id = record.get('dataset_id') or self.minari_id or self.entry.minari_id
+            return d4rl_envs.factory(d4rl_envs.make_minari_env, dataset_id, self.observation_keys, overrides)
         makers = dict(locomotion=d4rl_envs.make_locomotion_env, adroit=d4rl_envs.make_adroit_env)
         if self.domain == 'antmaze':
             return d4rl_envs.factory(d4rl_envs.make_antmaze_env, self.entry.dataset)
@@ -251,7 +255,7 @@ class D4RLTask:
             return REF_SCORES[self.entry.env]
         return self._minari_reference or (np.nan, np.nan)
 
-    @property
+    @functools.cached_property
     def _minari_reference(self):
         """A Minari id's reference returns from its metadata, if it records them."""
         metadata = _load_minari(self.minari_id).storage.metadata
