@@ -4,9 +4,11 @@ checkpoints/.
 JSON files are written to a temporary name and renamed, with null for non-finite numbers
 (JSON has no NaN). CSVs are appended row by row while training; on resume they are rewritten
 (atomically) without the rows past the checkpoint, so an interrupted and resumed run has
-exactly the rows an uninterrupted one would.
+exactly the rows an uninterrupted one would. A write that fails (a full disk: flowrl.disk.NoSpace)
+leaves the file as it was before it.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -15,6 +17,7 @@ import tempfile
 
 import numpy as np
 
+from flowrl.disk import naming_no_space
 from flowrl.errors import UserError
 
 FLAGS_FILE, TRAIN_CSV, EVAL_CSV, RESULTS_FILE, CHECKPOINT_DIR = (
@@ -41,17 +44,18 @@ def write_atomic(path: str, text: str | bytes) -> None:
     """Writes `text` (str, or bytes such as a PNG) to `path` through a temporary file in the
     same directory and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with naming_no_space(path):
+        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
+        try:
+            with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
 
 def require_writable_dir(path: str, what: str) -> None:
@@ -112,16 +116,31 @@ class CsvLog:
         return text[:text.rfind('\n') + 1]
 
     def append(self, rows: list[dict]) -> None:
+        """Appends `rows`; if that fails (a full disk), the file is cut back to what it held."""
         if not rows:
             return
         new_file = self.fields is None
-        if new_file:
-            self.fields = list(rows[0].keys())
-        with open(self.path, 'a', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore')
-            if new_file:
-                writer.writeheader()
-            writer.writerows(rows)
+        fields = list(rows[0].keys()) if new_file else self.fields
+        size = os.path.getsize(self.path) if os.path.exists(self.path) else None
+        with naming_no_space(self.path):
+            try:
+                with open(self.path, 'a', newline='') as f:
+                    writer = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
+                    if new_file:
+                        writer.writeheader()
+                    writer.writerows(rows)
+            except BaseException:
+                self._cut_back(size)
+                raise
+        self.fields = fields
+
+    def _cut_back(self, size: int | None) -> None:
+        """The file as it was before a failed append: `size` bytes long, or absent (None)."""
+        if size is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+        elif os.path.exists(self.path):
+            os.truncate(self.path, size)  # needs no space
 
     def read(self) -> list[dict]:
         """Complete rows only: a row with missing or extra fields is a damaged one."""

@@ -8,13 +8,14 @@
 
 import dataclasses
 import functools
+import io
 import os
 import time
 
 import jax
 import numpy as np
 
-from flowrl import checkpoints, pixels, replay, run_files
+from flowrl import checkpoints, disk, pixels, replay, run_files, stopping
 from flowrl.agent_loading import agent_name, load_agent
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.envs import make_env, ogbench_version, parse_env_name, resolve_success_timing
@@ -119,6 +120,7 @@ class Run:
         self.online_envs, self.actions = None, None  # the members' environments and their next actions
         self.online_program = OnlineProgram(self.agent, self.members.configs[0].batch_size, self.execution,
                                             bool(settings.balanced_sampling), settings.buffer_size)
+        self._require_disk_space(run_dir)
         self.run_dir = run_dir or new_run_dir(settings, self.spec)
         self.train_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.TRAIN_CSV))
         self.eval_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.EVAL_CSV))
@@ -162,13 +164,15 @@ class Run:
             carry['online'] = online
         return carry
 
-    def save(self):
-        checkpoints.save(self.checkpoint_dir, self.step, self._carry(self.step, self.online))
+    def save(self, attachments=None):
+        checkpoints.save(self.checkpoint_dir, self.step, self._carry(self.step, self.online), attachments)
         self.actions = None  # new episodes from here, in this run and in one resumed from this checkpoint
 
     def restore(self):
         """Restores the newest checkpoint that passes verification (setting newer, damaged ones
         aside) and the members that had diverged by then; drops log rows written after it."""
+        for name in checkpoints.remove_unfinished(self.checkpoint_dir):
+            self.log(f'Removed {name} from {self.checkpoint_dir}: a checkpoint whose save was cut short.')
         if not checkpoints.steps(self.checkpoint_dir):
             raise UserError(f'{self.run_dir} has no complete checkpoint to resume from.')
         step = checkpoints.pick_step(self.checkpoint_dir, log=self.log, set_aside=True)
@@ -240,7 +244,7 @@ class Run:
     def _train_until(self, stop: int, totals, counted: int, pacer, progress):
         """Chunks of about `pacer.seconds` each up to update `stop`, adding to the metric sums
         `totals` of the `counted` updates since the last row; returns them and the means."""
-        while self.step < stop:
+        while self.step < stop and not stopping.requested():
             start, updates = self.step, min(stop - self.step, pacer.size())
             began = time.monotonic()
             self.states, self.rngs, totals, first_bad = self.chunks.run(self.states, self.rngs, totals, self.dataset,
@@ -287,7 +291,7 @@ class Run:
                                     member_shardings(len(self.members.labels))[0])
         if self.actions is None:
             self._start_episodes()
-        while self.step < stop:
+        while self.step < stop and not stopping.requested():
             start, steps, began = self.step, min(stop - self.step, pacer.size()), time.monotonic()
             for _ in range(steps):
                 transitions, observations = self.online_envs.step(self.actions, self.step + 1)
@@ -327,6 +331,18 @@ class Run:
         return self.online_envs.statistics()
 
     def train(self) -> dict:
+        """Trains to the end (`_train`) and returns the results. A stop signal ends the run at the
+        next safe point with a checkpoint (flowrl.stopping), a full disk with one sentence
+        (flowrl.disk); either way the environments' workers end with it."""
+        try:
+            with stopping.at_safe_points(self._stop_message):
+                return self._train()
+        except disk.NoSpace as error:
+            raise disk.NoSpace(error.what, self._no_space_message(error.what)) from error
+        finally:
+            self._close_environments()
+
+    def _train(self) -> dict:
         s = self.s
         progress = Progress(self.total_steps, self.step, agent_name(s.agent), self.log)
         pacer = ChunkPacer()
@@ -335,12 +351,14 @@ class Run:
             self._evaluate_and_show(progress)
         # Metric sums since the last train.csv row, kept on the device and added to in update
         # order, so a row does not depend on how the updates before it were cut into chunks.
-        totals, counted = None, 0
+        totals, counted = self._row_sums_at(self.step)  # those of a run stopped between two rows
         phase_starts = [start for start, _ in self.chunks.phases] + [s.offline_steps]
         for stop in chunk_boundaries(self.step, self.total_steps, (s.log_interval, s.eval_interval, s.save_interval),
                                      phase_starts):
             advance = self._train_until if stop <= s.offline_steps else self._online_until
             totals, counted, means = advance(stop, totals, counted, pacer, progress)
+            if self.step < stop:  # a stop was requested
+                self._stop(progress, totals, counted)
             evaluating = self._evaluation_due(stop)
             # A checkpoint before every evaluation: a crash while evaluating loses no training.
             saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == self.total_steps or evaluating
@@ -353,6 +371,8 @@ class Run:
                 totals, counted = None, 0
             if saving:
                 self.save()
+            if stopping.requested():
+                self._stop(progress, totals, counted)
             if evaluating:
                 self._evaluate_and_show(progress)
         progress.close()
@@ -360,6 +380,89 @@ class Run:
         if self.online_envs is not None:
             self.online_envs.close()
         return self.write_results()
+
+    # -- stops and a full disk (flowrl.stopping, flowrl.disk) ---------------------------
+    def _stop(self, progress, totals, counted: int):
+        """Ends the run at a stop request, between chunks: a checkpoint at this update (unless
+        one was just saved) that also holds the metric sums since the last train.csv row, so the
+        resumed run writes the rows an uninterrupted one would; then `Stopped` with its line."""
+        if checkpoints.latest_step(self.checkpoint_dir) != self.step:
+            self.save(attachments=row_sums_attachment(totals, counted))
+        progress.close()
+        signum = stopping.requested()
+        raise stopping.Stopped(signum, f'Stopped by {stopping.signal_name(signum)} at update {self.step:,} of '
+                                       f'{self.total_steps:,}, with a checkpoint in {self.checkpoint_dir}; continue '
+                                       f'with: {stopping.resume_command(self.run_dir)}')
+
+    def _row_sums_at(self, step: int):
+        """(metric sums, updates) since the last row, as saved with checkpoint `step` by a stop
+        between two rows; (None, 0) otherwise."""
+        data = checkpoints.attachment(self.checkpoint_dir, step, ROW_SUMS_FILE)
+        if data is None:
+            return None, 0
+        with np.load(io.BytesIO(data)) as saved:
+            totals = {name[len(SUM_PREFIX):]: saved[name] for name in saved.files if name.startswith(SUM_PREFIX)}
+            counted = int(saved['counted'])
+        return jax.device_put(totals, member_shardings(len(self.members.labels))[0]), counted
+
+    def _stop_message(self, stop) -> str:
+        """The line of a stop that did not come through `_stop`: in an evaluation, or at once."""
+        name, resume = stopping.signal_name(stop.signum), stopping.resume_command(self.run_dir)
+        if not stop.at_once:  # an evaluation was abandoned (flowrl.evaluation)
+            return (f'Stopped by {name} during the evaluation at update {self.step:,}; the checkpoint saved before it '
+                    f'is kept and the resumed run evaluates again; continue with: {resume}')
+        kept = checkpoints.newest_good_step(self.checkpoint_dir)
+        if kept is None:
+            return f'Stopped at once by {name} at update {self.step:,}, before any checkpoint was saved.'
+        return f'Stopped at once by {name} at update {self.step:,}; continue from update {kept:,} with: {resume}'
+
+    def _no_space_message(self, what: str) -> str:
+        kept = checkpoints.newest_good_step(self.checkpoint_dir)
+        then = ('no checkpoint was saved yet; free some space and start the run again' if kept is None else
+                f'the newest good checkpoint is update {kept:,}; free some space, then continue with: '
+                f'{stopping.resume_command(self.run_dir)}')
+        return (f'No space left on the device for {what} at update {self.step:,}: the half-written file was removed '
+                f'and nothing else was changed; {then}.')
+
+    def _require_disk_space(self, run_dir: str | None):
+        """Refuses a run whose directory cannot hold what it will write: its checkpoints (orbax
+        writes a new one before it deletes the oldest kept one), logs and report."""
+        s = self.s
+        carry = self._carry(self.total_steps, self._abstract_online() if s.online_steps else None)
+        size = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(carry))
+        saved = [] if run_dir is None else checkpoints.steps(os.path.join(run_dir, run_files.CHECKPOINT_DIR))
+        to_come = len(self._save_points(after=saved[-1] if saved else 0))
+        count = max(0, min(to_come, checkpoints.MAX_TO_KEEP + 1 - len(saved)))
+        parts = {f'{count} checkpoint(s) of {disk.format_bytes(size)}': count * size,
+                 'logs and report': self._log_bytes()}
+        if run_dir is None:
+            where = os.path.join(os.path.expanduser(s.save_dir), s.run_group)
+            disk.require_space(where, parts, f'--save_dir {s.save_dir!r}', 'free some space or pass another --save_dir')
+        else:
+            disk.require_space(run_dir, parts, f'The run directory {run_dir!r}', 'free some space first')
+
+    def _save_points(self, after: int = 0) -> set:
+        """The updates after `after` at which the run saves a checkpoint."""
+        s, points = self.s, {self.total_steps}
+        for interval in (s.save_interval, s.eval_interval if s.eval_episodes else 0):
+            if interval:
+                points.update(range(interval, self.total_steps + 1, interval))
+        return {point for point in points if point > after}
+
+    def _log_bytes(self) -> int:
+        """train.csv and eval.csv rows (and the other loggers' copies), and the report."""
+        s = self.s
+        rows = self.total_steps // s.log_interval + len(self._save_points())
+        rows += self.total_steps // s.eval_interval if s.eval_interval and s.eval_episodes else 0
+        logs = rows * len(self.members.labels) * ROW_BYTES * (1 + len(parse_loggers(s.logger)))
+        return logs + (REPORT_BYTES if s.report else 0)
+
+    def _close_environments(self):
+        if self.online_envs is not None:
+            self.online_envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.pool.close()
+        self.online_envs = self.eval_envs = None
 
     # -- results -------------------------------------------------------------------------
     def write_results(self) -> dict:
@@ -384,6 +487,23 @@ class Run:
                      f'python -m flowrl.report {self.run_dir} retries.')
             return
         self.log(f'Report: {paths["markdown"]} and {len(paths["plots"])} plot(s) in {os.path.dirname(paths["markdown"])}')
+
+
+ROW_SUMS_FILE = 'flowrl_row_sums.npz'  # beside a checkpoint saved between two train.csv rows (`Run._stop`)
+SUM_PREFIX = 'sum:'
+ROW_BYTES = 2048  # one member's train.csv or eval.csv row, generously (FQL's online rows: ~1 KB)
+REPORT_BYTES = 4 * 2**20  # report/: a table and a few plots
+
+
+def row_sums_attachment(totals, counted: int) -> dict:
+    """{ROW_SUMS_FILE: bytes} holding the metric sums `totals` of the `counted` updates since the
+    last row (exact: float32 as saved), or {} when there are none."""
+    if not counted:
+        return {}
+    buffer = io.BytesIO()
+    sums = {SUM_PREFIX + name: np.asarray(value) for name, value in jax.device_get(totals).items()}
+    np.savez(buffer, counted=np.int64(counted), **sums)
+    return {ROW_SUMS_FILE: buffer.getvalue()}
 
 
 def starting_agents(run_dir: str, step: int | None, states, log=print):
