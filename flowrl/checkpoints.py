@@ -23,13 +23,14 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import time
 
 import jax
 import orbax.checkpoint as ocp
 
 from flowrl import run_files, stopping
-from flowrl.disk import naming_no_space
+from flowrl.disk import is_no_space, naming_no_space
 from flowrl.errors import UserError
 
 MANIFEST = 'flowrl_checksums.json'
@@ -55,9 +56,10 @@ def save(directory, step: int, tree, attachments: dict | None = None) -> None:
     nothing of this step is left (a lack of space raises flowrl.disk.NoSpace); signals wait."""
     path = step_dir(directory, step)
     existed = os.path.exists(path)
-    with stopping.held_back(), naming_no_space(f'checkpoint {int(step)} in {os.path.abspath(directory)}'):
+    with (stopping.held_back(), naming_no_space(f'checkpoint {int(step)} in {os.path.abspath(directory)}'),
+          _orbax_reports_left_to_the_caller()):
         try:
-            with _orbax_errors_left_to_the_caller(), _manager(directory) as manager:
+            with _manager(directory) as manager:
                 manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
                 manager.wait_until_finished()
             for name, data in (attachments or {}).items():
@@ -84,21 +86,50 @@ def remove_unfinished(directory) -> list[str]:
     return [os.path.basename(path) for path in found]
 
 
+# What TensorStore's writes still in flight report when they complete after orbax closed the
+# event loop of a failed save (or while the interpreter exits), through sys.unraisablehook.
+LATE_WRITE_ERRORS = ('Event loop is closed', 'sys.meta_path is None')
+
+
+def _unless_a_late_write(hook):
+    """`hook` (a sys.unraisablehook) for everything but the reports of LATE_WRITE_ERRORS."""
+    def filtered(unraisable):
+        if not any(text in str(unraisable.exc_value) for text in LATE_WRITE_ERRORS):
+            hook(unraisable)
+    return filtered
+
+
 class _DropOrbaxErrors(logging.Filter):
     def filter(self, record):
         return not (record.levelno >= logging.ERROR and f'{os.sep}orbax{os.sep}' in record.pathname)
 
 
+class _DropFullDiskReports(logging.Filter):
+    def filter(self, record):
+        return not (record.exc_info and record.exc_info[1] is not None and is_no_space(record.exc_info[1]))
+
+
 @contextlib.contextmanager
-def _orbax_errors_left_to_the_caller():
+def _orbax_reports_left_to_the_caller():
     """Orbax logs a failure of its writing threads (with a traceback, once per thread) and then
-    raises it from the save: the log lines are dropped while saving, the exception says it all."""
-    logger, drop = logging.getLogger('absl'), _DropOrbaxErrors()
+    raises it from the save; TensorStore reports each of its writes that completes after the
+    failure closed orbax's event loop, and asyncio, when they are collected, each of orbax's tasks
+    whose exception (that same failure) nobody read. The exception says it all: those reports are
+    dropped during the save and, after a full disk (whose writes go on failing), from then on."""
+    logger, drop, hook = logging.getLogger('absl'), _DropOrbaxErrors(), sys.unraisablehook
     logger.addFilter(drop)
+    sys.unraisablehook = _unless_a_late_write(hook)
     try:
         yield
+    except BaseException as error:
+        if is_no_space(error):
+            hook = None  # keep dropping them
+            logging.getLogger('asyncio').addFilter(_DropFullDiskReports())
+        raise
     finally:
         logger.removeFilter(drop)
+        if hook is not None:
+            sys.unraisablehook = hook
 
 
 def attachment(directory, step: int, name: str) -> bytes | None:

@@ -115,7 +115,8 @@ class EnvPool:
         for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
             parent, child = context.Pipe()
             process = context.Process(target=_worker, args=(child, make_env, hi - lo, os.getpid()), daemon=True)
-            process.start()
+            with stopping.starting_workers():
+                process.start()
             self.connections.append(parent)
             self.processes.append(process)
         # Run before multiprocessing's own exit hook (registered earlier, so run later), which would

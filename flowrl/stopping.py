@@ -13,9 +13,10 @@ redone anyway (an evaluation) is abandoned through `raise_if_requested()`. A sec
 raises at once. Steps that must not be split (a checkpoint's save, the renames that publish a
 dataset) run inside `held_back()`, which delivers the signals that arrive during them afterwards.
 
-Worker processes (environments, dataset generation) call `become_worker()`: they ignore stop
-signals, which a terminal or a batch system also sends them, leave them to the parent (which
-ends its workers when it stops), and die with a parent that is killed outright.
+Worker processes (environments, dataset generation), started within `starting_workers()`, call
+`become_worker()`: they ignore stop signals, which a terminal or a batch system also sends them,
+leave them to the parent (which ends its workers when it stops), and die with a parent that is
+killed outright.
 """
 
 import contextlib
@@ -181,11 +182,34 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PARENT_POLL_S = 1.0
 
 
+@contextlib.contextmanager
+def starting_workers():
+    """Around the start of worker processes: stop signals are blocked, a mask that the workers
+    inherit (through fork and exec) until `become_worker` ignores them, so that a Ctrl-C or a
+    batch system's SIGTERM to every process cannot kill a worker that is still starting. This
+    process receives the signals that came meanwhile when the block ends."""
+    if not hasattr(signal, 'pthread_sigmask'):
+        yield
+        return
+    # multiprocessing starts its resource tracker at the first spawn, blocking SIGINT and SIGTERM
+    # meanwhile and unblocking them after: started first, it cannot undo this block.
+    from multiprocessing import resource_tracker
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def become_worker(parent_pid: int) -> None:
-    """Called first in a worker process: stop signals are ignored (the parent decides when its
-    workers end, and finishes the work in flight first), and the worker dies with its parent."""
+    """Called first in a worker process (started within `starting_workers`): stop signals are
+    ignored (the parent decides when its workers end, and finishes the work in flight first),
+    and the worker dies with its parent."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, 'pthread_sigmask'):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     die_with_parent(parent_pid)
 
 

@@ -379,3 +379,62 @@ def test_the_space_refusal_gives_the_place_the_sizes_and_the_way_out(monkeypatch
                            "The run directory '/x'", 'free some space first')
     assert str(error.value) == ("The run directory '/x' has 999 B free and this run needs about 1.2 GB there "
                                 "(1 checkpoint(s) of 1.2 GB: 1.2 GB, logs and report: 300 B); free some space first.")
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def test_environment_workers_ignore_stop_signals_and_leave_quietly_with_their_parent(capfd):
+    from flowrl.testing import FakeEnv
+
+    pool = EnvPool(FakeEnv, 2, workers=2)
+    first = pool.reset(np.arange(2))  # both workers are in their loop
+    for process in pool.processes:  # what a terminal's Ctrl-C or a batch system's SIGTERM sends
+        for signum in stopping.STOP_SIGNALS:
+            os.kill(process.pid, signum)
+    np.testing.assert_array_equal(pool.reset(np.arange(2)), first)  # still there, still answering
+    for connection in pool.connections:  # the parent is gone (stopped at once, or killed)
+        connection.close()
+    for process in pool.processes:
+        process.join(timeout=30)
+    assert [process.exitcode for process in pool.processes] == [0, 0]
+    pool.close()
+    assert 'Traceback' not in capfd.readouterr().err
+
+
+FULL_DISK_SCRIPT = '''
+import os, sys
+import numpy as np
+from flowrl import checkpoints, disk
+directory = os.path.join(sys.argv[1], 'checkpoints')
+checkpoints.save(directory, 1, dict(a=np.zeros(10, np.float32)))
+rng = np.random.default_rng(0)
+try:  # 8 MB that do not compress, in 100 arrays (orbax writes them concurrently), on a 512 KB filesystem
+    checkpoints.save(directory, 2, {f'a{i}': rng.random(20_000, np.float32) for i in range(100)})
+except disk.NoSpace as error:
+    print(error)
+print(sorted(os.listdir(directory)))
+'''
+
+
+@pytest.mark.skipif(shutil.which('unshare') is None, reason='needs unshare (util-linux) to mount a tiny filesystem')
+def test_orbax_on_a_full_filesystem_gives_one_sentence_and_keeps_the_checkpoint_before(tmp_path):
+    """A real 512 KB tmpfs, mounted in a mount namespace of its own (no privileges needed where
+    user namespaces are allowed): orbax's own error is recognised, its temporary directory
+    removed, and none of its error reports reach the console."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    mount = 'mount -t tmpfs -o size=512k tmpfs "$0" && echo MOUNTED && exec "$1" -c "$2" "$0"'
+    result = subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', mount, str(tmp_path),
+                             sys.executable, FULL_DISK_SCRIPT], cwd=repo, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=repo))
+    if not result.stdout.startswith('MOUNTED'):
+        pytest.skip(f'no tiny filesystem could be mounted here: {result.stderr.strip()[-200:]}')
+    assert result.returncode == 0, result.stderr
+    checkpoint_dir = os.path.join(tmp_path, 'checkpoints')
+    assert result.stdout.splitlines()[1:] == [
+        f'No space left on the device for checkpoint 2 in {checkpoint_dir}: the half-written file was removed and '
+        'nothing else was changed; free some space and run the command again.', "['1']"]
+    assert result.stderr == ''

@@ -257,7 +257,8 @@ def run_tasks(tasks: list, workers: int, make_state, make_args: tuple, work, on_
         initargs=(make_state, make_args, os.getpid()),
     )
     try:
-        pending = [executor.submit(_run_in_worker, work, task) for task in tasks]
+        with stopping.starting_workers():  # the first submit starts the workers
+            pending = [executor.submit(_run_in_worker, work, task) for task in tasks]
         for future in concurrent.futures.as_completed(pending):
             on_result(future.result())
     except concurrent.futures.process.BrokenProcessPool:
