@@ -244,6 +244,7 @@ class Run:
     def _train_until(self, stop: int, totals, counted: int, pacer, progress):
         """Chunks of about `pacer.seconds` each up to update `stop`, adding to the metric sums
         `totals` of the `counted` updates since the last row; returns them and the means."""
+        means = None  # no chunk when a stop was requested before the first
         while self.step < stop and not stopping.requested():
             start, updates = self.step, min(stop - self.step, pacer.size())
             began = time.monotonic()
@@ -291,6 +292,7 @@ class Run:
                                     member_shardings(len(self.members.labels))[0])
         if self.actions is None:
             self._start_episodes()
+        means = None
         while self.step < stop and not stopping.requested():
             start, steps, began = self.step, min(stop - self.step, pacer.size()), time.monotonic()
             for _ in range(steps):
@@ -411,7 +413,7 @@ class Run:
         if not stop.at_once:  # an evaluation was abandoned (flowrl.evaluation)
             return (f'Stopped by {name} during the evaluation at update {self.step:,}; the checkpoint saved before it '
                     f'is kept and the resumed run evaluates again; continue with: {resume}')
-        kept = checkpoints.newest_good_step(self.checkpoint_dir)
+        kept = checkpoints.latest_step(self.checkpoint_dir)  # not verified: that would read every file
         if kept is None:
             return f'Stopped at once by {name} at update {self.step:,}, before any checkpoint was saved.'
         return f'Stopped at once by {name} at update {self.step:,}; continue from update {kept:,} with: {resume}'

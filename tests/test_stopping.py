@@ -438,3 +438,19 @@ def test_orbax_on_a_full_filesystem_gives_one_sentence_and_keeps_the_checkpoint_
         f'No space left on the device for checkpoint 2 in {checkpoint_dir}: the half-written file was removed and '
         'nothing else was changed; free some space and run the command again.', "['1']"]
     assert result.stderr == ''
+
+
+def test_a_stop_before_the_first_online_step_keeps_the_checkpoint_it_has(straight_online, tmp_path, monkeypatch):
+    original = MemberEnvs.restart
+
+    def restart_then_sigterm(self, step):
+        signal.raise_signal(signal.SIGTERM)  # while the environments start their first episodes
+        return original(self, step)
+
+    monkeypatch.setattr(MemberEnvs, 'restart', restart_then_sigterm)
+    run, stop = stopped_run(tmp_path, **ONLINE)
+    assert stop.message.startswith('Stopped by SIGTERM at update 4 of 12, with a checkpoint in ')
+    assert checkpoints.steps(run.checkpoint_dir) == [4]
+    monkeypatch.undo()
+    resume(run.run_dir, log=QUIET)
+    assert_same_run(run.run_dir, straight_online)
