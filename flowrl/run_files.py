@@ -23,6 +23,24 @@ from flowrl.errors import UserError
 FLAGS_FILE, TRAIN_CSV, EVAL_CSV, RESULTS_FILE, CHECKPOINT_DIR = (
     'flags.json', 'train.csv', 'eval.csv', 'results.json', 'checkpoints')
 DIVERGED_FILE = 'diverged.json'  # members of a sweep that diverged: update and metrics
+# Beside a checkpoint saved between two train.csv rows (a stop, flowrl.stopping): the metric sums
+# of the updates since the last row, so that the resumed run writes the rows an uninterrupted one would.
+ROW_SUMS_FILE = 'flowrl_row_sums.npz'
+_SUM = 'sum:'
+
+
+def row_sums_bytes(sums: dict, counted: int) -> bytes:
+    """ROW_SUMS_FILE's content: the metric sums (arrays, kept exactly) of `counted` updates."""
+    buffer = io.BytesIO()
+    np.savez(buffer, counted=np.int64(counted), **{_SUM + name: np.asarray(v) for name, v in sums.items()})
+    return buffer.getvalue()
+
+
+def read_row_sums(data: bytes) -> tuple[dict, int]:
+    """(metric sums, updates) from ROW_SUMS_FILE's content."""
+    with np.load(io.BytesIO(data)) as saved:
+        sums = {name[len(_SUM):]: saved[name] for name in saved.files if name.startswith(_SUM)}
+        return sums, int(saved['counted'])
 
 
 def _jsonable(value):

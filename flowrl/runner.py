@@ -8,7 +8,6 @@
 
 import dataclasses
 import functools
-import io
 import os
 import time
 
@@ -337,10 +336,11 @@ class Run:
         next safe point with a checkpoint (flowrl.stopping), a full disk with one sentence
         (flowrl.disk); either way the environments' workers end with it."""
         try:
-            with stopping.at_safe_points(self._stop_message):
+            with stopping.at_safe_points(self._abandoned_line):
                 return self._train()
         except disk.NoSpace as error:
-            raise disk.NoSpace(error.what, self._no_space_message(error.what)) from error
+            newest = checkpoints.newest_good_step(self.checkpoint_dir)
+            raise disk.NoSpace(error.what, disk.run_no_space_line(error.what, self.step, newest, self.run_dir)) from error
         finally:
             self._close_environments()
 
@@ -389,75 +389,33 @@ class Run:
         one was just saved) that also holds the metric sums since the last train.csv row, so the
         resumed run writes the rows an uninterrupted one would; then `Stopped` with its line."""
         if checkpoints.latest_step(self.checkpoint_dir) != self.step:
-            self.save(attachments=row_sums_attachment(totals, counted))
+            sums = run_files.row_sums_bytes(jax.device_get(totals), counted) if counted else None
+            self.save(attachments=None if sums is None else {run_files.ROW_SUMS_FILE: sums})
         progress.close()
         signum = stopping.requested()
-        raise stopping.Stopped(signum, f'Stopped by {stopping.signal_name(signum)} at update {self.step:,} of '
-                                       f'{self.total_steps:,}, with a checkpoint in {self.checkpoint_dir}; continue '
-                                       f'with: {stopping.resume_command(self.run_dir)}')
+        raise stopping.Stopped(signum, stopping.stopped_line(signum, self.step, self.total_steps, self.checkpoint_dir,
+                                                             self.run_dir))
 
     def _row_sums_at(self, step: int):
         """(metric sums, updates) since the last row, as saved with checkpoint `step` by a stop
         between two rows; (None, 0) otherwise."""
-        data = checkpoints.attachment(self.checkpoint_dir, step, ROW_SUMS_FILE)
+        data = checkpoints.attachment(self.checkpoint_dir, step, run_files.ROW_SUMS_FILE)
         if data is None:
             return None, 0
-        with np.load(io.BytesIO(data)) as saved:
-            totals = {name[len(SUM_PREFIX):]: saved[name] for name in saved.files if name.startswith(SUM_PREFIX)}
-            counted = int(saved['counted'])
-        return jax.device_put(totals, member_shardings(len(self.members.labels))[0]), counted
+        sums, counted = run_files.read_row_sums(data)
+        return jax.device_put(sums, member_shardings(len(self.members.labels))[0]), counted
 
-    def _stop_message(self, stop) -> str:
-        """The line of a stop that did not come through `_stop`: in an evaluation, or at once."""
-        name, resume = stopping.signal_name(stop.signum), stopping.resume_command(self.run_dir)
-        if not stop.at_once:  # an evaluation was abandoned (flowrl.evaluation)
-            return (f'Stopped by {name} during the evaluation at update {self.step:,}; the checkpoint saved before it '
-                    f'is kept and the resumed run evaluates again; continue with: {resume}')
-        kept = checkpoints.latest_step(self.checkpoint_dir)  # not verified: that would read every file
-        if kept is None:
-            return f'Stopped at once by {name} at update {self.step:,}, before any checkpoint was saved.'
-        return f'Stopped at once by {name} at update {self.step:,}; continue from update {kept:,} with: {resume}'
-
-    def _no_space_message(self, what: str) -> str:
-        kept = checkpoints.newest_good_step(self.checkpoint_dir)
-        then = ('no checkpoint was saved yet; free some space and start the run again' if kept is None else
-                f'the newest good checkpoint is update {kept:,}; free some space, then continue with: '
-                f'{stopping.resume_command(self.run_dir)}')
-        return (f'No space left on the device for {what} at update {self.step:,}: the half-written file was removed '
-                f'and nothing else was changed; {then}.')
+    def _abandoned_line(self, stop) -> str:
+        return stopping.abandoned_line(stop, self.step, checkpoints.latest_step(self.checkpoint_dir), self.run_dir)
 
     def _require_disk_space(self, run_dir: str | None):
-        """Refuses a run whose directory cannot hold what it will write: its checkpoints (orbax
-        writes a new one before it deletes the oldest kept one), logs and report."""
-        s = self.s
-        carry = self._carry(self.total_steps, self._abstract_online() if s.online_steps else None)
+        """Refuses a run whose directory cannot hold its checkpoints, logs and report (flowrl.disk)."""
+        carry = self._carry(self.total_steps, self._abstract_online() if self.s.online_steps else None)
         size = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(carry))
         saved = [] if run_dir is None else checkpoints.steps(os.path.join(run_dir, run_files.CHECKPOINT_DIR))
-        to_come = len(self._save_points(after=saved[-1] if saved else 0))
-        count = max(0, min(to_come, checkpoints.MAX_TO_KEEP + 1 - len(saved)))
-        parts = {f'{count} checkpoint(s) of {disk.format_bytes(size)}': count * size,
-                 'logs and report': self._log_bytes()}
-        if run_dir is None:
-            where = os.path.join(os.path.expanduser(s.save_dir), s.run_group)
-            disk.require_space(where, parts, f'--save_dir {s.save_dir!r}', 'free some space or pass another --save_dir')
-        else:
-            disk.require_space(run_dir, parts, f'The run directory {run_dir!r}', 'free some space first')
-
-    def _save_points(self, after: int = 0) -> set:
-        """The updates after `after` at which the run saves a checkpoint."""
-        s, points = self.s, {self.total_steps}
-        for interval in (s.save_interval, s.eval_interval if s.eval_episodes else 0):
-            if interval:
-                points.update(range(interval, self.total_steps + 1, interval))
-        return {point for point in points if point > after}
-
-    def _log_bytes(self) -> int:
-        """train.csv and eval.csv rows (and the other loggers' copies), and the report."""
-        s = self.s
-        rows = self.total_steps // s.log_interval + len(self._save_points())
-        rows += self.total_steps // s.eval_interval if s.eval_interval and s.eval_episodes else 0
-        logs = rows * len(self.members.labels) * ROW_BYTES * (1 + len(parse_loggers(s.logger)))
-        return logs + (REPORT_BYTES if s.report else 0)
+        parts = disk.run_growth(self.s, self.total_steps, len(self.members.labels), size, saved,
+                                checkpoints.MAX_TO_KEEP)
+        disk.require_run_space(self.s, run_dir, parts)
 
     def _close_environments(self):
         if self.online_envs is not None:
@@ -489,23 +447,6 @@ class Run:
                      f'python -m flowrl.report {self.run_dir} retries.')
             return
         self.log(f'Report: {paths["markdown"]} and {len(paths["plots"])} plot(s) in {os.path.dirname(paths["markdown"])}')
-
-
-ROW_SUMS_FILE = 'flowrl_row_sums.npz'  # beside a checkpoint saved between two train.csv rows (`Run._stop`)
-SUM_PREFIX = 'sum:'
-ROW_BYTES = 2048  # one member's train.csv or eval.csv row, generously (FQL's online rows: ~1 KB)
-REPORT_BYTES = 4 * 2**20  # report/: a table and a few plots
-
-
-def row_sums_attachment(totals, counted: int) -> dict:
-    """{ROW_SUMS_FILE: bytes} holding the metric sums `totals` of the `counted` updates since the
-    last row (exact: float32 as saved), or {} when there are none."""
-    if not counted:
-        return {}
-    buffer = io.BytesIO()
-    sums = {SUM_PREFIX + name: np.asarray(value) for name, value in jax.device_get(totals).items()}
-    np.savez(buffer, counted=np.int64(counted), **sums)
-    return {ROW_SUMS_FILE: buffer.getvalue()}
 
 
 def starting_agents(run_dir: str, step: int | None, states, log=print):

@@ -45,6 +45,24 @@ def resume_command(run_dir: str) -> str:
     return f'python main.py --resume={shlex.quote(str(run_dir))}'
 
 
+def stopped_line(signum: int, step: int, total_steps: int, checkpoint_dir: str, run_dir: str) -> str:
+    """The line of a run stopped at a safe point, with a checkpoint at `step`."""
+    return (f'Stopped by {signal_name(signum)} at update {step:,} of {total_steps:,}, with a checkpoint in '
+            f'{checkpoint_dir}; continue with: {resume_command(run_dir)}')
+
+
+def abandoned_line(stop: 'Stopped', step: int, latest_checkpoint: int | None, run_dir: str) -> str:
+    """The line of a run stopped elsewhere: in an evaluation (abandoned at a safe point, redone
+    on resume), or at once by a second Ctrl-C."""
+    name, resume = signal_name(stop.signum), resume_command(run_dir)
+    if not stop.at_once:
+        return (f'Stopped by {name} during the evaluation at update {step:,}; the checkpoint saved before it is kept '
+                f'and the resumed run evaluates again; continue with: {resume}')
+    if latest_checkpoint is None:
+        return f'Stopped at once by {name} at update {step:,}, before any checkpoint was saved.'
+    return f'Stopped at once by {name} at update {step:,}; continue from update {latest_checkpoint:,} with: {resume}'
+
+
 class Stopped(KeyboardInterrupt):
     """A stop that a signal asked for. A KeyboardInterrupt, so that code which cleans up after
     Ctrl-C does so for SIGTERM too. `message`: the one line to print (None: the command words

@@ -21,7 +21,7 @@ from flowrl import checkpoints, disk, run_files, stopping
 from flowrl.env_pool import EnvPool
 from flowrl.errors import UserError
 from flowrl.online import MemberEnvs
-from flowrl.runner import ROW_BYTES, ROW_SUMS_FILE, Run, resume
+from flowrl.runner import Run, resume
 from flowrl.testing import tiny_run_settings, use_fake_world
 from flowrl.training import ChunkRunner
 
@@ -166,7 +166,7 @@ def test_a_stopped_run_saves_where_it_stopped_and_resumes_exactly(straight, tmp_
                         rf'{re.escape(run.checkpoint_dir)}; {resume_command(run)}', stop.message)
     assert checkpoints.steps(run.checkpoint_dir) == [stop_at]
     assert checkpoints.damage(run.checkpoint_dir, stop_at) is None  # the sums are covered by the checksums
-    sums = checkpoints.attachment(run.checkpoint_dir, stop_at, ROW_SUMS_FILE)
+    sums = checkpoints.attachment(run.checkpoint_dir, stop_at, run_files.ROW_SUMS_FILE)
     assert (sums is not None) == (stop_at % 2 == 1)
     assert sorted({int(r['step']) for r in read(run.run_dir, run_files.TRAIN_CSV)}) == rows
     assert read(run.run_dir, run_files.EVAL_CSV) == []
@@ -356,7 +356,7 @@ def test_disk_space_is_checked_before_a_run_starts(world, tmp_path, monkeypatch)
     size = sum(x.nbytes for x in jax.tree.leaves(dict(states=run.states, rngs=run.rngs)))
     # Two checkpoints (at 4 and 8; orbax would keep two and write a third); rows: 4 logged, 2 at
     # checkpoints, 2 evaluations, of 2 members each.
-    logs = (4 + 2 + 2) * 2 * ROW_BYTES
+    logs = (4 + 2 + 2) * 2 * disk.ROW_BYTES
     free['bytes'] = 2 * size + logs - 1
     save_dir = str(tmp_path / 'second')
     with pytest.raises(UserError) as error:
