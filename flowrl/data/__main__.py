@@ -10,14 +10,19 @@ visual files.
 
 `--dataset_episodes` is accepted as a synonym of `--episodes` (the name main.py uses). A dataset
 may also be named by a single-task env name ('cube-double-play-singletask-task2-v0').
-User errors print one sentence and exit with status 1; bad arguments exit with status 2.
+User errors (a full disk included) print one sentence and exit with status 1; bad arguments exit
+with status 2. Ctrl-C, SIGTERM or SIGUSR1 stop it with one line and status 130, 143 or 138: a
+generation keeps no partial file (and an existing dataset), a render keeps its finished episodes
+for the same command to continue from.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
+from flowrl import stopping
 from flowrl.errors import UserError
 
 
@@ -140,13 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"generate": run_generate, "plan": run_plan, "verify": run_verify}
     try:
-        handlers[args.command](args)
-    except UserError as error:
+        with stopping.stop_signals_raise():
+            handlers[args.command](args)
+    except UserError as error:  # a full disk included (flowrl.disk.NoSpace)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("Interrupted; no partial dataset was left behind and an existing one was kept.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM / SIGUSR1 as flowrl.stopping.Stopped
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"Stopped by {stopping.signal_name(signum)}; no partial dataset was left behind and an existing one "
+              "was kept.", file=sys.stderr)
+        return stopping.exit_code(signum)
     return 0
 
 
