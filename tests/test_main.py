@@ -218,13 +218,15 @@ def test_stopped_three_times_the_run_continues_exactly_as_the_uninterrupted_one(
                          f'{resume}')
     assert not any('Traceback' in line or 'Error' in line for line in lines), lines
     assert checkpoints.steps(os.path.join(run_dir, 'checkpoints')) == [150, 164]
-    # Rows up to the stop online, and the agents at update 150, are the uninterrupted run's. (Past
-    # the stop, online episodes restarted at its checkpoint, as at every checkpoint until they
-    # continue across checkpoints; tests/test_stopping.py checks the rest of an online stop.)
+    # Resumed once more to the end: every row, the final agents and the results are the
+    # uninterrupted run's (online episodes go on across the stop's checkpoint, replayed on resume).
+    result = run_cli([f'--resume={run_dir}'])
+    assert result.returncode == 0, result.stderr[-3000:]
     for name in ('train.csv', 'eval.csv'):
-        assert read_csv(os.path.join(run_dir, name)) == [
-            row for row in read_csv(os.path.join(reference, name)) if int(row['step']) <= 164], name
-    assert_same_checkpoint(os.path.join(run_dir, 'checkpoints'), os.path.join(reference, 'checkpoints'), 150)
+        assert read_csv(os.path.join(run_dir, name)) == read_csv(os.path.join(reference, name)), name
+    assert_same_checkpoint(os.path.join(run_dir, 'checkpoints'), os.path.join(reference, 'checkpoints'), 200)
+    final = lambda path: json.load(open(os.path.join(path, 'results.json')))['members']
+    assert final(run_dir) == final(reference)
 
 
 def assert_same_checkpoint(directory, reference_directory, step):
