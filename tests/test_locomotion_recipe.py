@@ -2,6 +2,7 @@
 writes Minari datasets that Minari reads back and main.py trains on; an interrupted run continues
 to the same data; flowrl/<env>/<dataset> ids score with D4RL's reference returns."""
 
+import dataclasses
 import json
 import os
 
@@ -145,6 +146,27 @@ def test_an_interrupted_run_continues_to_the_same_data(made, tmp_path, monkeypat
     lines = []
     locomotion.make_datasets(settings, log=lines.append)
     assert lines == ['The datasets of this run are made already (step 600); --force makes them again.']
+
+
+def test_a_policy_that_never_reaches_the_medium_return_is_said_and_its_run_can_go_on(tmp_path, monkeypatch):
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
+    settings = locomotion.RecipeSettings(**{**TINY, 'medium_return': 1e9, 'sac_steps': 200},
+                                         work_dir=str(tmp_path / 'work'))
+    for attempt in range(2):  # the rerun says the same, without training again
+        with pytest.raises(UserError, match='never reached the medium return 1000000000.0 in 200 steps'):
+            locomotion.make_datasets(settings, log=lambda line: None)
+    assert not any(minari_writer.exists(i) for i in IDS.values())
+    longer = dataclasses.replace(settings, sac_steps=300, medium_return=1e9)
+    with pytest.raises(UserError, match='in 300 steps'):
+        locomotion.make_datasets(longer, log=lambda line: None)
+    progress = locomotion.load_checkpoint(settings.work_path / locomotion.CHECKPOINT, longer, _like_state(longer))[4]
+    assert progress.step == 300 and [row['env_step'] for row in progress.curve] == [100, 200, 300]
+
+
+def _like_state(settings):
+    agent = locomotion.sac_agent()
+    example = dict(observations=np.zeros((1, 17), np.float32), actions=np.zeros((1, 6), np.float32))
+    return agent.init(locomotion.jax.random.PRNGKey(0), example, locomotion.sac_config(agent, settings))
 
 
 def test_ctrl_c_says_the_checkpoint_is_kept(monkeypatch, capsys):

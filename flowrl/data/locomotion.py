@@ -447,7 +447,16 @@ def make_datasets(settings: RecipeSettings, log=print, on_step=None) -> Progress
     return progress
 
 
+def _medium_not_reached(s, progress, target) -> UserError:
+    best = max(row['eval_return'] for row in progress.curve)
+    return UserError(f'The policy never reached the medium return {target:.1f} in {s.sac_steps} steps (best evaluation '
+                     f'{best:.1f}), so no dataset was written: rerun with a larger --sac_steps to continue, or start '
+                     'again (--force) with a lower --medium_return.')
+
+
 def _train(s, env, eval_env, program, state, key, rng, buffer, progress, sac, target, log, on_step):
+    if progress.step == s.sac_steps and progress.medium is None:  # a rerun of a run that ended so
+        raise _medium_not_reached(s, progress, target)
     started = time.perf_counter() - progress.wall_s
     observation, action, key = _start_episodes(s, env, program, state, key, rng, progress.step)
     returns, episode_return = progress.train_returns, 0.0
@@ -481,10 +490,7 @@ def _train(s, env, eval_env, program, state, key, rng, buffer, progress, sac, ta
         if step == s.sac_steps:
             if progress.medium is None:
                 _save(s, state, key, rng, buffer, progress)
-                best = max(row['eval_return'] for row in progress.curve)
-                raise UserError(f'The policy never reached the medium return {target:.1f} in {s.sac_steps} steps (best '
-                                f'evaluation {best:.1f}), so no dataset was written: rerun with a larger --sac_steps to '
-                                'continue, or start again (--force) with a lower --medium_return.')
+                raise _medium_not_reached(s, progress, target)
             _write_expert(s, env.spec, program, state, eval_returns, progress, sac, log)
         if checkpoint:
             buffer.cut_last_episode()
