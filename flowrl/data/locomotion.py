@@ -192,7 +192,9 @@ def run_episode(env, act, seed: int) -> dict:
 
 def evaluate(env, program, state, seed: int, step: int, episodes: int) -> np.ndarray:
     """Returns of the policy's mode over `episodes` episodes (seeds from the step)."""
-    act = lambda observation: program.mode(state, jnp.asarray(observation, jnp.float32))
+    def act(observation):
+        return program.mode(state, jnp.asarray(observation, jnp.float32))
+
     return np.asarray([run_episode(env, act, episode_seed(seed, EVAL, step * episodes + k))['rewards'].sum()
                        for k in range(episodes)])
 
