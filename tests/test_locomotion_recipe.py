@@ -14,12 +14,12 @@ from flowrl.data.__main__ import main as data_main
 from flowrl.errors import UserError
 from flowrl.suites import d4rl
 
-# A few hundred SAC steps of tiny nets on 50-step episodes; the medium point is the first
+# 400 SAC steps of tiny nets on 50-step episodes; the medium point is the first
 # evaluation (any return reaches it), at step 100 (random steps end there too).
-TINY = dict(env='halfcheetah', sac_steps=600, random_steps=100, medium_return=-1e9, rollout_episodes=2,
+TINY = dict(env='halfcheetah', sac_steps=400, random_steps=100, medium_return=-1e9, rollout_episodes=2,
             eval_interval=100, eval_episodes=1, checkpoint_interval=200, max_episode_steps=50, hidden_dims=(16, 16),
             batch_size=16)
-TINY_ARGS = ['--sac_steps=600', '--random_steps=100', '--medium_return=-1e9', '--rollout_episodes=2',
+TINY_ARGS = ['--sac_steps=400', '--random_steps=100', '--medium_return=-1e9', '--rollout_episodes=2',
              '--eval_interval=100', '--eval_episodes=1', '--checkpoint_interval=200', '--max_episode_steps=50',
              '--hidden_dims=16,16', '--batch_size=16']
 IDS = {name: f'flowrl/halfcheetah/{name}-v0' for name in locomotion.DATASETS}
@@ -65,7 +65,7 @@ def test_the_command_writes_four_minari_datasets_with_the_policy_return(made, mo
     assert policy['env_step'] == 100
     assert policy['rollout_return_mean'] == pytest.approx(np.mean([e['rewards'].sum() for e in episodes]), rel=1e-6)
     assert record['average_return'] == pytest.approx(policy['rollout_return_mean'], rel=1e-6)
-    assert record['sac']['config']['backup_entropy'] is True and record['settings']['sac_steps'] == 600
+    assert record['sac']['config']['backup_entropy'] is True and record['settings']['sac_steps'] == 400
     # HalfCheetah never terminates: every episode is truncated at its last step only.
     for e in episodes:
         assert not e['terminations'].any() and e['truncations'][-1] and not e['truncations'][:-1].any()
@@ -93,7 +93,7 @@ def test_medium_replay_is_the_buffer_up_to_the_medium_point_and_medium_expert_bo
     for mine, theirs in zip(both, medium + expert):
         np.testing.assert_array_equal(mine['actions'], theirs['actions'])
     record = minari_writer.read_record(IDS['expert'])
-    assert record['policies']['expert']['env_step'] == 600
+    assert record['policies']['expert']['env_step'] == 400
     assert set(minari_writer.read_record(IDS['medium-expert'])['policies']) == {'medium', 'expert'}
 
 
@@ -102,7 +102,7 @@ def test_sac_curve_is_written_beside_the_datasets(made):
     with open(root / 'flowrl' / 'halfcheetah' / locomotion.CURVE_FILE) as handle:
         rows = [line.strip().split(',') for line in handle]
     assert tuple(rows[0]) == locomotion.CURVE_COLUMNS
-    assert [int(r[0]) for r in rows[1:]] == list(range(100, 601, 100))
+    assert [int(r[0]) for r in rows[1:]] == list(range(100, 401, 100))
     assert all(int(r[4]) == 2 for r in rows[1:])  # two 50-step training episodes end in each 100 steps
 
 
@@ -124,7 +124,7 @@ def test_an_interrupted_run_continues_to_the_same_data(made, tmp_path, monkeypat
     settings = locomotion.RecipeSettings(**TINY, work_dir=str(tmp_path / 'work'))
 
     def interrupt(step):
-        if step == 350:  # after the checkpoints of steps 100 (medium) and 200, before the one of 400
+        if step == 250:  # after the checkpoints of steps 100 (medium) and 200, before the one of 400
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -133,7 +133,7 @@ def test_an_interrupted_run_continues_to_the_same_data(made, tmp_path, monkeypat
     lines = []
     progress = locomotion.make_datasets(settings, log=lines.append)
     assert 'Continuing from the checkpoint of step 200' in lines[0]
-    assert progress.step == 600 and progress.expert is not None
+    assert progress.step == 400 and progress.expert is not None
     for name in ('medium-replay', 'expert', 'medium-expert'):
         ours = _episodes(_load(tmp_path / 'minari', IDS[name], monkeypatch))
         theirs = _episodes(_load(reference_root, IDS[name], monkeypatch))
@@ -145,7 +145,7 @@ def test_an_interrupted_run_continues_to_the_same_data(made, tmp_path, monkeypat
     monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
     lines = []
     locomotion.make_datasets(settings, log=lines.append)
-    assert lines == ['The datasets of this run are made already (step 600); --force makes them again.']
+    assert lines == ['The datasets of this run are made already (step 400); --force makes them again.']
 
 
 def test_a_policy_that_never_reaches_the_medium_return_is_said_and_its_run_can_go_on(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ every 10000 steps, and HalfCheetah never terminates).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -120,6 +121,7 @@ def check_settings(s: RecipeSettings) -> None:
 
 
 # -- SAC ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
 def sac_agent():
     from flowrl.agent_loading import load_agent
 
@@ -152,6 +154,12 @@ class SacProgram:
         self.learn_and_act = jax.jit(learn_and_act, donate_argnums=(0,))
         self.explore = jax.jit(explore)
         self.mode = jax.jit(lambda state, observation: agent.sample_actions(state, observation[None], None)[0])
+
+
+@functools.lru_cache(maxsize=None)
+def sac_program() -> SacProgram:
+    """One SacProgram per process, so that its compiled functions serve every run in it (tests)."""
+    return SacProgram(sac_agent())
 
 
 def temperature(state) -> float:
@@ -442,7 +450,7 @@ def make_datasets(settings: RecipeSettings, log=print, on_step=None) -> Progress
         f'return reaches {target:.1f}.')
     env, eval_env = make_env(settings), make_env(settings)
     try:
-        _train(settings, env, eval_env, SacProgram(agent), state, key, rng, buffer, progress, sac, target, log, on_step)
+        _train(settings, env, eval_env, sac_program(), state, key, rng, buffer, progress, sac, target, log, on_step)
     finally:
         env.close()
         eval_env.close()
