@@ -103,6 +103,8 @@ def _entries() -> dict:
 
 ENTRIES = _entries()
 _MINARI_ID = re.compile(r'^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+-v\d+$')
+# Datasets made here by D4RL's locomotion recipe (flowrl.data.locomotion): flowrl/<env>/<dataset>-v<k>.
+MADE_HERE = re.compile(r'^flowrl/([a-z0-9]+)/([a-z-]+)-v\d+$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,14 +206,22 @@ class D4RLTask:
 
     def _minari_id(self, log) -> str:
         dataset_id = self.minari_id or self.entry.minari_id
-        if dataset_id is None or not (_minari_installed(dataset_id) or _download_minari(dataset_id, log)):
+        if dataset_id is None or not (_minari_installed(dataset_id) or (not self.made_here and _download_minari(dataset_id, log))):
             raise UserError(self._missing_message())
         if self.minari_id is None:
             log(f'{self.name}: no D4RL file, so the data is the Minari dataset {dataset_id}, '
                 f'{self.entry.minari_note}.')
         return dataset_id
 
+    @property
+    def made_here(self) -> bool:
+        """A dataset flowrl makes (flowrl.data.locomotion), which no server has."""
+        return self.minari_id is not None and MADE_HERE.match(self.minari_id) is not None
+
     def _missing_message(self) -> str:
+        if self.made_here:
+            return (f'The dataset {self.minari_id} is not in {minari_root()}: make it with `python -m flowrl.data '
+                    f'locomotion {self.entry.env}` (or set MINARI_DATASETS_PATH to where it was made).')
         if self.minari_id is not None:
             return (f'The Minari dataset {self.minari_id} is not in {minari_root()} and cannot be downloaded here: run '
                     f'`minari download {self.minari_id}` on a machine with internet and copy '
@@ -295,6 +305,10 @@ def antmaze_rewards(rewards):
 def parse(name: str) -> D4RLTask | None:
     if name in ENTRIES:
         return D4RLTask(ENTRIES[name])
+    made = MADE_HERE.match(name)
+    if made and f'{made[1]}-{made[2]}-v2' in ENTRIES:
+        # Made by D4RL's recipe: D4RL's entry gives the reference returns and presets, never its data.
+        return D4RLTask(ENTRIES[f'{made[1]}-{made[2]}-v2'], minari_id=name)
     if _MINARI_ID.match(name):
         served = {entry.minari_id: entry for entry in ENTRIES.values()}
         if name in served or _minari_installed(name) or name.startswith(('D4RL/', 'mujoco/')):
