@@ -96,7 +96,8 @@ class Run:
         self.dataset = jax.device_put(dataset, replicated)
         # The validation split (when the dataset has one): validation/<metric> columns in train.csv.
         self.validation = None if validation is None else jax.device_put(prepare(validation), replicated)
-        states, rngs = init_members(self.agent, self.members.configs, self.members.seeds, example)
+        states, rngs = init_members(self.agent, self.members.configs, self.members.seeds, example,
+                                    rows=pixels.num_transitions(dataset), log=log)
         if settings.restore_path is not None:
             states = starting_agents(settings.restore_path, self.restore_checkpoint, states, log,
                                      keep_step=settings.restore_schedule == 'continue')
@@ -399,7 +400,7 @@ class Run:
         # Metric sums since the last train.csv row, kept on the device and added to in update
         # order, so a row does not depend on how the updates before it were cut into chunks.
         totals, counted = self._row_sums_at(self.step)  # those of a run stopped between two rows
-        phase_starts = [start - self.first_agent_step for start, _ in self.chunks.phases] + [s.offline_steps]
+        phase_starts = self.chunks.schedule_steps(self.first_agent_step, self.total_steps) + [s.offline_steps]
         for stop in chunk_boundaries(self.step, self.total_steps, (s.log_interval, s.eval_interval, s.save_interval),
                                      phase_starts):
             advance = self._train_until if stop <= s.offline_steps else self._online_until
