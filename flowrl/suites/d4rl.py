@@ -28,8 +28,9 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 
+from flowrl.data import files
 from flowrl.errors import UserError
-from flowrl.suites import LoadedData, check_transitions, d4rl_data, d4rl_envs
+from flowrl.suites import LoadedData, as_float32, check_transitions, d4rl_data, d4rl_envs
 
 SUITE = 'd4rl'
 DEFAULT_URL = 'http://rail.eecs.berkeley.edu/datasets/offline_rl'  # D4RL d4rl/infos.py DATASET_URLS
@@ -167,8 +168,8 @@ class D4RLTask:
         if source is not None:
             data = d4rl_data.read_hdf5(source)
             train = d4rl_data.hdf5_transitions(data, antmaze=self.domain == 'antmaze')
-            record = dict(source='hdf5', file=str(source), sha256=sha256_of(source))
-            line = f'D4RL file {d4rl_data.display(source)}'
+            record = dict(source='hdf5', file=str(source), sha256=files.sha256_of_file(source))
+            line = f'D4RL file {files.display_path(source)}'
         else:
             dataset_id = self._minari_id(log)
             dataset = _load_minari(dataset_id)
@@ -293,10 +294,6 @@ def _layers(env):
         env = env.env
 
 
-def as_float32(rewards):
-    return np.asarray(rewards, np.float32)
-
-
 def antmaze_rewards(rewards):
     return np.asarray(rewards, np.float32) - 1.0
 
@@ -336,20 +333,12 @@ def base_url() -> str:
 def download_hdf5(relative: str, target: Path, log) -> bool:
     """D4RL's file at `relative` under `base_url()` into `target` (through a temporary file, read
     back with h5py before it takes the final name); False when downloads are off or unreachable."""
-    from flowrl.data import files
-
     url = f'{base_url()}/{relative}'
     if not files.can_download(url, log):
         return False
     if not files.download(url, target, log, check=d4rl_data.read_hdf5):
         return False
     return True
-
-
-def sha256_of(path: Path) -> str:
-    from flowrl.data.files import sha256_of_file
-
-    return sha256_of_file(path)
 
 
 def minari_root() -> str:
@@ -372,8 +361,6 @@ def _load_minari(dataset_id: str):
 
 
 def _download_minari(dataset_id: str, log) -> bool:
-    from flowrl.data import files
-
     if not files.can_download('https://huggingface.co', log):
         return False
     import minari
