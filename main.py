@@ -5,6 +5,9 @@
     python main.py --agent=agents/fql.py --env_name=cube-double-play --sweep=agent.alpha=100,300,1000
     python main.py --resume=exp/Debug/fql_cube-double-play_sd000_20261121_120000
 
+Ctrl-C, SIGTERM or SIGUSR1 stop a run after the chunk of updates in flight, with a checkpoint,
+and print the --resume command that continues it (exit status 130, 143, 138; flowrl.stopping).
+
 Flag names follow the official FQL command line, so the paper's commands run unchanged.
 `--agent.KEY=VALUE` overrides a key of the agent's config (see get_config() in the file).
 """
@@ -19,6 +22,7 @@ from flowrl.errors import UserError
 from flowrl.placement import define_flags as define_start_up_flags
 from flowrl.placement import ProcessLost, join
 from flowrl.settings import RESUME_CHANGES, define_flags, settings_from_values
+from flowrl.stopping import Stopped, resume_command, signal_name
 
 FLAGS = flags.FLAGS
 # One flag per flowrl.settings.RunSettings field, listed by --help as this file's (absl names a script by its path).
@@ -61,6 +65,17 @@ def main(argv, agent_overrides):
         # Leave at once: JAX's exit would wait for the lost process at its shutdown barrier.
         print(f'error: {error}', file=sys.stderr, flush=True)
         os._exit(1)
+    except Stopped as stop:  # training words its own line (flowrl.stopping)
+        stop.message = stop.message or before_training(stop)
+        raise
+
+
+def before_training(stop) -> str:
+    """The line of a stop signal that came before training started (setup: data, compilation)."""
+    line = f'Stopped by {signal_name(stop.signum)} before training started'
+    if FLAGS.resume:
+        return f'{line}; {FLAGS.resume} is as it was; continue with: {resume_command(FLAGS.resume)}'
+    return f'{line}; nothing was saved.'
 
 
 def run():

@@ -15,5 +15,9 @@ define `explore_actions(state, observations, rng)`: the actions of online enviro
 steps use `sample_actions`. A module with a step schedule (phases, renewals: driven by
 `state.step`, which each update raises by one) may define `fit_schedule(config, first_step,
 last_step)`: the config values that make the schedule fit the agent steps a run trains, or a
-UserError naming values that would (QIPO).
+UserError naming values that would (QIPO). A module that does work over the whole dataset at
+chosen steps (QIPO's support sets, drawn once per renewal) may define `dataset_work(config)`:
+a `flowrl.training.DatasetWork` (the steps, the per-row arrays it keeps in `state.extras`, the
+program run at those steps) or None; its updates then get the batch's dataset rows in
+`batch['rows']` and must also work without them (docs/DESIGN.md, "The agent contract").
 """

@@ -20,7 +20,14 @@ its state. Three phases, driven by `state.step`:
 Each phase has its own update (`phase_updates`): the training loop ends its compiled chunks at
 phase starts and runs the phase's update alone, so phase 1 costs what flow BC costs and only
 phases 2 and 3 pay for their M x flow_steps support draws. `update` dispatches on the step with
-`lax.switch` for users who call it directly. A run whose phases would not happen is refused, or
+`lax.switch` for users who call it directly.
+
+Support sets (`support`): 'dataset' (default) draws them for every dataset row once per renewal
+(phase 2: at its start, at every next state; phase 3: at each renewal, the snapshot's actions and
+their min-Q at every state), keeps them in `state.extras` and lets the updates gather their
+batch's rows (`dataset_work`, an agent-contract extension); 'batch' draws them for each batch.
+Both define the same weights for the same support actions; batches without row indices (online,
+validation) draw per batch in either mode. A run whose phases would not happen is refused, or
 with `phase_scale='auto'` the lengths are scaled to it (`fit_schedule`; docs/ALGORITHMS.md, "QIPO"). "Frozen" means the critics' *update* is discarded
 (params kept as they were before the optimizer step) and their target is no longer averaged:
 masking only the gradient would let Adam's momentum keep moving them. Acting: Euler sampling of
@@ -37,6 +44,7 @@ from flowrl.errors import UserError
 from flowrl.flow import euler_from_features, flow_matching_errors, sample_flow
 from flowrl.losses import td_loss
 from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
+from flowrl.training import ROWS_KEY, DatasetWork, fill_rows
 
 DYNAMIC_KEYS = ('lr', 'beta', 'discount', 'tau', 'critic_beta')
 Q_SCALE_EPS = 1e-6
@@ -125,14 +133,21 @@ def bc_loss(nets, params, batch, rng):
     return loss, {'actor/loss': loss, 'actor/bc_loss': loss}
 
 
-def policy_loss(nets, params, hparams, config, batch, snapshot_actions, rng):
+def support_q(nets, critic_params, observations, support):
+    """min_k Q_k(s, a_j) of the frozen critics over each state's support actions [B, J, A]: [B, J]."""
+    critic, frozen = nets['critic'], jax.lax.stop_gradient(critic_params)
+    critic_features = repeated_features(critic, frozen, observations, support.shape[1], axis=1)
+    return jnp.min(apply_head(critic, frozen, critic_features, support), axis=0)
+
+
+def policy_loss(nets, params, hparams, config, batch, snapshot_actions, rng, q=None):
     """Q-weighted flow matching over {dataset action} + M snapshot actions (phase 3). Moves the
-    velocity field only (the critic is frozen and read without gradient)."""
+    velocity field only (the critic is frozen and read without gradient). `q` [B, M + 1]: the
+    support's `support_q` when it was stored with the support (support='dataset'), else computed."""
     observations = batch['observations']
     support = jnp.concatenate([batch['actions'][:, None], snapshot_actions], axis=1)
-    critic, frozen = nets['critic'], jax.lax.stop_gradient(params['critic'])
-    critic_features = repeated_features(critic, frozen, observations, support.shape[1], axis=1)
-    q = jnp.min(apply_head(critic, frozen, critic_features, support), axis=0)  # [B, M + 1]
+    if q is None:
+        q = support_q(nets, params['critic'], observations, support)  # [B, M + 1]
     weights = support_weights(q, hparams['beta'], config.normalize_q)
     flow, flow_params = nets['actor_flow'], params['actor_flow']
     flow_features = repeated_features(flow, flow_params, observations, support.shape[1], axis=1)
@@ -155,22 +170,38 @@ def behaviour_phase_loss(params, state, batch, rng):
     return bc_loss(networks(state.config), params, batch, rng)
 
 
+def stored(state, batch) -> bool:
+    """Whether this update reads its support from the stored sets: support='dataset' and a batch
+    that names its dataset rows (the training loop's batches; online, validation and users' own
+    batches draw their support per batch)."""
+    return ROWS_KEY in batch and SUPPORT_ACTIONS in state.extras
+
+
 def critic_phase_loss(params, state, batch, rng):
-    """Phase 2: BC flow matching + in-support softmax Q-learning, the support drawn from the
-    current (behaviour) flow at s'."""
+    """Phase 2: BC flow matching + in-support softmax Q-learning, the support of s' drawn from the
+    current (behaviour) flow, or stored: drawn at every next state when phase 2 began."""
     nets, config = networks(state.config), state.config
     sample_rng, flow_rng = jax.random.split(rng)
-    next_actions = draw_support_actions(nets, params['actor_flow'], batch['next_observations'],
-                                        config.critic_support, config, sample_rng)
+    if stored(state, batch):
+        next_actions = state.extras[SUPPORT_ACTIONS][batch[ROWS_KEY], :config.critic_support]
+    else:
+        next_actions = draw_support_actions(nets, params['actor_flow'], batch['next_observations'],
+                                            config.critic_support, config, sample_rng)
     c_loss, c_info = critic_loss(nets, params, state.target_params, state.hparams, config, batch, next_actions)
     a_loss, a_info = bc_loss(nets, params, batch, flow_rng)
     return c_loss + a_loss, {**c_info, **a_info}
 
 
 def policy_phase_loss(params, state, batch, rng):
-    """Phase 3: Q-weighted flow matching, the support drawn from the snapshot at s."""
+    """Phase 3: Q-weighted flow matching, the support drawn from the snapshot at s, or stored with
+    its Q: drawn at every state when the snapshot was last renewed."""
     nets, config = networks(state.config), state.config
     sample_rng, flow_rng = jax.random.split(rng)
+    if stored(state, batch):
+        rows = batch[ROWS_KEY]
+        return policy_loss(nets, params, state.hparams, config, batch,
+                           state.extras[SUPPORT_ACTIONS][rows, :config.policy_support], flow_rng,
+                           q=state.extras[SUPPORT_Q][rows])
     snapshot_actions = draw_support_actions(nets, state.extras['snapshot'], batch['observations'],
                                             config.policy_support, config, sample_rng)
     return policy_loss(nets, params, state.hparams, config, batch, snapshot_actions, flow_rng)
@@ -208,6 +239,82 @@ def phase_updates(config):
     pay for phase 3's support draws, nor phase 1 for phase 2's."""
     return ((0, update_behaviour_phase), (config.bc_steps, update_critic_phase),
             (policy_start(config), update_policy_phase))
+
+
+# ---- Stored support sets (support='dataset'): the agent-contract extension `dataset_work`.
+
+SUPPORTS = ('batch', 'dataset')
+SUPPORT_ACTIONS, SUPPORT_Q = 'support_actions', 'support_q'  # state.extras keys, one row per dataset row
+
+
+def support_steps(config, first: int, last: int) -> list:
+    """Agent steps in [first, last) before whose update the stored supports are drawn: the start
+    of phase 2 (the behaviour flow is trained by then: one draw at every next state serves the
+    whole phase) and every snapshot renewal of phase 3 (its start and every renew_period after)."""
+    steps = [config.bc_steps] if config.critic_steps > 0 and first <= config.bc_steps < last else []
+    start, period = policy_start(config), config.renew_period
+    first_renewal = start if first <= start else start + -(-(first - start) // period) * period
+    return steps + list(range(first_renewal, last, period))
+
+
+def support_arrays(config, rows: int) -> dict:
+    """Per member: M = max(critic_support, policy_support) actions per dataset row (phase 2 uses
+    the first critic_support at the next state, phase 3 the first policy_support at the state)
+    and, for phase 3, min_k Q_k of the dataset action and the snapshot's actions."""
+    width = max(config.critic_support, config.policy_support)
+    return {SUPPORT_ACTIONS: jax.ShapeDtypeStruct((rows, width, config.action_dim), jnp.float32),
+            SUPPORT_Q: jax.ShapeDtypeStruct((rows, config.policy_support + 1), jnp.float32)}
+
+
+def draw_next_state_supports(state, dataset, rng):
+    """Phase 2's stored support: critic_support actions of the current flow at every next state."""
+    nets, config = networks(state.config), state.config
+
+    def block(transitions, rng):
+        return {SUPPORT_ACTIONS: draw_support_actions(nets, state.params['actor_flow'],
+                                                      transitions['next_observations'], config.critic_support,
+                                                      config, rng)}
+
+    arrays = {SUPPORT_ACTIONS: state.extras[SUPPORT_ACTIONS]}
+    return state.replace(extras={**state.extras, **fill_rows(arrays, block, dataset, rng, config.support_block_rows)})
+
+
+def draw_policy_supports(state, dataset, rng):
+    """Phase 3's stored support at a renewal: the snapshot renewed (as the update of this step
+    would), policy_support of its actions at every state and min_k Q_k of {dataset action} + them."""
+    state = renew_snapshot(state)
+    nets, config = networks(state.config), state.config
+
+    def block(transitions, rng):
+        actions = draw_support_actions(nets, state.extras['snapshot'], transitions['observations'],
+                                       config.policy_support, config, rng)
+        support = jnp.concatenate([transitions['actions'][:, None], actions], axis=1)
+        return {SUPPORT_ACTIONS: actions,
+                SUPPORT_Q: support_q(nets, state.params['critic'], transitions['observations'], support)}
+
+    arrays = {k: state.extras[k] for k in (SUPPORT_ACTIONS, SUPPORT_Q)}
+    return state.replace(extras={**state.extras, **fill_rows(arrays, block, dataset, rng, config.support_block_rows)})
+
+
+def support_program(config, step: int):
+    """The dataset work due before the update of agent step `step`."""
+    return draw_policy_supports if step >= policy_start(config) else draw_next_state_supports
+
+
+def dataset_work(config):
+    """Agent-contract extension (flowrl.training.DatasetWork): with support='dataset' the support
+    sets are drawn for the whole dataset at phase 2's start and at every renewal, kept per row in
+    `state.extras`, and the updates gather their batch's rows; with support='batch', None (every
+    update draws its own support)."""
+    if config.support not in SUPPORTS:
+        raise UserError(f"--agent.support must be one of {', '.join(SUPPORTS)}, got {config.support!r}.")
+    if config.support == 'batch':
+        return None
+    return DatasetWork(steps=lambda first, last: support_steps(config, first, last), arrays=support_arrays,
+                       program=lambda step: support_program(config, step),
+                       what="QIPO's stored support sets (--agent.support=dataset)",
+                       instead='pass --agent.support=batch to draw them per batch instead (slower), or use a '
+                               'device with more memory.')
 
 
 SCHEDULE_STEPS = 1_000_000  # the run length the default phase lengths are written for
@@ -280,6 +387,10 @@ def get_config():
         critic_support=16,  # M next actions per state for the critic's softmax value (paper: 16; 32 antmaze).
         policy_support=16,  # M snapshot actions per state added to the dataset action in phase 3 (paper: 16).
         flow_steps=10,  # Euler steps for support actions and for acting.
+        # 'dataset': support sets drawn for every dataset row at phase 2's start and at each renewal and
+        # stored in the state (memory: rows x max(M) x action_dim floats); 'batch': drawn for each batch.
+        support='dataset',
+        support_block_rows=4096,  # Dataset rows per block when drawing stored support sets.
         # Phase lengths (the paper's are not public). They fit the default 1M updates: BC warm-up
         # 20 %, critic 30 %, then 500k policy updates with a renewal every 50k = 10 % of phase 3,
         # the paper's ratio (100 epochs, renewed every 10).

@@ -4,8 +4,12 @@ without environments: flowrl.online.OnlineProgram on synthetic cube-like rows (4
 observations, 5-dim actions).
 
     python benchmarks/online_step.py [--agent fql] [--rows 1000000] [--capacity 1000000] [--members 1]
+    python benchmarks/online_step.py --against_offline --rounds 2     # online step vs the offline loop's update
 
 A step's cost must not grow with the buffer: a 1M-step run holds a 1M-row online buffer per member.
+`--against_offline`: the same agent's update inside the offline chunk loop (flowrl.training,
+chunks of --chunk updates), timed in the same process, alternating with the online steps for
+--rounds rounds; prints both per update and their ratio per round.
 """
 
 import argparse
@@ -18,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowrl.online import OnlineProgram, empty_buffers
-from flowrl.training import init_members, member_shardings, metric_names
+from flowrl.training import ChunkRunner, init_members, member_shardings, metric_names
 
 OBS_DIM, ACTION_DIM = 40, 5
 
@@ -39,6 +43,9 @@ def main():
     parser.add_argument('--capacity', type=int, default=1_000_000, help='online buffer rows per member')
     parser.add_argument('--members', type=int, default=1)
     parser.add_argument('--steps', type=int, default=20)
+    parser.add_argument('--against_offline', action='store_true', help='time the offline loop\'s update beside it')
+    parser.add_argument('--chunk', type=int, default=20, help='updates per offline chunk (--against_offline)')
+    parser.add_argument('--rounds', type=int, default=2, help='alternated rounds (--against_offline)')
     args = parser.parse_args()
     print(f'{platform.node()} | {jax.devices()[0].device_kind} | jax {jax.__version__}')
 
@@ -67,11 +74,31 @@ def main():
         return states, rngs, totals, online
 
     carry = steps(3, states, rngs, totals, online)
-    start = time.perf_counter()
-    steps(args.steps, *carry)
-    per_step = (time.perf_counter() - start) / args.steps
+    if not args.against_offline:
+        start = time.perf_counter()
+        steps(args.steps, *carry)
+        per_step = (time.perf_counter() - start) / args.steps
+        print(f'{args.agent} (paper size), {args.members} member(s), dataset {args.rows:,} rows, online buffer '
+              f'{args.capacity:,} rows: {per_step * 1e3:.1f} ms per online step')
+        return
+    offline = init_members(agent, [config] * args.members, list(range(args.members)),
+                           {k: v[:2] for k, v in dataset.items()}, rows=args.rows, log=lambda *_: None)
+    offline = jax.device_put(offline, members)
+    runner = ChunkRunner(agent, config.batch_size, 'auto', config)
+    offline = runner.run(*offline, None, dataset, args.chunk)[:2]  # compile
+    jax.block_until_ready(offline)
     print(f'{args.agent} (paper size), {args.members} member(s), dataset {args.rows:,} rows, online buffer '
-          f'{args.capacity:,} rows: {per_step * 1e3:.1f} ms per online step')
+          f'{args.capacity:,} rows; ms per update (all members), {args.rounds} alternated rounds:')
+    for round_ in range(args.rounds):
+        start = time.perf_counter()
+        carry = steps(args.steps, *carry)
+        online_ms = (time.perf_counter() - start) / args.steps * 1e3
+        start = time.perf_counter()
+        offline = runner.run(*offline, None, dataset, args.chunk)[:2]
+        jax.block_until_ready(offline)
+        offline_ms = (time.perf_counter() - start) / args.chunk * 1e3
+        print(f'  round {round_ + 1}: online step {online_ms:.1f} ms, offline loop update {offline_ms:.1f} ms, '
+              f'online / offline {online_ms / offline_ms:.3f}', flush=True)
 
 
 if __name__ == '__main__':

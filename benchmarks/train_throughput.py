@@ -1,7 +1,16 @@
-"""FQL training throughput at paper sizes (batch 256, 4 x 512 networks, cube-double shapes).
+"""FQL training throughput at paper sizes (batch 256, 4 x 512 networks, cube-double shapes), and
+every agent's efficiency against the machine's matrix-product peak.
 
     python benchmarks/train_throughput.py                 # 1 and 4 seeds, member execution vmap and map
     python benchmarks/train_throughput.py --seeds 1,8 --precision default,highest     # on a GPU
+    python benchmarks/train_throughput.py --sections efficiency --rounds 2           # every agent vs the peak
+
+Efficiency (`--sections efficiency`): for each agent at its paper-size config, GFLOP per update
+counted from the traced shapes (flowrl.costs: every matrix product, loop bodies times their trip
+counts), updates/s of the training loop (one member; QIPO per phase, with stored support sets,
+the amortised support draws left out: benchmarks/flowq_qipo_cost.py --sections support has them),
+achieved GFLOP/s and its fraction of the peak, the rate of a jitted batch-256 512 x 512 product
+chain measured in the same process. Rounds alternate the peak and the agents.
 
 Prints: compile time; updates/s of flowrl's scanned loop for each seed count, member execution
 mode (flowrl.training: vmap batches the members, map runs them in turn) and matmul precision,
@@ -18,7 +27,8 @@ import jax
 import numpy as np
 
 from agents import fql
-from flowrl.training import ChunkRunner, init_members, member_shardings
+from flowrl.costs import matmul_flops, matmul_peak
+from flowrl.training import ChunkRunner, init_members, member_shardings, sample_batch
 
 OBS_DIM, ACTION_DIM, DATASET_SIZE = 40, 5, 100_000
 
@@ -105,6 +115,82 @@ def eval_env_steps_per_second(episodes, steps):
     return episodes * steps / (time.perf_counter() - start)
 
 
+EFFICIENCY_AGENTS = ('fql', 'iql', 'rebrac', 'flow_bc', 'flowq', 'qfql', 'ifql', 'sac', 'qipo')
+
+
+def efficiency_cases(names, dataset):
+    """(label, agent, config, first agent step) per timed update: one per agent, QIPO's phases each."""
+    import importlib
+    cases = []
+    for name in names:
+        agent = importlib.import_module(f'agents.{name}')
+        config = agent.get_config()
+        phases = getattr(agent, 'phase_updates', None)
+        if phases is None:
+            cases.append((name, agent, config, 0))
+        else:  # a row per phase, one step in (QIPO: not a step with a support draw)
+            starts = [start for start, _ in phases(config)]
+            cases += [(f'{name} phase {i + 1}', agent, config, start + 1) for i, start in enumerate(starts)]
+    return cases
+
+
+class EfficiencyCase:
+    """One agent's training loop at one step: GFLOP per update from shapes, and timed chunks."""
+
+    def __init__(self, label, agent, config, first_step, dataset, chunk):
+        self.label, self.first_step, self.chunk = label, first_step, chunk
+        dataset = getattr(agent, 'prepare_dataset', lambda d: d)(dict(dataset))  # as the runner does (ReBRAC)
+        rows = len(dataset['actions'])
+        states, rngs = init_members(agent, [config], [0], {k: v[:2] for k, v in dataset.items()}, rows=rows,
+                                    log=lambda *_: None)
+        members, replicated = member_shardings(1)
+        self.states = jax.device_put(states.replace(step=states.step + first_step), members)
+        self.rngs = jax.device_put(rngs, members)
+        self.data = jax.device_put(dataset, replicated)
+        self.runner = ChunkRunner(agent, config.batch_size, 'auto', config)
+        update = [u for start, u in self.runner.phases if start <= first_step][-1]
+        one = jax.tree.map(lambda x: x[0], self.states)
+        key = jax.random.PRNGKey(0)
+        batch = sample_batch(self.data, key, config.batch_size, with_rows=self.runner.with_rows)
+        self.gflop = matmul_flops(update, one, batch, key) / 1e9
+        self.step = first_step
+        self._chunk()  # compile
+
+    def _chunk(self):
+        self.states, self.rngs, _, _ = self.runner.run(self.states, self.rngs, None, self.data, self.chunk, self.step)
+        jax.block_until_ready(self.states)
+        self.step += self.chunk
+
+    def updates_per_second(self, repeats):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            self._chunk()
+        return self.chunk * repeats / (time.perf_counter() - start)
+
+
+def efficiency_report(names, dataset, chunk, repeats, rounds, peak_seconds):
+    """Prints, per round (the peak first, then every agent), GFLOP/update, updates/s, GFLOP/s and % of peak."""
+    cases = []
+    for label, agent, config, first_step in efficiency_cases(names, dataset):
+        cases.append(EfficiencyCase(label, agent, config, first_step, dataset, chunk))
+        print(f'  compiled {label}', flush=True)
+    peaks, rates = [], {case.label: [] for case in cases}
+    for _ in range(rounds):
+        peaks.append(matmul_peak(peak_seconds) / 1e9)
+        for case in cases:
+            rates[case.label].append(case.updates_per_second(repeats))
+    print(f'\nmatrix-product peak (jitted chain of batch-256 512x512 products), per round: '
+          f'{" / ".join(f"{p:.0f}" for p in peaks)} GFLOP/s')
+    print('\n| agent (paper size, 1 member) | GFLOP per update (shapes) | updates/s per round '
+          '| GFLOP/s per round | % of the round\'s peak |')
+    print('|---|---:|---:|---:|---:|')
+    for case in cases:
+        achieved = [case.gflop * r for r in rates[case.label]]
+        print(f'| {case.label} | {case.gflop:.2f} | {" / ".join(f"{r:.2f}" for r in rates[case.label])} '
+              f'| {" / ".join(f"{a:.0f}" for a in achieved)} '
+              f'| {" / ".join(f"{100 * a / p:.0f}" for a, p in zip(achieved, peaks))} |')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seeds', default='1,4', help='comma-separated seed counts to time')
@@ -115,8 +201,18 @@ def main():
     parser.add_argument('--host_updates', type=int, default=100, help='updates for the host-loop reference (0: skip)')
     parser.add_argument('--eval_episodes', type=int, default=50)
     parser.add_argument('--eval_steps', type=int, default=100, help='env steps for the eval timing (0: skip)')
+    parser.add_argument('--sections', default='throughput', help='throughput (FQL, members), efficiency (all agents)')
+    parser.add_argument('--agents', default=','.join(EFFICIENCY_AGENTS), help='agents of the efficiency table')
+    parser.add_argument('--rounds', type=int, default=2, help='alternated rounds of the efficiency table')
+    parser.add_argument('--peak_seconds', type=float, default=2.0, help='seconds of product-chain calls per peak')
     args = parser.parse_args()
     dataset = synthetic_dataset()
+    if 'efficiency' in args.sections.split(','):
+        print(f'machine: {platform.processor() or platform.machine()}, {jax.device_count()} x '
+              f'{jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}')
+        efficiency_report(args.agents.split(','), dataset, args.chunk, args.repeats, args.rounds, args.peak_seconds)
+    if 'throughput' not in args.sections.split(','):
+        return
     print(f'machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind} '
           f'({jax.default_backend()}), jax {jax.__version__}')
     print(f'FQL, batch 256, 4x512 nets, obs {OBS_DIM}, actions {ACTION_DIM}; chunk {args.chunk} updates\n')

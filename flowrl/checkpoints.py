@@ -9,16 +9,28 @@ rename); a restore first checks the files against it, so a flipped bit, garbled 
 truncated file are caught before they can change results. A step without a manifest (saved
 by an older flowrl, or interrupted between the save and the manifest) is unverified: it is
 used only when no verified step exists, and saying so.
+
+A save holds stop signals back until it is complete (flowrl.stopping.held_back). A save that
+fails (a full disk) removes what it wrote and raises; orbax's temporary directory left by a
+process killed while saving (`<step>.orbax-checkpoint-tmp`) is removed when the run resumes
+(`remove_unfinished`). Files beside orbax's in a step directory (`attachments`, e.g. the metric
+sums of a run stopped between two log rows) are covered by the manifest like orbax's own.
 """
 
+import contextlib
+import glob
 import hashlib
+import logging
 import os
+import shutil
+import sys
 import time
 
 import jax
 import orbax.checkpoint as ocp
 
-from flowrl import run_files
+from flowrl import run_files, stopping
+from flowrl.disk import is_no_space, naming_no_space
 from flowrl.errors import UserError
 
 MANIFEST = 'flowrl_checksums.json'
@@ -44,16 +56,103 @@ def step_dir(directory, step: int) -> str:
     return os.path.join(os.path.abspath(directory), str(int(step)))
 
 
-def save(directory, step: int, tree, writes_manifest: bool = True) -> None:
-    """Saves `tree` as checkpoint `step` under `directory`, waits until it is on disk, then
-    writes its checksum manifest. With several processes every process calls it (each writes
-    its own shards of the arrays) and one, `writes_manifest`, writes the manifest once the
-    checkpoint is complete."""
-    with _manager(directory) as manager:
-        manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
-        manager.wait_until_finished()
-    if writes_manifest:
-        write_manifest(step_dir(directory, step))
+UNFINISHED = '.orbax-checkpoint-tmp'  # orbax writes step N under N.orbax-checkpoint-tmp[-<time>], then renames it
+
+
+def save(directory, step: int, tree, attachments: dict | None = None, writes_manifest: bool = True) -> None:
+    """Saves `tree` as checkpoint `step` under `directory`, waits until it is on disk, adds the
+    `attachments` ({file name: bytes}) beside it, then writes its checksum manifest. On failure
+    nothing of this step is left (a lack of space raises flowrl.disk.NoSpace); signals wait.
+    With several processes every process calls it (orbax: each writes its own shards of the
+    arrays) and one, `writes_manifest`, adds the attachments and the manifest once the
+    checkpoint is complete, and cleans up after a failure."""
+    path = step_dir(directory, step)
+    existed = os.path.exists(path)
+    with (stopping.held_back(), naming_no_space(f'checkpoint {int(step)} in {os.path.abspath(directory)}'),
+          _orbax_reports_left_to_the_caller()):
+        try:
+            with _manager(directory) as manager:
+                manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
+                manager.wait_until_finished()
+            if writes_manifest:
+                for name, data in (attachments or {}).items():
+                    run_files.write_atomic(os.path.join(path, name), data)
+                write_manifest(path)
+        except BaseException:
+            if writes_manifest:
+                _remove_step(directory, step, keep_complete=existed)
+            raise
+
+
+def _remove_step(directory, step: int, keep_complete: bool) -> None:
+    """Removes orbax's temporary directory of `step` and, unless `keep_complete`, the step itself."""
+    leftovers = glob.glob(glob.escape(step_dir(directory, step)) + UNFINISHED + '*')
+    for path in leftovers + ([] if keep_complete else [step_dir(directory, step)]):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_unfinished(directory) -> list[str]:
+    """Removes the temporary directories of saves that never completed (a process killed while
+    saving); returns their names."""
+    found = sorted(glob.glob(os.path.join(glob.escape(os.path.abspath(directory)), '*' + UNFINISHED + '*')))
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True)
+    return [os.path.basename(path) for path in found]
+
+
+# What TensorStore's writes still in flight report when they complete after orbax closed the
+# event loop of a failed save (or while the interpreter exits), through sys.unraisablehook.
+LATE_WRITE_ERRORS = ('Event loop is closed', 'sys.meta_path is None')
+
+
+def _unless_a_late_write(hook):
+    """`hook` (a sys.unraisablehook) for everything but the reports of LATE_WRITE_ERRORS."""
+    def filtered(unraisable):
+        if not any(text in str(unraisable.exc_value) for text in LATE_WRITE_ERRORS):
+            hook(unraisable)
+    return filtered
+
+
+class _DropOrbaxErrors(logging.Filter):
+    def filter(self, record):
+        return not (record.levelno >= logging.ERROR and f'{os.sep}orbax{os.sep}' in record.pathname)
+
+
+class _DropFullDiskReports(logging.Filter):
+    def filter(self, record):
+        return not (record.exc_info and record.exc_info[1] is not None and is_no_space(record.exc_info[1]))
+
+
+@contextlib.contextmanager
+def _orbax_reports_left_to_the_caller():
+    """Orbax logs a failure of its writing threads (with a traceback, once per thread) and then
+    raises it from the save; TensorStore reports each of its writes that completes after the
+    failure closed orbax's event loop, and asyncio, when they are collected, each of orbax's tasks
+    whose exception (that same failure) nobody read. The exception says it all: those reports are
+    dropped during the save and, after a full disk (whose writes go on failing), from then on."""
+    logger, drop, hook = logging.getLogger('absl'), _DropOrbaxErrors(), sys.unraisablehook
+    logger.addFilter(drop)
+    sys.unraisablehook = _unless_a_late_write(hook)
+    try:
+        yield
+    except BaseException as error:
+        if is_no_space(error):
+            hook = None  # keep dropping them
+            logging.getLogger('asyncio').addFilter(_DropFullDiskReports())
+        raise
+    finally:
+        logger.removeFilter(drop)
+        if hook is not None:
+            sys.unraisablehook = hook
+
+
+def attachment(directory, step: int, name: str) -> bytes | None:
+    """The file `name` saved beside checkpoint `step` (`save(attachments=...)`), or None."""
+    path = os.path.join(step_dir(directory, step), name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, 'rb') as f:
+        return f.read()
 
 
 def steps(directory) -> list[int]:
@@ -68,6 +167,15 @@ def latest_step(directory) -> int | None:
     """The newest complete checkpoint step in `directory` (not verified), or None."""
     found = steps(directory)
     return found[-1] if found else None
+
+
+def newest_good_step(directory) -> int | None:
+    """The newest checkpoint step that passes its checksums (or, without any, the newest
+    unverified one), as a resume would pick it; None when there is none."""
+    try:
+        return pick_step(directory, log=lambda *_: None)
+    except UserError:
+        return None
 
 
 def _sha256(path: str) -> str:

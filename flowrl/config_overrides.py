@@ -11,7 +11,9 @@ import sys
 import ml_collections
 from absl import app
 
+from flowrl import stopping
 from flowrl.config_rules import config_problems, value_problem
+from flowrl.disk import is_no_space, no_space_sentence
 from flowrl.errors import UserError
 
 AGENT_PREFIX = '--agent.'
@@ -33,12 +35,23 @@ def split_agent_flags(argv):
 
 def run_command(main):
     """Runs a command line through absl with `main(argv, agent_overrides)`, the `--agent.*`
-    flags split off first; a UserError ends it with its one sentence on stderr and status 1."""
+    flags split off first; a UserError (a full disk included) ends it with its one sentence on
+    stderr and status 1, a stop signal with its line and 128 + the signal's number
+    (flowrl.stopping)."""
     try:
-        rest, agent_overrides = split_agent_flags(sys.argv)
-        app.run(lambda argv: main(argv, agent_overrides), argv=rest)
+        with stopping.stop_signals_raise():
+            rest, agent_overrides = split_agent_flags(sys.argv)
+            app.run(lambda argv: main(argv, agent_overrides), argv=rest)
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
+    except stopping.Stopped as stop:
+        print(stop.message or f'Stopped by {stopping.signal_name(stop.signum)}.', file=sys.stderr)
+        sys.exit(stop.exit_code)
+    except Exception as error:
+        if not is_no_space(error):
+            raise
+        print(f'error: {no_space_sentence(error)}', file=sys.stderr)
         sys.exit(1)
 
 

@@ -62,6 +62,7 @@ RULES = (
     ('*_support', _positive_int, 'a positive integer'),
     ('*_freq', _positive_int, 'a positive integer'),
     ('*_period', _positive_int, 'a positive integer'),
+    ('*_rows', _positive_int, 'a positive integer (rows)'),
     ('*_dims', _positive_int_tuple, 'a tuple of positive integer layer sizes such as (512, 512)'),
 )
 # Keys where +inf is meaningful: "no clipping" (QFQL documents grad_clip=inf as off).

@@ -8,15 +8,27 @@ every environment is reset with its own seed.
 An OGBench environment holds ~160 MB (measured: 157-161 MB each for cube-double, puzzle-4x4
 and scene, mostly MuJoCo's rendering buffers), so the pool size is bounded by
 `default_env_count` rather than by how many episodes an evaluation runs.
+
+Workers ignore stop signals (Ctrl-C reaches every process of the terminal's group, a batch
+system signals every process of a job): the parent finishes the work in flight and then closes
+its pools (flowrl.stopping). A worker whose parent is gone exits quietly; one that is still there
+when the parent exits is killed.
 """
 
+import atexit
+import contextlib
+import functools
 import multiprocessing as mp
 import os
+import weakref
 
 import numpy as np
 
+from flowrl import stopping
+
 ENV_MEMORY_BYTES = 160 * 2**20  # one OGBench environment (measured, see above)
 MEMORY_FRACTION = 0.5  # of the memory available when the pool is built
+CLOSE_TIMEOUT_S = 10.0  # a worker asked to close has this long to finish its step
 
 
 def available_memory_bytes() -> int:
@@ -88,42 +100,60 @@ class _Slice:
         return obs, reward, terminated, truncated, success
 
 
-def _worker(connection, make_env, count):
+def _worker(connection, make_env, count, parent_pid):
+    stopping.become_worker(parent_pid)
     envs = _Slice(make_env, count)
-    while True:
-        command, args = connection.recv()
-        if command == 'close':
-            break
-        connection.send(getattr(envs, command)(*args))
+    # EOF or a broken pipe: the parent is gone (stopped at once, or killed), nobody to answer.
+    with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
+        while True:
+            command, args = connection.recv()
+            if command == 'close':
+                break
+            connection.send(getattr(envs, command)(*args))
     connection.close()
+
+
+def _close_if_alive(pool_reference) -> None:
+    pool = pool_reference()
+    if pool is not None:
+        pool.close()
 
 
 class EnvPool:
     """`count` environments from `make_env` (a picklable callable), over `workers` processes."""
 
     def __init__(self, make_env, count: int, workers: int = 1):
-        self.count = count
+        self.count, self.closed = count, False
         workers = max(1, min(workers, count))
         self.bounds = np.linspace(0, count, workers + 1).astype(int)
         if workers == 1:
             self.local, self.connections, self.processes = _Slice(make_env, count), [], []
+            self._answers_due = False
             return
-        self.local = None
+        self.local, self._answers_due = None, False
         context = mp.get_context('spawn')  # fork is unsafe once JAX has started its threads
         self.connections, self.processes = [], []
         for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
             parent, child = context.Pipe()
-            process = context.Process(target=_worker, args=(child, make_env, hi - lo), daemon=True)
-            process.start()
+            process = context.Process(target=_worker, args=(child, make_env, hi - lo, os.getpid()), daemon=True)
+            with stopping.starting_workers():
+                process.start()
             self.connections.append(parent)
             self.processes.append(process)
+        # Run before multiprocessing's own exit hook (registered earlier, so run later), which would
+        # send the workers a SIGTERM they ignore and then wait for them forever. A weak reference:
+        # a pool nobody holds is still collected (and closed by __del__).
+        self._close_at_exit = functools.partial(_close_if_alive, weakref.ref(self))
+        atexit.register(self._close_at_exit)
 
     def _call(self, command, *arrays):
         if self.local is not None:
             return getattr(self.local, command)(*arrays)
+        self._answers_due = True
         for connection, lo, hi in zip(self.connections, self.bounds[:-1], self.bounds[1:]):
             connection.send((command, tuple(a[lo:hi] for a in arrays)))
         parts = [connection.recv() for connection in self.connections]
+        self._answers_due = False
         if isinstance(parts[0], tuple):
             return tuple(np.concatenate(p) for p in zip(*parts))
         return np.concatenate(parts)
@@ -145,11 +175,22 @@ class EnvPool:
         return self._call('step', np.asarray(actions), np.asarray(active))
 
     def close(self):
+        """Ends the workers: asked to, then (after CLOSE_TIMEOUT_S) killed; killed at once when a
+        call was cut short (a stop at once): they may be blocked on answers nobody reads."""
         for connection in self.connections:
-            connection.send(('close', ()))
+            with contextlib.suppress(OSError):  # a worker that is already gone
+                connection.send(('close', ()))
         for process in self.processes:
-            process.join(timeout=10)
+            process.join(timeout=0 if self._answers_due else CLOSE_TIMEOUT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for connection in self.connections:
+            connection.close()
+        if self.processes:
+            atexit.unregister(self._close_at_exit)
         self.connections, self.processes = [], []
+        self.closed = True
 
     def __del__(self):
         try:

@@ -13,7 +13,8 @@ Results do not depend on the pool size nor on which environment ran an episode:
   matmuls give a row results that differ in the last bit with the batch width, but not with
   the row's position in a batch of fixed width (checked for FQL, IFQL and QFQL).
 Seeds derive from (member seed, training step), so a resumed run evaluates exactly as an
-uninterrupted one.
+uninterrupted one. A stop request (flowrl.stopping) abandons an evaluation between two steps
+of its environments: the run resumes from the checkpoint saved before it and evaluates again.
 """
 
 import collections
@@ -22,6 +23,7 @@ import time
 import jax
 import numpy as np
 
+from flowrl import stopping
 from flowrl.env_pool import ENV_MEMORY_BYTES, EnvPool, default_env_count
 from flowrl.errors import UserError
 from flowrl.training import over_members, resolve_member_execution
@@ -120,6 +122,7 @@ def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagno
     base_keys, obs, first_obs = member_keys(member_seeds, step), None, None
     started = time.time()
     while True:
+        stopping.raise_if_requested()
         obs, first_obs = _start_pending(pool, slots, pending, obs, first_obs, member_seeds, step,
                                         envs.training_dtype)
         running = slots.member >= 0

@@ -35,6 +35,7 @@ from flowrl.errors import UserError
 from flowrl.evaluation import observation_dtype
 from flowrl.training import MEMBER_AXIS, member_mesh, over_members
 
+STEP_DONATION = (1, 2)  # rngs and totals; the states are not: see `keep_if`
 EXPLORATION_KEYS = ('exploration/success', 'exploration/episode_return', 'exploration/episode_length',
                     'exploration/episodes')
 TRANSITION_KEYS = ('observations', 'actions', 'rewards', 'terminals', 'masks', 'next_observations')
@@ -77,12 +78,23 @@ def update_and_act(update, act, state, totals, alive, batch, update_rng, act_rng
     Returns (state, totals, first_bad: 0 if this update was non-finite else -1, actions)."""
     new_state, metrics = update(state, batch, update_rng)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
-    # A cond, not a select: selecting leaf by leaf reads and writes the whole state again (on the
-    # CPU, FQL at paper size: 122 ms per step against 109 ms with the cond and 104 ms without either).
-    state = jax.lax.cond(alive & finite, lambda: new_state, lambda: state)
+    state = keep_if(alive & finite, new_state, state)
     totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
     actions = act(state, observation[None], act_rng)[0]
     return state, totals, jnp.where(finite, -1, 0).astype(jnp.int32), actions
+
+
+def keep_if(keep, new_state, state):
+    """`new_state` where `keep`, else `state`: a select per leaf, not a `lax.cond`. XLA fuses each
+    leaf's select into the elementwise kernel that computes the leaf (the optimizer step, the
+    target average), which reads the old value anyway, so freezing costs no pass over the state
+    of its own. A cond returns one of two whole states and copied all of it (~44 MB for FQL at
+    paper size) every step. The step program does not donate the states either (STEP_DONATION):
+    with the outputs written over the inputs, XLA copies each parameter that two kernels read
+    (the optimizer step and the target average) before the first overwrites it, the same ~44 MB
+    per step with or without the cond; fresh output buffers need no copy (tests/test_online.py
+    checks the compiled program). The offline loop carries its state through a loop instead."""
+    return jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_state, state)
 
 
 def first_member_actions(act, state, rng, observation):
@@ -118,7 +130,7 @@ class OnlineProgram:
     def step(self, update, states, rngs, totals, alive, online, transitions, observations, dataset):
         """All members' device work for one environment step: `store` the transitions, then (one
         program) `draw` each member's batch and `update_and_act`. Returns (states, rngs, totals,
-        online, first_bad, actions); the states, keys, totals and buffers are donated."""
+        online, first_bad, actions); the keys, totals and buffers are donated (not the states: `keep_if`)."""
         members = rngs.shape[0]
         online = self._sharded(('store', members), jax.vmap(store), members, member_args=2, donate=(0,))(
             online, transitions)
@@ -131,7 +143,7 @@ class OnlineProgram:
             return states, rngs, totals, first_bad, actions
 
         program = self._sharded(('step', members, update), local, members, member_args=6, replicated_args=1,
-                                donate=(0, 1, 2))
+                                donate=STEP_DONATION)
         states, rngs, totals, first_bad, actions = program(states, rngs, totals, alive, online, observations, dataset)
         return states, rngs, totals, online, first_bad, actions
 

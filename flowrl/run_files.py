@@ -4,9 +4,11 @@ checkpoints/.
 JSON files are written to a temporary name and renamed, with null for non-finite numbers
 (JSON has no NaN). CSVs are appended row by row while training; on resume they are rewritten
 (atomically) without the rows past the checkpoint, so an interrupted and resumed run has
-exactly the rows an uninterrupted one would.
+exactly the rows an uninterrupted one would. A write that fails (a full disk: flowrl.disk.NoSpace)
+leaves the file as it was before it.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -15,11 +17,30 @@ import tempfile
 
 import numpy as np
 
+from flowrl.disk import naming_no_space
 from flowrl.errors import UserError
 
 FLAGS_FILE, TRAIN_CSV, EVAL_CSV, RESULTS_FILE, CHECKPOINT_DIR = (
     'flags.json', 'train.csv', 'eval.csv', 'results.json', 'checkpoints')
 DIVERGED_FILE = 'diverged.json'  # members of a sweep that diverged: update and metrics
+# Beside a checkpoint saved between two train.csv rows (a stop, flowrl.stopping): the metric sums
+# of the updates since the last row, so that the resumed run writes the rows an uninterrupted one would.
+ROW_SUMS_FILE = 'flowrl_row_sums.npz'
+_SUM = 'sum:'
+
+
+def row_sums_bytes(sums: dict, counted: int) -> bytes:
+    """ROW_SUMS_FILE's content: the metric sums (arrays, kept exactly) of `counted` updates."""
+    buffer = io.BytesIO()
+    np.savez(buffer, counted=np.int64(counted), **{_SUM + name: np.asarray(v) for name, v in sums.items()})
+    return buffer.getvalue()
+
+
+def read_row_sums(data: bytes) -> tuple[dict, int]:
+    """(metric sums, updates) from ROW_SUMS_FILE's content."""
+    with np.load(io.BytesIO(data)) as saved:
+        sums = {name[len(_SUM):]: saved[name] for name in saved.files if name.startswith(_SUM)}
+        return sums, int(saved['counted'])
 
 
 def _jsonable(value):
@@ -41,17 +62,18 @@ def write_atomic(path: str, text: str | bytes) -> None:
     """Writes `text` (str, or bytes such as a PNG) to `path` through a temporary file in the
     same directory and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with naming_no_space(path):
+        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
+        try:
+            with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
 
 def require_writable_dir(path: str, what: str) -> None:
@@ -117,16 +139,31 @@ class CsvLog:
         return text[:text.rfind('\n') + 1]
 
     def append(self, rows: list[dict]) -> None:
+        """Appends `rows`; if that fails (a full disk), the file is cut back to what it held."""
         if not rows:
             return
         new_file = self.fields is None
-        if new_file:
-            self.fields = list(rows[0].keys())
-        with open(self.path, 'a', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore')
-            if new_file:
-                writer.writeheader()
-            writer.writerows(rows)
+        fields = list(rows[0].keys()) if new_file else self.fields
+        size = os.path.getsize(self.path) if os.path.exists(self.path) else None
+        with naming_no_space(self.path):
+            try:
+                with open(self.path, 'a', newline='') as f:
+                    writer = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
+                    if new_file:
+                        writer.writeheader()
+                    writer.writerows(rows)
+            except BaseException:
+                self._cut_back(size)
+                raise
+        self.fields = fields
+
+    def _cut_back(self, size: int | None) -> None:
+        """The file as it was before a failed append: `size` bytes long, or absent (None)."""
+        if size is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+        elif os.path.exists(self.path):
+            os.truncate(self.path, size)  # needs no space
 
     def read(self) -> list[dict]:
         """Complete rows only: a row with missing or extra fields is a damaged one."""

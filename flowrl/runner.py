@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from flowrl import checkpoints, pixels, replay, run_files, suites
+from flowrl import checkpoints, disk, pixels, replay, run_files, stopping, suites
 from flowrl.agent_loading import agent_name, load_agent
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, member_keys, run_episodes
@@ -107,7 +107,8 @@ class Run:
         # Each process makes the states of its own members (inactive ones: copies of member 0's).
         held = placement.local_members
         configs, self.seeds = placement.padded_list(self.members.configs), placement.padded_list(self.members.seeds)
-        states, rngs = init_members(self.agent, [configs[i] for i in held], [self.seeds[i] for i in held], example)
+        states, rngs = init_members(self.agent, [configs[i] for i in held], [self.seeds[i] for i in held], example,
+                                    rows=pixels.num_transitions(dataset), log=log)
         if settings.restore_path is not None:
             states = starting_agents(settings.restore_path, self.restore_checkpoint, states, log,
                                      keep_step=settings.restore_schedule == 'continue',
@@ -119,6 +120,7 @@ class Run:
         self.online_program = OnlineProgram(self.agent, self.members.configs[0].batch_size, self.execution,
                                             bool(settings.balanced_sampling), settings.buffer_size,
                                             placement=placement)
+        self._require_disk_space(run_dir)
         self.run_dir = run_dir or placement.on_writer(lambda: new_run_dir(settings, self.task))
         tell_checkpoints_with(self._checkpoint_note)
         self.train_log = run_files.CsvLog(os.path.join(self.run_dir, run_files.TRAIN_CSV))
@@ -194,16 +196,18 @@ class Run:
         return self.placement.put_local(dict(self.online_envs.record(),
                                              next_actions=np.asarray(self.actions, np.float32)))
 
-    def save(self):
+    def save(self, attachments=None):
         online = self.step > self.s.offline_steps
         checkpoints.save(self.checkpoint_dir, self.step,
-                         self._carry(self.step, self.online, self._episodes() if online else None),
+                         self._carry(self.step, self.online, self._episodes() if online else None), attachments,
                          writes_manifest=self.placement.writes_files)
         self.placement.barrier(f'saved {self.step}')  # the manifest is written before anyone goes on
 
     def restore(self):
         """Restores the newest checkpoint that passes verification (setting newer, damaged ones
         aside) and the members that had diverged by then; drops log rows written after it."""
+        for name in checkpoints.remove_unfinished(self.checkpoint_dir):
+            self.log(f'Removed {name} from {self.checkpoint_dir}: a checkpoint whose save was cut short.')
         if not checkpoints.steps(self.checkpoint_dir):
             raise UserError(f'{self.run_dir} has no complete checkpoint to resume from.')
         self._require_same_padding()
@@ -314,7 +318,8 @@ class Run:
     def _train_until(self, stop: int, totals, counted: int, pacer, progress):
         """Chunks of about `pacer.seconds` each up to update `stop`, adding to the metric sums
         `totals` of the `counted` updates since the last row; returns them and the means."""
-        while self.step < stop:
+        means = None  # no chunk when a stop was requested before the first
+        while self.step < stop and not self._stop_requested():
             # The chunk's length is one argument of a program every process runs: process 0's pacer decides.
             start, updates = self.step, min(stop - self.step, self.placement.agreed(pacer.size()))
             began = time.monotonic()
@@ -391,7 +396,8 @@ class Run:
                                     self.placement.member_sharding)
         if self.actions is None:
             self._start_episodes()
-        while self.step < stop:
+        means = None
+        while self.step < stop and not self._stop_requested():
             # Every process makes the same gathers: process 0's pacer decides how many steps between them.
             start, steps, began = self.step, min(stop - self.step, self.placement.agreed(pacer.size())), time.monotonic()
             for _ in range(steps):
@@ -437,6 +443,19 @@ class Run:
         return self.placement.gather(self.online_envs.statistics())
 
     def train(self) -> dict:
+        """Trains to the end (`_train`) and returns the results. A stop signal ends the run at the
+        next safe point with a checkpoint (flowrl.stopping), a full disk with one sentence
+        (flowrl.disk); either way the environments' workers end with it."""
+        try:
+            with stopping.at_safe_points(self._abandoned_line):
+                return self._train()
+        except disk.NoSpace as error:
+            newest = checkpoints.newest_good_step(self.checkpoint_dir)
+            raise disk.NoSpace(error.what, disk.run_no_space_line(error.what, self.step, newest, self.run_dir)) from error
+        finally:
+            self._close_environments()
+
+    def _train(self) -> dict:
         s = self.s
         progress = Progress(self.total_steps, self.step, agent_name(s.agent), self.log,
                             interactive=None if self.placement.writes_files else False)
@@ -447,12 +466,14 @@ class Run:
             self._evaluate_and_show(progress)
         # Metric sums since the last train.csv row, kept on the device and added to in update
         # order, so a row does not depend on how the updates before it were cut into chunks.
-        totals, counted = None, 0
-        phase_starts = [start - self.first_agent_step for start, _ in self.chunks.phases] + [s.offline_steps]
+        totals, counted = self._row_sums_at(self.step)  # those of a run stopped between two rows
+        phase_starts = self.chunks.schedule_steps(self.first_agent_step, self.total_steps) + [s.offline_steps]
         for stop in chunk_boundaries(self.step, self.total_steps, (s.log_interval, s.eval_interval, s.save_interval),
                                      phase_starts):
             advance = self._train_until if stop <= s.offline_steps else self._online_until
             totals, counted, means = advance(stop, totals, counted, pacer, progress)
+            if self.step < stop:  # a stop was requested
+                self._stop(progress, totals, counted)
             evaluating = self._evaluation_due(stop)
             # A checkpoint before every evaluation: a crash while evaluating loses no training.
             saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == self.total_steps or evaluating
@@ -463,13 +484,66 @@ class Run:
                 totals, counted = None, 0
             if saving:
                 self.save()
+            if self._stop_requested():
+                self._stop(progress, totals, counted)
             if evaluating:
                 self._evaluate_and_show(progress)
         progress.close()
         self.loggers.close()
+        self._close_environments()
+        return self.write_results()
+
+    # -- stops and a full disk (flowrl.stopping, flowrl.disk) ---------------------------
+    def _stop(self, progress, totals, counted: int):
+        """Ends the run at a stop request, between chunks: a checkpoint at this update (unless
+        one was just saved) that also holds the metric sums since the last train.csv row, so the
+        resumed run writes the rows an uninterrupted one would; then `Stopped` with its line."""
+        if self.placement.on_writer(lambda: checkpoints.latest_step(self.checkpoint_dir)) != self.step:
+            sums = run_files.row_sums_bytes(self.placement.gather(totals), counted) if counted else None
+            self.save(attachments=None if sums is None else {run_files.ROW_SUMS_FILE: sums})
+        progress.close()
+        signum = self._stop_requested()
+        raise stopping.Stopped(signum, stopping.stopped_line(signum, self.step, self.total_steps, self.checkpoint_dir,
+                                                             self.run_dir))
+
+    def _row_sums_at(self, step: int):
+        """(metric sums, updates) since the last row, as saved with checkpoint `step` by a stop
+        between two rows; (None, 0) otherwise."""
+        data = checkpoints.attachment(self.checkpoint_dir, step, run_files.ROW_SUMS_FILE)
+        if data is None:
+            return None, 0
+        sums, counted = run_files.read_row_sums(data)
+        return self.placement.put(sums), counted
+
+    def _stop_requested(self) -> int | None:
+        """The stop signal received (flowrl.stopping), by any process of the run: every process
+        makes the same calls, so all of them stop at the same boundary (one small gather per
+        chunk with several processes)."""
+        signum = stopping.requested() or 0
+        if self.placement.multi_process:
+            signum = int(np.max(self.placement.gather(np.asarray([signum], np.int64))))
+        return signum or None
+
+    def _abandoned_line(self, stop) -> str:
+        return stopping.abandoned_line(stop, self.step, checkpoints.latest_step(self.checkpoint_dir), self.run_dir)
+
+    def _require_disk_space(self, run_dir: str | None):
+        """Refuses a run whose directory cannot hold its checkpoints, logs and report (flowrl.disk)."""
+        # The episode records (actions up to the time limit per member) are small beside the buffers: left out.
+        carry = self._carry(self.total_steps, self._abstract_online() if self.s.online_steps else None, None)
+        size = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(carry))
+        saved = [] if run_dir is None else checkpoints.steps(os.path.join(run_dir, run_files.CHECKPOINT_DIR))
+        parts = disk.run_growth(self.s, self.total_steps, len(self.members.labels), size, saved,
+                                checkpoints.MAX_TO_KEEP)
+        disk.require_run_space(self.s, run_dir, parts)
+
+    def _close_environments(self):
+        """Ends the environments' worker processes (closing twice is harmless); the objects stay,
+        so the shapes of the episode records can still be read."""
         if self.online_envs is not None:
             self.online_envs.close()
-        return self.write_results()
+        if self.eval_envs is not None:
+            self.eval_envs.pool.close()
 
     # -- results -------------------------------------------------------------------------
     def write_results(self) -> dict | None:

@@ -17,8 +17,11 @@ How the members held by one device run is the *member execution* mode:
 no member axis at all, in either mode.
 """
 
+import bisect
 import functools
 import math
+import os
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,26 +74,34 @@ def over_members(fn, execution: str):
     return run
 
 
-def sample_batch(dataset: dict, rng, batch_size: int, p_aug: float = 0.0) -> dict:
+ROWS_KEY = 'rows'  # batch field: the dataset rows of the batch's transitions (agents with dataset work)
+
+
+def sample_batch(dataset: dict, rng, batch_size: int, p_aug: float = 0.0, with_rows: bool = False) -> dict:
     """Uniformly sampled transitions (with replacement), gathered on the device; image
     observations are stacked from their frames and, with probability `p_aug` per batch,
-    randomly cropped (flowrl.pixels)."""
+    randomly cropped (flowrl.pixels). `with_rows`: the batch also holds their row indices
+    (ROWS_KEY), with which an agent reads what its dataset work stored per row."""
     idx = jax.random.randint(rng, (batch_size,), 0, pixels.num_transitions(dataset))
     batch = pixels.gather_transitions(dataset, idx)
     if p_aug > 0:
         batch = pixels.augment(batch, jax.random.fold_in(rng, pixels.AUGMENT_STREAM), p_aug)
+    if with_rows:
+        batch[ROWS_KEY] = idx
     return batch
 
 
-def metric_names(update, state, dataset, batch_size: int) -> list:
+def metric_names(update, state, dataset, batch_size: int, with_rows: bool = False) -> list:
     """The names of the metrics `update` returns, found by tracing it (without running it)."""
     # Everything abstract: `state` and `dataset` may be shapes only, or arrays of another process's mesh.
-    metrics = jax.eval_shape(lambda s, d, rng: update(s, sample_batch(d, rng, batch_size), rng)[1],
-                             state, dataset, jax.random.PRNGKey(0))
+    metrics = jax.eval_shape(
+        lambda s, d, rng: update(s, sample_batch(d, rng, batch_size, with_rows=with_rows), rng)[1],
+        state, dataset, jax.random.PRNGKey(0))
     return list(metrics)
 
 
-def train_member(update, batch_size: int, num_updates, state, rng, dataset, alive=True, totals=None, p_aug=0.0):
+def train_member(update, batch_size: int, num_updates, state, rng, dataset, alive=True, totals=None, p_aug=0.0,
+                 with_rows=False):
     """`num_updates` calls of `update` on one member; returns (state, rng, totals, first_bad).
 
     `num_updates` may be a traced value: one compiled program serves every chunk length, so the
@@ -103,12 +114,12 @@ def train_member(update, batch_size: int, num_updates, state, rng, dataset, aliv
     state and rng it had before the chunk: a diverged member of a sweep stays frozen
     while the others train (this holds one more copy of the state on the device)."""
     if totals is None:
-        totals = {k: jnp.zeros((), jnp.float32) for k in metric_names(update, state, dataset, batch_size)}
+        totals = {k: jnp.zeros((), jnp.float32) for k in metric_names(update, state, dataset, batch_size, with_rows)}
 
     def one_update(i, carry):
         state, rng, totals, first_bad = carry
         rng, batch_rng, update_rng = jax.random.split(rng, 3)
-        state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size, p_aug), update_rng)
+        state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size, p_aug, with_rows), update_rng)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
         first_bad = jnp.where((first_bad < 0) & ~finite, i, first_bad)
         totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
@@ -163,6 +174,96 @@ def phase_at(phases, step: int):
     return [update for start, update in phases if start <= step][-1]
 
 
+class DatasetWork(NamedTuple):
+    """Agent-contract extension: work an agent does over the whole dataset at steps it names,
+    whose results it keeps per dataset row in `state.extras` and reads in its updates (QIPO's
+    support sets: drawn once per renewal instead of once per batch).
+
+    An agent may define `dataset_work(config)` returning one (or None: no such work with this
+    config). The training loop then (1) allocates `arrays(state config, rows)` in every member's
+    `state.extras` (zeros; checkpointed with the state, so a resume is exact) after checking that
+    they fit the device, (2) ends a chunk at each of `steps(first, last)` and, before the update
+    of such a step, runs `program(step)(state, dataset, rng) -> state` for every member (its own
+    compiled program; `fill_rows` does the rows in blocks), and (3) adds the rows of every batch
+    (ROWS_KEY) so that the update can gather what was stored. Batches without ROWS_KEY (online
+    batches, validation batches, users calling `update` on their own batches) must still work:
+    the agent then computes what it needs from the batch itself."""
+    steps: Callable  # (first, last) -> increasing agent steps in [first, last) before whose update the work runs
+    arrays: Callable  # (state config, rows) -> {extras name: jax.ShapeDtypeStruct} held per member
+    program: Callable  # agent step -> fn(state, dataset, rng) -> state: the work due at that step (one member)
+    what: str  # what the arrays hold (for the memory sentence)
+    instead: str  # what the user can do when they do not fit
+
+
+def dataset_work(agent, config) -> DatasetWork | None:
+    """The agent's dataset work for `config` (the optional `dataset_work` hook), or None."""
+    hook = getattr(agent, 'dataset_work', None)
+    return None if hook is None or config is None else hook(config)
+
+
+def fill_rows(arrays: dict, fn, dataset: dict, rng, block_rows: int) -> dict:
+    """`arrays` ({name: [rows, ...]}) with every row recomputed by `fn(transitions, rng) ->
+    {name: [block, ...]}` (a name may fill only the leading columns), over consecutive blocks of
+    `block_rows` dataset rows (the last block ends at the last row, overlapping the one before),
+    written in place: the memory beyond the arrays is one block's work."""
+    rows = pixels.num_transitions(dataset)
+    block = min(block_rows, rows)
+
+    def one_block(b, arrays):
+        start = jnp.minimum(b * block, rows - block)
+        values = fn(pixels.gather_transitions(dataset, start + jnp.arange(block)), jax.random.fold_in(rng, b))
+        return {**arrays, **{k: jax.lax.dynamic_update_slice(arrays[k], v.astype(arrays[k].dtype),
+                                                             (start,) + (0,) * (v.ndim - 1))
+                             for k, v in values.items()}}
+
+    return jax.lax.fori_loop(0, -(-rows // block), one_block, arrays)
+
+
+def free_bytes(device) -> int | None:
+    """Memory free on `device`: an accelerator's allocator limit less its use, or on the CPU the
+    host's available memory (Linux: MemAvailable); None where neither is known."""
+    stats = device.memory_stats() if device.platform != 'cpu' else None
+    if stats and 'bytes_limit' in stats:
+        return int(stats['bytes_limit'] - stats.get('bytes_in_use', 0))
+    try:
+        with open('/proc/meminfo') as meminfo:
+            for line in meminfo:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def gib(count: int) -> str:
+    return f'{count / 2**30:.2f} GiB'
+
+
+def check_work_memory(work: DatasetWork, arrays: dict, num_members: int, log=print, free=None) -> None:
+    """States the memory of the dataset work's per-row arrays and refuses a run whose members'
+    arrays do not fit the free memory of the devices holding them (one sentence)."""
+    per_member = sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays.values())
+    devices = member_mesh(num_members).devices.size
+    on_host = jax.default_backend() == 'cpu'  # CPU "devices" share the host's memory
+    need = per_member * (num_members if on_host else -(-num_members // devices))
+    free = free_bytes(jax.local_devices()[0]) if free is None else free
+    shapes = ', '.join(f'{name} {"x".join(map(str, a.shape))} {np.dtype(a.dtype).name}' for name, a in arrays.items())
+    log(f'{work.what}: {gib(per_member)} per member ({shapes}); {gib(need)} on a device.')
+    if free is not None and need > free:
+        raise UserError(f'{work.what} need {gib(need)} on a {jax.default_backend()} device ({num_members} member(s), '
+                        f'{shapes} each) and {gib(free)} is free; {work.instead}')
+
+
+def with_zero_arrays(states, arrays: dict):
+    """Member-stacked states whose extras also hold zero `arrays` (one per member)."""
+    members = jax.tree.leaves(states)[0].shape[0]
+    zeros = {name: jnp.zeros((members,) + a.shape, a.dtype) for name, a in arrays.items()}
+    return states.replace(extras={**states.extras, **zeros})
+
+
 class ChunkRunner:
     """Compiles (once per member count and phase: the chunk length is an argument) and runs
     chunks of updates for all members: jit(shard_map over devices(members run as `execution`
@@ -175,6 +276,8 @@ class ChunkRunner:
         self.agent, self.batch_size, self.p_aug, self.placement = agent, batch_size, p_aug, placement
         self.execution = resolve_member_execution(execution)
         self.phases = update_phases(agent, config) if config is not None else [(0, agent.update)]
+        self.work = dataset_work(agent, config)  # DatasetWork or None
+        self.with_rows = self.work is not None
         self._compiled, self._metric_names = {}, {}
 
     def function(self, num_members: int = 1, update=None):
@@ -183,7 +286,7 @@ class ChunkRunner:
         if key not in self._compiled:
             def local(states, rngs, totals, alive, dataset, num_updates):
                 one = lambda s, r, t, a: train_member(update, self.batch_size, num_updates, s, r, dataset, a, t,
-                                                      self.p_aug)
+                                                      self.p_aug, self.with_rows)
                 return over_members(one, self.execution)(states, rngs, totals, alive)
 
             members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()
@@ -205,7 +308,7 @@ class ChunkRunner:
         """Member-stacked zero sums of the metrics `update` returns."""
         if update not in self._metric_names:  # finding them traces the update: once
             one_member = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), states)
-            self._metric_names[update] = metric_names(update, one_member, dataset, self.batch_size)
+            self._metric_names[update] = metric_names(update, one_member, dataset, self.batch_size, self.with_rows)
         num_members = jax.tree.leaves(states)[0].shape[0]
         return {k: jnp.zeros((num_members,), jnp.float32) for k in self._metric_names[update]}
 
@@ -223,8 +326,48 @@ class ChunkRunner:
         # outputs fed back in hit the same compiled program.
         members, replicated = self._shardings(num_members)
         states, rngs, totals, alive = jax.device_put((states, rngs, totals, alive), members)
-        return self.function(num_members, update)(states, rngs, totals, alive, jax.device_put(dataset, replicated),
-                                                  jnp.int32(num_updates))
+        dataset = jax.device_put(dataset, replicated)
+        if self.work is not None and self.work.steps(first_step, first_step + 1):
+            self._require_work_arrays(states, dataset)
+            states, rngs = self.work_function(num_members, self.work.program(first_step))(states, rngs, alive, dataset)
+        return self.function(num_members, update)(states, rngs, totals, alive, dataset, jnp.int32(num_updates))
+
+    def _require_work_arrays(self, states, dataset):
+        """The states hold the dataset work's arrays, sized for `dataset` (init_members(rows=...))."""
+        arrays = self.work.arrays(states.config, pixels.num_transitions(dataset))
+        held = {name: tuple(states.extras[name].shape[1:]) for name in arrays if name in states.extras}
+        wanted = {name: tuple(a.shape) for name, a in arrays.items()}
+        if held != wanted:
+            raise ValueError(f'The agents\' dataset work needs per-row arrays {wanted} in state.extras and the states '
+                             f'hold {held}: create them with init_members(..., rows=<dataset rows>).')
+
+    def work_function(self, num_members: int, work):
+        """jit(shard_map(members(`work`))) on (states, rngs, alive, dataset) -> (states, rngs): the
+        dataset work due at a step, on a key split from each member's; members not alive keep theirs."""
+        key = (num_members, 'work', work)
+        if key not in self._compiled:
+            def one(state, rng, alive, dataset):
+                rng, work_rng = jax.random.split(rng)
+                new = work(state, dataset, work_rng)
+                return jax.tree.map(lambda n, o: jnp.where(alive, n, o), (new, rng), (state, rng))
+
+            def local(states, rngs, alive, dataset):
+                return over_members(lambda s, r, a: one(s, r, a, dataset), self.execution)(states, rngs, alive)
+
+            members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()
+            program = jax.shard_map(local, mesh=self._mesh(num_members),
+                                    in_specs=(members, members, members, replicated), out_specs=members)
+            self._compiled[key] = jax.jit(program, donate_argnums=(0, 1))
+        return self._compiled[key]
+
+    def schedule_steps(self, first_agent_step: int, run_steps: int) -> list:
+        """The run's updates (counted from the run's start, whose agents are at `first_agent_step`)
+        at which a chunk must end: phase starts and the steps the dataset work runs at."""
+        last = first_agent_step + run_steps
+        steps = [start for start, _ in self.phases]
+        if self.work is not None:
+            steps += list(self.work.steps(first_agent_step, last))
+        return sorted({step - first_agent_step for step in steps if first_agent_step < step < last})
 
     def __call__(self, states, rngs, dataset, num_updates: int, first_step: int = 0, alive=None):
         """One chunk from zero totals: (states, rngs, summary), summary = the chunk's per-member
@@ -233,11 +376,14 @@ class ChunkRunner:
         return states, rngs, {**{k: v / max(num_updates, 1) for k, v in totals.items()}, NONFINITE_KEY: first_bad}
 
 
-def init_members(agent, member_configs, member_seeds, example_batch):
+def init_members(agent, member_configs, member_seeds, example_batch, rows: int | None = None, log=print):
     """Stacked initial states and training RNGs, one per member.
 
     Members with equal configs share one compiled init; seed i always gives the same state
     whatever the other members are, so member i of an N-member run equals a single run.
+    `rows`: the training dataset's size, for an agent with dataset work (`DatasetWork`): its
+    per-row arrays are checked against the device's memory and allocated (without `rows` they
+    are not, as for evaluating a saved run, which does not read them).
     """
     init = jax.jit(agent.init, static_argnums=2)
     states, rngs = [], []
@@ -245,7 +391,13 @@ def init_members(agent, member_configs, member_seeds, example_batch):
         init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
         states.append(init(init_rng, example_batch, ml_collections.FrozenConfigDict(config)))
         rngs.append(train_rng)
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states), jnp.stack(rngs)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    work = dataset_work(agent, member_configs[0])
+    if work is not None and rows is not None:
+        arrays = work.arrays(states[0].config, rows)
+        check_work_memory(work, arrays, len(states), log)
+        stacked = with_zero_arrays(stacked, arrays)
+    return stacked, jnp.stack(rngs)
 
 
 def chunk_boundaries(start: int, total: int, intervals, points=()):
@@ -257,6 +409,6 @@ def chunk_boundaries(start: int, total: int, intervals, points=()):
     points = sorted(p for p in points if 0 < p < total)
     step = start
     while step < total:
-        following = [p for p in points if p > step][:1]
+        following = points[bisect.bisect_right(points, step):bisect.bisect_right(points, step) + 1]
         step = min([total] + following + [(step // interval + 1) * interval for interval in intervals])
         yield step

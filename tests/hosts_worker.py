@@ -7,7 +7,8 @@ would with --coordinator_address, --num_processes and --process_id.
 
 SCENARIO: train (`run_settings`), three_seeds (the same with 3 seeds), resume (RUN_DIR),
 die_after_first_save (process 1 is killed, as by the OOM killer, right after the checkpoint at
-update 4), other_data (process 1 reads other data). In every scenario process 1 would cut chunks
+update 4), stop_on_one (process 1 alone receives a SIGTERM after its first chunk), other_data
+(process 1 reads other data). In every scenario process 1 would cut chunks
 of one update (its ChunkPacer) where process 0 cuts longer ones.
 """
 
@@ -47,11 +48,13 @@ def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario
     if scenario == 'die_after_first_save' and process_id == 1:
         save = runner.Run.save
 
-        def save_then_die(self):
-            save(self)
+        def save_then_die(self, attachments=None):
+            save(self, attachments)
             os._exit(9)  # no clean-up, as a killed process
 
         patch.setattr(runner.Run, 'save', save_then_die)
+    if scenario == 'stop_on_one' and process_id == 1:
+        stop_from_third_look(patch)
     quiet = lambda *_: None  # noqa: E731
     if scenario == 'resume':
         runner.resume(run_dir, log=quiet)
@@ -60,6 +63,17 @@ def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario
     else:
         runner.Run(run_settings(save_dir), log=quiet).train()
     print('FINISHED', process_id, flush=True)
+
+
+def stop_from_third_look(patch):
+    """Process 1 alone receives a SIGTERM: flowrl.stopping reports it from the third look on
+    (after the first chunk), as a signal delivered to this process between two chunks would."""
+    import signal
+
+    from flowrl import stopping
+
+    looks = iter(range(10**6))
+    patch.setattr(stopping, 'requested', lambda: signal.SIGTERM if next(looks) >= 2 else None)
 
 
 def other_data():
@@ -81,3 +95,8 @@ if __name__ == '__main__':
     except UserError as error:
         print(f'error: {error}', file=sys.stderr, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt as stop:  # flowrl.stopping.Stopped: as main.py, its line and 128 + signal
+        from flowrl import stopping
+
+        print(stop.message, file=sys.stderr, flush=True)
+        sys.exit(stopping.exit_code(stop.signum))

@@ -257,9 +257,9 @@ def test_presets_name_existing_keys(name):
     ('qfql', 'humanoidmaze-large-navigate', dict(discount=0.995)),
 ])
 def test_published_values_are_preset(agent, env, values):
-    from flowrl.envs import parse_env_name
+    from flowrl import suites
     from flowrl.presets import presets_for
-    assert presets_for(agent, parse_env_name(env)) == values
+    assert presets_for(agent, suites.resolve(env)) == values
 
 
 @pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo', 'sac'])
@@ -267,9 +267,10 @@ def test_shared_long_horizon_discount_is_preset_for_every_agent(name):
     from configs import LONG_HORIZON_FAMILIES
     from flowrl.envs import EnvSpec
     from flowrl.presets import presets_for
+    from flowrl.suites.ogbench import OGBenchTask
     for family in LONG_HORIZON_FAMILIES:
-        assert presets_for(name, EnvSpec(family, None))['discount'] == 0.995, family
-    assert 'discount' not in presets_for(name, EnvSpec('cube-double-play', None))
+        assert presets_for(name, OGBenchTask(EnvSpec(family, None)))['discount'] == 0.995, family
+    assert 'discount' not in presets_for(name, OGBenchTask(EnvSpec('cube-double-play', None)))
 
 
 def test_an_agents_own_preset_refines_the_shared_table():
@@ -287,17 +288,26 @@ def test_preset_keys_are_ogbench_environments(name):
         assert parse_env_name(env).short_name == env
 
 
+@pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo', 'sac'])
+def test_d4rl_preset_keys_are_d4rl_names_without_version(name):
+    from flowrl.suites.d4rl import ENTRIES
+    families = {entry.name.rsplit('-v', 1)[0] for entry in ENTRIES.values()}
+    module = importlib.import_module(f'configs.{name}')
+    for table in ('D4RL_PRESETS', 'D4RL_ONLINE_PRESETS'):
+        assert set(getattr(module, table, {})) <= families
+
+
 def test_a_copied_agent_file_keeps_its_presets(tmp_path):
     """Presets are looked up by the config's agent_name, not the file's name: my_fql.py is FQL."""
     import shutil
 
+    from flowrl import suites
     from flowrl.agent_loading import load_agent
-    from flowrl.envs import parse_env_name
     from flowrl.settings import RunSettings, resolve_members
     copy = tmp_path / 'my_fql.py'
     shutil.copy('agents/fql.py', copy)
     settings = RunSettings(agent=str(copy), env_name='cube-double-play')
     logged = []
-    members = resolve_members(settings, load_agent(str(copy)), parse_env_name(settings.env_name), logged.append)
+    members = resolve_members(settings, load_agent(str(copy)), suites.resolve(settings.env_name), logged.append)
     assert members.configs[0].alpha == 300.0  # FQL's cube-double preset; its default is 10
     assert any('configs/fql.py' in line for line in logged)

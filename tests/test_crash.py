@@ -135,6 +135,9 @@ def test_a_single_member_that_diverges_stops_the_run_naming_the_checkpoint_that_
         chunks = healthy.chunks
         phases = chunks.phases
 
+        def __getattr__(self, name):  # everything but `run` is the real runner's (schedule_steps, ...)
+            return getattr(self.chunks, name)
+
         def run(self, states, rngs, totals, dataset, num_updates, first_step, alive):
             states, rngs, totals, first_bad = self.chunks.run(states, rngs, totals, dataset, num_updates, first_step,
                                                               alive)

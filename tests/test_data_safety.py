@@ -7,6 +7,7 @@ Uses reduced pointmaze datasets, the quickest to generate (2 episodes of 201 ste
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from flowrl import stopping
 from flowrl.data import files, generate_dataset, load_singletask_data
 from flowrl.data.__main__ import main as data_cli
 from flowrl.errors import UserError
@@ -75,23 +77,60 @@ def test_interrupted_regeneration_keeps_the_previous_dataset(existing, monkeypat
     assert "seed 0" in data.source and len(data.train["observations"]) == 200
 
 
-def test_ctrl_c_during_the_final_renames_is_delivered_after_them(existing, monkeypatch):
-    """The four renames are not split by Ctrl-C: the new dataset is complete, then it is raised."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_during_the_final_renames_is_delivered_after_them(existing, monkeypatch, signum):
+    """The four renames are not split by Ctrl-C or SIGTERM: the new dataset is complete, then the
+    signal is acted on. raise_signal runs the handler before it returns (os.kill did not say when:
+    the handler could run after the renames, once the block had put the previous one back)."""
     original_replace, renamed = os.replace, []
 
-    def replace_with_ctrl_c(source, target):
+    def replace_with_a_stop_signal(source, target):
         if not renamed:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signum)
         renamed.append(Path(target).name)
         original_replace(source, target)
 
-    monkeypatch.setattr(os, "replace", replace_with_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(os, "replace", replace_with_a_stop_signal)
+    with stopping.stop_signals_raise(), pytest.raises(KeyboardInterrupt):  # SIGTERM: stopping.Stopped
         _generate(existing, seed=1)
     monkeypatch.undo()
     assert len(renamed) == 4 and len(list(existing.iterdir())) == 4
     data = load_singletask_data(ENV, dataset_dir=str(existing), dataset_episodes=1, generate=False, log=_quiet)
     assert "seed 1" in data.source
+
+
+def _generate_cli(directory: Path) -> int:
+    return data_cli(["generate", DATASET, "--episodes", "1", "--workers", "1", "--seed", "1", "--force",
+                     "--dataset_dir", str(directory)])
+
+
+def test_sigterm_stops_a_generation_with_one_line_and_keeps_the_previous_dataset(existing, monkeypatch, capsys):
+    before = _snapshot(existing)
+
+    def sigterm_while_writing(path, arrays):
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(files, "write_npz_deterministic", sigterm_while_writing)
+    assert _generate_cli(existing) == 143
+    assert capsys.readouterr().err == ("Stopped by SIGTERM; no partial dataset was left behind and an existing one "
+                                       "was kept.\n")
+    assert _snapshot(existing) == before
+
+
+def test_a_full_disk_stops_a_generation_with_one_sentence_and_keeps_the_previous_dataset(existing, monkeypatch,
+                                                                                          capsys):
+    before = _snapshot(existing)
+
+    def full_after_a_few_bytes(path, arrays):
+        Path(path).write_bytes(b"PK partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files, "write_npz_deterministic", full_after_a_few_bytes)
+    assert _generate_cli(existing) == 1
+    assert capsys.readouterr().err == (
+        f"error: No space left on the device for the new dataset files in {files.display_path(existing)}: the "
+        "half-written file was removed and nothing else was changed; free some space and run the command again.\n")
+    assert _snapshot(existing) == before
 
 
 def _verify(directory: Path, capsys) -> tuple[int, str]:

@@ -126,6 +126,20 @@ def test_a_run_whose_process_was_killed_resumes_exactly_on_two_processes(tmp_pat
     assert_same_run(run_dir, one_process)
 
 
+def test_a_signal_to_one_process_stops_every_process_at_the_same_update_and_the_run_resumes_exactly(
+        tmp_path, one_process):
+    outcomes = run_processes(2, tmp_path, 'stop_on_one')
+    for code, _, err in outcomes:
+        assert code == 128 + 15, err[-3000:]  # both stopped (not hung, not killed), as by SIGTERM
+    (run_dir,) = run_dirs(tmp_path)
+    lines = [err.strip().splitlines()[-1] for _, _, err in outcomes]
+    assert lines[0] == lines[1] and lines[0].startswith('Stopped by SIGTERM at update '), lines
+    assert f'--resume={run_dir}' in lines[0]
+    for code, _, err in run_processes(2, tmp_path, 'resume', run_dir):
+        assert code == 0, err[-3000:]
+    assert_same_run(run_dir, one_process)
+
+
 def test_processes_that_loaded_other_data_all_refuse_to_train(tmp_path):
     for code, _, err in run_processes(2, tmp_path, 'other_data'):
         assert code == 1

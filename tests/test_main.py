@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -128,3 +129,115 @@ def test_eval_workers_error_says_zero_means_one_per_core():
 
     with pytest.raises(UserError, match=r'^--eval_workers must be zero \(one per core\) or a positive integer'):
         check_settings(RunSettings(eval_workers=-1))
+
+
+# A real main.py, its chunks pinned to 7 updates (rows do not depend on where chunks end), that
+# stops at a known point until a stop signal has been received: the test sends it only then, so
+# no outcome depends on timing. Point 'offline': the chunk from update 57; 'evaluation': its first
+# policy call; 'online': the environment step to update 160.
+STOP_DRIVER = r'''
+import runpy, sys, time
+from flowrl import evaluation, online, progress, stopping, training
+
+point, sys.argv = sys.argv[1], ['main.py'] + sys.argv[2:]
+progress.ChunkPacer.size = lambda self: 7
+
+def wait_for_a_stop_signal():
+    print('AT THE STOP POINT', flush=True)
+    deadline = time.monotonic() + 300
+    while stopping.requested() is None:
+        assert time.monotonic() < deadline, 'no stop signal came'
+        time.sleep(0.01)
+
+def pausing(owner, name, here):
+    original = getattr(owner, name)
+    def paused(*args):
+        if here(*args):
+            wait_for_a_stop_signal()
+        return original(*args)
+    setattr(owner, name, paused)
+
+if point == 'offline':
+    pausing(training.ChunkRunner, 'run', lambda self, *args: args[5] == 57)
+elif point == 'evaluation':
+    pausing(evaluation, '_policy_actions', lambda *args: True)
+elif point == 'online':
+    pausing(online.MemberEnvs, 'step', lambda self, actions, step: step == 160)
+runpy.run_path('main.py', run_name='__main__')
+'''
+
+
+def run_until_stopped(args, point, signum):
+    """main.py `args`, sent `signum` once it waits at `point`; returns (exit status, stderr lines)."""
+    env = dict(os.environ, FLOWRL_NO_DOWNLOAD='1', JAX_PLATFORMS='cpu')
+    process = subprocess.Popen([sys.executable, '-c', STOP_DRIVER, point] + args, cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith('AT THE STOP POINT'):
+                process.send_signal(signum)
+                break
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, [line for line in stderr.splitlines() if line.strip()]
+
+
+def test_stopped_three_times_the_run_continues_exactly_as_the_uninterrupted_one(trained_run, tmp_path):
+    """SIGINT mid-training, SIGTERM mid-evaluation and SIGINT mid-online, each followed by the
+    printed resume command: every stop says where it stopped and keeps a checkpoint there, and
+    the rows and agents are those of the uninterrupted run."""
+    from flowrl import checkpoints
+
+    reference, _ = trained_run
+    settings = json.load(open(os.path.join(reference, 'flags.json')))['settings']
+    args = [f'--save_dir={tmp_path}', f'--dataset_dir={settings["dataset_dir"]}', '--dataset_episodes=2',
+            '--env_name=cube-single-play', '--offline_steps=100', '--online_steps=100', '--log_interval=50',
+            '--eval_interval=100', '--eval_episodes=2', '--save_interval=50', '--num_seeds=2', '--eval_workers=1',
+            *TINY]
+    status, lines = run_until_stopped(args, 'offline', signal.SIGINT)
+    (run_dir,) = [os.path.join(dp, d) for dp, ds, _ in os.walk(tmp_path) for d in ds if d.startswith('fql_')]
+    resume = f'continue with: python main.py --resume={run_dir}'
+    assert status == 130, lines
+    assert lines[-1] == (f'Stopped by Ctrl-C (SIGINT) at update 64 of 200, with a checkpoint in {run_dir}/checkpoints; '
+                         f'{resume}')
+    assert not any('Traceback' in line for line in lines), lines
+    assert checkpoints.steps(os.path.join(run_dir, 'checkpoints')) == [50, 64]
+
+    status, lines = run_until_stopped([f'--resume={run_dir}'], 'evaluation', signal.SIGTERM)
+    assert status == 143, lines
+    assert lines[-1] == (f'Stopped by SIGTERM during the evaluation at update 100; the checkpoint saved before it is '
+                         f'kept and the resumed run evaluates again; {resume}')
+    assert checkpoints.steps(os.path.join(run_dir, 'checkpoints')) == [64, 100]
+    assert not os.path.exists(os.path.join(run_dir, 'eval.csv'))  # no evaluation finished
+
+    status, lines = run_until_stopped([f'--resume={run_dir}'], 'online', signal.SIGINT)
+    assert status == 130, lines
+    assert lines[-1] == (f'Stopped by Ctrl-C (SIGINT) at update 164 of 200, with a checkpoint in {run_dir}/checkpoints; '
+                         f'{resume}')
+    assert not any('Traceback' in line or 'Error' in line for line in lines), lines
+    assert checkpoints.steps(os.path.join(run_dir, 'checkpoints')) == [150, 164]
+    # Resumed once more to the end: every row, the final agents and the results are the
+    # uninterrupted run's (online episodes go on across the stop's checkpoint, replayed on resume).
+    result = run_cli([f'--resume={run_dir}'])
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ('train.csv', 'eval.csv'):
+        assert read_csv(os.path.join(run_dir, name)) == read_csv(os.path.join(reference, name)), name
+    assert_same_checkpoint(os.path.join(run_dir, 'checkpoints'), os.path.join(reference, 'checkpoints'), 200)
+    final = lambda path: json.load(open(os.path.join(path, 'results.json')))['members']
+    assert final(run_dir) == final(reference)
+
+
+def assert_same_checkpoint(directory, reference_directory, step):
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    def arrays(path):
+        tree = ocp.PyTreeCheckpointer().restore(os.path.join(path, str(step), 'default'))
+        return {k: np.asarray(v) for k, v in ocp.tree.to_flat_dict(tree, sep='/').items()}
+
+    got, want = arrays(directory), arrays(reference_directory)
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)

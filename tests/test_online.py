@@ -313,3 +313,49 @@ def test_an_ogbench_episode_replays_bit_for_bit_in_worker_processes():
     np.testing.assert_array_equal(continued.returns, envs.returns)
     envs.close()
     continued.close()
+
+
+def test_online_step_freezes_diverged_members_without_copying_their_state():
+    """A member whose update is non-finite, or that is not alive, keeps its state, the others
+    update; the compiled step has no `conditional` (which copied the whole state every step) and
+    copies no state array. (Donating the states made XLA copy them at paper size, see
+    flowrl.online.keep_if; at these tiny sizes it does not, so that is checked by hand.)"""
+    import re
+
+    import jax
+    import jax.numpy as jnp
+
+    from agents import fql
+    from flowrl.online import OnlineProgram, empty_buffers
+    from flowrl.testing import max_abs_diff, synthetic_batch, tiny_config
+    from flowrl.training import init_members, member_shardings, metric_names
+
+    def update(state, batch, rng):  # non-finite for the member with alpha 9
+        state, metrics = fql.update(state, batch, rng)
+        return state, {**metrics, 'critic/loss': jnp.where(state.hparams['alpha'] > 5, jnp.nan, 1.0)}
+
+    configs = [tiny_config(fql, hidden=(8,), batch_size=4, alpha=alpha) for alpha in (1.0, 9.0)]
+    dataset = {k: v for k, v in synthetic_batch(batch_size=64).items() if k != 'next_actions'}
+    states, rngs = init_members(fql, configs, [0, 1], dataset)
+    member_sharding, replicated = member_shardings(2)
+    states, rngs = jax.device_put(states, member_sharding), jax.device_put(rngs, member_sharding)
+    dataset = jax.device_put(dataset, replicated)
+    online = empty_buffers(dataset, 2, CAPACITY, member_sharding)
+    program = OnlineProgram(fql, 4, 'auto', False, CAPACITY)
+    names = metric_names(update, jax.tree.map(lambda x: x[0], states), dataset, 4)
+    zeros = lambda: {k: jnp.zeros((2,), jnp.float32) for k in names}  # the step donates the totals and keys
+    transitions = {k: np.repeat(np.asarray(v[:1]), 2, axis=0) for k, v in dataset.items()}
+    observations = np.asarray(dataset['observations'][:2])
+    before = jax.device_get(states)
+    for alive, expect_kept in (([True, True], [False, True]), ([False, True], [True, True])):
+        alive = jnp.asarray(alive)
+        new, _, _, online, first_bad, _ = program.step(update, states, jnp.array(rngs), zeros(), alive, online,
+                                                       transitions, observations, dataset)
+        np.testing.assert_array_equal(first_bad, [-1, 0])
+        kept = [max_abs_diff(jax.tree.map(lambda x: x[i], new.params), jax.tree.map(lambda x: x[i], before.params))
+                == 0 for i in range(2)]
+        assert kept == expect_kept
+    step = program._compiled[('step', 2, update)]
+    text = step.lower(states, rngs, zeros(), alive, online, observations, dataset).compile().as_text()
+    assert ' conditional(' not in text
+    assert re.findall(r'copy\(%states_\S+', text) == []

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from agents import qipo
+from flowrl.errors import UserError
 from flowrl.flow import flow_matching_errors
 from flowrl.testing import index, max_abs_diff, stack, synthetic_batch, tiny_config
-from flowrl.training import ChunkRunner, init_members
+from flowrl.training import ROWS_KEY, ChunkRunner, init_members, with_zero_arrays
 
 
 class LinearCritic:
@@ -90,6 +91,73 @@ def test_default_weights_are_the_papers_softmax_of_beta_q():
     q = jnp.array([[0.0, 2.0, 5.0], [1.0, 1.5, -3.0]])
     np.testing.assert_array_equal(qipo.support_weights(q, config.beta, config.normalize_q),
                                   jax.nn.softmax(config.beta * q, axis=-1))
+
+
+def test_support_steps_by_hand():
+    """Stored supports are drawn at phase 2's start and at every renewal (phase 3's start and
+    every renew_period after), counted from any first step."""
+    config = tiny_config(qipo, bc_steps=2, critic_steps=3, renew_period=2)
+    assert qipo.support_steps(config, 0, 12) == [2, 5, 7, 9, 11]
+    assert qipo.support_steps(config, 6, 12) == [7, 9, 11]
+    assert qipo.support_steps(config, 5, 6) == [5] and qipo.support_steps(config, 3, 5) == []
+    no_critic_phase = tiny_config(qipo, bc_steps=2, critic_steps=0, renew_period=2)
+    assert qipo.support_steps(no_critic_phase, 0, 7) == [2, 4, 6]  # phase 3's draws only
+    assert qipo.dataset_work(tiny_config(qipo, support='batch')) is None
+    with pytest.raises(UserError, match='--agent.support must be one of batch, dataset'):
+        qipo.dataset_work(tiny_config(qipo, support='rows'))
+
+
+def _stored_state(config, dataset, step):
+    """A state at `step` with zero stored supports for `dataset`'s rows."""
+    state = qipo.init(jax.random.PRNGKey(0), dataset, config)
+    arrays = qipo.support_arrays(state.config, dataset['actions'].shape[0])
+    return index(with_zero_arrays(stack([state]), arrays), 0).replace(step=jnp.int32(step))
+
+
+def test_stored_and_per_batch_supports_define_the_same_weights():
+    """A renewal stores, for every row (three blocks of 16 rows, the last overlapping), the
+    snapshot's actions and min_k Q_k of {dataset action} + them; the phase-3 update that gathers
+    them computes the same Q, weights and loss as the per-batch update given the same support
+    actions, and phase 2 gathers its next-state supports the same way."""
+    config = tiny_config(qipo, bc_steps=1, critic_steps=1, policy_support=3, critic_support=2, flow_steps=2,
+                         support_block_rows=16)
+    dataset = synthetic_batch(batch_size=40)
+    state = _stored_state(config, dataset, qipo.policy_start(config))
+    state = state.replace(params={**state.params, 'actor_flow': jax.tree.map(lambda x: x + 0.01,
+                                                                                  state.params['actor_flow'])})
+    renewed = jax.jit(qipo.draw_policy_supports)(state, dataset, jax.random.PRNGKey(4))
+    assert max_abs_diff(renewed.extras['snapshot'], state.params['actor_flow']) == 0  # the snapshot was renewed
+    actions = renewed.extras[qipo.SUPPORT_ACTIONS]
+    assert bool(jnp.all(jnp.any(actions != 0, axis=(1, 2))))  # every row drawn, the overlapped last block too
+    assert bool(jnp.all(jnp.abs(actions) <= 1.0))
+    nets = qipo.networks(renewed.config)
+    rows = jnp.array([0, 17, 39, 39, 5])
+    batch = {k: v[rows] for k, v in dataset.items()}
+    support = jnp.concatenate([batch['actions'][:, None], actions[rows]], axis=1)
+    expected_q = jnp.min(jnp.stack([nets['critic'].apply({'params': renewed.params['critic']},
+                                                         batch['observations'], support[:, j])
+                                    for j in range(4)], axis=-1), axis=0)
+    np.testing.assert_allclose(renewed.extras[qipo.SUPPORT_Q][rows], expected_q, rtol=1e-5, atol=1e-6)
+    rng = jax.random.PRNGKey(5)
+    with_rows = dict(batch, **{ROWS_KEY: rows})
+    stored_loss, stored_info = qipo.policy_phase_loss(renewed.params, renewed, with_rows, rng)
+    _, flow_rng = jax.random.split(rng)
+    batch_loss, batch_info = qipo.policy_loss(nets, renewed.params, renewed.hparams, renewed.config, batch,
+                                              actions[rows], flow_rng)  # Q computed from the critic
+    assert float(stored_loss) == pytest.approx(float(batch_loss), rel=1e-5)
+    for key in ('actor/data_weight', 'actor/max_weight', 'actor/support_q', 'actor/bc_loss'):
+        assert float(stored_info[key]) == pytest.approx(float(batch_info[key]), rel=1e-5), key
+    # Without rows (online, validation, a user's batch) the update draws its own support: other weights.
+    assert float(qipo.policy_phase_loss(renewed.params, renewed, batch, rng)[0]) != pytest.approx(float(stored_loss))
+
+    drawn = jax.jit(qipo.draw_next_state_supports)(_stored_state(config, dataset, 1), dataset, jax.random.PRNGKey(6))
+    next_actions = drawn.extras[qipo.SUPPORT_ACTIONS]
+    assert bool(jnp.all(jnp.any(next_actions[:, :2] != 0, axis=(1, 2)))) and bool(jnp.all(next_actions[:, 2:] == 0))
+    _, info = qipo.critic_phase_loss(drawn.params, drawn, with_rows, rng)
+    _, expected = qipo.critic_loss(nets, drawn.params, drawn.target_params, drawn.hparams, drawn.config, batch,
+                                   next_actions[rows, :2])
+    assert float(info['critic/next_v']) == pytest.approx(float(expected['critic/next_v']), rel=1e-5)
+    assert float(info['critic/loss']) == pytest.approx(float(expected['critic/loss']), rel=1e-5)
 
 
 def _nonzero(grads):
@@ -198,19 +266,30 @@ def test_tilted_high_mass_tends_to_the_energy_tilt():
 
 
 def _train_chunks(config, data, seeds, chunks, chunk):
-    """The training loop's compiled chunks (each phase's own update) of `chunk` updates; yields after each."""
+    """The training loop's compiled chunks (each phase's own update; with support='dataset' the
+    supports drawn at phase 2's start and at renewals) of `chunk` updates; yields after each."""
     configs = [c for c, _ in seeds]
-    states, rngs = init_members(qipo, configs, [seed for _, seed in seeds], jax.tree.map(lambda x: x[:4], data))
+    states, rngs = init_members(qipo, configs, [seed for _, seed in seeds], jax.tree.map(lambda x: x[:4], data),
+                                rows=data['actions'].shape[0], log=lambda *_: None)
     runner = ChunkRunner(qipo, config.batch_size, 'auto', config)
     for i in range(chunks):
         states, rngs, _ = runner(states, rngs, data, chunk, i * chunk)
         yield i + 1, states
 
 
-def test_bandit_mass_on_high_q_mode_matches_the_energy_tilt():
+# Two renewals compound each period's shortfall (the flow trains 600 updates towards its target):
+# per-batch supports ended at 0.454-0.471 for seeds 0-3 against the predicted 0.539. Stored
+# supports are one draw per period, reused by every batch of it, and spread more over seeds with
+# the same mean: 0.394-0.500 for seeds 0-5 (mean 0.455; 2026-12-06). The per-period checks above
+# hold for both at 0.08.
+FINAL_TOLERANCE = dict(batch=0.1, dataset=0.12)
+
+
+@pytest.mark.parametrize('support', qipo.SUPPORTS)
+def test_bandit_mass_on_high_q_mode_matches_the_energy_tilt(support):
     data = _bandit()
     chunk, betas = 200, (0.0, BETA)
-    config = tiny_config(qipo, hidden=(64, 64), batch_size=128, lr=3e-3, normalize_q=False,
+    config = tiny_config(qipo, hidden=(64, 64), batch_size=128, lr=3e-3, normalize_q=False, support=support,
                          critic_support=SUPPORT, policy_support=SUPPORT,
                          bc_steps=2 * chunk, critic_steps=chunk, renew_period=3 * chunk)
     members = []
@@ -241,4 +320,4 @@ def test_bandit_mass_on_high_q_mode_matches_the_energy_tilt():
             assert masses[beta][renewal + 1] == pytest.approx(predicted, abs=0.08), (beta, renewal, masses)
         # ... and overall, l renewals give pi_beta exp(l beta Q) (finite-M exact form).
         predicted = tilted_high_mass(behaviour, q_high, q_low, beta, SUPPORT, RENEWALS)
-        assert masses[beta][-1] == pytest.approx(predicted, abs=0.1), (beta, masses, predicted)
+        assert masses[beta][-1] == pytest.approx(predicted, abs=FINAL_TOLERANCE[support]), (beta, masses, predicted)

@@ -62,7 +62,7 @@ def test_phase_updates_run_in_their_own_chunks_and_equal_the_step_by_step_update
     runs its phase's update, and the result equals calling the dispatching `update` per step."""
     from agents import qipo
     config = tiny_config(qipo, batch_size=16, bc_steps=2, critic_steps=2, renew_period=1, critic_support=2,
-                         policy_support=2, flow_steps=2)
+                         policy_support=2, flow_steps=2, support='batch')  # per-batch supports, as `update` draws
     runner = ChunkRunner(qipo, 16, 'map', config)
     assert [start for start, _ in runner.phases] == [0, 2, 4]
     stops = list(chunk_boundaries(0, 6, (), [start for start, _ in runner.phases]))
@@ -80,6 +80,65 @@ def test_phase_updates_run_in_their_own_chunks_and_equal_the_step_by_step_update
         reference, _ = update(reference, sample_batch(DATASET, batch_rng, 16), update_rng)
     assert max_abs_diff(index(states, 0).params, reference.params) < 1e-5
     assert max_abs_diff(index(states, 0).extras, reference.extras) < 1e-5
+
+
+def test_dataset_work_runs_at_its_steps_and_resumes_exactly_from_a_checkpoint(tmp_path):
+    """QIPO with stored supports (contract extension `dataset_work`): chunks end at phase 2's start
+    and at every renewal, the work runs there (the stored supports change then and only then), and
+    a run interrupted at an arbitrary update and restored from a checkpoint, supports included,
+    continues exactly as the uninterrupted one."""
+    from agents import qipo
+    config = tiny_config(qipo, batch_size=16, bc_steps=2, critic_steps=2, renew_period=3, critic_support=2,
+                         policy_support=3, flow_steps=2, support_block_rows=100)
+    runner = ChunkRunner(qipo, 16, 'map', config)
+    assert runner.schedule_steps(0, 11) == [2, 4, 7, 10]
+    assert runner.schedule_steps(5, 6) == [2, 5]  # agent steps 7 and 10, counted from the run's start
+    stops = list(chunk_boundaries(0, 11, (), runner.schedule_steps(0, 11)))
+    assert stops == [2, 4, 7, 10, 11]
+    fresh = lambda: init_members(qipo, [config] * 2, [0, 1], DATASET, rows=256, log=lambda *_: None)
+    states, rngs = fresh()
+    assert states.extras['support_actions'].shape == (2, 256, 3, 3)
+    step, changed = 0, []
+    for stop in stops:
+        before = np.asarray(states.extras['support_actions'])  # the states are donated to the chunk
+        states, rngs, _ = runner(states, rngs, DATASET, stop - step, step)
+        changed.append(max_abs_diff(states.extras['support_actions'], before) > 0)
+        step = stop
+    assert changed == [False, True, True, True, True]  # the chunks starting at 2, 4, 7, 10 drew supports
+    straight = jax.device_get((states, rngs))
+    states, rngs = fresh()
+    for begin, stop in ((0, 2), (2, 3), (3, 4), (4, 5)):  # cut elsewhere too, interrupted at update 5 ...
+        states, rngs, _ = runner(states, rngs, DATASET, stop - begin, begin)
+    checkpoints.save(tmp_path, 5, dict(states=states, rngs=rngs))
+    restored = checkpoints.restore(tmp_path, dict(zip(('states', 'rngs'), fresh())))
+    states, rngs = restored['states'], restored['rngs']
+    for begin, stop in ((5, 7), (7, 10), (10, 11)):  # ... and resumed
+        states, rngs, _ = runner(states, rngs, DATASET, stop - begin, begin)
+    assert max_abs_diff((states, rngs), straight) == 0.0
+
+
+def test_dataset_work_refuses_states_without_its_arrays():
+    from agents import qipo
+    config = tiny_config(qipo, batch_size=16, bc_steps=0, critic_steps=2, renew_period=3, critic_support=2,
+                         policy_support=2, flow_steps=2)
+    states, rngs = init_members(qipo, [config], [0], DATASET)  # no rows: no stored supports
+    with pytest.raises(ValueError, match=r'init_members\(\.\.\., rows=<dataset rows>\)'):
+        ChunkRunner(qipo, 16, 'map', config)(states, rngs, DATASET, 1, 0)
+
+
+def test_stored_supports_that_do_not_fit_the_device_are_refused_before_the_run(monkeypatch):
+    from agents import qipo
+    monkeypatch.setattr('flowrl.training.free_bytes', lambda device: 100 * 2**20)
+    config = tiny_config(qipo, critic_support=16, policy_support=8)
+    lines = []
+    # 1M rows x 16 actions x 3 dims + 1M x 9 Q values, float32: 228 MB per member.
+    with pytest.raises(UserError, match=r"QIPO's stored support sets \(--agent.support=dataset\) need 0.42 GiB .* "
+                                        r'and 0.10 GiB is free; pass --agent.support=batch'):
+        init_members(qipo, [config] * 2, [0, 1], DATASET, rows=1_000_000, log=lines.append)
+    assert lines == ["QIPO's stored support sets (--agent.support=dataset): 0.21 GiB per member (support_actions "
+                     '1000000x16x3 float32, support_q 1000000x9 float32); 0.42 GiB on a device.']
+    states, _ = init_members(qipo, [config], [0], DATASET, rows=100_000, log=lines.append)  # 22.9 MiB: fits
+    assert states.extras['support_q'].shape == (1, 100_000, 9)
 
 
 def test_sweep_member_equals_a_single_run_with_that_value():

@@ -3,6 +3,11 @@
     python -m flowrl.data generate cube-double-play-v0 [--episodes N] [--workers W] [--seed S] [--dataset_dir D] [--force]
     python -m flowrl.data plan cube-double-play-v0 [--episodes N] [--workers W]
     python -m flowrl.data verify cube-double-play-v0 [--episodes N] [--dataset_dir D]
+    python -m flowrl.data locomotion halfcheetah [--sac_steps N] [--medium_return_fraction F] [--rollout_episodes E] ...
+
+`locomotion` makes D4RL-style locomotion datasets with flowrl's SAC (flowrl.data.locomotion):
+Minari datasets flowrl/<env>/{medium,medium-replay,expert,medium-expert}-v0; rerun the same
+command to continue an interrupted run.
 
 A visual name ('visual-cube-single-play-v0') is rendered from its state dataset, which `generate`
 takes from the dataset directory or generates first (with --seed); --force replaces only the
@@ -10,14 +15,19 @@ visual files.
 
 `--dataset_episodes` is accepted as a synonym of `--episodes` (the name main.py uses). A dataset
 may also be named by a single-task env name ('cube-double-play-singletask-task2-v0').
-User errors print one sentence and exit with status 1; bad arguments exit with status 2.
+User errors (a full disk included) print one sentence and exit with status 1; bad arguments exit
+with status 2. Ctrl-C, SIGTERM or SIGUSR1 stop it with one line and status 130, 143 or 138: a
+generation keeps no partial file (and an existing dataset), a render keeps its finished episodes
+for the same command to continue from.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
+from flowrl import stopping
 from flowrl.errors import UserError
 
 
@@ -37,7 +47,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="check the integrity of existing dataset files")
     _add_common_arguments(verify)
+    _add_locomotion_parser(commands)
     return parser
+
+
+def _add_locomotion_parser(commands) -> None:
+    from flowrl.data.locomotion import RecipeSettings
+
+    defaults = RecipeSettings(env="halfcheetah")
+    recipe = commands.add_parser(
+        "locomotion", help="make D4RL-style locomotion datasets (medium, medium-replay, expert, medium-expert) with SAC")
+    recipe.add_argument("env", help="halfcheetah, hopper or walker2d (Gymnasium -v4)")
+    recipe.add_argument("--sac_steps", type=int, default=defaults.sac_steps, help="environment steps of SAC in all")
+    recipe.add_argument("--random_steps", type=int, default=defaults.random_steps,
+                        help="first steps with random actions and no update")
+    recipe.add_argument("--medium_return", type=float, default=None,
+                        help="evaluation return of the medium policy (default: the fraction below)")
+    recipe.add_argument("--medium_return_fraction", type=float, default=defaults.medium_return_fraction,
+                        help="medium return as a fraction of D4RL's expert reference return (default 1/3, D4RL's)")
+    recipe.add_argument("--rollout_episodes", type=int, default=defaults.rollout_episodes,
+                        help="episodes of the medium and of the expert rollouts")
+    recipe.add_argument("--eval_interval", type=int, default=defaults.eval_interval, help="env steps between evaluations")
+    recipe.add_argument("--eval_episodes", type=int, default=defaults.eval_episodes, help="episodes per evaluation")
+    recipe.add_argument("--checkpoint_interval", type=int, default=defaults.checkpoint_interval,
+                        help="env steps between checkpoints")
+    recipe.add_argument("--max_episode_steps", type=int, default=None, help="episode length (default: the env's 1000)")
+    recipe.add_argument("--hidden_dims", type=_layer_sizes, default=defaults.hidden_dims,
+                        help="actor and critic layer sizes, e.g. 256,256")
+    recipe.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    recipe.add_argument("--seed", type=int, default=defaults.seed)
+    recipe.add_argument("--work_dir", default=None, help="checkpoint directory (default ~/.flowrl/locomotion/<env>)")
+    recipe.add_argument("--force", action="store_true", help="start again, replacing the datasets and the checkpoint")
+
+
+def _layer_sizes(text: str) -> tuple:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers, not {text!r}") from None
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,17 +183,43 @@ def run_verify(args) -> None:
     print(f"OK: {source}")
 
 
+def run_locomotion(args) -> None:
+    from flowrl.data.locomotion import RecipeSettings, make_datasets
+
+    settings = RecipeSettings(**{k: v for k, v in vars(args).items() if k != "command"})
+    try:
+        make_datasets(settings)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM / SIGUSR1 as flowrl.stopping.Stopped
+        signum = getattr(stop, "signum", signal.SIGINT)
+        raise Interrupted(f"Stopped by {stopping.signal_name(signum)}; the last checkpoint in {settings.work_path} is "
+                          "kept: run the same command again to continue.", signum) from None
+
+
+class Interrupted(Exception):
+    """A stop of the locomotion recipe, with what was kept."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"generate": run_generate, "plan": run_plan, "verify": run_verify}
+    handlers = {"generate": run_generate, "plan": run_plan, "verify": run_verify, "locomotion": run_locomotion}
     try:
-        handlers[args.command](args)
-    except UserError as error:
+        with stopping.stop_signals_raise():
+            handlers[args.command](args)
+    except UserError as error:  # a full disk included (flowrl.disk.NoSpace)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("Interrupted; no partial dataset was left behind and an existing one was kept.", file=sys.stderr)
-        return 130
+    except Interrupted as interrupted:
+        print(interrupted, file=sys.stderr)
+        return stopping.exit_code(interrupted.signum)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM / SIGUSR1 as flowrl.stopping.Stopped
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"Stopped by {stopping.signal_name(signum)}; no partial dataset was left behind and an existing one "
+              "was kept.", file=sys.stderr)
+        return stopping.exit_code(signum)
     return 0
 
 

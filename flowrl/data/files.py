@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import socket
 import threading
 import urllib.parse
@@ -38,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from flowrl import stopping
 from flowrl.data.protocol import OFFICIAL_URL
+from flowrl.disk import NoSpace, is_no_space, naming_no_space
 from flowrl.errors import UserError
 
 METADATA_SUFFIX = ".meta.json"
@@ -130,11 +131,13 @@ def write_npz_deterministic(path: str | os.PathLike, arrays: dict[str, np.ndarra
 
 @contextlib.contextmanager
 def atomic_output(final_path: str | os.PathLike):
-    """Yield a temporary path; move it onto `final_path` on success, delete it on any failure."""
+    """Yield a temporary path; move it onto `final_path` on success, delete it on any failure
+    (a full disk: flowrl.disk.NoSpace naming the file)."""
     temporary = temporary_path_for(final_path)
     try:
-        yield temporary
-        os.replace(temporary, final_path)
+        with naming_no_space(display_path(final_path)):
+            yield temporary
+            os.replace(temporary, final_path)
     finally:
         # Also runs on KeyboardInterrupt: never leave a partial file behind.
         with contextlib.suppress(FileNotFoundError):
@@ -163,32 +166,23 @@ def staged_outputs():
     temporary onto its final name, otherwise (an error, Ctrl-C) delete the temporaries.
 
     Files already in place are untouched until all new ones are complete, so an interrupted
-    `generate --force` keeps the previous dataset. Ctrl-C is held back during the renames.
+    `generate --force` keeps the previous dataset. Stop signals (Ctrl-C, SIGTERM) are held back
+    during the renames (flowrl.stopping.held_back). A full disk raises flowrl.disk.NoSpace.
     """
     staged: list[tuple[Path, Path]] = []
     try:
-        yield staged
-        with _sigint_deferred():
+        try:
+            yield staged
+        except Exception as error:
+            if is_no_space(error) and not isinstance(error, NoSpace):
+                where = f" in {display_path(Path(staged[0][1]).parent)}" if staged else ""
+                raise NoSpace(f"the new dataset files{where}") from error
+            raise
+        with stopping.held_back():
             for temporary, final in staged:
                 os.replace(temporary, final)
     finally:
         remove_quietly(*(temporary for temporary, _ in staged))
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Run the block with Ctrl-C recorded rather than raised; re-deliver it afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(*received[0])
 
 
 def remove_quietly(*paths: str | os.PathLike) -> None:

@@ -11,19 +11,16 @@ Safety: episodes are gathered in memory, then every file is written under a temp
 and all are renamed together once complete (see `files.py`); an interruption (Ctrl-C, an
 exception in a worker) terminates the workers, leaves no partial dataset behind and keeps a
 previous dataset of the same name. Workers also end when the generating process is killed
-outright (kill -9), which no handler in it can see: see `_die_with_parent`.
+outright (kill -9), which no handler in it can see: see `flowrl.stopping.die_with_parent`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import importlib.metadata
 import multiprocessing
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from flowrl import stopping
 from flowrl.data import files
 from flowrl.data.protocol import DatasetSpec, reduced_dataset_name, require_spec
 from flowrl.errors import UserError
@@ -199,50 +197,14 @@ _WORKER_STATE = None
 
 def _init_worker(make_state, make_args: tuple, parent_pid: int) -> None:
     global _WORKER_STATE
-    _die_with_parent(parent_pid)
-    # Ctrl-C is handled once, by the parent, which then terminates the pool.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Stop signals are handled once, by the parent, which then ends the pool; a worker dies with
+    # a parent killed outright (kill -9), which no handler in it can see (flowrl.stopping).
+    stopping.become_worker(parent_pid)
     _WORKER_STATE = make_state(*make_args)
 
 
 def _run_in_worker(work, task):
     return work(_WORKER_STATE, task)
-
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-_PARENT_POLL_S = 1.0
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """End this worker as soon as the process that started it is gone.
-
-    A parent killed with SIGKILL runs no cleanup, and the pool's queues never report it: each
-    worker holds both ends of its task pipe, so it would finish its queued episodes and then
-    wait forever, holding hundreds of MB. On Linux the kernel kills the worker when its parent
-    dies (prctl PR_SET_PDEATHSIG; the pool starts workers from the thread that generates, which
-    lives as long as the pool); elsewhere a daemon thread polls the parent's pid. Either way a
-    parent that died before this ran is caught by comparing os.getppid() with `parent_pid`.
-    """
-    if not _set_parent_death_signal():
-        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-
-def _set_parent_death_signal() -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(_PARENT_POLL_S)
-    os._exit(1)
 
 
 def _collect(collector: EpisodeCollector, task: tuple[int, int]):
@@ -295,7 +257,8 @@ def run_tasks(tasks: list, workers: int, make_state, make_args: tuple, work, on_
         initargs=(make_state, make_args, os.getpid()),
     )
     try:
-        pending = [executor.submit(_run_in_worker, work, task) for task in tasks]
+        with stopping.starting_workers():  # the first submit starts the workers
+            pending = [executor.submit(_run_in_worker, work, task) for task in tasks]
         for future in concurrent.futures.as_completed(pending):
             on_result(future.result())
     except concurrent.futures.process.BrokenProcessPool:

@@ -19,6 +19,7 @@ reference returns (REF_SCORES); antmaze 100 x success.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -27,8 +28,9 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 
+from flowrl.data import files
 from flowrl.errors import UserError
-from flowrl.suites import LoadedData, check_transitions, d4rl_data, d4rl_envs
+from flowrl.suites import LoadedData, as_float32, check_transitions, d4rl_data, d4rl_envs
 
 SUITE = 'd4rl'
 DEFAULT_URL = 'http://rail.eecs.berkeley.edu/datasets/offline_rl'  # D4RL d4rl/infos.py DATASET_URLS
@@ -102,6 +104,8 @@ def _entries() -> dict:
 
 ENTRIES = _entries()
 _MINARI_ID = re.compile(r'^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+-v\d+$')
+# Datasets made here by D4RL's locomotion recipe (flowrl.data.locomotion): flowrl/<env>/<dataset>-v<k>.
+MADE_HERE = re.compile(r'^flowrl/([a-z0-9]+)/([a-z-]+)-v\d+$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,8 +168,8 @@ class D4RLTask:
         if source is not None:
             data = d4rl_data.read_hdf5(source)
             train = d4rl_data.hdf5_transitions(data, antmaze=self.domain == 'antmaze')
-            record = dict(source='hdf5', file=str(source), sha256=sha256_of(source))
-            line = f'D4RL file {d4rl_data.display(source)}'
+            record = dict(source='hdf5', file=str(source), sha256=files.sha256_of_file(source))
+            line = f'D4RL file {files.display_path(source)}'
         else:
             dataset_id = self._minari_id(log)
             dataset = _load_minari(dataset_id)
@@ -203,14 +207,22 @@ class D4RLTask:
 
     def _minari_id(self, log) -> str:
         dataset_id = self.minari_id or self.entry.minari_id
-        if dataset_id is None or not (_minari_installed(dataset_id) or _download_minari(dataset_id, log)):
+        if dataset_id is None or not (_minari_installed(dataset_id) or (not self.made_here and _download_minari(dataset_id, log))):
             raise UserError(self._missing_message())
         if self.minari_id is None:
             log(f'{self.name}: no D4RL file, so the data is the Minari dataset {dataset_id}, '
                 f'{self.entry.minari_note}.')
         return dataset_id
 
+    @property
+    def made_here(self) -> bool:
+        """A dataset flowrl makes (flowrl.data.locomotion), which no server has."""
+        return self.minari_id is not None and MADE_HERE.match(self.minari_id) is not None
+
     def _missing_message(self) -> str:
+        if self.made_here:
+            return (f'The dataset {self.minari_id} is not in {minari_root()}: make it with `python -m flowrl.data '
+                    f'locomotion {self.entry.env}` (or set MINARI_DATASETS_PATH to where it was made).')
         if self.minari_id is not None:
             return (f'The Minari dataset {self.minari_id} is not in {minari_root()} and cannot be downloaded here: run '
                     f'`minari download {self.minari_id}` on a machine with internet and copy '
@@ -229,10 +241,13 @@ class D4RLTask:
 
     # -- evaluation -----------------------------------------------------------------------
     def env_factory(self, s, record: dict):
-        """A picklable () -> evaluation env matching the data the run read (`record['source']`)."""
-        if record.get('source') == 'minari':
+        """A picklable () -> evaluation env matching the data the run read (`record['source']`;
+        without a record, the source the name implies: Minari for a Minari id or kitchen)."""
+        from_minari = self.entry is None or self.entry.hdf5_path is None
+        if record.get('source', 'minari' if from_minari else 'hdf5') == 'minari':
             overrides = (('continuing_task', False),) if self.domain == 'antmaze' else ()
-            return d4rl_envs.factory(d4rl_envs.make_minari_env, record['dataset_id'], self.observation_keys, overrides)
+            dataset_id = record.get('dataset_id') or self.minari_id or self.entry.minari_id
+            return d4rl_envs.factory(d4rl_envs.make_minari_env, dataset_id, self.observation_keys, overrides)
         makers = dict(locomotion=d4rl_envs.make_locomotion_env, adroit=d4rl_envs.make_adroit_env)
         if self.domain == 'antmaze':
             return d4rl_envs.factory(d4rl_envs.make_antmaze_env, self.entry.dataset)
@@ -251,7 +266,7 @@ class D4RLTask:
             return REF_SCORES[self.entry.env]
         return self._minari_reference or (np.nan, np.nan)
 
-    @property
+    @functools.cached_property
     def _minari_reference(self):
         """A Minari id's reference returns from its metadata, if it records them."""
         metadata = _load_minari(self.minari_id).storage.metadata
@@ -279,10 +294,6 @@ def _layers(env):
         env = env.env
 
 
-def as_float32(rewards):
-    return np.asarray(rewards, np.float32)
-
-
 def antmaze_rewards(rewards):
     return np.asarray(rewards, np.float32) - 1.0
 
@@ -291,6 +302,10 @@ def antmaze_rewards(rewards):
 def parse(name: str) -> D4RLTask | None:
     if name in ENTRIES:
         return D4RLTask(ENTRIES[name])
+    made = MADE_HERE.match(name)
+    if made and f'{made[1]}-{made[2]}-v2' in ENTRIES:
+        # Made by D4RL's recipe: D4RL's entry gives the reference returns and presets, never its data.
+        return D4RLTask(ENTRIES[f'{made[1]}-{made[2]}-v2'], minari_id=name)
     if _MINARI_ID.match(name):
         served = {entry.minari_id: entry for entry in ENTRIES.values()}
         if name in served or _minari_installed(name) or name.startswith(('D4RL/', 'mujoco/')):
@@ -318,20 +333,12 @@ def base_url() -> str:
 def download_hdf5(relative: str, target: Path, log) -> bool:
     """D4RL's file at `relative` under `base_url()` into `target` (through a temporary file, read
     back with h5py before it takes the final name); False when downloads are off or unreachable."""
-    from flowrl.data import files
-
     url = f'{base_url()}/{relative}'
     if not files.can_download(url, log):
         return False
     if not files.download(url, target, log, check=d4rl_data.read_hdf5):
         return False
     return True
-
-
-def sha256_of(path: Path) -> str:
-    from flowrl.data.files import sha256_of_file
-
-    return sha256_of_file(path)
 
 
 def minari_root() -> str:
@@ -354,8 +361,6 @@ def _load_minari(dataset_id: str):
 
 
 def _download_minari(dataset_id: str, log) -> bool:
-    from flowrl.data import files
-
     if not files.can_download('https://huggingface.co', log):
         return False
     import minari

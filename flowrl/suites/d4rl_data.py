@@ -18,11 +18,11 @@ Actions are clipped to +-(1 - 1e-5), as the FQL code does, in both.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from flowrl.data.files import display_path
 from flowrl.errors import UserError
 
 ACTION_CLIP = 1.0 - 1e-5  # the FQL code's action_clip_eps
@@ -36,7 +36,7 @@ def read_hdf5(path: Path) -> dict:
     incomplete, of disagreeing lengths or non-finite."""
     import h5py
 
-    shown = display(path)
+    shown = display_path(path)
     try:
         with h5py.File(path, 'r') as handle:
             missing = [k for k in HDF5_REQUIRED if k not in handle]
@@ -143,9 +143,3 @@ def minari_transitions(episodes, keys: tuple | None, goal_terminates: bool = Fal
 
 def clip_actions(actions) -> np.ndarray:
     return np.clip(np.asarray(actions, np.float32), -ACTION_CLIP, ACTION_CLIP)
-
-
-def display(path) -> str:
-    home = os.path.expanduser('~')
-    text = str(path)
-    return '~' + text[len(home):] if text.startswith(home + os.sep) else text

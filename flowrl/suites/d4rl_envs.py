@@ -104,10 +104,11 @@ def _compare_joint_types_as_ints():
     mujoco_utils._flowrl_int_joint_types = True
 
 
-def make_locomotion_env(env: str) -> gymnasium.Env:
+def make_locomotion_env(env: str, max_episode_steps: int | None = None) -> gymnasium.Env:
+    """The env's `-v4` Gymnasium environment; `max_episode_steps` None keeps its 1000 steps."""
     with warnings.catch_warnings():  # v4 on purpose: D4RL's models (v5 changed them), not an oversight
         warnings.filterwarnings('ignore', message=r'.*is out of date\. You should consider upgrading to version')
-        return gymnasium.make(LOCOMOTION_ENV_IDS[env])
+        return gymnasium.make(LOCOMOTION_ENV_IDS[env], max_episode_steps=max_episode_steps)
 
 
 def make_adroit_env(env: str) -> gymnasium.Env:

@@ -15,7 +15,7 @@ import numpy as np
 
 from flowrl import envs
 from flowrl.errors import UserError
-from flowrl.suites import LoadedData
+from flowrl.suites import LoadedData, as_float32
 
 SUITE = 'ogbench'
 
@@ -104,10 +104,6 @@ class OGBenchTask:
         """What decides how success is counted (docs/ALGORITHMS.md, "Evaluation timing")."""
         return dict(suite=SUITE, metric=self.metric, ogbench_version=envs.ogbench_version(),
                     success_timing=envs.resolve_success_timing(self.spec, s.success_timing))
-
-
-def as_float32(rewards):
-    return np.asarray(rewards, np.float32)
 
 
 def sparse_rewards(rewards):

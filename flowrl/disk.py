@@ -1,0 +1,141 @@
+"""A full disk said in one sentence: a space check before a run starts, and writes that fail for
+lack of space turned into `NoSpace` once their half-written file is removed.
+
+Writers (checkpoints, CSV logs, JSON files, dataset files) remove what they were writing when it
+fails and raise `NoSpace` naming it (`naming_no_space`); the run loop adds the update, the newest
+good checkpoint and the resume command (flowrl.runner); a command prints the sentence and exits 1.
+"""
+
+import contextlib
+import errno
+import os
+import shutil
+
+from flowrl.errors import UserError
+from flowrl.loggers import parse_loggers
+from flowrl.stopping import resume_command
+
+ROW_BYTES = 2048  # one member's train.csv or eval.csv row, generously (FQL's online rows: ~1 KB)
+REPORT_BYTES = 4 * 2**20  # report/: a table and a few plots
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How a lack of space reads in errors that carry no errno (orbax/TensorStore's ValueError:
+# "RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']").
+NO_SPACE_TEXTS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+class NoSpace(UserError):
+    """A write failed for lack of space; `what` names what was being written. Its half-written
+    file was removed and nothing else was changed."""
+
+    def __init__(self, what: str, message: str | None = None):
+        self.what = what
+        super().__init__(message or f'No space left on the device for {what}: the half-written file was removed and '
+                                    'nothing else was changed; free some space and run the command again.')
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Whether `error`, or an exception it was raised from, says that the device is full."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, NoSpace):
+            return True
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+            return True
+        if any(text in str(error) for text in NO_SPACE_TEXTS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def no_space_sentence(error: BaseException) -> str:
+    """For a lack of space that no writer of flowrl's named (see `naming_no_space`)."""
+    path = getattr(error, 'filename', None)
+    return (f'No space left on the device while writing {path or "a file"}; '
+            'free some space and run the command again.')
+
+
+@contextlib.contextmanager
+def naming_no_space(what: str):
+    """Turns a lack of space in the block into `NoSpace(what)` (the block cleans up first)."""
+    try:
+        yield
+    except NoSpace:
+        raise
+    except Exception as error:
+        if is_no_space(error):
+            raise NoSpace(what) from error
+        raise
+
+
+def existing_ancestor(path: str) -> str:
+    """`path`, or the nearest directory above it that exists (where it would be created)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def free_bytes(path: str) -> int:
+    return shutil.disk_usage(existing_ancestor(path)).free
+
+
+def format_bytes(count: float) -> str:
+    for unit in ('B', 'KB', 'MB', 'GB'):
+        if abs(count) < 1000 or unit == 'GB':
+            return f'{count:,.0f} {unit}' if unit == 'B' else f'{count:,.1f} {unit}'
+        count /= 1000
+    raise AssertionError('unreachable')
+
+
+def require_space(path: str, parts: dict, what: str, remedy: str) -> None:
+    """Refuses in one sentence when the filesystem of `path` has less free space than the sum of
+    `parts` ({description: bytes}); `what` names the place, `remedy` the way out."""
+    needed, free = sum(parts.values()), free_bytes(path)
+    if needed <= free:
+        return
+    listed = ', '.join(f'{description}: {format_bytes(size)}' for description, size in parts.items())
+    raise UserError(f'{what} has {format_bytes(free)} free and this run needs about {format_bytes(needed)} there '
+                    f'({listed}); {remedy}.')
+
+
+def save_points(s, total_steps: int, after: int = 0) -> set:
+    """The updates after `after` at which a run with settings `s` saves a checkpoint: every
+    --save_interval, before every evaluation, at the end."""
+    points = {total_steps}
+    for interval in (s.save_interval, s.eval_interval if s.eval_episodes else 0):
+        if interval:
+            points.update(range(interval, total_steps + 1, interval))
+    return {point for point in points if point > after}
+
+
+def run_growth(s, total_steps: int, members: int, checkpoint_bytes: int, saved_steps: list, max_to_keep: int) -> dict:
+    """What a run with settings `s` adds to its directory at most, {description: bytes}: the
+    checkpoints it will save, up to `max_to_keep` kept and one being written (less those already
+    there, `saved_steps`), and its logs and report."""
+    to_come = len(save_points(s, total_steps, after=saved_steps[-1] if saved_steps else 0))
+    count = max(0, min(to_come, max_to_keep + 1 - len(saved_steps)))
+    rows = total_steps // s.log_interval + len(save_points(s, total_steps))
+    rows += total_steps // s.eval_interval if s.eval_interval and s.eval_episodes else 0
+    logs = rows * members * ROW_BYTES * (1 + len(parse_loggers(s.logger)))
+    return {f'{count} checkpoint(s) of {format_bytes(checkpoint_bytes)}': count * checkpoint_bytes,
+            'logs and report': logs + (REPORT_BYTES if s.report else 0)}
+
+
+def require_run_space(s, run_dir: str | None, parts: dict) -> None:
+    """`require_space` for a new run under --save_dir (`run_dir` None) or a resumed one."""
+    if run_dir is None:
+        where = os.path.join(os.path.expanduser(s.save_dir), s.run_group)
+        require_space(where, parts, f'--save_dir {s.save_dir!r}', 'free some space or pass another --save_dir')
+    else:
+        require_space(run_dir, parts, f'The run directory {run_dir!r}', 'free some space first')
+
+
+def run_no_space_line(what: str, step: int, newest_good_checkpoint: int | None, run_dir: str) -> str:
+    """The sentence that ends a run whose write of `what` failed for lack of space."""
+    then = ('no checkpoint was saved yet; free some space and start the run again' if newest_good_checkpoint is None
+            else f'the newest good checkpoint is update {newest_good_checkpoint:,}; free some space, then continue '
+                 f'with: {resume_command(run_dir)}')
+    return (f'No space left on the device for {what} at update {step:,}: the half-written file was removed and '
+            f'nothing else was changed; {then}.')

@@ -1,0 +1,233 @@
+"""D4RL's locomotion recipe made here (flowrl.data.locomotion): SAC on HalfCheetah-v4 at a tiny size
+writes Minari datasets that Minari reads back and main.py trains on; an interrupted run continues
+to the same data; flowrl/<env>/<dataset> ids score with D4RL's reference returns."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from flowrl.data import locomotion, minari_writer
+from flowrl.data.__main__ import main as data_main
+from flowrl.errors import UserError
+from flowrl.suites import d4rl
+
+# 400 SAC steps of tiny nets on 50-step episodes; the medium point is the first
+# evaluation (any return reaches it), at step 100 (random steps end there too).
+TINY = dict(env='halfcheetah', sac_steps=400, random_steps=100, medium_return=-1e9, rollout_episodes=2,
+            eval_interval=100, eval_episodes=1, checkpoint_interval=200, max_episode_steps=50, hidden_dims=(16, 16),
+            batch_size=16)
+TINY_ARGS = ['--sac_steps=400', '--random_steps=100', '--medium_return=-1e9', '--rollout_episodes=2',
+             '--eval_interval=100', '--eval_episodes=1', '--checkpoint_interval=200', '--max_episode_steps=50',
+             '--hidden_dims=16,16', '--batch_size=16']
+IDS = {name: f'flowrl/halfcheetah/{name}-v0' for name in locomotion.DATASETS}
+
+
+@pytest.fixture(scope='module')
+def made(tmp_path_factory):
+    """The command run once, uninterrupted: (minari root, work dir, exit status)."""
+    root = tmp_path_factory.mktemp('recipe')
+    before = os.environ.get('MINARI_DATASETS_PATH')
+    os.environ['MINARI_DATASETS_PATH'] = str(root / 'minari')
+    try:
+        status = data_main(['locomotion', 'halfcheetah', *TINY_ARGS, f'--work_dir={root / "work"}'])
+    finally:
+        if before is None:
+            del os.environ['MINARI_DATASETS_PATH']
+        else:
+            os.environ['MINARI_DATASETS_PATH'] = before
+    return root / 'minari', root / 'work', status
+
+
+def _load(root, dataset_id, monkeypatch):
+    import minari
+
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(root))
+    return minari.load_dataset(dataset_id)
+
+
+def _episodes(dataset):
+    return [dict(observations=e.observations, actions=e.actions, rewards=e.rewards, terminations=e.terminations,
+                 truncations=e.truncations) for e in dataset.iterate_episodes()]
+
+
+def test_the_command_writes_four_minari_datasets_with_the_policy_return(made, monkeypatch):
+    root, _, status = made
+    assert status == 0
+    medium = _load(root, IDS['medium'], monkeypatch)
+    record = json.loads(medium.storage.metadata['description'])
+    assert record == minari_writer.read_record(IDS['medium'])  # description and sidecar hold the same
+    episodes = _episodes(medium)
+    assert len(episodes) == 2 and all(len(e['rewards']) == 50 for e in episodes)
+    policy = record['policies']['medium']
+    assert policy['env_step'] == 100
+    assert policy['rollout_return_mean'] == pytest.approx(np.mean([e['rewards'].sum() for e in episodes]), rel=1e-6)
+    assert record['average_return'] == pytest.approx(policy['rollout_return_mean'], rel=1e-6)
+    assert record['sac']['config']['backup_entropy'] is True and record['settings']['sac_steps'] == 400
+    # HalfCheetah never terminates: every episode is truncated at its last step only.
+    for e in episodes:
+        assert not e['terminations'].any() and e['truncations'][-1] and not e['truncations'][:-1].any()
+        assert len(e['observations']) == len(e['actions']) + 1
+    metadata = medium.storage.metadata
+    assert (metadata['ref_min_score'], metadata['ref_max_score']) == d4rl.REF_SCORES['halfcheetah']
+    assert medium.recover_environment(eval_env=True).spec.max_episode_steps == 50
+
+
+def test_medium_replay_is_the_buffer_up_to_the_medium_point_and_medium_expert_both_rollouts(made, monkeypatch):
+    root, _, _ = made
+    replay = _episodes(_load(root, IDS['medium-replay'], monkeypatch))
+    assert [len(e['rewards']) for e in replay] == [50, 50]  # the 100 steps SAC took before its medium evaluation
+    env = locomotion.make_env(locomotion.RecipeSettings(**TINY))
+    first, _ = env.reset(seed=locomotion.episode_seed(0, locomotion.TRAIN, 0))
+    np.testing.assert_allclose(replay[0]['observations'][0], first, rtol=1e-6)  # float32 in the buffer
+    env.reset(seed=locomotion.episode_seed(0, locomotion.TRAIN, 0))
+    for t in range(3):  # the buffer's next observations are the env's
+        observation = env.step(replay[0]['actions'][t])[0]
+        np.testing.assert_allclose(replay[0]['observations'][t + 1], observation, rtol=1e-5, atol=1e-6)
+    medium = _episodes(_load(root, IDS['medium'], monkeypatch))
+    expert = _episodes(_load(root, IDS['expert'], monkeypatch))
+    both = _episodes(_load(root, IDS['medium-expert'], monkeypatch))
+    assert len(both) == len(medium) + len(expert)
+    for mine, theirs in zip(both, medium + expert):
+        np.testing.assert_array_equal(mine['actions'], theirs['actions'])
+    record = minari_writer.read_record(IDS['expert'])
+    assert record['policies']['expert']['env_step'] == 400
+    assert set(minari_writer.read_record(IDS['medium-expert'])['policies']) == {'medium', 'expert'}
+
+
+def test_sac_curve_is_written_beside_the_datasets(made):
+    root, _, _ = made
+    with open(root / 'flowrl' / 'halfcheetah' / locomotion.CURVE_FILE) as handle:
+        rows = [line.strip().split(',') for line in handle]
+    assert tuple(rows[0]) == locomotion.CURVE_COLUMNS
+    assert [int(r[0]) for r in rows[1:]] == list(range(100, 401, 100))
+    assert all(int(r[4]) == 2 for r in rows[1:])  # two 50-step training episodes end in each 100 steps
+
+
+def test_main_trains_on_a_dataset_made_here_and_scores_it_with_d4rls_returns(made, tmp_path):
+    from test_d4rl import _results, run_main
+
+    root, _, _ = made
+    result = run_main([f'--env_name={IDS["medium-replay"]}', '--offline_steps=4', f'--save_dir={tmp_path / "runs"}'],
+                      dict(MINARI_DATASETS_PATH=str(root)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, results = _results(tmp_path / 'runs')
+    assert results['metric'] == 'normalized_return'
+    assert results['members'][0]['final_score'] is not None
+
+
+def test_an_interrupted_run_continues_to_the_same_data(made, tmp_path, monkeypatch):
+    reference_root, _, _ = made
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
+    settings = locomotion.RecipeSettings(**TINY, work_dir=str(tmp_path / 'work'))
+
+    def interrupt(step):
+        if step == 250:  # after the checkpoints of steps 100 (medium) and 200, before the one of 400
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        locomotion.make_datasets(settings, log=lambda line: None, on_step=interrupt)
+    assert minari_writer.exists(IDS['medium']) and not minari_writer.exists(IDS['expert'])
+    lines = []
+    progress = locomotion.make_datasets(settings, log=lines.append)
+    assert 'Continuing from the checkpoint of step 200' in lines[0]
+    assert progress.step == 400 and progress.expert is not None
+    for name in ('medium-replay', 'expert', 'medium-expert'):
+        ours = _episodes(_load(tmp_path / 'minari', IDS[name], monkeypatch))
+        theirs = _episodes(_load(reference_root, IDS[name], monkeypatch))
+        assert len(ours) == len(theirs)
+        for mine, reference in zip(ours, theirs):
+            for key in mine:
+                np.testing.assert_array_equal(mine[key], reference[key], err_msg=f'{name} {key}')
+    # A third run finds everything made and trains no more.
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
+    lines = []
+    locomotion.make_datasets(settings, log=lines.append)
+    assert lines == ['The datasets of this run are made already (step 400); --force makes them again.']
+
+
+def test_a_policy_that_never_reaches_the_medium_return_is_said_and_its_run_can_go_on(tmp_path, monkeypatch):
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
+    settings = locomotion.RecipeSettings(**{**TINY, 'medium_return': 1e9, 'sac_steps': 200},
+                                         work_dir=str(tmp_path / 'work'))
+    for attempt in range(2):  # the rerun says the same, without training again
+        with pytest.raises(UserError, match='never reached the medium return 1000000000.0 in 200 steps'):
+            locomotion.make_datasets(settings, log=lambda line: None)
+    assert not any(minari_writer.exists(i) for i in IDS.values())
+    longer = dataclasses.replace(settings, sac_steps=300, medium_return=1e9)
+    with pytest.raises(UserError, match='in 300 steps'):
+        locomotion.make_datasets(longer, log=lambda line: None)
+    progress = locomotion.load_checkpoint(settings.work_path / locomotion.CHECKPOINT, longer, _like_state(longer))[4]
+    assert progress.step == 300 and [row['env_step'] for row in progress.curve] == [100, 200, 300]
+
+
+def _like_state(settings):
+    agent = locomotion.sac_agent()
+    example = dict(observations=np.zeros((1, 17), np.float32), actions=np.zeros((1, 6), np.float32))
+    return agent.init(locomotion.jax.random.PRNGKey(0), example, locomotion.sac_config(agent, settings))
+
+
+def test_ctrl_c_says_the_checkpoint_is_kept(monkeypatch, capsys):
+    def interrupted(settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(locomotion, 'make_datasets', interrupted)
+    assert data_main(['locomotion', 'halfcheetah', '--work_dir=/tmp/somewhere']) == 130
+    assert 'the last checkpoint in /tmp/somewhere is kept: run the same command again' in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_other_settings_or_datasets_without_one_are_refused(made, tmp_path, monkeypatch):
+    root, work, _ = made
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(root))
+    other = locomotion.RecipeSettings(**{**TINY, 'batch_size': 32}, work_dir=str(work))
+    with pytest.raises(UserError, match=r'made with other settings \(--batch_size=16\)'):
+        locomotion.make_datasets(other, log=lambda line: None)
+    elsewhere = locomotion.RecipeSettings(**TINY, work_dir=str(tmp_path / 'fresh'))
+    with pytest.raises(UserError, match='already exist .* pass --force'):
+        locomotion.make_datasets(elsewhere, log=lambda line: None)
+
+
+def test_buffer_episodes_split_at_ends_and_checkpoint_cuts():
+    buffer = locomotion.Buffer(8, observation_dim=1, action_dim=1)
+    ends = {2: 'terminated', 4: 'truncated'}
+    for t in range(6):
+        buffer.add([t], [0.1 * t], float(t), [t + 1], ends.get(t) == 'terminated', ends.get(t) == 'truncated')
+    buffer.cut_last_episode()  # step 5 ends the running episode [5]
+    episodes = buffer.episodes(6)
+    assert [e['rewards'].tolist() for e in episodes] == [[0, 1, 2], [3, 4], [5]]
+    assert episodes[0]['observations'][:, 0].tolist() == [0, 1, 2, 3]  # the last next observation appended
+    assert episodes[0]['terminations'].tolist() == [False, False, True]
+    assert episodes[1]['truncations'].tolist() == [False, True] and episodes[2]['truncations'].tolist() == [True]
+    batch = buffer.sample(np.random.default_rng(0), 64)
+    np.testing.assert_array_equal(batch['masks'], 1.0 - (batch['rewards'] == 2))  # only step 2 terminated
+
+
+def test_medium_target_is_a_third_of_d4rls_expert_return_unless_given():
+    settings = locomotion.RecipeSettings(env='halfcheetah')
+    assert locomotion.medium_target(settings) == pytest.approx(12135.0 / 3)
+    assert locomotion.medium_target(locomotion.RecipeSettings(env='hopper', medium_return_fraction=0.5)) == 3234.3 / 2
+    assert locomotion.medium_target(locomotion.RecipeSettings(env='hopper', medium_return=100)) == 100.0
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(env='ant'), 'Unknown locomotion env'),
+    (dict(random_steps=8, batch_size=16), 'must be at least --batch_size'),
+    (dict(sac_steps=100, random_steps=100), 'below --sac_steps'),
+    (dict(eval_interval=0), '--eval_interval must be at least 1'),
+])
+def test_bad_settings_are_refused_in_one_sentence(change, message):
+    with pytest.raises(UserError, match=message):
+        locomotion.check_settings(locomotion.RecipeSettings(**{'env': 'halfcheetah', **change}))
+
+
+def test_ids_made_here_score_with_d4rls_returns_and_say_how_to_make_them(tmp_path, monkeypatch):
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path))
+    task = d4rl.parse('flowrl/halfcheetah/medium-replay-v0')
+    assert task.entry.name == 'halfcheetah-medium-replay-v2' and task.name == 'flowrl/halfcheetah/medium-replay-v0'
+    assert task.reference_returns == d4rl.REF_SCORES['halfcheetah'] and task.preset_keys == ('halfcheetah-medium-replay',)
+    np.testing.assert_allclose(task.episode_scores([12135.0, -280.178953], None), [1.0, 0.0])
+    with pytest.raises(UserError, match='make it with `python -m flowrl.data locomotion halfcheetah`'):
+        task._minari_id(print)
+    assert d4rl.parse('flowrl/halfcheetah/mixed-v0') is None  # not a D4RL locomotion dataset, not installed
