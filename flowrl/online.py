@@ -97,10 +97,15 @@ def keep_if(keep, new_state, state):
     return jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_state, state)
 
 
+FIRST_ACTIONS_STREAM = 1 << 20  # folded into a member's key for its first online actions
+
+
 def first_member_actions(act, state, rng, observation):
-    """Actions at the first observations of new episodes (before any online update)."""
-    rng, act_rng = jax.random.split(rng)
-    return rng, act(state, observation[None], act_rng)[0]
+    """Actions at the first observations of new episodes (before any online update), on a key
+    folded from the member's without changing it: a checkpoint at the last offline update (a stop
+    just before the first online step) holds no episodes, and the resumed run starts them again
+    from the same keys, so that they are the same episodes and actions."""
+    return rng, act(state, observation[None], jax.random.fold_in(rng, FIRST_ACTIONS_STREAM))[0]
 
 
 class OnlineProgram:

@@ -452,3 +452,26 @@ def test_a_stop_before_the_first_online_step_keeps_the_checkpoint_it_has(straigh
     monkeypatch.undo()
     resume(run.run_dir, log=QUIET)
     assert_same_run(run.run_dir, straight_online)
+
+
+def test_a_stop_before_the_first_online_step_without_a_checkpoint_there_resumes_exactly(world, tmp_path,
+                                                                                      monkeypatch):
+    """No checkpoint at the last offline update (evaluations at 6 and 12): the stop saves one after
+    the environments started their first episodes and drew their first actions; those checkpoints
+    hold no episodes, so the resumed run starts them again and must draw the same actions."""
+    changes = dict(**ONLINE, eval_interval=6)
+    straight = Run(tiny_run_settings(tmp_path / 'straight', **SETTINGS, **changes), log=QUIET)
+    straight.train()
+    original = MemberEnvs.restart
+
+    def restart_then_sigterm(self, step):
+        signal.raise_signal(signal.SIGTERM)
+        return original(self, step)
+
+    monkeypatch.setattr(MemberEnvs, 'restart', restart_then_sigterm)
+    run, stop = stopped_run(tmp_path, **changes)
+    assert stop.message.startswith('Stopped by SIGTERM at update 4 of 12, with a checkpoint in ')
+    assert checkpoints.steps(run.checkpoint_dir) == [4]
+    monkeypatch.undo()
+    resume(run.run_dir, log=QUIET)
+    assert_same_run(run.run_dir, straight.run_dir)
