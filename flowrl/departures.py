@@ -34,9 +34,12 @@ class Recorded:
     success_timing: str | None  # OGBench only
 
     def grouping_values(self) -> dict:
-        """Every recorded value but the networks (the agent config holds those), by name: runs
-        that differ in one are not pooled into one score."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != 'networks'}
+        """The recorded values that runs pooled into one score must share, by the names of the
+        flags that set them (the agent config holds the networks; flowrl.report adds the success
+        timing)."""
+        return dict(offline_steps=self.offline_updates, online_steps=self.online_steps,
+                    dataset_episodes=self.dataset_episodes, eval_episodes=self.eval_episodes,
+                    eval_interval=self.eval_interval)
 
 
 def network_sizes(config: dict) -> tuple:
@@ -124,7 +127,7 @@ def _evaluation(run: Recorded, paper: Protocol, family: str) -> list:
     if _both(run.eval_episodes, paper.eval_episodes) and run.eval_episodes != paper.eval_episodes:
         texts.append(f'{run.eval_episodes} evaluation episodes (paper {paper.eval_episodes})')
     if _both(run.eval_interval, paper.eval_interval) and run.eval_interval != paper.eval_interval:
-        mine = 'no evaluation' if run.eval_interval == 0 else f'evaluated every {count_text(run.eval_interval)}'
+        mine = 'no evaluation' if run.eval_interval == 0 else f'evaluated every {count_text(run.eval_interval)} updates'
         texts.append(f'{mine} (paper every {count_text(paper.eval_interval)})')
     return texts
 

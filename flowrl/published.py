@@ -48,7 +48,8 @@ FQL_PROTOCOL = Protocol(
     success_timing='post',  # README and requirements.txt: ogbench == 1.1.0, which counted success after the step
 )
 # The QFQL paper gives no updates, network sizes, seeds or evaluation counts (docs/ALGORITHMS.md, QFQL): nothing to
-# compare a run with.
+# compare a run with. That holds for its D4RL antmaze Table 1 too: the FQL README's own D4RL commands pass
+# --offline_steps=500000, but nothing says the table's FQL column was run that way.
 QFQL_PROTOCOL = Protocol()
 
 

@@ -229,8 +229,8 @@ def test_runs_of_another_length_are_not_pooled(tmp_path):
     rows, _ = report_rows(tmp_path)
     by_setting = {r['setting']: r['departures'].split(';')[0] for r in rows}
     networks = 'actor_hidden_dims=(128, 128), '
-    assert by_setting == {f'{networks}offline_updates=100000, value_hidden_dims=(128, 128)': '100k of 1M updates',
-                          f'{networks}offline_updates=200000, value_hidden_dims=(128, 128)': '200k of 1M updates'}
+    assert by_setting == {f'{networks}offline_steps=100000, value_hidden_dims=(128, 128)': '100k of 1M updates',
+                          f'{networks}offline_steps=200000, value_hidden_dims=(128, 128)': '200k of 1M updates'}
 
 
 def test_a_source_without_a_protocol_says_so(tmp_path):
