@@ -171,7 +171,7 @@ SEEDS = [dict(member=0, seed=0), dict(member=1, seed=1)]
 
 
 def report_rows(tmp_path, lines=None):
-    paths = write_report([str(tmp_path / 'runs')], str(tmp_path / 'out'), log=(lines or []).append)
+    paths = write_report([str(tmp_path / 'runs')], str(tmp_path / 'out'), log=[].append if lines is None else lines.append)
     return run_files.CsvLog(paths['csv']).read(), open(paths['markdown']).read()
 
 
