@@ -4,11 +4,17 @@
     python -m flowrl.report 'exp/sweep/fql_*' exp/Debug/iql_cube-double-play_sd000_20261122_101500 --out report/
 
 Members (seeds, sweep points) are grouped by (environment, agent, swept values) across all the
-run directories given, so seeds trained in separate runs pool together. Writes to --out:
+run directories given, so seeds trained in separate runs pool together; runs that differ in any
+config value or recorded protocol value are told apart. The setting column names those values
+and every config value that differs from the agent's defaults with the task's presets (what a
+run without --agent.KEY overrides gets: the papers' values), "defaults" when there is none.
+Writes to --out:
 - report.md / report.csv: per group, the final score (the FQL paper's: mean success of the
   last three evaluations) as mean ± std over seeds, the IQM with its 95 % stratified-bootstrap
   interval (flowrl.stats), the number of seeds and of diverged members, the last evaluated
-  update, and the published score where one exists (flowrl.published); over several
+  update, and the published score where one exists (flowrl.published) with, beside it, where
+  the runs depart from the protocol behind it (flowrl.departures: updates, network sizes, dataset
+  size, evaluation episodes and interval, success timing) or "as published"; over several
   environments, one aggregate IQM per agent and setting with the environments as strata;
 - success_<env>.png: success against updates, one line per agent / setting, mean over seeds
   with a 95 % bootstrap band;
@@ -26,11 +32,13 @@ import sys
 import numpy as np
 
 from flowrl import run_files
-from flowrl.agent_loading import agent_name
+from flowrl.agent_loading import agent_name, load_agent
 from flowrl import suites
+from flowrl.departures import Recorded, departures, departures_text, protocol_text, recorded_protocol
 from flowrl.errors import UserError
 from flowrl.evaluation import final_score
-from flowrl.published import TIMING_NOTE, published_score
+from flowrl.published import SOURCE_PROTOCOLS, TIMING_NOTE, published_score
+from flowrl.settings import RunSettings, default_config
 from flowrl.stats import iqm, mean_ci_per_step, stratified_bootstrap_ci
 
 LABEL_KEYS = ('member', 'seed')
@@ -48,7 +56,10 @@ class Member:
     task: int | None
     agent: str
     setting: tuple  # ((key, value), ...): what tells this member's group apart (set by group_members)
-    config: dict  # the member's agent config and RESULT_SETTINGS
+    config: dict  # the member's agent config
+    run_values: dict  # RESULT_SETTINGS and the recorded protocol (Recorded.grouping_values)
+    changed: set | None  # keys of config and RESULT_SETTINGS set otherwise than by default; None: defaults unknown
+    recorded: Recorded  # how the member trained and was evaluated (flowrl.departures)
     seed: int
     diverged: bool
     steps: np.ndarray  # evaluated updates
@@ -80,11 +91,43 @@ def find_run_dirs(patterns) -> list:
     return unique
 
 
-def load_members(run_dir: str) -> list:
+def run_defaults(flags: dict, task) -> dict | None:
+    """The agent config a run of its agent on its task gets without --agent overrides: its
+    defaults with the task's presets. flags.json records it ('default_config'); for a run made
+    before it did, it is rebuilt from the agent file if that is still at the recorded path; None
+    otherwise."""
+    if 'default_config' in flags:
+        return flags['default_config']
+    path = flags['settings']['agent']
+    if not flags.get('configs') or not os.path.isfile(path):
+        return None
+    online = bool(flags['settings'].get('online_steps'))
+    try:
+        return run_files.as_written(default_config(load_agent(path), path, task, online).to_dict())
+    except Exception:  # noqa: BLE001 -- the file there now is not that agent: the run is still worth reporting
+        return None
+
+
+def changed_from_defaults(config: dict, defaults: dict | None, settings: dict) -> set | None:
+    """Keys of `config` whose value is not the default one (keys the defaults lack count as
+    changed), and RESULT_SETTINGS set otherwise than RunSettings' defaults; None if `defaults` is."""
+    if defaults is None:
+        return None
+    changed = {key for key, value in config.items() if key not in defaults or defaults[key] != value}
+    fields = RunSettings.__dataclass_fields__
+    return changed | {key for key in RESULT_SETTINGS if settings.get(key, fields[key].default) != fields[key].default}
+
+
+def load_members(run_dir: str, log=print) -> list:
     """The members of one run directory with their evaluations and train.csv rows."""
     flags = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
-    task = suites.resolve(flags['env']).canonical()  # cube-double-play-task2 is cube-double-play
+    run_task = suites.resolve(flags['env'])
+    task = run_task.canonical()  # cube-double-play-task2 is cube-double-play
     agent = agent_name(flags['settings']['agent'])
+    defaults = run_defaults(flags, run_task)
+    if defaults is None:
+        log(f'warning: {run_dir} does not record its agent\'s defaults and {flags["settings"]["agent"]} is not '
+            'here to rebuild them: its setting column shows only what differs between the runs pooled.')
     diverged = run_files.read_diverged(run_dir)
     evals = run_files.CsvLog(os.path.join(run_dir, run_files.EVAL_CSV)).read()
     trains = run_files.CsvLog(os.path.join(run_dir, run_files.TRAIN_CSV)).read()
@@ -95,11 +138,15 @@ def load_members(run_dir: str) -> list:
         mine = lambda rows: [r for r in rows if int(r['member']) == label['member']]
         rows = sorted(mine(evals), key=lambda r: int(r['step']))
         swept = {k: v for k, v in label.items() if k not in LABEL_KEYS}
+        config = {**config, **swept}
+        recorded = recorded_protocol(flags, config)
         members.append(Member(
             run_dir=run_dir, env=task.short_name, family=task.family, task=task.task_number, agent=agent,
-            setting=tuple(swept.items()), config={**config, **outcome, **swept}, seed=int(label['seed']),
-            diverged=label['member'] in diverged, steps=np.array([int(r['step']) for r in rows]),
-            success=np.array([run_files.row_score(r) for r in rows]), train_rows=mine(trains)))
+            setting=tuple(swept.items()), config=config, run_values={**outcome, **recorded.grouping_values()},
+            changed=changed_from_defaults(config, defaults, flags['settings']), recorded=recorded,
+            seed=int(label['seed']), diverged=label['member'] in diverged,
+            steps=np.array([int(r['step']) for r in rows]), success=np.array([run_files.row_score(r) for r in rows]),
+            train_rows=mine(trains)))
     return members
 
 
@@ -108,7 +155,7 @@ def load_all(run_dirs, log=print) -> list:
     members = []
     for run_dir in run_dirs:
         try:
-            members += load_members(run_dir)
+            members += load_members(run_dir, log)
         except (OSError, ValueError, KeyError, TypeError, UserError) as error:
             log(f'warning: skipped {run_dir}: unreadable ({type(error).__name__}: {error}).')
     return members
@@ -118,18 +165,28 @@ def setting_text(setting) -> str:
     return ', '.join(f'{k}={v}' for k, v in setting) or 'defaults'
 
 
+def hashable(value):
+    """A JSON value usable in a group key: lists (network sizes) as tuples."""
+    return tuple(hashable(v) for v in value) if isinstance(value, list) else value
+
+
 def distinguish_settings(members) -> None:
-    """Sets each member's `setting` to the config values (and RESULT_SETTINGS) that differ
-    between the members of its (environment, agent): runs of one agent made with different
-    --agent.alpha, say, are different groups even when neither swept it."""
+    """Sets each member's `setting` to the values that tell its group apart within its
+    (environment, agent): those that differ between the members (config values, RESULT_SETTINGS
+    and the recorded protocol: runs made with different --agent.alpha or --offline_steps are
+    different groups even when neither swept it), and those that any member set otherwise than by
+    default (--agent.actor_hidden_dims=128,128 is named even when every run pooled shares it)."""
     by_task = {}
     for member in members:
         by_task.setdefault((member.env, member.agent), []).append(member)
     for group in by_task.values():
-        keys = sorted({k for m in group for k in m.config})
-        differing = [k for k in keys if len({repr(m.config.get(k)) for m in group}) > 1]
-        for member in group:
-            member.setting = tuple((k, member.config.get(k)) for k in differing)
+        values = [{**m.config, **m.run_values} for m in group]
+        keys = {k for v in values for k in v}
+        differing = {k for k in keys if len({repr(v.get(k)) for v in values}) > 1}
+        changed = set().union(*(m.changed or set() for m in group))
+        shown = sorted(differing | changed)
+        for member, value in zip(group, values):
+            member.setting = tuple((k, hashable(value.get(k))) for k in shown)
 
 
 def group_members(members, log=print) -> dict:
@@ -153,14 +210,19 @@ def summary_row(key, group) -> dict:
     row = dict(environment=env, agent=agent, setting=setting_text(setting), seeds=len(scores),
                diverged=sum(m.diverged for m in group), mean=None, std=None, iqm=None, ci_low=None, ci_high=None,
                last_update=max((int(m.steps[-1]) for m in group if len(m.steps)), default=None),
-               published=None, published_std=None, published_source=None)
+               published=None, published_std=None, published_source=None, departures=None)
+    if any(m.changed is None for m in group):
+        row['setting'] += ' (agent defaults unknown)'
+
     if len(scores):
         low, high = stratified_bootstrap_ci([scores])
         row.update(mean=100 * scores.mean(), std=100 * scores.std(), iqm=100 * iqm(scores), ci_low=100 * low,
                    ci_high=100 * high)
     published = published_score(group[0].family, group[0].task, agent)
     if published is not None:
-        row.update(published=published.mean, published_std=published.std, published_source=published.source)
+        texts = departures(group[0].recorded, published.protocol, group[0].family)  # a group shares its protocol
+        row.update(published=published.mean, published_std=published.std, published_source=published.source,
+                   departures=departures_text(texts, published.protocol))
     return row
 
 
@@ -186,8 +248,9 @@ def markdown(rows, aggregates) -> str:
     lines = ["Final score = mean score (x 100: success in % on OGBench, D4RL's normalised return on D4RL) of the "
              'last three evaluations per seed; IQM with its 95 % '
              'stratified-bootstrap interval over seeds.', '',
-             '| environment | agent | setting | seeds | mean ± std | IQM [95% CI] | last update | published |',
-             '|---|---|---|---:|---:|---:|---:|---:|']
+             '| environment | agent | setting | seeds | mean ± std | IQM [95% CI] | last update | published | '
+             'departures from the published protocol |',
+             '|---|---|---|---:|---:|---:|---:|---:|---|']
     sources = []
     for r in rows:
         seeds = f'{r["seeds"]}' + (f' (+{r["diverged"]} diverged)' if r['diverged'] else '')
@@ -202,9 +265,11 @@ def markdown(rows, aggregates) -> str:
         interval = '–' if r['iqm'] is None else f'{r["iqm"]:.1f} [{r["ci_low"]:.1f}, {r["ci_high"]:.1f}]'
         last = '–' if r['last_update'] is None else f'{r["last_update"]:,}'
         lines.append(f'| {r["environment"]} | {r["agent"]} | {r["setting"]} | {seeds} | {score} | {interval} | '
-                     f'{last} | {published} |')
+                     f'{last} | {published} | {r["departures"] or "–"} |')
     for i, source in enumerate(sources):
-        lines.append(f'\n{"¹²³⁴"[i]} {source}, 1M updates; {TIMING_NOTE}.')
+        protocol = SOURCE_PROTOCOLS[source]
+        timing = f'; {TIMING_NOTE}' if protocol.success_timing else ''
+        lines.append(f'\n{"¹²³⁴"[i]} {source}: {protocol_text(protocol)}{timing}.')
     if aggregates:
         lines += ['', 'Over environments (IQM of every run, stratified bootstrap with environments as strata):', '',
                   '| agent | setting | environments | runs | IQM [95% CI] |', '|---|---|---:|---:|---:|']

@@ -24,7 +24,7 @@ from flowrl.placement import Placement, tell_checkpoints_with, whole_array_shard
 from flowrl.progress import ChunkPacer, Progress
 from flowrl.replay import online_capacity
 from flowrl.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
-                             check_settings, fit_schedules, resolve_members)
+                             check_settings, default_config, fit_schedules, resolve_members)
 from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, phase_at,
                              resolve_member_execution)
 
@@ -43,7 +43,12 @@ def load_dataset(s: RunSettings, task, log=print) -> suites.LoadedData:
             suites.check_transitions(split, f'The {name} data of {data.source}')
     validation = '' if splits[1] is None else f' (validation: {len(splits[1]["actions"]):,})'
     log(f'Dataset: {data.source}; {len(splits[0]["actions"]):,} transitions{validation}.')
-    return data._replace(train=splits[0], val=splits[1])
+    return data._replace(train=splits[0], val=splits[1], record=dict(data.record, **data_size(splits[0])))
+
+
+def data_size(train: dict) -> dict:
+    """The training data's size as flags.json records it (the report compares it with the papers')."""
+    return dict(transitions=len(train['actions']), episodes=int(np.sum(train['terminals'])))
 
 
 def env_factory(s: RunSettings, task, data_record: dict):
@@ -167,13 +172,18 @@ class Run:
 
     def _description(self) -> dict:
         return dict(settings=dataclasses.asdict(self.s), env=self.task.name, members=self.members.labels,
-                    configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend(),
+                    configs=[c.to_dict() for c in self.members.configs],
+                    default_config=self._default_config(), jax_backend=jax.default_backend(),
                     data=self.data_record, placement=self._placement_record(), **self.task.description(self.s))
 
     def _placement_record(self) -> dict:
         """How the members were laid out: a checkpoint's arrays hold `padded_members` rows."""
         return dict(processes=self.placement.process_count, devices=int(self.placement.mesh.devices.size),
                     padded_members=self.placement.padded)
+
+    def _default_config(self) -> dict:
+        """The agent's defaults with the task's presets: what the report names changes from."""
+        return default_config(self.agent, self.s.agent, self.task, self.s.online_steps > 0).to_dict()
 
     # -- checkpoints ---------------------------------------------------------------------
     @property

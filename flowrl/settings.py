@@ -197,6 +197,15 @@ def fit_schedules(agent, members: Members, first_step: int, last_step: int, log=
     return Members(configs, members.labels)
 
 
+def default_config(agent, agent_path: str, task, online: bool):
+    """The config a run of `agent` on `task` gets without --agent overrides or sweeps: the agent's
+    defaults with the task's presets (the papers' values). flags.json records it, so that the report
+    can name what a run changed from it."""
+    config = agent.get_config()
+    apply_presets(config, presets_for(presets_name(config, agent_path), task, online=online), set())
+    return config
+
+
 def resolve_members(s: RunSettings, agent, task, log=print) -> Members:
     """Agent config = defaults <- env presets <- command-line overrides; then the sweep grid x seeds."""
     source = s.agent

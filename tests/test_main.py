@@ -53,6 +53,10 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     assert 'Presets for cube-single-play' in result.stdout and 'alpha=300.0' in result.stdout
     flags = json.load(open(os.path.join(run_dir, 'flags.json')))
     assert flags['env'] == 'cube-single-play-singletask-v0' and flags['configs'][0]['alpha'] == 300.0
+    # The data's size (2 generated episodes of 1,001 steps: 1,000 transitions each) and the agent's
+    # defaults with the presets, for the report.
+    assert (flags['data']['episodes'], flags['data']['transitions']) == (2, 2000)
+    assert (flags['default_config']['alpha'], flags['default_config']['actor_hidden_dims']) == (300.0, [512] * 4)
     ogbench = dict(ogbench_version=importlib.metadata.version('ogbench'),
                    success_timing=default_success_timing(parse_env_name('cube-single-play')))
     assert {k: flags[k] for k in ogbench} == ogbench
@@ -77,7 +81,14 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     assert 'Final score' in result.stdout
     # The run's report (flowrl.report): its table names the run's agent and both seeds.
     assert f'Report: {run_dir}/report/report.md' in result.stdout
-    assert '| cube-single-play | fql | defaults | 2 |' in open(os.path.join(run_dir, 'report', 'report.md')).read()
+    # The setting column names what the command line changed from the defaults with presets, and the
+    # published number (FQL paper, 97 ± 2) stands beside how this run departs from the paper's protocol.
+    report = open(os.path.join(run_dir, 'report', 'report.md')).read()
+    assert ('| cube-single-play | fql | actor_hidden_dims=(32, 32), batch_size=32, value_hidden_dims=(32, 32) | 2 |'
+            in report)
+    assert ('| 97 ± 2¹ | 100 of 1M updates; 100 online steps (paper offline only); networks 2×32 (paper 4×512); '
+            'dataset 2 episodes, 2,000 transitions (paper 1,000 episodes); 2 evaluation episodes (paper 50); evaluated '
+            'every 100 updates (paper every 100k)') in report
     assert os.path.exists(os.path.join(run_dir, 'report', 'success_cube-single-play.png'))
 
 

@@ -8,8 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from flowrl import run_files
+from flowrl import run_files, suites
+from flowrl.agent_loading import load_agent
 from flowrl.report import write_report
+from flowrl.runner import data_size
+from flowrl.settings import default_config
 from flowrl.stats import iqm, mean_ci_per_step, stratified_bootstrap, stratified_bootstrap_ci
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,15 +51,24 @@ def test_stratified_resamples_never_mix_tasks():
     assert stratified_bootstrap_ci([[0.0, 0.0, 0.0], [1.0, 1.0]], statistic='mean') == pytest.approx((0.4, 0.4))
 
 
-def write_run(root, name, env, agent, labels, success, diverged=(), config=None, success_timing='pre'):
-    """A run directory as main.py writes it: success[i] = member i's history at 100, 200, ..."""
+NOT_RECORDED = object()
+
+
+def write_run(root, name, env, agent, labels, success, diverged=(), config=None, success_timing='pre', settings=None,
+              data=None, default_config=None):
+    """A run directory as main.py writes it: success[i] = member i's history at 100, 200, ...;
+    `default_config` (the agent's defaults with presets) is `config` unless given (NOT_RECORDED:
+    a run made before flags.json recorded it)."""
     run_dir = os.path.join(root, name)
     os.makedirs(run_dir)
-    configs = [dict(config or dict(alpha=1.0), **{k: v for k, v in label.items() if k not in ('member', 'seed')})
-               for label in labels]
-    run_files.write_json(os.path.join(run_dir, run_files.FLAGS_FILE),
-                         dict(settings=dict(agent=f'agents/{agent}.py', sparse=False), env=env, members=labels,
-                              configs=configs, success_timing=success_timing))
+    config = config or dict(alpha=1.0)
+    configs = [dict(config, **{k: v for k, v in label.items() if k not in ('member', 'seed')}) for label in labels]
+    flags = dict(settings=dict(agent=f'agents/{agent}.py', sparse=False, **(settings or {})), env=env, members=labels,
+                 configs=configs, success_timing=success_timing, data=data or dict(source='test'),
+                 default_config=config if default_config is None else default_config)
+    if default_config is NOT_RECORDED:
+        del flags['default_config']
+    run_files.write_json(os.path.join(run_dir, run_files.FLAGS_FILE), flags)
     evals, trains = [], []
     for label, history in zip(labels, success):
         for i, value in enumerate(history):
@@ -99,7 +111,9 @@ def test_report_table_matches_hand_computed_scores(runs, tmp_path):
         got = [float(row[k]) for k in ('mean', 'std', 'iqm', 'ci_low', 'ci_high', 'published')]
         assert got == pytest.approx([mean, std, middle, *ci, published]), key
     text = open(paths['markdown']).read()
-    assert '| cube-double-play | fql | alpha=30.0 | 1 (+1 diverged) | 50.0 ± 0.0 | 50.0 [50.0, 50.0] | 400 | 36 ± 6¹ |' in text
+    # The runs record no protocol but their success timing, which is not the FQL paper's.
+    assert ('| cube-double-play | fql | alpha=30.0 | 1 (+1 diverged) | 50.0 ± 0.0 | 50.0 [50.0, 50.0] | 400 | 36 ± 6¹ | '
+            'success counted before the step (paper after) |') in text
     # iql over both environments: IQM of {0.2, 0, 1.0, 0.8} drops 0 and 1.0 -> 50.
     assert '| iql | defaults | 2 | 4 | 50.0 [' in text
 
@@ -145,3 +159,110 @@ def test_runs_made_with_different_values_are_told_apart_even_unswept(tmp_path):
     assert rows == pytest.approx({'alpha=100.0, success_timing=pre': 15.0, 'alpha=300.0, success_timing=pre': 85.0,
                                   'alpha=300.0, success_timing=post': 50.0})
     assert not [line for line in lines if 'seed' in line]  # no false repeated-seed warning
+
+
+# ---- the published protocol beside every published number (flowrl.departures) ----
+
+PAPER_NETWORKS = dict(actor_hidden_dims=[512] * 4, value_hidden_dims=[512] * 4)
+FQL_CUBE_SINGLE = dict(alpha=300.0, **PAPER_NETWORKS)  # fql's defaults with the cube-single preset
+PAPER_SETTINGS = dict(offline_steps=1_000_000, online_steps=0, eval_episodes=50, eval_interval=100_000,
+                      dataset_episodes=None)
+SEEDS = [dict(member=0, seed=0), dict(member=1, seed=1)]
+
+
+def report_rows(tmp_path, lines=None):
+    paths = write_report([str(tmp_path / 'runs')], str(tmp_path / 'out'), log=[].append if lines is None else lines.append)
+    return run_files.CsvLog(paths['csv']).read(), open(paths['markdown']).read()
+
+
+def test_a_run_at_the_papers_protocol_is_as_published(tmp_path):
+    write_run(tmp_path / 'runs', 'paper', 'cube-single-play-singletask-v0', 'fql', SEEDS, [[.9], [1.0]],
+              config=FQL_CUBE_SINGLE, success_timing='post', settings=PAPER_SETTINGS,
+              data=dict(source='ogbench', episodes=1000, transitions=1_000_000))
+    (row,), text = report_rows(tmp_path)
+    assert (row['setting'], row['departures'], float(row['published'])) == ('defaults', 'as published', 97.0)
+    assert '| 97 ± 2¹ | as published |' in text
+    assert ('¹ FQL paper (Park, Li, Levine 2025, "Flow Q-Learning"), offline results, default tasks: 1M offline '
+            "updates, every MLP 4×512, OGBench's full dataset, evaluation every 100k updates on 50 episodes, score = "
+            'mean of the last three, success counted after the step; the FQL paper ran ogbench 1.1.0') in text
+
+
+def quick_start_run(root, name='quickstart', seeds=SEEDS):
+    """What the README's quick start records: 100k updates, 2 x 128 networks, 200 generated
+    episodes of 1,000 transitions, 10 episodes every 10k updates, ogbench >= 1.2's timing."""
+    small = dict(alpha=300.0, actor_hidden_dims=[128, 128], value_hidden_dims=[128, 128])
+    return write_run(root, name, 'cube-single-play-singletask-v0', 'fql', seeds, [[.5], [.7]], config=small,
+                     default_config=FQL_CUBE_SINGLE, success_timing='pre',
+                     settings=dict(PAPER_SETTINGS, offline_steps=100_000, eval_episodes=10, eval_interval=10_000,
+                                   dataset_episodes=200),
+                     data=dict(source='generated', episodes=200, transitions=200_000))
+
+
+def test_the_quick_start_lists_exactly_its_departures(tmp_path):
+    quick_start_run(tmp_path / 'runs')
+    (row,), text = report_rows(tmp_path)
+    departures = ('100k of 1M updates; networks 2×128 (paper 4×512); dataset 200 episodes, 200,000 transitions '
+                  '(paper 1,000 episodes); 10 evaluation episodes (paper 50); evaluated every 10k updates (paper every '
+                  '100k); success counted before the step (paper after)')
+    assert row['departures'] == departures
+    # The presets' alpha is a default; the networks are what the command line changed.
+    assert row['setting'] == 'actor_hidden_dims=(128, 128), value_hidden_dims=(128, 128)'
+    assert f'| 97 ± 2¹ | {departures} |' in text
+
+
+def test_a_value_changed_from_the_default_is_named_even_when_every_pooled_run_shares_it(tmp_path):
+    for name, seed in (('a', 0), ('b', 1)):
+        write_run(tmp_path / 'runs', name, 'cube-single-play-singletask-v0', 'fql', [dict(member=0, seed=seed)],
+                  [[.4 + .2 * seed]], config=dict(FQL_CUBE_SINGLE, alpha=100.0), default_config=FQL_CUBE_SINGLE)
+    (row,), _ = report_rows(tmp_path)
+    assert (row['setting'], int(row['seeds']), float(row['mean'])) == ('alpha=100.0', 2, pytest.approx(50.0))
+
+
+def test_runs_of_another_length_are_not_pooled(tmp_path):
+    """The recorded protocol tells runs apart like a config value: a 100k-update run and a
+    200k-update one of the quick start are two rows, each with its own departures."""
+    quick_start_run(tmp_path / 'runs', 'short', [dict(member=0, seed=0)])
+    longer = quick_start_run(tmp_path / 'runs', 'long', [dict(member=0, seed=1)])
+    flags = run_files.read_json(os.path.join(longer, run_files.FLAGS_FILE))
+    flags['settings']['offline_steps'] = 200_000
+    run_files.write_json(os.path.join(longer, run_files.FLAGS_FILE), flags)
+    rows, _ = report_rows(tmp_path)
+    by_setting = {r['setting']: r['departures'].split(';')[0] for r in rows}
+    networks = 'actor_hidden_dims=(128, 128), '
+    assert by_setting == {f'{networks}offline_steps=100000, value_hidden_dims=(128, 128)': '100k of 1M updates',
+                          f'{networks}offline_steps=200000, value_hidden_dims=(128, 128)': '200k of 1M updates'}
+
+
+def test_a_source_without_a_protocol_says_so(tmp_path):
+    write_run(tmp_path / 'runs', 'qfql', 'scene-play-singletask-v0', 'qfql', SEEDS, [[.6], [.6]])
+    (row,), text = report_rows(tmp_path)
+    assert (row['departures'], float(row['published'])) == ('protocol not published', 62.0)
+    assert 'QFQL paper, Table 2 (offline, default tasks): gives no training protocol' in text
+
+
+def test_an_old_run_without_recorded_defaults(tmp_path, monkeypatch):
+    """A run made before flags.json recorded its defaults: rebuilt from its agent file (the presets
+    count as defaults), or, where that file is gone, one warning and the row says so."""
+    monkeypatch.chdir(REPO)  # the recorded agent path, agents/fql.py, is relative to where the run started
+    fql = load_agent('agents/fql.py')
+    config = run_files.as_written(dict(fql.get_config().to_dict(), alpha=300.0, actor_hidden_dims=(128, 128)))
+    write_run(tmp_path / 'runs', 'old', 'cube-single-play-singletask-v0', 'fql', SEEDS, [[.2], [.4]], config=config,
+              default_config=NOT_RECORDED)
+    (row,), _ = report_rows(tmp_path)
+    assert row['setting'] == 'actor_hidden_dims=(128, 128)'
+    monkeypatch.chdir(tmp_path)  # agents/fql.py is not here
+    lines = []
+    (row,), _ = report_rows(tmp_path, lines)
+    assert row['setting'] == 'defaults (agent defaults unknown)'
+    assert len([line for line in lines if "does not record its agent's defaults" in line]) == 1
+
+
+def test_a_run_records_its_data_size_and_its_defaults_with_presets():
+    terminals = np.array([0, 0, 1, 0, 1], np.float32)  # two episodes, five transitions
+    assert data_size(dict(actions=np.zeros((5, 2)), terminals=terminals)) == dict(transitions=5, episodes=2)
+    fql = load_agent(os.path.join(REPO, 'agents', 'fql.py'))
+    offline = default_config(fql, 'agents/fql.py', suites.resolve('cube-single-play'), online=False)
+    assert (offline.alpha, offline.q_agg, tuple(offline.actor_hidden_dims)) == (300.0, 'mean', (512,) * 4)
+    # Offline-to-online on pen-cloned: the D4RL online preset refines the offline one.
+    online = default_config(fql, 'agents/fql.py', suites.resolve('pen-cloned-v1'), online=True)
+    assert (online.alpha, online.q_agg) == (1000.0, 'min')
