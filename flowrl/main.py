@@ -19,6 +19,7 @@ import sys
 
 from absl import flags, logging
 
+from flowrl import stopping
 from flowrl.config_overrides import run_command
 from flowrl.errors import UserError
 from flowrl.settings import RESUME_CHANGES, define_flags, settings_from_values
@@ -83,6 +84,7 @@ def run():
 def script():
     """The command: main.py, `python -m flowrl.main` and the installed `flowrl-train`."""
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
+    stopping.TRAIN_COMMAND = stopping.train_command(LAUNCHER, __file__)
     run()
 
 

@@ -152,3 +152,13 @@ def test_main_py_runs_from_another_directory(tmp_path):
                                  '--agent.batch_size=0', f'--save_dir={tmp_path / "runs"}'],
                                 cwd=tmp_path, env=quiet_env(), capture_output=True, text=True, timeout=300)
         assert result.returncode == 1 and result.stderr.startswith(message), result.stderr[-2000:]
+
+
+def test_resume_lines_give_the_command_that_was_started():
+    from flowrl.stopping import train_command
+
+    module = os.path.join(REPO, 'flowrl', 'main.py')
+    assert train_command('/venv/bin/flowrl-train', module) == 'flowrl-train'
+    assert train_command(module, module) == 'python -m flowrl.main'
+    assert train_command(os.path.join(REPO, 'main.py'), module) == 'python main.py'
+    assert train_command('main.py', module) == 'python main.py'
