@@ -19,7 +19,7 @@ from flowrl.testing import short_manipulation_episodes
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Where each source folder of the repository is installed: the only top-level name is flowrl.
 INSTALLED_AS = {'flowrl': 'flowrl', 'agents': 'flowrl/agents', 'configs': 'flowrl/configs'}
-TINY = ['--agent.actor_hidden_dims=16', '--agent.value_hidden_dims=16', '--agent.batch_size=8', '--agent.flow_steps=2']
+TINY = ['--agent.actor_hidden_dims=16', '--agent.batch_size=8', '--agent.flow_steps=2']
 
 pytestmark = pytest.mark.xdist_group('test_packaging_wheel')
 
@@ -103,15 +103,17 @@ def test_an_installed_copy_trains_from_a_directory_outside_the_repository(wheel,
 
         produce_dataset('cube-single-play-v0', dataset_dir=str(data), dataset_episodes=1, workers=1,
                         log=lambda *a: None, download=False)
-    command = [str(site / 'bin' / 'flowrl-train'), '--agent=agents/fql.py', '--env_name=cube-single-play',
+    # Flow BC, the cheapest agent to compile; its presets come from flowrl.configs (the shared ones).
+    command = [str(site / 'bin' / 'flowrl-train'), '--agent=agents/flow_bc.py', '--env_name=cube-single-play',
                f'--dataset_dir={data}', '--dataset_episodes=1', '--offline_steps=2', '--log_interval=1',
                '--eval_episodes=0', '--report=False', f'--save_dir={tmp_path / "runs"}', *TINY]
     trained = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert 'Presets for cube-single-play (configs/fql.py): alpha=300.0' in trained.stdout  # flowrl.configs
-    (run_dir,) = (tmp_path / 'runs' / 'Debug').glob('fql_*')
+    assert 'Agent agents/flow_bc.py on cube-single-play-singletask-v0' in trained.stdout
+    (run_dir,) = (tmp_path / 'runs' / 'Debug').glob('flow_bc_*')
     with open(run_dir / 'train.csv') as f:
-        assert [line.split(',')[0] for line in f.read().splitlines()[1:]] == ['1', '2']
+        header, *rows = f.read().splitlines()
+    assert header.startswith('step,member,seed,actor/bc_flow_loss') and [row[:2] for row in rows] == ['1,', '2,']
 
 
 def test_agent_paths_name_flowrl_agents_from_any_directory_as_one_module(tmp_path, monkeypatch):
