@@ -1,87 +1,9 @@
-"""Train an agent on an OGBench singletask environment.
+# Train an agent: `python main.py --agent=agents/fql.py --env_name=cube-double-play`.
+# The command is flowrl.main; this launcher keeps the FQL repository's shape (main.py beside
+# agents/ and configs/). Installed, the same command is `flowrl-train` or `python -m flowrl.main`.
 
-    python main.py --agent=agents/fql.py --env_name=cube-double-play
-    python main.py --agent=agents/fql.py --env_name=cube-double-play --num_seeds=8
-    python main.py --agent=agents/fql.py --env_name=cube-double-play --sweep=agent.alpha=100,300,1000
-    python main.py --resume=exp/Debug/fql_cube-double-play_sd000_20261121_120000
-
-Ctrl-C, SIGTERM or SIGUSR1 stop a run after the chunk of updates in flight, with a checkpoint,
-and print the --resume command that continues it (exit status 130, 143, 138; flowrl.stopping).
-
-Flag names follow the official FQL command line, so the paper's commands run unchanged.
-`--agent.KEY=VALUE` overrides a key of the agent's config (see get_config() in the file).
-"""
-
-import os
-import sys
-
-from absl import flags, logging
-
-from flowrl.config_overrides import run_command
-from flowrl.errors import UserError
-from flowrl.placement import define_flags as define_start_up_flags
-from flowrl.placement import ProcessLost, join
-from flowrl.settings import RESUME_CHANGES, define_flags, settings_from_values
-from flowrl.stopping import Stopped, resume_command, signal_name
-
-FLAGS = flags.FLAGS
-# One flag per flowrl.settings.RunSettings field, listed by --help as this file's (absl names a script by its path).
-SETTING_FLAGS = define_flags(flags, sys.argv[0] if __name__ == '__main__' else __name__)
-flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint; only '
-                    + ', '.join(f'--{name}' for name in RESUME_CHANGES) + ' may be given with it.')
-# A flag of the official FQL command line that flowrl does not support: refused unless left at its default.
-flags.DEFINE_integer('video_episodes', 0, 'Accepted for compatibility with the FQL command line; must be 0.')
-# Joining JAX's multi-controller runtime (every host of a TPU pod slice or Slurm job runs the same command).
-define_start_up_flags(flags, sys.argv[0] if __name__ == '__main__' else __name__)
-
-
-def settings_from_flags(agent_overrides):
-    if FLAGS.video_episodes:
-        raise UserError('--video_episodes is not supported: flowrl records no videos; use --video_episodes=0.')
-    return settings_from_values({name: FLAGS[name].value for name in SETTING_FLAGS}, agent_overrides)
-
-
-def resume_changes(agent_overrides) -> dict:
-    """The flags given with --resume: the run's own settings apply, so any other is refused."""
-    names = SETTING_FLAGS + ['video_episodes']
-    given = {name: FLAGS[name].value for name in names if FLAGS[name].present}
-    return {**given, **{f'agent.{k}': v for k, v in agent_overrides.items()}}
-
-
-def main(argv, agent_overrides):
-    from flowrl import runner
-
-    if len(argv) > 1:
-        raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}; flags are written --name=value.')
-    if not FLAGS['verbosity'].present:
-        logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    join(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    try:
-        if FLAGS.resume:
-            runner.resume(FLAGS.resume, resume_changes(agent_overrides))
-        else:
-            runner.Run(settings_from_flags(agent_overrides)).train()
-    except ProcessLost as error:
-        # Leave at once: JAX's exit would wait for the lost process at its shutdown barrier.
-        print(f'error: {error}', file=sys.stderr, flush=True)
-        os._exit(1)
-    except Stopped as stop:  # training words its own line (flowrl.stopping)
-        stop.message = stop.message or before_training(stop)
-        raise
-
-
-def before_training(stop) -> str:
-    """The line of a stop signal that came before training started (setup: data, compilation)."""
-    line = f'Stopped by {signal_name(stop.signum)} before training started'
-    if FLAGS.resume:
-        return f'{line}; {FLAGS.resume} is as it was; continue with: {resume_command(FLAGS.resume)}'
-    return f'{line}; nothing was saved.'
-
-
-def run():
-    run_command(main)
-
+from flowrl.main import FLAGS, run, script  # noqa: F401  (FLAGS, run: tests drive the command in-process)
+from flowrl.main import __doc__  # noqa: F401  absl's --help prints the __main__ module's docstring: the usage
 
 if __name__ == '__main__':
-    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
-    run()
+    script()

@@ -1,6 +1,7 @@
-"""flowrl agents: one module per algorithm, each a set of pure functions.
+"""flowrl agents: one module per algorithm, each a set of pure functions (the package
+`flowrl.agents`, kept in the repository's agents/ folder).
 
-    from agents import fql
+    from flowrl.agents import fql
     config = fql.get_config()
     state = fql.init(rng, example_batch, config)
     state, metrics = fql.update(state, batch, rng)
@@ -21,3 +22,9 @@ a `flowrl.training.DatasetWork` (the steps, the per-row arrays it keeps in `stat
 program run at those steps) or None; its updates then get the batch's dataset rows in
 `batch['rows']` and must also work without them (docs/DESIGN.md, "The agent contract").
 """
+
+# One module object per agent file: imported as `agents` (the repository root on sys.path), this
+# file's agents would be second copies of flowrl.agents' (flowrl/__init__.py, docs/DESIGN.md).
+if __name__ != 'flowrl.agents':
+    raise ImportError(f'flowrl\'s agents are the package flowrl.agents, not {__name__}: '
+                      'write `from flowrl.agents import fql`.')

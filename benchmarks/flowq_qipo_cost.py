@@ -25,7 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from agents import flowq, fql, qipo
+from flowrl.agents import flowq, fql, qipo
 from flowrl.testing import synthetic_batch
 
 BATCH_SIZE, OBS_DIM, ACTION_DIM = 256, 40, 5
@@ -70,7 +70,7 @@ def policy_update_table(batch, flow_steps_list, reps):
 
 def qipo_table(batch, reps):
     """Each phase's own update (as the training loop runs it: `qipo.phase_updates`), beside flow BC's."""
-    from agents import flow_bc
+    from flowrl.agents import flow_bc
     config = qipo.get_config()
     state = qipo.init(jax.random.PRNGKey(0), batch, config)
     rng = jax.random.PRNGKey(1)
@@ -91,7 +91,7 @@ def qipo_support_entries(batch, work_rows: int):
     stored supports, and the two stored draws over `work_rows` rows (cube-double shapes)."""
     import numpy as np
 
-    from agents import flow_bc
+    from flowrl.agents import flow_bc
     from flowrl.training import ROWS_KEY, with_zero_arrays
     config = qipo.get_config()
     rng = jax.random.PRNGKey(1)

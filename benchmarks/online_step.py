@@ -49,7 +49,7 @@ def main():
     args = parser.parse_args()
     print(f'{platform.node()} | {jax.devices()[0].device_kind} | jax {jax.__version__}')
 
-    agent = importlib.import_module(f'agents.{args.agent}')
+    agent = importlib.import_module(f'flowrl.agents.{args.agent}')
     config = agent.get_config()
     dataset = synthetic_dataset(args.rows)
     states, rngs = init_members(agent, [config] * args.members, list(range(args.members)),

@@ -26,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from agents import fql
+from flowrl.agents import fql
 from flowrl.costs import matmul_flops, matmul_peak
 from flowrl.training import ChunkRunner, init_members, member_shardings, sample_batch
 
@@ -123,7 +123,7 @@ def efficiency_cases(names, dataset):
     import importlib
     cases = []
     for name in names:
-        agent = importlib.import_module(f'agents.{name}')
+        agent = importlib.import_module(f'flowrl.agents.{name}')
         config = agent.get_config()
         phases = getattr(agent, 'phase_updates', None)
         if phases is None:

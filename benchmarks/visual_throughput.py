@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from agents import fql
+from flowrl.agents import fql
 from flowrl import pixels
 from flowrl.training import ChunkRunner, init_members, member_shardings
 

@@ -82,7 +82,7 @@ FLOWRL_UPDATES = SYNTHETIC + '''
 import json, sys, time
 import jax
 sys.path.insert(0, ROOT)
-from agents import fql
+from flowrl.agents import fql
 from flowrl.training import ChunkRunner, init_members, member_shardings
 config = fql.get_config()
 dataset = synthetic_dataset()
@@ -146,7 +146,7 @@ import functools, json, sys, time
 import jax, numpy as np
 sys.path.insert(0, ROOT)
 start = time.perf_counter()
-from agents import fql
+from flowrl.agents import fql
 from flowrl.envs import make_env, parse_env_name
 from flowrl.evaluation import EvalEnvs, make_policy, run_episodes
 from flowrl.runner import eval_workers

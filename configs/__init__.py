@@ -1,4 +1,5 @@
-"""Per-environment presets: `configs/<agent_name>.py` (the `agent_name` of the agent's config, not
+"""Per-environment presets (the package `flowrl.configs`, kept in the repository's configs/ folder):
+`configs/<agent_name>.py` (the `agent_name` of the agent's config, not
 its file's name) holds `PRESETS`, a dict from an OGBench
 environment family (the singletask name without '-singletask-...-v0', e.g. 'cube-double-play')
 or a family plus task ('cube-double-play-task3') to the config values the paper used there.
@@ -30,6 +31,11 @@ one table (flowrl.suites: each task names the tables and keys it reads).
 """
 
 from flowrl.envs import DATASET_FAMILIES
+
+# One module object per preset file (as in agents/__init__.py): not a second copy named `configs`.
+if __name__ != 'flowrl.configs':
+    raise ImportError(f'flowrl\'s presets are the package flowrl.configs, not {__name__}: '
+                      'write `from flowrl.configs import fql`.')
 
 LONG_HORIZON_FAMILIES = ('antmaze-giant-navigate', 'humanoidmaze-medium-navigate', 'humanoidmaze-large-navigate',
                          'antsoccer-arena-navigate')

@@ -6,6 +6,6 @@ action units), so one value transfers across reward scales. What is set is the s
 of the long-horizon environments (configs/__init__.py).
 """
 
-from configs import with_shared
+from flowrl.configs import with_shared
 
 PRESETS = with_shared({})

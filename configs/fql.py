@@ -5,7 +5,7 @@ ONLINE_PRESETS holds the README's offline-to-online values (`--online_steps` > 0
 PRESETS. The pixel-based (visual-*) alphas are the README's visual commands (with the shared
 encoder 'impala_small'; the commands' --p_aug=0.5 --frame_stack=3 are run flags, not presets)."""
 
-from configs import with_shared
+from flowrl.configs import with_shared
 
 PRESETS = with_shared({
     'antmaze-large-navigate': dict(alpha=10.0, discount=0.99, q_agg='min'),

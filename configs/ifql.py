@@ -10,7 +10,7 @@ Still unknown here: N for antmaze-giant, humanoidmaze-large, cube-single and puz
 default 32 applies), and the paper's per-environment expectile, if it tuned one.
 """
 
-from configs import with_shared
+from flowrl.configs import with_shared
 
 PRESETS = with_shared({
     'antmaze-large-navigate': dict(num_samples=32),  # QFQL paper, Table 2

@@ -9,7 +9,7 @@ appendix has them; we could not read it). The default alpha 10 applies there: pa
 value with --agent.alpha when you have it.
 """
 
-from configs import with_shared
+from flowrl.configs import with_shared
 
 PRESETS = with_shared({
     # FQL README: python main.py --env_name=humanoidmaze-medium-navigate-singletask-v0 --agent=agents/iql.py

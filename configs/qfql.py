@@ -10,7 +10,7 @@ none; QFQL scores 0 on puzzle-3x3), where the default 1 applies. Guidance only a
 inference: a trained run can be re-evaluated at other values (python -m flowrl.evaluate_run).
 """
 
-from configs import with_shared
+from flowrl.configs import with_shared
 
 PRESETS = with_shared({
     'antmaze-large-navigate': dict(guidance=1.0),  # QFQL paper, Table 2

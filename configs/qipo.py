@@ -8,7 +8,7 @@ critic support for antmaze (M = 32, docs/ALGORITHMS.md), beside the shared disco
 long-horizon environments (configs/__init__.py).
 """
 
-from configs import with_shared
+from flowrl.configs import with_shared
 
 ANTMAZE = dict(critic_support=32)  # QIPO: M = 32 on antmaze
 

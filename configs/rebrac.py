@@ -9,7 +9,7 @@ appendix has them; we could not read it). The defaults (0, 0: no BC penalty) app
 not what the paper ran: pass them with --agent.alpha_actor and --agent.alpha_critic.
 """
 
-from configs import with_shared
+from flowrl.configs import with_shared
 
 PRESETS = with_shared({
     # FQL README: python main.py --env_name=humanoidmaze-medium-navigate-singletask-v0 --agent=agents/rebrac.py

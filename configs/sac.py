@@ -5,6 +5,6 @@ command on humanoidmaze-medium passes (`--offline_steps=0 --online_steps=1000000
 per-environment value in that command.
 """
 
-from configs import with_shared
+from flowrl.configs import with_shared
 
 PRESETS = with_shared({})

@@ -1,37 +1,61 @@
 """Loads an agent module from a file path (`--agent=agents/fql.py`) and checks its contract."""
 
 import ast
+import importlib
 import importlib.util
 import os
 import sys
 
+import flowrl.agents
 from flowrl.errors import UserError
 
 REQUIRED = ('get_config', 'init', 'update', 'sample_actions', 'DYNAMIC_KEYS')
+# flowrl's own agents: the checkout's agents/ folder, or flowrl/agents in an installed copy.
+AGENTS_DIR = os.path.dirname(os.path.abspath(flowrl.agents.__file__))
 
 
 def agent_name(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
+def own_agent_names() -> list[str]:
+    """flowrl's own agents (file stems), sorted."""
+    return sorted(agent_name(file) for file in os.listdir(AGENTS_DIR)
+                  if file.endswith('.py') and not file.startswith('_'))
+
+
+def resolve_agent_path(path: str) -> str:
+    """The file `--agent` names: `path` as given (against the current directory) if it is a file,
+    else a relative `agents/<file>` as a file of flowrl's own agents, so that
+    `--agent=agents/fql.py` (and a saved run's recorded setting) works from any directory, with
+    a checkout or an installed copy. Anything else comes back as given."""
+    if os.path.isfile(path) or os.path.isabs(path):
+        return path
+    folder, _, rest = os.path.normpath(path).partition(os.sep)
+    own = os.path.join(AGENTS_DIR, rest)
+    return own if folder == 'agents' and rest and os.path.isfile(own) else path
+
+
 def load_agent(path: str):
-    """Imports the agent file at `path`; files inside this repo's agents/ import as `agents.X`
-    so that pickled/compiled references agree with `from agents import X` in user code."""
-    if not os.path.isfile(path):
-        raise UserError(f'Agent file {path!r} does not exist; pass e.g. --agent=agents/fql.py.')
-    check_source(path)
-    name = agent_name(path)
-    repo_agents = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'agents')
-    if os.path.samefile(os.path.dirname(os.path.abspath(path)), repo_agents):
-        module = importlib.import_module(f'agents.{name}')
+    """Imports the agent file `path` names (`resolve_agent_path`). flowrl's own agents import as
+    `flowrl.agents.X`, the module `from flowrl.agents import X` gives, so that each agent is one
+    module object in a process (compiled programs and caches are keyed by it)."""
+    file = resolve_agent_path(path)
+    if not os.path.isfile(file):
+        raise UserError(f'Agent file {path!r} does not exist; flowrl\'s agents are '
+                        + ', '.join(f'agents/{name}.py' for name in own_agent_names()) + '.')
+    check_source(file)
+    name = agent_name(file)
+    if os.path.samefile(os.path.dirname(os.path.abspath(file)), AGENTS_DIR):
+        module = importlib.import_module(f'flowrl.agents.{name}')
     else:
-        spec = importlib.util.spec_from_file_location(f'flowrl_user_agent_{name}', path)
+        spec = importlib.util.spec_from_file_location(f'flowrl_user_agent_{name}', file)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
     missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
     if missing:
-        raise UserError(_missing_message(path, missing))
+        raise UserError(_missing_message(file, missing))
     return module
 
 

@@ -78,8 +78,8 @@ class WandbLogger:
         group = os.path.basename(os.path.normpath(run_dir))
         self.runs, self.label_keys = {}, set().union(*labels)
         # Several runs in this process: no console capture, and instead of ~15 lines per run from
-        # wandb, one from describe(). wandb also takes flowrl's `agents` package for the OpenAI
-        # Agents SDK and advertises LLM tracing unless told not to.
+        # wandb, one from describe(). wandb also takes any top-level `agents` package (another
+        # project's) for the OpenAI Agents SDK and advertises LLM tracing unless told not to.
         os.environ.setdefault('WANDB_DISABLE_WEAVE', 'true')
         quiet = wandb.Settings(console='off', silent=True)
         for label, config in zip(labels, configs):

@@ -9,9 +9,9 @@ def presets_for(agent_name: str, task, online: bool = False) -> dict:
     (flowrl.suites: OGBench's PRESETS, D4RL's D4RL_PRESETS; with `online`, the matching
     offline-to-online table refines them) and the keys (a task key refines its family key)."""
     try:
-        module = importlib.import_module(f'configs.{agent_name}')
+        module = importlib.import_module(f'flowrl.configs.{agent_name}')
     except ModuleNotFoundError:
-        module = importlib.import_module('configs')  # no table of its own: the values every agent shares
+        module = importlib.import_module('flowrl.configs')  # no table of its own: the values every agent shares
     values = {}
     for name in task.preset_tables(online):
         # configs/__init__.py (the module of an agent without a file of its own) holds the shared values.

@@ -41,8 +41,21 @@ def exit_code(signum: int) -> int:
     return 128 + int(signum)
 
 
+# The training command as the stop lines spell it; flowrl.main.script sets how it was started.
+TRAIN_COMMAND = 'python main.py'
+
+
+def train_command(launcher: str, module_file: str) -> str:
+    """The training command as it was started (`launcher`: sys.argv[0]; `module_file`: flowrl/main.py)."""
+    if os.path.basename(launcher) == 'flowrl-train':
+        return 'flowrl-train'
+    if os.path.isfile(launcher) and os.path.samefile(launcher, module_file):
+        return 'python -m flowrl.main'
+    return 'python main.py'
+
+
 def resume_command(run_dir: str) -> str:
-    return f'python main.py --resume={shlex.quote(str(run_dir))}'
+    return f'{TRAIN_COMMAND} --resume={shlex.quote(str(run_dir))}'
 
 
 def stopped_line(signum: int, step: int, total_steps: int, checkpoint_dir: str, run_dir: str) -> str:

@@ -1,28 +1,24 @@
 """Helpers for testing agents on tiny problems (used by the test suite; handy for new agents)."""
 
 import functools
-import glob
 import importlib
-import os
 import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowrl.agent_loading import own_agent_names
 from flowrl.suites import LoadedData
-
-AGENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'agents')
 
 
 def agent_names() -> list[str]:
-    """Every agent module in agents/ (file stems), sorted."""
-    files = glob.glob(os.path.join(AGENTS_DIR, '*.py'))
-    return sorted(os.path.basename(f)[:-3] for f in files if not os.path.basename(f).startswith('_'))
+    """Every agent module of flowrl.agents (file stems), sorted."""
+    return own_agent_names()
 
 
 def import_agent(name: str):
-    return importlib.import_module(f'agents.{name}')
+    return importlib.import_module(f'flowrl.agents.{name}')
 
 
 def tiny_config(agent, hidden=(32, 32), batch_size=16, **overrides):

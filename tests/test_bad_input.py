@@ -17,7 +17,7 @@ import sys
 import ml_collections
 import pytest
 
-from agents import fql, ifql, qfql, qipo
+from flowrl.agents import fql, ifql, qfql, qipo
 from flowrl import run_files
 from flowrl.agent_loading import load_agent
 from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps
@@ -129,7 +129,7 @@ def test_published_environment_names_are_accepted(name):
 def test_every_preset_names_a_published_dataset():
     """A preset keyed by a name the parser refuses could never apply."""
     for path in glob.glob(os.path.join(REPO, 'configs', '[!_]*.py')):
-        module = importlib.import_module(f'configs.{os.path.basename(path)[:-3]}')
+        module = importlib.import_module(f'flowrl.configs.{os.path.basename(path)[:-3]}')
         for key in module.PRESETS:
             assert key.split('-task')[0] in DATASET_FAMILIES, (path, key)
 

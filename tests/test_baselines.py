@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import flow_bc, ifql, iql, rebrac
+from flowrl.agents import flow_bc, ifql, iql, rebrac
 from flowrl import losses
 from flowrl.flow import euler_integrate, flow_matching_loss
 from flowrl.testing import max_abs_diff, synthetic_batch, tiny_config
@@ -238,8 +238,8 @@ def test_published_config_keys_and_defaults():
 
 @pytest.mark.parametrize('name', ['qfql', 'iql', 'rebrac', 'ifql'])
 def test_presets_name_existing_keys(name):
-    presets = importlib.import_module(f'configs.{name}').PRESETS
-    config = importlib.import_module(f'agents.{name}').get_config()
+    presets = importlib.import_module(f'flowrl.configs.{name}').PRESETS
+    config = importlib.import_module(f'flowrl.agents.{name}').get_config()
     for env, values in presets.items():
         assert set(values) <= set(config), (env, set(values) - set(config))
 
@@ -264,7 +264,7 @@ def test_published_values_are_preset(agent, env, values):
 
 @pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo', 'sac'])
 def test_shared_long_horizon_discount_is_preset_for_every_agent(name):
-    from configs import LONG_HORIZON_FAMILIES
+    from flowrl.configs import LONG_HORIZON_FAMILIES
     from flowrl.envs import EnvSpec
     from flowrl.presets import presets_for
     from flowrl.suites.ogbench import OGBenchTask
@@ -274,7 +274,7 @@ def test_shared_long_horizon_discount_is_preset_for_every_agent(name):
 
 
 def test_an_agents_own_preset_refines_the_shared_table():
-    from configs import with_shared
+    from flowrl.configs import with_shared
     table = with_shared({'antmaze-giant-navigate': dict(discount=0.99, alpha=3.0), 'scene-play': dict(alpha=1.0)})
     assert table['antmaze-giant-navigate'] == dict(discount=0.99, alpha=3.0)
     assert table['humanoidmaze-large-navigate'] == dict(discount=0.995)
@@ -284,7 +284,7 @@ def test_an_agents_own_preset_refines_the_shared_table():
 @pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo'])
 def test_preset_keys_are_ogbench_environments(name):
     from flowrl.envs import parse_env_name
-    for env in importlib.import_module(f'configs.{name}').PRESETS:
+    for env in importlib.import_module(f'flowrl.configs.{name}').PRESETS:
         assert parse_env_name(env).short_name == env
 
 
@@ -292,7 +292,7 @@ def test_preset_keys_are_ogbench_environments(name):
 def test_d4rl_preset_keys_are_d4rl_names_without_version(name):
     from flowrl.suites.d4rl import ENTRIES
     families = {entry.name.rsplit('-v', 1)[0] for entry in ENTRIES.values()}
-    module = importlib.import_module(f'configs.{name}')
+    module = importlib.import_module(f'flowrl.configs.{name}')
     for table in ('D4RL_PRESETS', 'D4RL_ONLINE_PRESETS'):
         assert set(getattr(module, table, {})) <= families
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import flowq
+from flowrl.agents import flowq
 from flowrl.flow import flow_matching_loss, sample_path_points
 from flowrl.testing import index, stack, synthetic_batch, tiny_config
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import fql
+from flowrl.agents import fql
 from flowrl.testing import synthetic_batch, tiny_config
 
 

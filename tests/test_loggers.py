@@ -5,6 +5,7 @@ import glob
 import os
 import struct
 import sys
+import types
 
 import pytest
 
@@ -109,9 +110,11 @@ def test_a_run_with_a_missing_logger_package_completes(tmp_path, monkeypatch):
     assert sum(line.startswith('warning: --logger=wandb is off') for line in lines) == 1
 
 
-def test_wandb_runs_are_offline_files_in_the_run_directory_announced_in_one_line(tmp_path, capfd):
+def test_wandb_runs_are_offline_files_in_the_run_directory_announced_in_one_line(tmp_path, capfd, monkeypatch):
     pytest.importorskip('wandb')
-    import agents.fql  # noqa: F401  (wandb took this package for the OpenAI Agents SDK and advertised LLM tracing)
+    # Another project's top-level `agents` package (flowrl's own was one before it became flowrl.agents):
+    # wandb takes it for the OpenAI Agents SDK and advertised LLM tracing.
+    monkeypatch.setitem(sys.modules, 'agents', types.ModuleType('agents'))
 
     lines = []
     loggers = Loggers(['wandb'], str(tmp_path), LABELS, CONFIGS, SETTINGS, log=lines.append)

@@ -263,7 +263,7 @@ def test_online_step_appends_in_place_without_copying_the_buffer(members):
     import jax
     import jax.numpy as jnp
 
-    from agents import fql
+    from flowrl.agents import fql
     from flowrl.online import OnlineProgram, empty_buffers
     from flowrl.training import init_members, member_shardings, metric_names
     from flowrl.testing import synthetic_batch, tiny_config
@@ -325,7 +325,7 @@ def test_online_step_freezes_diverged_members_without_copying_their_state():
     import jax
     import jax.numpy as jnp
 
-    from agents import fql
+    from flowrl.agents import fql
     from flowrl.online import OnlineProgram, empty_buffers
     from flowrl.testing import max_abs_diff, synthetic_batch, tiny_config
     from flowrl.training import init_members, member_shardings, metric_names

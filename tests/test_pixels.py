@@ -111,7 +111,7 @@ def test_unknown_encoder_is_one_sentence():
 
 
 def test_every_network_gets_its_own_encoder_and_none_leaves_networks_unchanged():
-    fql = importlib.import_module('agents.fql')
+    fql = importlib.import_module('flowrl.agents.fql')
     example = synthetic_batch(batch_size=2, obs_dim=5)
     plain = fql.init(jax.random.PRNGKey(0), example, ml_collections.FrozenConfigDict(tiny_config(fql)))
     undecorated = fql.networks.__wrapped__  # what with_encoders wraps
@@ -156,7 +156,7 @@ def test_euler_samples_encode_once_and_equal_encoding_at_every_step():
 @pytest.mark.parametrize('name', AGENTS)
 def test_every_agent_takes_image_observations(name):
     """init, update and sample_actions with images (traced, not compiled: shapes and structure)."""
-    agent = importlib.import_module(f'agents.{name}')
+    agent = importlib.import_module(f'flowrl.agents.{name}')
     batch = synthetic_batch(batch_size=4)
     batch['observations'], batch['next_observations'] = images((4, 16, 16, 6)), images((4, 16, 16, 6), 1)
     batch = getattr(agent, 'prepare_dataset', lambda b: b)(batch)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import flow_bc, qfql
+from flowrl.agents import flow_bc, qfql
 from flowrl.testing import index, max_abs_diff, stack, synthetic_batch, tiny_config
 
 OBS = synthetic_batch()['observations']

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import qipo
+from flowrl.agents import qipo
 from flowrl.errors import UserError
 from flowrl.flow import flow_matching_errors
 from flowrl.testing import index, max_abs_diff, stack, synthetic_batch, tiny_config

@@ -127,7 +127,7 @@ def test_online_capacity_is_what_the_run_can_write_before_wrapping():
 def test_successor_fields_follow_the_next_transition_within_an_episode():
     """ReBRAC's next_actions in the online buffer: the next row's action, or the row's own where
     the episode ended (as rebrac.prepare_dataset fills the dataset); the newest row holds its own."""
-    from agents import rebrac
+    from flowrl.agents import rebrac
 
     steps = _dataset(7, start=1)
     steps['terminals'] = np.array([0, 0, 1, 0, 1, 0, 0], np.float32)

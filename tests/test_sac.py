@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import sac
+from flowrl.agents import sac
 from flowrl import distributions
 from flowrl.config_overrides import apply_overrides
 from flowrl.errors import UserError

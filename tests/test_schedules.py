@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from agents import qipo
+from flowrl.agents import qipo
 from flowrl import run_files
 from flowrl.errors import UserError
 from flowrl.runner import Run, resume

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import fql
+from flowrl.agents import fql
 from flowrl import checkpoints
 from flowrl.errors import TrainingDiverged
 from flowrl.runner import Run
@@ -60,7 +60,7 @@ def test_n_seed_run_equals_n_single_seed_runs(mode):
 def test_phase_updates_run_in_their_own_chunks_and_equal_the_step_by_step_update():
     """QIPO's phases (contract extension `phase_updates`): chunks end at phase starts, each chunk
     runs its phase's update, and the result equals calling the dispatching `update` per step."""
-    from agents import qipo
+    from flowrl.agents import qipo
     config = tiny_config(qipo, batch_size=16, bc_steps=2, critic_steps=2, renew_period=1, critic_support=2,
                          policy_support=2, flow_steps=2, support='batch')  # per-batch supports, as `update` draws
     runner = ChunkRunner(qipo, 16, 'map', config)
@@ -87,7 +87,7 @@ def test_dataset_work_runs_at_its_steps_and_resumes_exactly_from_a_checkpoint(tm
     and at every renewal, the work runs there (the stored supports change then and only then), and
     a run interrupted at an arbitrary update and restored from a checkpoint, supports included,
     continues exactly as the uninterrupted one."""
-    from agents import qipo
+    from flowrl.agents import qipo
     config = tiny_config(qipo, batch_size=16, bc_steps=2, critic_steps=2, renew_period=3, critic_support=2,
                          policy_support=3, flow_steps=2, support_block_rows=100)
     runner = ChunkRunner(qipo, 16, 'map', config)
@@ -118,7 +118,7 @@ def test_dataset_work_runs_at_its_steps_and_resumes_exactly_from_a_checkpoint(tm
 
 
 def test_dataset_work_refuses_states_without_its_arrays():
-    from agents import qipo
+    from flowrl.agents import qipo
     config = tiny_config(qipo, batch_size=16, bc_steps=0, critic_steps=2, renew_period=3, critic_support=2,
                          policy_support=2, flow_steps=2)
     states, rngs = init_members(qipo, [config], [0], DATASET)  # no rows: no stored supports
@@ -127,7 +127,7 @@ def test_dataset_work_refuses_states_without_its_arrays():
 
 
 def test_stored_supports_that_do_not_fit_the_device_are_refused_before_the_run(monkeypatch):
-    from agents import qipo
+    from flowrl.agents import qipo
     monkeypatch.setattr('flowrl.training.free_bytes', lambda device: 100 * 2**20)
     config = tiny_config(qipo, critic_support=16, policy_support=8)
     lines = []
@@ -211,7 +211,7 @@ def test_nonfinite_loss_stops_the_run_with_the_step_and_metric(tmp_path, monkeyp
 
 SHARDED_SCRIPT = textwrap.dedent('''
     import jax
-    from agents import fql
+    from flowrl.agents import fql
     from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_config
     from flowrl.training import ChunkRunner, init_members, member_shardings
     dataset, config = synthetic_batch(batch_size=256), tiny_config(fql, batch_size=16)

@@ -123,9 +123,9 @@ def check_settings(s: RecipeSettings) -> None:
 # -- SAC ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def sac_agent():
-    from flowrl.agent_loading import load_agent
+    from flowrl.agent_loading import AGENTS_DIR, load_agent
 
-    return load_agent(os.path.join(os.path.dirname(__file__), '..', '..', 'agents', 'sac.py'))
+    return load_agent(os.path.join(AGENTS_DIR, 'sac.py'))
 
 
 def sac_config(agent, s: RecipeSettings):
