@@ -90,10 +90,10 @@ def anchors_of(path: pathlib.Path) -> set[str]:
 
 @functools.cache
 def main_flags():
-    """main.py's flags, as main.py defines them, without running it."""
-    import main  # noqa: F401  (defines its flags on absl's FLAGS)
+    """main.py's flags, as its command (flowrl.main) defines them, without running it."""
+    import flowrl.main  # defines its flags on absl's FLAGS, as the launcher's (the script run: here pytest)
 
-    return {flag.name: flag for flag in flags.FLAGS.get_flags_for_module('main')}
+    return {flag.name: flag for flag in flags.FLAGS.get_flags_for_module(flowrl.main.LAUNCHER)}
 
 
 def fresh_main_flag_values() -> flags.FlagValues:
