@@ -1,4 +1,4 @@
-"""Where a run departs from the protocol behind a published number (flowrl.published.Protocol):
+"""Where a run departs from the protocol behind a published number (flowrl.results.published.Protocol):
 what the run recorded in flags.json (its settings, its agent config, the data record and the
 task description) against what the source trained and evaluated with.
 
@@ -12,7 +12,7 @@ Each check compares one part of the protocol and stays silent where either side 
 
 import dataclasses
 
-from flowrl.published import Protocol, full_dataset_episodes
+from flowrl.results.published import Protocol, full_dataset_episodes
 
 HIDDEN_DIMS_SUFFIX = '_hidden_dims'  # the agent config keys of MLP sizes, whatever the agent calls its networks
 AS_PUBLISHED = 'as published'
@@ -35,7 +35,7 @@ class Recorded:
 
     def grouping_values(self) -> dict:
         """The recorded values that runs pooled into one score must share, by the names of the
-        flags that set them (the agent config holds the networks; flowrl.report adds the success
+        flags that set them (the agent config holds the networks; flowrl.results.report adds the success
         timing)."""
         return dict(offline_steps=self.offline_updates, online_steps=self.online_steps,
                     dataset_episodes=self.dataset_episodes, eval_episodes=self.eval_episodes,

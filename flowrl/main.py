@@ -11,7 +11,7 @@ and print the --resume command that continues it (exit status 130, 143, 138; flo
 Flag names follow the official FQL command line, so the paper's commands run unchanged.
 `--agent.KEY=VALUE` overrides a key of the agent's config (see get_config() in the file).
 `--agent=agents/X.py` names a file in the current directory or, failing that, flowrl's own agent X
-(flowrl.agent_loading), so the commands work from any directory. The same command is
+(flowrl.kit.agent_loading), so the commands work from any directory. The same command is
 `python -m flowrl.main ...` and, installed, `flowrl-train ...` (the repository's main.py runs `script`).
 """
 
@@ -21,18 +21,18 @@ import sys
 from absl import flags, logging
 
 from flowrl import stopping
-from flowrl.config_overrides import run_command
+from flowrl.run.config_overrides import run_command
 from flowrl.errors import UserError
-from flowrl.placement import ProcessLost, join
-from flowrl.placement import define_flags as define_start_up_flags
-from flowrl.settings import RESUME_CHANGES, define_flags, settings_from_values
+from flowrl.engine.placement import ProcessLost, join
+from flowrl.engine.placement import define_flags as define_start_up_flags
+from flowrl.run.settings import RESUME_CHANGES, define_flags, settings_from_values
 from flowrl.stopping import Stopped, resume_command, signal_name
 
 FLAGS = flags.FLAGS
 # absl's --help lists the flags of the module named by the script's path (sys.argv[0]): main.py,
 # flowrl-train or this file, whichever was run, so the flags are defined as that module's.
 LAUNCHER = sys.argv[0]
-# One flag per flowrl.settings.RunSettings field.
+# One flag per flowrl.run.settings.RunSettings field.
 SETTING_FLAGS = define_flags(flags, LAUNCHER)
 flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint; only '
                     + ', '.join(f'--{name}' for name in RESUME_CHANGES) + ' may be given with it.',
@@ -58,7 +58,7 @@ def resume_changes(agent_overrides) -> dict:
 
 
 def main(argv, agent_overrides):
-    from flowrl import runner
+    from flowrl.run import runner
 
     if len(argv) > 1:
         raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}; flags are written --name=value.')

@@ -162,7 +162,7 @@ def names_defined_in(text: str) -> set[str]:
 @functools.cache
 def defined_flags(path: pathlib.Path) -> frozenset[str]:
     """Flags defined in a file and in the flowrl modules it imports (one level: e.g. the start-up
-    flags flowrl.evaluate_run takes from its placement module)."""
+    flags flowrl.run.evaluate_run takes from its placement module)."""
     text = path.read_text()
     names = names_defined_in(text)
     for package, imported, module in FLOWRL_IMPORT.findall(text):
@@ -193,7 +193,7 @@ def script_problems(path: pathlib.Path, shown: str, arguments: list[str]) -> lis
 
 @functools.cache
 def every_dynamic_key() -> frozenset[str]:
-    """What `--agent.KEY=V1,V2` may set on a saved run (flowrl.evaluate_run): any agent's dynamic keys."""
+    """What `--agent.KEY=V1,V2` may set on a saved run (flowrl.run.evaluate_run): any agent's dynamic keys."""
     files = sorted((ROOT / 'agents').glob('[!_]*.py'))
     return frozenset().union(*(agent_module(f'agents/{path.name}').DYNAMIC_KEYS for path in files))
 
@@ -272,14 +272,14 @@ def test_readme_is_short_and_its_set_up_is_what_ci_runs():
     ('`python main.py --agent=agents/fql.py --agent.made_up_key=1`', 'made_up_key'),
     ('`python main.py --agent=agents/made_up.py`', 'no such file'),
     ('`python main.py --sweep=agent.actor_hidden_dims=1,2`', 'not a dynamic key'),
-    ('```bash\npython -m flowrl.report exp/ --made_up_flag 1\n```', 'made_up_flag'),
+    ('```bash\npython -m flowrl.results.report exp/ --made_up_flag 1\n```', 'made_up_flag'),
     ('```bash\nsrun -N 2 python benchmarks/learning.py \\\n  --made_up_flag=1 &\n```', 'made_up_flag'),
     ('`python -m flowrl.made_up`', 'no such file'),
     ('`python benchmarks/made_up.py`', 'no such file'),
     ('see `flowrl/made_up.py`', 'flowrl/made_up.py'),
     ('[the design](DESIGN.md#made-up-section)', 'no heading'),
     ('[the design](MADE_UP.md)', 'no such file'),
-    ('`python -m flowrl.evaluate_run --run_dir=RUN_DIR --agent.made_up_key=1,2`', 'made_up_key'),
+    ('`python -m flowrl.run.evaluate_run --run_dir=RUN_DIR --agent.made_up_key=1,2`', 'made_up_key'),
 ])
 def test_a_stale_command_path_or_link_is_found(text, problem):
     problems = document_problems(ROOT / 'docs' / 'ANY.md', text)

@@ -1,7 +1,7 @@
 """What gets installed: a wheel of the repository holds the package `flowrl` only (agents/ and
 configs/ become flowrl.agents and flowrl.configs), and a copy installed from it trains from a
 directory outside the repository. `--agent=agents/X.py` names flowrl's agent X from any directory,
-as one module object (flowrl.agent_loading)."""
+as one module object (flowrl.kit.agent_loading)."""
 
 import importlib
 import os
@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from flowrl.agent_loading import AGENTS_DIR, load_agent, resolve_agent_path
+from flowrl.kit.agent_loading import AGENTS_DIR, load_agent, resolve_agent_path
 from flowrl.errors import UserError
 from flowrl.testing import short_manipulation_episodes
 
@@ -99,7 +99,7 @@ def test_an_installed_copy_trains_from_a_directory_outside_the_repository(wheel,
     data = tmp_path / 'data'
     with pytest.MonkeyPatch.context() as patch:  # 1 + 1 validation episodes of 6 steps
         short_manipulation_episodes(patch, 6)
-        from flowrl.data.loading import produce_dataset
+        from flowrl.suites.data.loading import produce_dataset
 
         produce_dataset('cube-single-play-v0', dataset_dir=str(data), dataset_episodes=1, workers=1,
                         log=lambda *a: None, download=False)

@@ -10,8 +10,8 @@ step (`--success_timing=post`); ogbench >= 1.2 computes it before the step by de
 
 import dataclasses
 
-from flowrl.data.protocol import find_spec
-from flowrl.envs import DEFAULT_TASKS
+from flowrl.suites.data.protocol import find_spec
+from flowrl.suites.ogbench_envs import DEFAULT_TASKS
 
 FQL_PAPER = 'FQL paper (Park, Li, Levine 2025, "Flow Q-Learning"), offline results, default tasks'
 QFQL_PAPER = 'QFQL paper, Table 2 (offline, default tasks)'
@@ -30,7 +30,7 @@ class Protocol:
     dataset: str | None = None  # the data, in words; its size per environment: `full_dataset_episodes`
     eval_episodes: int | None = None  # per evaluation and seed
     eval_interval: int | None = None  # updates between evaluations (the score: mean of the last three)
-    success_timing: str | None = None  # 'pre' / 'post' (flowrl.envs), OGBench only
+    success_timing: str | None = None  # 'pre' / 'post' (flowrl.suites.ogbench_envs), OGBench only
 
     @property
     def known(self) -> bool:
@@ -103,7 +103,7 @@ def published_score(family: str, task: int | None, agent: str) -> Published | No
 
 def full_dataset_episodes(family: str) -> int | None:
     """Episodes in OGBench's published training dataset of `family` (docs/DATA.md, through
-    flowrl.data.protocol's table); None where the table does not hold it (navigate datasets
+    flowrl.suites.data.protocol's table); None where the table does not hold it (navigate datasets
     collected with expert policies, D4RL)."""
     spec = find_spec(f'{family}-v0')
     return None if spec is None else spec.episodes
