@@ -17,15 +17,15 @@ import sys
 
 from absl import flags, logging
 
-from flowrl.config_overrides import run_command
+from flowrl.run.config_overrides import run_command
 from flowrl.errors import UserError
-from flowrl.placement import define_flags as define_start_up_flags
-from flowrl.placement import ProcessLost, join
-from flowrl.settings import RESUME_CHANGES, define_flags, settings_from_values
+from flowrl.engine.placement import define_flags as define_start_up_flags
+from flowrl.engine.placement import ProcessLost, join
+from flowrl.run.settings import RESUME_CHANGES, define_flags, settings_from_values
 from flowrl.stopping import Stopped, resume_command, signal_name
 
 FLAGS = flags.FLAGS
-# One flag per flowrl.settings.RunSettings field, listed by --help as this file's (absl names a script by its path).
+# One flag per flowrl.run.settings.RunSettings field, listed by --help as this file's (absl names a script by its path).
 SETTING_FLAGS = define_flags(flags, sys.argv[0] if __name__ == '__main__' else __name__)
 flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint; only '
                     + ', '.join(f'--{name}' for name in RESUME_CHANGES) + ' may be given with it.')
@@ -49,7 +49,7 @@ def resume_changes(agent_overrides) -> dict:
 
 
 def main(argv, agent_overrides):
-    from flowrl import runner
+    from flowrl.run import runner
 
     if len(argv) > 1:
         raise UserError(f'Unexpected argument(s): {" ".join(argv[1:])}; flags are written --name=value.')

@@ -9,7 +9,7 @@
 Every module also names `DYNAMIC_KEYS`: the config keys that are pytree leaves of the state
 (sweepable under vmap without recompiling). A module may define `prepare_dataset(dataset)`:
 the training loop calls it once on the host arrays to add fields its batches need (online
-transitions get a field `next_X` from the next transition's X, flowrl/replay.py). A module may
+transitions get a field `next_X` from the next transition's X, flowrl/engine/replay.py). A module may
 define `explore_actions(state, observations, rng)`: the actions of online environment steps
 (the authors' temperature 1), where `sample_actions` is what evaluation runs; without it, online
 steps use `sample_actions`. A module with a step schedule (phases, renewals: driven by
@@ -17,7 +17,7 @@ steps use `sample_actions`. A module with a step schedule (phases, renewals: dri
 last_step)`: the config values that make the schedule fit the agent steps a run trains, or a
 UserError naming values that would (QIPO). A module that does work over the whole dataset at
 chosen steps (QIPO's support sets, drawn once per renewal) may define `dataset_work(config)`:
-a `flowrl.training.DatasetWork` (the steps, the per-row arrays it keeps in `state.extras`, the
+a `flowrl.kit.dataset_work.DatasetWork` (the steps, the per-row arrays it keeps in `state.extras`, the
 program run at those steps) or None; its updates then get the batch's dataset rows in
 `batch['rows']` and must also work without them (docs/DESIGN.md, "The agent contract").
 """

@@ -9,10 +9,10 @@ Math: docs/ALGORITHMS.md, "Baselines" and "FQL" step 2.
 import jax
 import ml_collections
 
-from flowrl import agent_state as st
-from flowrl.encoders import batch_shape, with_encoders
-from flowrl.flow import euler_samples, flow_matching_loss
-from flowrl.networks import VelocityField, apply_named as _apply
+from flowrl.kit import agent_state as st
+from flowrl.kit.encoders import batch_shape, with_encoders
+from flowrl.kit.flow import euler_samples, flow_matching_loss
+from flowrl.kit.networks import VelocityField, apply_named as _apply
 
 # `temperature` only acts at inference; it is the one sweepable value flow BC has besides lr.
 DYNAMIC_KEYS = ('lr', 'temperature')
@@ -57,7 +57,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='flow_bc',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.

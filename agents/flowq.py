@@ -48,12 +48,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from flowrl import agent_state as st
-from flowrl.encoders import with_encoders
+from flowrl.kit import agent_state as st
+from flowrl.kit.encoders import with_encoders
 from flowrl.errors import UserError
-from flowrl.flow import sample_flow
-from flowrl.losses import critic_loss_from_values, value_and_critic_losses
-from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
+from flowrl.kit.flow import sample_flow
+from flowrl.kit.losses import critic_loss_from_values, value_and_critic_losses
+from flowrl.kit.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'lambda', 'discount', 'tau', 'expectile')
 PATHS = ('linear', 'sqrt')
@@ -192,7 +192,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     config = ml_collections.ConfigDict(dict(
         agent_name='flowq',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity field MLP.

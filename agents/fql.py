@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from flowrl import agent_state as st
-from flowrl.encoders import batch_shape, with_encoders
-from flowrl.flow import euler_samples, flow_matching_loss
-from flowrl.losses import td_loss
-from flowrl.networks import ConditionedPolicy, Ensemble, VelocityField, apply_named as _apply
+from flowrl.kit import agent_state as st
+from flowrl.kit.encoders import batch_shape, with_encoders
+from flowrl.kit.flow import euler_samples, flow_matching_loss
+from flowrl.kit.losses import td_loss
+from flowrl.kit.networks import ConditionedPolicy, Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha', 'discount', 'tau')
 
@@ -107,7 +107,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='fql',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # BC flow and one-step policy MLPs.

@@ -1,7 +1,7 @@
 """IFQL: IQL's value and critic with a BC flow policy, acting by rejection over flow samples
 (the FQL paper's flow counterpart of IDQL, Hansen-Estruch et al. 2023).
 
-Training is IQL's expectile value and TD critic (flowrl/losses.py) plus plain flow
+Training is IQL's expectile value and TD critic (flowrl/kit/losses.py) plus plain flow
 matching for the velocity field; nothing couples the flow to the critic during training.
 Acting draws `num_samples` Euler samples of the flow per observation and returns the one with
 the largest min(Q1, Q2) of the online critics. Math: docs/ALGORITHMS.md, "Baselines".
@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from flowrl import agent_state as st
-from flowrl import losses
-from flowrl.encoders import apply_head, repeated_features, with_encoders
-from flowrl.flow import euler_from_features, flow_matching_loss
-from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
+from flowrl.kit import agent_state as st
+from flowrl.kit import losses
+from flowrl.kit.encoders import apply_head, repeated_features, with_encoders
+from flowrl.kit.flow import euler_from_features, flow_matching_loss
+from flowrl.kit.networks import Ensemble, VelocityField, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'expectile', 'discount', 'tau')
 
@@ -74,7 +74,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='ifql',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.

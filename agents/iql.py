@@ -4,7 +4,7 @@ Expectile value V(s), twin critics regressed onto r + discount * mask * V(s'), a
 actor with a constant (or state-independent learned) std, extracted by advantage-weighted
 regression (`actor_loss='awr'`: weights exp(alpha (Q - V)) capped at 100) or by DDPG+BC
 (`'ddpgbc'`: -Q / mean|Q| - alpha log pi). Acting uses the Gaussian mean, clipped.
-Math: docs/ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/losses.py.
+Math: docs/ALGORITHMS.md, "Baselines"; value/critic losses in flowrl/kit/losses.py.
 """
 
 import flax.linen as nn
@@ -12,12 +12,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from flowrl import agent_state as st
-from flowrl import losses
-from flowrl.distributions import LOG_STD_RANGE, gaussian_log_prob
-from flowrl.encoders import with_encoders
+from flowrl.kit import agent_state as st
+from flowrl.kit import losses
+from flowrl.kit.distributions import LOG_STD_RANGE, gaussian_log_prob
+from flowrl.kit.encoders import with_encoders
 from flowrl.errors import UserError
-from flowrl.networks import MLP, Ensemble, apply_named as _apply
+from flowrl.kit.networks import MLP, Ensemble, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha', 'expectile', 'discount', 'tau')
 AWR_WEIGHT_CAP = 100.0  # exp(alpha * advantage) is capped so a few large advantages cannot dominate.
@@ -121,7 +121,7 @@ def explore_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='iql',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Actor MLP.

@@ -37,11 +37,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from flowrl import agent_state as st
-from flowrl.encoders import apply_head, batch_shape, encode, with_encoders
-from flowrl.flow import euler_integrate, euler_samples, flow_matching_loss, sample_flow
-from flowrl.losses import td_loss
-from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
+from flowrl.kit import agent_state as st
+from flowrl.kit.encoders import apply_head, batch_shape, encode, with_encoders
+from flowrl.kit.flow import euler_integrate, euler_samples, flow_matching_loss, sample_flow
+from flowrl.kit.losses import td_loss
+from flowrl.kit.networks import Ensemble, VelocityField, apply_named as _apply
 
 # discount first: it is the value the shared contract test sweeps through `update`.
 DYNAMIC_KEYS = ('lr', 'discount', 'tau', 'guidance', 'guidance_anneal', 'grad_clip')
@@ -190,7 +190,7 @@ def action_diagnostics(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='qfql',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity-field MLP.

@@ -38,13 +38,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from flowrl import agent_state as st
-from flowrl.encoders import apply_head, repeated_features, with_encoders
+from flowrl.kit import agent_state as st
+from flowrl.kit.encoders import apply_head, repeated_features, with_encoders
 from flowrl.errors import UserError
-from flowrl.flow import euler_from_features, flow_matching_errors, sample_flow
-from flowrl.losses import td_loss
-from flowrl.networks import Ensemble, VelocityField, apply_named as _apply
-from flowrl.training import ROWS_KEY, DatasetWork, fill_rows
+from flowrl.kit.flow import euler_from_features, flow_matching_errors, sample_flow
+from flowrl.kit.losses import td_loss
+from flowrl.kit.networks import Ensemble, VelocityField, apply_named as _apply
+from flowrl.engine.training import ROWS_KEY, DatasetWork, fill_rows
 
 DYNAMIC_KEYS = ('lr', 'beta', 'discount', 'tau', 'critic_beta')
 Q_SCALE_EPS = 1e-6
@@ -234,7 +234,7 @@ def update_policy_phase(state, batch, rng):
 
 
 def phase_updates(config):
-    """Agent-contract extension (flowrl.training.update_phases): the first step of each phase and
+    """Agent-contract extension (flowrl.engine.training.update_phases): the first step of each phase and
     its update. The training loop runs each phase's own compiled update, so phases 1 and 2 never
     pay for phase 3's support draws, nor phase 1 for phase 2's."""
     return ((0, update_behaviour_phase), (config.bc_steps, update_critic_phase),
@@ -302,7 +302,7 @@ def support_program(config, step: int):
 
 
 def dataset_work(config):
-    """Agent-contract extension (flowrl.training.DatasetWork): with support='dataset' the support
+    """Agent-contract extension (flowrl.kit.dataset_work.DatasetWork): with support='dataset' the support
     sets are drawn for the whole dataset at phase 2's start and at every renewal, kept per row in
     `state.extras`, and the updates gather their batch's rows; with support='batch', None (every
     update draws its own support)."""
@@ -330,7 +330,7 @@ def scaled_schedule(config, last_step: int) -> dict:
 
 
 def fit_schedule(config, first_step: int, last_step: int) -> dict:
-    """Agent-contract extension (flowrl.settings.fit_schedules): the phases must happen in a run
+    """Agent-contract extension (flowrl.run.settings.fit_schedules): the phases must happen in a run
     whose updates take the state from step `first_step` to `last_step`: phase 3 must start before
     the run ends and renew its snapshot at least once after its start (with a renewal period
     longer than the phase it trains towards pi_beta exp(beta Q) once and stops iterating), else
@@ -372,7 +372,7 @@ def sample_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='qipo',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Velocity field MLP.

@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from flowrl import agent_state as st
-from flowrl.encoders import with_encoders
-from flowrl.losses import td_loss
-from flowrl.networks import ConditionedPolicy, Ensemble, apply_named as _apply
+from flowrl.kit import agent_state as st
+from flowrl.kit.encoders import with_encoders
+from flowrl.kit.losses import td_loss
+from flowrl.kit.networks import ConditionedPolicy, Ensemble, apply_named as _apply
 
 DYNAMIC_KEYS = ('lr', 'alpha_actor', 'alpha_critic', 'discount', 'tau', 'actor_noise', 'actor_noise_clip')
 
@@ -151,7 +151,7 @@ def explore_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='rebrac',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Actor MLP.

@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from flowrl import agent_state as st
-from flowrl import distributions
-from flowrl.encoders import with_encoders
-from flowrl.losses import td_loss
-from flowrl.networks import MLP, Ensemble, apply_named as _apply, xavier_uniform
+from flowrl.kit import agent_state as st
+from flowrl.kit import distributions
+from flowrl.kit.encoders import with_encoders
+from flowrl.kit.losses import td_loss
+from flowrl.kit.networks import MLP, Ensemble, apply_named as _apply, xavier_uniform
 
 DYNAMIC_KEYS = ('lr', 'discount', 'tau', 'target_entropy')
 
@@ -158,7 +158,7 @@ def explore_actions(state, observations, rng):
 def get_config():
     return ml_collections.ConfigDict(dict(
         agent_name='sac',
-        encoder=None,  # Image encoder of every network for pixel observations (flowrl.encoders), e.g. 'impala_small'.
+        encoder=None,  # Image encoder of every network for pixel observations (flowrl.kit.encoders), e.g. 'impala_small'.
         lr=3e-4,  # Adam learning rate of critic, actor and temperature (dynamic).
         batch_size=256,  # Transitions per update.
         actor_hidden_dims=(512, 512, 512, 512),  # Actor MLP trunk.

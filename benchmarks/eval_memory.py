@@ -4,7 +4,7 @@
     python benchmarks/eval_memory.py --members 1 --episodes 10 --eval_envs 10
 
 Builds the evaluation environments of `--members x --episodes` episodes the way a run does
-(flowrl.evaluation.EvalEnvs: a pool sized by `default_env_count` unless `--eval_envs` is given,
+(flowrl.engine.evaluation.EvalEnvs: a pool sized by `default_env_count` unless `--eval_envs` is given,
 stepped by `--workers` processes), resets every environment and takes `--steps` steps, then
 prints the peak resident memory (VmHWM) of this process and of each worker, their sum, and what
 one environment per (member, episode) would have needed at the measured cost per environment.
@@ -17,9 +17,9 @@ import platform
 
 import numpy as np
 
-from flowrl.env_pool import default_env_count
-from flowrl.envs import make_env, parse_env_name
-from flowrl.evaluation import EvalEnvs
+from flowrl.engine.env_pool import default_env_count
+from flowrl.suites.ogbench_envs import make_env, parse_env_name
+from flowrl.engine.evaluation import EvalEnvs
 
 
 def peak_rss_bytes(pid) -> int:

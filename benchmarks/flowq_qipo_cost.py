@@ -92,7 +92,7 @@ def qipo_support_entries(batch, work_rows: int):
     import numpy as np
 
     from agents import flow_bc
-    from flowrl.training import ROWS_KEY, with_zero_arrays
+    from flowrl.engine.training import ROWS_KEY, with_zero_arrays
     config = qipo.get_config()
     rng = jax.random.PRNGKey(1)
     bc_state = flow_bc.init(jax.random.PRNGKey(0), batch, flow_bc.get_config())
@@ -125,7 +125,7 @@ def qipo_support_entries(batch, work_rows: int):
 
 def qipo_support_report(batch, reps: int, rounds: int, work_rows: int, dataset_rows: int):
     """Prints the per-batch / stored comparison (alternated rounds) and the 1M-run estimates."""
-    from flowrl.costs import matmul_flops
+    from flowrl.engine.costs import matmul_flops
     config = qipo.get_config()
     entries = qipo_support_entries(batch, work_rows)
     gflop = {name: matmul_flops(fn, *args) / 1e9 for name, (fn, args) in entries.items()}

@@ -24,7 +24,7 @@ import time
 import jax
 
 from flowrl.testing import agent_names, import_agent, synthetic_batch
-from flowrl.training import update_phases
+from flowrl.engine.training import update_phases
 
 OBS_DIM, ACTION_DIM, BATCH_SIZE = 40, 5, 256
 

@@ -13,7 +13,7 @@ the policy phase).
 Score = the FQL paper's: mean success of the last three evaluations, per seed.
 
 Writes to --out_dir: learning.md (the table), learning.json (every curve), the run directories
-under runs/, and flowrl.report's report.md (IQM with bootstrap intervals), success_<env>.png
+under runs/, and flowrl.results.report's report.md (IQM with bootstrap intervals), success_<env>.png
 (success vs updates: mean over seeds, 95 % bootstrap band) and losses_<env>_<agent>.png.
 An agent "learns beyond flow BC" here when its lowest seed's score is above flow BC's highest
 (and "below" the other way round); otherwise the seed ranges overlap ("≈ flow BC").
@@ -33,7 +33,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from flowrl.report import write_report  # noqa: E402
+from flowrl.results.report import write_report  # noqa: E402
 from flowrl.testing import agent_names  # noqa: E402
 
 DATASET, ENV = 'cube-single-play-v0', 'cube-single-play'
@@ -51,7 +51,7 @@ def dataset_file(dataset_dir, episodes, workers):
     path = os.path.join(os.path.expanduser(dataset_dir), f'{DATASET}-ep{episodes}.npz')
     if not os.path.exists(path):
         print(f'Generating {path} ({episodes} episodes) ...', flush=True)
-        subprocess.run([sys.executable, '-m', 'flowrl.data', 'generate', DATASET, f'--episodes={episodes}',
+        subprocess.run([sys.executable, '-m', 'flowrl.suites.data', 'generate', DATASET, f'--episodes={episodes}',
                         f'--dataset_dir={dataset_dir}', f'--workers={workers}'], cwd=REPO, check=True)
     return path
 
@@ -189,7 +189,7 @@ def main():
         json.dump(dict(args=vars(args), dataset=path, runs={
             agent: dict(run_dir=e['run_dir'], seconds=e['seconds'], config=e['config'], results=e['results'])
             for agent, e in entries.items()}), f, indent=1)
-    # Success curves (mean over seeds, 95 % bootstrap band), loss plots and IQM: flowrl.report.
+    # Success curves (mean over seeds, 95 % bootstrap band), loss plots and IQM: flowrl.results.report.
     paths = write_report([runs_dir], args.out_dir, log=print)
     print(f'Written: {args.out_dir}/learning.md, learning.json, ' + ', '.join(
         os.path.basename(p) for p in [paths['markdown'], *paths['plots']]))

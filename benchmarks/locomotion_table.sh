@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The learning table of README "Locomotion datasets made here": flow BC, IQL, ReBRAC, FQL, FlowQ and
-# QIPO on flowrl/halfcheetah/medium-replay-v0 (made by `python -m flowrl.data locomotion halfcheetah`),
-# 2 seeds each in one program, CPU-sized, one run after the other, then `python -m flowrl.report`.
+# QIPO on flowrl/halfcheetah/medium-replay-v0 (made by `python -m flowrl.suites.data locomotion halfcheetah`),
+# 2 seeds each in one program, CPU-sized, one run after the other, then `python -m flowrl.results.report`.
 #
 #     MINARI_DATASETS_PATH=... bash benchmarks/locomotion_table.sh OUT_DIR [UPDATES]
 #
@@ -45,4 +45,4 @@ run fql --agent=agents/fql.py "${FAST[@]}" "${VALUE[@]}" --agent.normalize_q_los
 run flowq --agent=agents/flowq.py "${FAST[@]}" "${VALUE[@]}"
 run qipo --agent=agents/qipo.py --agent.actor_hidden_dims=128,128 --agent.value_hidden_dims=128,128 \
   --offline_steps=6000 --eval_interval=1000 --agent.bc_steps=2000 --agent.critic_steps=1500 --agent.renew_period=500
-python -m flowrl.report "$OUT/runs" --out "$OUT/report"
+python -m flowrl.results.report "$OUT/runs" --out "$OUT/report"

@@ -1,13 +1,13 @@
 """Device time of one online fine-tuning step (append the transition, draw a batch from dataset and
 online buffer, one update, the next actions) at a given dataset size and online-buffer capacity,
-without environments: flowrl.online.OnlineProgram on synthetic cube-like rows (40-dim
+without environments: flowrl.engine.online.OnlineProgram on synthetic cube-like rows (40-dim
 observations, 5-dim actions).
 
     python benchmarks/online_step.py [--agent fql] [--rows 1000000] [--capacity 1000000] [--members 1]
     python benchmarks/online_step.py --against_offline --rounds 2     # online step vs the offline loop's update
 
 A step's cost must not grow with the buffer: a 1M-step run holds a 1M-row online buffer per member.
-`--against_offline`: the same agent's update inside the offline chunk loop (flowrl.training,
+`--against_offline`: the same agent's update inside the offline chunk loop (flowrl.engine.training,
 chunks of --chunk updates), timed in the same process, alternating with the online steps for
 --rounds rounds; prints both per update and their ratio per round.
 """
@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowrl.online import OnlineProgram, empty_buffers
-from flowrl.training import ChunkRunner, init_members, member_shardings, metric_names
+from flowrl.engine.online import OnlineProgram, empty_buffers
+from flowrl.engine.training import ChunkRunner, init_members, member_shardings, metric_names
 
 OBS_DIM, ACTION_DIM = 40, 5
 

@@ -4,7 +4,7 @@
         --official_python /work/official/venv/bin/python
 
 1. Generates (or reuses) a reduced cube-single-play dataset with flowrl's generator
-   (`python -m flowrl.data generate cube-single-play-v0 --episodes N`), and points both programs
+   (`python -m flowrl.suites.data generate cube-single-play-v0 --episodes N`), and points both programs
    at the same files: flowrl through `--dataset_path`, the official code through
    `ogbench.make_env_and_datasets(..., dataset_path=...)` (its loader, relabelling and action
    clipping are the official ones).
@@ -104,7 +104,7 @@ def dataset_file(dataset_dir, episodes, workers):
     path = os.path.join(os.path.expanduser(dataset_dir), f'{DATASET}-ep{episodes}.npz')
     if not os.path.exists(path):
         print(f'Generating {path} ({episodes} episodes) ...', flush=True)
-        run_checked([sys.executable, '-m', 'flowrl.data', 'generate', DATASET, f'--episodes={episodes}',
+        run_checked([sys.executable, '-m', 'flowrl.suites.data', 'generate', DATASET, f'--episodes={episodes}',
                      f'--dataset_dir={dataset_dir}', f'--workers={workers}'], REPO, 'dataset generation')
     return path
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from flowrl.data.generate import build_dataset, default_workers, format_duration  # noqa: E402
-from flowrl.data.render import StateRenderer, plan_rendering, render_dataset  # noqa: E402
+from flowrl.suites.data.generate import build_dataset, default_workers, format_duration  # noqa: E402
+from flowrl.suites.data.render import StateRenderer, plan_rendering, render_dataset  # noqa: E402
 
 SHORT_STEPS = 20  # steps per episode of the end-to-end measurement's dataset
 
@@ -39,7 +39,7 @@ def _quiet(*args, **kwargs):
 def short_state_dataset(dataset: str, episodes: int, steps: int, directory: str):
     """(render plan, state training file) of a reduced dataset with `steps`-step episodes, generated
     in this process (flowrl.testing.short_manipulation_episodes does the same for tests)."""
-    import flowrl.data.protocol as protocol
+    import flowrl.suites.data.protocol as protocol
 
     full_steps, protocol.MANIPULATION_STEPS = protocol.MANIPULATION_STEPS, steps
     try:

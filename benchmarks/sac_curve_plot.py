@@ -2,7 +2,7 @@
 
     python benchmarks/sac_curve_plot.py ~/.minari/datasets/flowrl/halfcheetah/sac_curve.csv --out docs/sac_halfcheetah_curve.png
 
-Ours: `sac_curve.csv` of `python -m flowrl.data locomotion halfcheetah` (the policy's mode, mean
+Ours: `sac_curve.csv` of `python -m flowrl.suites.data locomotion halfcheetah` (the policy's mode, mean
 over the evaluation episodes; and the training episodes' return, the policy's samples). Published:
 docs/sac_halfcheetah_tianshou.csv, Tianshou's SAC on HalfCheetah-v3 (deterministic test return,
 mean ± std over 10 seeds; its source is in the file's header).
@@ -52,7 +52,7 @@ def plot(ours_path: str, out: str, published_path: str = PUBLISHED) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('curve', help="sac_curve.csv written by 'python -m flowrl.data locomotion'")
+    parser.add_argument('curve', help="sac_curve.csv written by 'python -m flowrl.suites.data locomotion'")
     parser.add_argument('--out', default='docs/sac_halfcheetah_curve.png')
     args = parser.parse_args()
     plot(args.curve, args.out)

@@ -6,14 +6,14 @@ every agent's efficiency against the machine's matrix-product peak.
     python benchmarks/train_throughput.py --sections efficiency --rounds 2           # every agent vs the peak
 
 Efficiency (`--sections efficiency`): for each agent at its paper-size config, GFLOP per update
-counted from the traced shapes (flowrl.costs: every matrix product, loop bodies times their trip
+counted from the traced shapes (flowrl.engine.costs: every matrix product, loop bodies times their trip
 counts), updates/s of the training loop (one member; QIPO per phase, with stored support sets,
 the amortised support draws left out: benchmarks/flowq_qipo_cost.py --sections support has them),
 achieved GFLOP/s and its fraction of the peak, the rate of a jitted batch-256 512 x 512 product
 chain measured in the same process. Rounds alternate the peak and the agents.
 
 Prints: compile time; updates/s of flowrl's scanned loop for each seed count, member execution
-mode (flowrl.training: vmap batches the members, map runs them in turn) and matmul precision,
+mode (flowrl.engine.training: vmap batches the members, map runs them in turn) and matmul precision,
 with the final critic and actor losses (to see whether a precision changes them); the same
 update driven the way the official FQL code drives it (numpy batch sampled on the host and one
 jitted call per update), for equal work; and evaluation env-steps/s with batched policy calls.
@@ -27,8 +27,8 @@ import jax
 import numpy as np
 
 from agents import fql
-from flowrl.costs import matmul_flops, matmul_peak
-from flowrl.training import ChunkRunner, init_members, member_shardings, sample_batch
+from flowrl.engine.costs import matmul_flops, matmul_peak
+from flowrl.engine.training import ChunkRunner, init_members, member_shardings, sample_batch
 
 OBS_DIM, ACTION_DIM, DATASET_SIZE = 40, 5, 100_000
 
@@ -86,12 +86,12 @@ def host_loop_updates_per_second(updates, dataset):
 
 
 def eval_env_steps_per_second(episodes, steps):
-    from flowrl.envs import make_env, parse_env_name
-    from flowrl.evaluation import BLOCK, make_policy, member_keys
+    from flowrl.suites.ogbench_envs import make_env, parse_env_name
+    from flowrl.engine.evaluation import BLOCK, make_policy, member_keys
 
     spec = parse_env_name('cube-double-play')
     envs = [make_env(spec) for _ in range(episodes)]
-    width = -(-episodes // BLOCK) * BLOCK  # policy calls on blocks of BLOCK slots, as in flowrl.evaluation
+    width = -(-episodes // BLOCK) * BLOCK  # policy calls on blocks of BLOCK slots, as in flowrl.engine.evaluation
     first = np.stack([env.reset(seed=i)[0] for i, env in enumerate(envs)])
     obs = np.zeros((1, width, first.shape[-1]), np.float32)
     obs[0, :episodes] = first
@@ -194,7 +194,7 @@ def efficiency_report(names, dataset, chunk, repeats, rounds, peak_seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seeds', default='1,4', help='comma-separated seed counts to time')
-    parser.add_argument('--executions', default='vmap,map', help='member execution modes to time (flowrl.training)')
+    parser.add_argument('--executions', default='vmap,map', help='member execution modes to time (flowrl.engine.training)')
     parser.add_argument('--precision', default='default', help="matmul precisions to time: default,high,highest")
     parser.add_argument('--chunk', type=int, default=50, help='updates per compiled chunk')
     parser.add_argument('--repeats', type=int, default=3)
@@ -231,7 +231,7 @@ def main():
         rate = host_loop_updates_per_second(args.host_updates, dataset)
         print(f'{"host loop (official structure)":<34}{1:>6}{rate:>17.1f}{rate:>11.1f}{"":>11}')
     if args.eval_steps:
-        from flowrl.evaluation import BLOCK
+        from flowrl.engine.evaluation import BLOCK
         rate = eval_env_steps_per_second(args.eval_episodes, args.eval_steps)
         print(f'\nevaluation, cube-double, {args.eval_episodes} envs: {rate:.0f} env-steps/s '
               f'(one batched policy call per {BLOCK}-slot block per step)')

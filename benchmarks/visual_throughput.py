@@ -4,7 +4,7 @@ index at sampling), random crops with p_aug 0.5.
 
     python benchmarks/visual_throughput.py [--seeds 1] [--chunk 20] [--repeats 3] [--frames 20000]
 
-Prints compile time and updates/s of flowrl's compiled chunk loop (flowrl.training.ChunkRunner)
+Prints compile time and updates/s of flowrl's compiled chunk loop (flowrl.engine.training.ChunkRunner)
 on synthetic frames (the update's cost does not depend on the pixel values), and the device
 memory the frames take. Rendering throughput for building visual datasets:
 benchmarks/render_throughput.py.
@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 
 from agents import fql
-from flowrl import pixels
-from flowrl.training import ChunkRunner, init_members, member_shardings
+from flowrl.kit import pixels
+from flowrl.engine.training import ChunkRunner, init_members, member_shardings
 
 ACTION_DIM, EPISODE = 5, 1001
 

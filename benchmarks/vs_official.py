@@ -12,7 +12,7 @@ the two programs alternating, each run in a fresh process:
    actions 5, 100k synthetic transitions), excluding compilation (reported separately).
    Official: one jitted `agent.update` per step on batches sampled on the host, as its
    main.py does; 4 seeds = 4 runs one after another, as its users run them. flowrl: the loop
-   main.py runs (flowrl.training.ChunkRunner, default member execution), 4 seeds in one program.
+   main.py runs (flowrl.engine.training.ChunkRunner, default member execution), 4 seeds in one program.
 2. `command`: the whole training command, start to finish, on the same small generated
    cube-double-play dataset with the same number of updates and two evaluations each
    (the official main.py evaluates at update 1 and every --eval_interval; flowrl at every
@@ -20,7 +20,7 @@ the two programs alternating, each run in a fresh process:
    wandb, so it runs through a shim that replaces `setup_wandb` by a disabled wandb run.
 3. `eval`: 50 cube-double-play episodes of an untrained FQL policy (every episode runs to the
    time limit, so both do the same number of environment steps): the official `evaluate()`
-   loop against flowrl's batched evaluation (flowrl.evaluation), environment creation included.
+   loop against flowrl's batched evaluation (flowrl.engine.evaluation), environment creation included.
 4. `online`: online fine-tuning throughput, environment steps per second with one FQL update
    each (paper sizes), from the two main.py commands unchanged (`--offline_steps=0
    --online_steps=N`, no evaluation). Each command runs twice, with N and N + `--online_timed`
@@ -83,7 +83,7 @@ import json, sys, time
 import jax
 sys.path.insert(0, ROOT)
 from agents import fql
-from flowrl.training import ChunkRunner, init_members, member_shardings
+from flowrl.engine.training import ChunkRunner, init_members, member_shardings
 config = fql.get_config()
 dataset = synthetic_dataset()
 members, replicated = member_shardings(SEEDS)
@@ -147,10 +147,10 @@ import jax, numpy as np
 sys.path.insert(0, ROOT)
 start = time.perf_counter()
 from agents import fql
-from flowrl.envs import make_env, parse_env_name
-from flowrl.evaluation import EvalEnvs, make_policy, run_episodes
-from flowrl.runner import eval_workers
-from flowrl.training import init_members
+from flowrl.suites.ogbench_envs import make_env, parse_env_name
+from flowrl.engine.evaluation import EvalEnvs, make_policy, run_episodes
+from flowrl.run.runner import eval_workers
+from flowrl.engine.training import init_members
 spec = parse_env_name(ENV_NAME)
 envs = EvalEnvs(functools.partial(make_env, spec), 1, EPISODES, eval_workers(0))
 env = make_env(spec)
@@ -214,7 +214,7 @@ def prepare_dataset(args, workdir):
     """A small generated cube-double-play dataset, for flowrl (WORKDIR/data) and for the official
     code (under a HOME, WORKDIR/home, whose ~/.ogbench/data holds it with OGBench's file names)."""
     data_dir = os.path.join(workdir, 'data')
-    subprocess.run([sys.executable, '-m', 'flowrl.data', 'generate', 'cube-double-play-v0', '--episodes',
+    subprocess.run([sys.executable, '-m', 'flowrl.suites.data', 'generate', 'cube-double-play-v0', '--episodes',
                     str(args.dataset_episodes), '--dataset_dir', data_dir], cwd=ROOT, check=True,
                    capture_output=True)
     stem = os.path.join(data_dir, f'cube-double-play-v0-ep{args.dataset_episodes}')

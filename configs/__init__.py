@@ -3,7 +3,7 @@ its file's name) holds `PRESETS`, a dict from an OGBench
 environment family (the singletask name without '-singletask-...-v0', e.g. 'cube-double-play')
 or a family plus task ('cube-double-play-task3') to the config values the paper used there.
 A task key refines its family. Presets apply unless the user sets the key on the command
-line; `flowrl.presets` does the lookup. An agent may also hold `ONLINE_PRESETS`, the values of
+line; `flowrl.run.presets` does the lookup. An agent may also hold `ONLINE_PRESETS`, the values of
 offline-to-online runs (`--online_steps` > 0), which refine `PRESETS`.
 
 Values every agent shares are held once here, and an agent's table extends them
@@ -29,7 +29,7 @@ without its version ('antmaze-large-play', 'pen-human'), so the two suites' name
 one table (flowrl.suites: each task names the tables and keys it reads).
 """
 
-from flowrl.envs import DATASET_FAMILIES
+from flowrl.suites.ogbench_envs import DATASET_FAMILIES
 
 LONG_HORIZON_FAMILIES = ('antmaze-giant-navigate', 'humanoidmaze-medium-navigate', 'humanoidmaze-large-navigate',
                          'antsoccer-arena-navigate')

@@ -7,7 +7,7 @@
 
 Still unknown here: beta for antmaze-giant, humanoidmaze, cube-single and puzzle (the paper gives
 none; QFQL scores 0 on puzzle-3x3), where the default 1 applies. Guidance only acts at
-inference: a trained run can be re-evaluated at other values (python -m flowrl.evaluate_run).
+inference: a trained run can be re-evaluated at other values (python -m flowrl.run.evaluate_run).
 """
 
 from configs import with_shared

@@ -3,7 +3,7 @@ lack of space turned into `NoSpace` once their half-written file is removed.
 
 Writers (checkpoints, CSV logs, JSON files, dataset files) remove what they were writing when it
 fails and raise `NoSpace` naming it (`naming_no_space`); the run loop adds the update, the newest
-good checkpoint and the resume command (flowrl.runner); a command prints the sentence and exits 1.
+good checkpoint and the resume command (flowrl.run.runner); a command prints the sentence and exits 1.
 """
 
 import contextlib
@@ -12,7 +12,7 @@ import os
 import shutil
 
 from flowrl.errors import UserError
-from flowrl.loggers import parse_loggers
+from flowrl.run.loggers import parse_loggers
 from flowrl.stopping import resume_command
 
 ROW_BYTES = 2048  # one member's train.csv or eval.csv row, generously (FQL's online rows: ~1 KB)

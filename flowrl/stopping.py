@@ -1,7 +1,7 @@
 """Stops that lose nothing: SIGINT (Ctrl-C), SIGTERM and SIGUSR1 turned into a request that the
 run acts on at its next safe point, and worker processes that leave with their parent.
 
-A command (main.py, `python -m flowrl.data`) runs inside `stop_signals_raise()`: a stop signal
+A command (main.py, `python -m flowrl.suites.data`) runs inside `stop_signals_raise()`: a stop signal
 raises `Stopped` at once, so that every `finally` runs (temporary files are removed) and the
 command ends with one line and exit status 128 + the signal's number (130 for SIGINT, 143 for
 SIGTERM, 138 for SIGUSR1, as a shell reports a process the signal killed).

@@ -111,7 +111,7 @@ TINY_RUN_OVERRIDES = dict(actor_hidden_dims='8,8', batch_size='8', flow_steps='2
 def tiny_run_settings(save_dir, **changes):
     """RunSettings of an 8-update flow BC run (tiny networks) that logs every 2 updates and
     evaluates and saves every 4; meant for `use_fake_world`."""
-    from flowrl.runner import RunSettings
+    from flowrl.run.runner import RunSettings
 
     settings = dict(agent='agents/flow_bc.py', env_name='cube-single-play', offline_steps=8, log_interval=2,
                     eval_interval=4, eval_episodes=2, eval_workers=1, save_interval=4, save_dir=str(save_dir),
@@ -123,7 +123,7 @@ _CHUNK_RUNNERS = {}
 
 
 def _shared_chunk_runner(agent, batch_size, execution='auto', config=None, p_aug=0.0, placement=None):
-    from flowrl.training import ChunkRunner
+    from flowrl.engine.training import ChunkRunner
 
     key = (agent, batch_size, execution, None if config is None else repr(config.to_dict()), p_aug, placement)
     if key not in _CHUNK_RUNNERS:
@@ -133,32 +133,32 @@ def _shared_chunk_runner(agent, batch_size, execution='auto', config=None, p_aug
 
 @functools.cache
 def _shared_online_program(agent, batch_size, execution, balanced, buffer_size, placement=None):
-    from flowrl.online import OnlineProgram
+    from flowrl.engine.online import OnlineProgram
 
     return OnlineProgram(agent, batch_size, execution, balanced, buffer_size, placement)
 
 
 @functools.cache
 def _shared_policy(agent, execution='auto'):
-    from flowrl.evaluation import make_policy
+    from flowrl.engine.evaluation import make_policy
 
     return make_policy(agent, execution)
 
 
 def use_fake_world(monkeypatch, validation: bool = False):
-    """Makes runs (flowrl.runner, flowrl.evaluate_run) train on `synthetic_batch` data (and, with
+    """Makes runs (flowrl.run.runner, flowrl.run.evaluate_run) train on `synthetic_batch` data (and, with
     `validation`, validate on another synthetic batch) and evaluate on FakeEnv, and share their
     compiled programs across runs, so a test can afford several."""
     dataset = {k: np.asarray(v) for k, v in synthetic_batch(batch_size=256).items()}
     val = {k: np.asarray(v) for k, v in synthetic_batch(rng_seed=1, batch_size=64).items()} if validation else None
-    monkeypatch.setattr('flowrl.runner.load_dataset',
+    monkeypatch.setattr('flowrl.run.runner.load_dataset',
                         lambda *args, **kwargs: LoadedData(dict(dataset), val, 'synthetic data', {}))
-    monkeypatch.setattr('flowrl.runner.env_factory', lambda *args, **kwargs: FakeEnv)
-    monkeypatch.setattr('flowrl.runner.ChunkRunner', _shared_chunk_runner)
-    monkeypatch.setattr('flowrl.runner.make_policy', _shared_policy)
-    monkeypatch.setattr('flowrl.runner.OnlineProgram', _shared_online_program)
-    monkeypatch.setattr('flowrl.evaluate_run.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
-    monkeypatch.setattr('flowrl.evaluate_run.make_policy', _shared_policy)
+    monkeypatch.setattr('flowrl.run.runner.env_factory', lambda *args, **kwargs: FakeEnv)
+    monkeypatch.setattr('flowrl.run.runner.ChunkRunner', _shared_chunk_runner)
+    monkeypatch.setattr('flowrl.run.runner.make_policy', _shared_policy)
+    monkeypatch.setattr('flowrl.run.runner.OnlineProgram', _shared_online_program)
+    monkeypatch.setattr('flowrl.run.evaluate_run.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
+    monkeypatch.setattr('flowrl.run.evaluate_run.make_policy', _shared_policy)
 
 
 def short_manipulation_episodes(monkeypatch, steps: int = 6) -> None:
@@ -168,4 +168,4 @@ def short_manipulation_episodes(monkeypatch, steps: int = 6) -> None:
     `resolve_dataset_files('visual-cube-single-play-v0', dataset_episodes=1, workers=1, ...)`. The
     files keep their normal names ('visual-cube-single-play-v0-ep1.npz'), so a later process (a
     main.py run given the same --dataset_dir and --dataset_episodes) finds and uses them."""
-    monkeypatch.setattr('flowrl.data.protocol.MANIPULATION_STEPS', steps)
+    monkeypatch.setattr('flowrl.suites.data.protocol.MANIPULATION_STEPS', steps)

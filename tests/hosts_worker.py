@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest  # noqa: E402  (its MonkeyPatch applies the fake world outside a test)
 
-from flowrl import placement  # noqa: E402
+from flowrl.engine import placement  # noqa: E402
 from flowrl.errors import UserError  # noqa: E402
 
 
@@ -36,15 +36,15 @@ def run_settings(save_dir):
 
 def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario: str, run_dir: str | None = None):
     placement.join('auto', f'127.0.0.1:{port}', num_processes, process_id)
-    from flowrl import runner
+    from flowrl.run import runner
     from flowrl.testing import use_fake_world
 
     patch = pytest.MonkeyPatch()
     use_fake_world(patch)
     if scenario == 'other_data' and process_id == 1:
-        patch.setattr('flowrl.runner.load_dataset', lambda *args, **kwargs: other_data())
+        patch.setattr('flowrl.run.runner.load_dataset', lambda *args, **kwargs: other_data())
     if process_id == 1:  # this process would time its chunks otherwise: process 0's lengths must apply
-        patch.setattr('flowrl.progress.ChunkPacer.size', lambda self: 1)
+        patch.setattr('flowrl.run.progress.ChunkPacer.size', lambda self: 1)
     if scenario == 'die_after_first_save' and process_id == 1:
         save = runner.Run.save
 

@@ -19,12 +19,12 @@ import pytest
 
 from agents import fql, ifql, qfql, qipo
 from flowrl import run_files
-from flowrl.agent_loading import load_agent
-from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps
-from flowrl.envs import DATASET_FAMILIES, parse_env_name
+from flowrl.kit.agent_loading import load_agent
+from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps
+from flowrl.suites.ogbench_envs import DATASET_FAMILIES, parse_env_name
 from flowrl.errors import UserError
-from flowrl.runner import RunSettings, check_settings, settings_from_run_dir, summarize_results
-from flowrl.training import chunk_boundaries
+from flowrl.run.runner import RunSettings, check_settings, settings_from_run_dir, summarize_results
+from flowrl.engine.training import chunk_boundaries
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -290,7 +290,7 @@ def test_command_lines_fail_in_one_sentence(tmp_path):
 
 def test_evaluate_on_a_corrupt_run_is_one_sentence(tmp_path):
     (tmp_path / 'flags.json').write_text('{"settings": ')
-    result = subprocess.run([sys.executable, '-m', 'flowrl.evaluate_run', f'--run_dir={tmp_path}'], cwd=REPO,
+    result = subprocess.run([sys.executable, '-m', 'flowrl.run.evaluate_run', f'--run_dir={tmp_path}'], cwd=REPO,
                             env=_env(), capture_output=True, text=True, timeout=300)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]

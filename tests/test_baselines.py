@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from agents import flow_bc, ifql, iql, rebrac
-from flowrl import losses
-from flowrl.flow import euler_integrate, flow_matching_loss
+from flowrl.kit import losses
+from flowrl.kit.flow import euler_integrate, flow_matching_loss
 from flowrl.testing import max_abs_diff, synthetic_batch, tiny_config
 
 BATCH = synthetic_batch()
@@ -258,15 +258,15 @@ def test_presets_name_existing_keys(name):
 ])
 def test_published_values_are_preset(agent, env, values):
     from flowrl import suites
-    from flowrl.presets import presets_for
+    from flowrl.run.presets import presets_for
     assert presets_for(agent, suites.resolve(env)) == values
 
 
 @pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo', 'sac'])
 def test_shared_long_horizon_discount_is_preset_for_every_agent(name):
     from configs import LONG_HORIZON_FAMILIES
-    from flowrl.envs import EnvSpec
-    from flowrl.presets import presets_for
+    from flowrl.suites.ogbench_envs import EnvSpec
+    from flowrl.run.presets import presets_for
     from flowrl.suites.ogbench import OGBenchTask
     for family in LONG_HORIZON_FAMILIES:
         assert presets_for(name, OGBenchTask(EnvSpec(family, None)))['discount'] == 0.995, family
@@ -283,7 +283,7 @@ def test_an_agents_own_preset_refines_the_shared_table():
 
 @pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo'])
 def test_preset_keys_are_ogbench_environments(name):
-    from flowrl.envs import parse_env_name
+    from flowrl.suites.ogbench_envs import parse_env_name
     for env in importlib.import_module(f'configs.{name}').PRESETS:
         assert parse_env_name(env).short_name == env
 
@@ -302,8 +302,8 @@ def test_a_copied_agent_file_keeps_its_presets(tmp_path):
     import shutil
 
     from flowrl import suites
-    from flowrl.agent_loading import load_agent
-    from flowrl.settings import RunSettings, resolve_members
+    from flowrl.kit.agent_loading import load_agent
+    from flowrl.run.settings import RunSettings, resolve_members
     copy = tmp_path / 'my_fql.py'
     shutil.copy('agents/fql.py', copy)
     settings = RunSettings(agent=str(copy), env_name='cube-double-play')

@@ -1,6 +1,6 @@
 """The first screen of a run on a machine without a display holds no harmless-but-alarming
 messages: no GLFW DISPLAY error, no gymnasium Box precision warning (stopped at their source:
-flowrl.headless picks the rendering backend, flowrl.envs.gym_make keeps a float32 action space)."""
+flowrl.headless picks the rendering backend, flowrl.suites.ogbench_envs.gym_make keeps a float32 action space)."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import sys
 from flowrl import headless
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD_AND_STEP = ("from flowrl.envs import make_env, parse_env_name\n"
+BUILD_AND_STEP = ("from flowrl.suites.ogbench_envs import make_env, parse_env_name\n"
                   "env = make_env(parse_env_name('cube-single-play'))\n"
                   "env.reset(seed=0)\n"
                   "env.step(env.action_space.sample())\n"

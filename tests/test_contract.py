@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowrl import checkpoints
-from flowrl.agent_state import AgentState
+from flowrl.engine import checkpoints
+from flowrl.kit.agent_state import AgentState
 from flowrl.testing import agent_names, import_agent, index, max_abs_diff, stack, synthetic_batch, tiny_config
 
 AGENTS = agent_names()

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowrl import checkpoints, run_files
+from flowrl import run_files
+from flowrl.engine import checkpoints
 from flowrl.errors import UserError
-from flowrl.runner import Run, resume
+from flowrl.run.runner import Run, resume
 from flowrl.testing import tiny_run_settings, use_fake_world
 
 QUIET = lambda *_: None

@@ -1,10 +1,10 @@
-"""FLOPs counted from traced shapes (flowrl/costs.py): products by hand, loop bodies times their
+"""FLOPs counted from traced shapes (flowrl/engine/costs.py): products by hand, loop bodies times their
 trip counts (which XLA's cost analysis counts once), gradients, and the peak benchmark's chain."""
 
 import jax
 import jax.numpy as jnp
 
-from flowrl.costs import matmul_chain, matmul_flops
+from flowrl.engine.costs import matmul_chain, matmul_flops
 
 
 def test_products_and_loops_by_hand():

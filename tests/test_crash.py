@@ -1,6 +1,6 @@
 """What a crash, an interruption or a diverging member must not cost: a run interrupted at any
 point resumes to exactly the uninterrupted results, a sweep survives one member's divergence,
-and `flowrl.evaluate_run` copes with a run that is still training. Tiny in-process runs
+and `flowrl.run.evaluate_run` copes with a run that is still training. Tiny in-process runs
 (`flowrl.testing.use_fake_world`)."""
 
 import json
@@ -10,9 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from flowrl import checkpoints, run_files
+from flowrl import run_files
+from flowrl.engine import checkpoints
 from flowrl.errors import TrainingDiverged, UserError
-from flowrl.runner import Run, resume
+from flowrl.run.runner import Run, resume
 from flowrl.testing import index, max_abs_diff, tiny_run_settings, use_fake_world
 
 QUIET = lambda *_: None
@@ -152,7 +153,7 @@ def test_a_single_member_that_diverges_stops_the_run_naming_the_checkpoint_that_
 
 
 def test_evaluate_reads_again_when_the_trainer_deletes_the_checkpoint_being_read(straight, tmp_path, monkeypatch):
-    from flowrl import evaluate_run
+    from flowrl.run import evaluate_run
 
     run_dir = str(tmp_path / 'run')
     shutil.copytree(straight[0], run_dir)
@@ -175,7 +176,7 @@ def test_evaluate_reads_again_when_the_trainer_deletes_the_checkpoint_being_read
 
 
 def test_evaluate_names_the_available_steps_for_a_missing_one(straight, monkeypatch):
-    from flowrl import evaluate_run
+    from flowrl.run import evaluate_run
 
     monkeypatch.setattr(checkpoints.time, 'sleep', QUIET)
     with pytest.raises(UserError, match=r'has no checkpoint 5; available: 4, 8\.'):

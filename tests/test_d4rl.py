@@ -20,7 +20,7 @@ import pytest
 
 from flowrl import suites
 from flowrl.errors import UserError
-from flowrl.settings import RunSettings
+from flowrl.run.settings import RunSettings
 from flowrl.suites import d4rl, d4rl_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,8 +143,8 @@ FQL_README_D4RL = [
 def _settings_from_command(command: str) -> RunSettings:
     from absl import flags
 
-    from flowrl.config_overrides import split_agent_flags
-    from flowrl.settings import define_flags, settings_from_values
+    from flowrl.run.config_overrides import split_agent_flags
+    from flowrl.run.settings import define_flags, settings_from_values
 
     values = flags.FlagValues()
     # main.py's flags, defined on a FlagValues of the test's own (absl's DEFINE_* bound to it).
@@ -158,8 +158,8 @@ def _settings_from_command(command: str) -> RunSettings:
 
 @pytest.mark.parametrize('command', FQL_README_D4RL)
 def test_fql_readme_d4rl_commands_are_accepted_and_presets_give_their_values(command):
-    from flowrl.agent_loading import load_agent
-    from flowrl.settings import check_settings, resolve_members
+    from flowrl.kit.agent_loading import load_agent
+    from flowrl.run.settings import check_settings, resolve_members
 
     settings = _settings_from_command(command)
     check_settings(settings)
@@ -385,7 +385,7 @@ def test_adroit_pen_ends_when_the_pen_drops():
 
 def test_resume_refuses_data_whose_hash_changed(tmp_path):
     from flowrl import run_files
-    from flowrl.runner import require_same_data
+    from flowrl.run.runner import require_same_data
 
     run_files.write_json(str(tmp_path / run_files.FLAGS_FILE), dict(data=dict(source='hdf5', sha256='a' * 64)))
     require_same_data(str(tmp_path), dict(source='hdf5', file='x.hdf5', sha256='a' * 64))  # the same data
@@ -394,7 +394,7 @@ def test_resume_refuses_data_whose_hash_changed(tmp_path):
 
 
 def test_published_d4rl_antmaze_numbers_are_the_qfql_papers_table_1():
-    from flowrl.published import published_score
+    from flowrl.results.published import published_score
 
     fql = published_score('antmaze-large-diverse', None, 'fql')
     assert (fql.mean, fql.std) == (83, 4) and 'Table 1' in fql.source

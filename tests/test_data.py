@@ -1,4 +1,4 @@
-"""Tests for flowrl.data: generation per the OGBench protocol, integrity, resolution, loading.
+"""Tests for flowrl.suites.data: generation per the OGBench protocol, integrity, resolution, loading.
 
 Datasets here are tiny (2-3 episodes) but use the real protocol episode lengths, except the
 worker-count determinism test, which uses the test-only `_steps_per_episode` override to stay
@@ -18,10 +18,10 @@ import numpy as np
 import ogbench
 import pytest
 
-from flowrl.data import Datasets, generate_dataset, load_singletask_data
-from flowrl.data import files
-from flowrl.data.generate import build_dataset, plan_generation
-from flowrl.data.loading import ACTION_CLIP
+from flowrl.suites.data import Datasets, generate_dataset, load_singletask_data
+from flowrl.suites.data import files
+from flowrl.suites.data.generate import build_dataset, plan_generation
+from flowrl.suites.data.loading import ACTION_CLIP
 from flowrl.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_full_size_protocol_without_generating():
 
 
 def test_collection_env_uses_protocol_episode_length():
-    from flowrl.data.generate import EpisodeCollector
+    from flowrl.suites.data.generate import EpisodeCollector
 
     collector = EpisodeCollector(plan_generation("pointmaze-giant-navigate-v0").spec, 2001)
     assert collector.env.spec.max_episode_steps == 2001
@@ -240,7 +240,7 @@ def test_missing_validation_file_is_refused(data_cube_copy):
 
 
 def test_interrupted_generation_leaves_nothing_behind(tmp_path, monkeypatch):
-    from flowrl.data import generate as generate_module
+    from flowrl.suites.data import generate as generate_module
 
     calls = []
     original_collect = generate_module.EpisodeCollector.collect
@@ -319,7 +319,7 @@ def test_reduced_file_renamed_to_official_name_is_refused(data_cube_copy):
 
 def test_missing_dataset_without_generation_names_the_command(tmp_path):
     """The suggested command names the dataset directory given (a user copying it must get the same files)."""
-    with pytest.raises(UserError, match=rf"python -m flowrl.data generate cube-double-play-v0 --episodes 3 "
+    with pytest.raises(UserError, match=rf"python -m flowrl.suites.data generate cube-double-play-v0 --episodes 3 "
                                         rf"--dataset_dir {tmp_path}` first"):
         load_singletask_data("cube-double-play-singletask-task1-v0", dataset_dir=str(tmp_path),
                              dataset_episodes=3, generate=False, log=_quiet)
@@ -354,7 +354,7 @@ def test_bad_names_are_user_errors(tmp_path, env_name, pattern):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {"FLOWRL_NO_DOWNLOAD": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "flowrl.data", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "flowrl.suites.data", *args], capture_output=True, text=True,
                           cwd=REPO_ROOT, env=env, timeout=120)
 
 
@@ -395,7 +395,7 @@ def test_unguarded_main_script_fails_fast_instead_of_hanging(tmp_path):
     """Spawned workers re-import the main script; without a __main__ guard we must say so, not hang."""
     script = tmp_path / "unguarded.py"
     script.write_text(
-        "from flowrl.data import generate_dataset\n"
+        "from flowrl.suites.data import generate_dataset\n"
         f"generate_dataset('pointmaze-medium-stitch-v0', dataset_dir={str(tmp_path / 'data')!r}, episodes=2, workers=2)\n"
     )
     env = {"FLOWRL_NO_DOWNLOAD": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}

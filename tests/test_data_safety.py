@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from flowrl import stopping
-from flowrl.data import files, generate_dataset, load_singletask_data
-from flowrl.data.__main__ import main as data_cli
+from flowrl.suites.data import files, generate_dataset, load_singletask_data
+from flowrl.suites.data.__main__ import main as data_cli
 from flowrl.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +187,7 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path):
     env = {"FLOWRL_NO_DOWNLOAD": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
     # ~20 s of episodes on 2 workers: still generating when killed, whatever the machine's load.
     parent = subprocess.Popen(
-        [sys.executable, "-m", "flowrl.data", "generate", "pointmaze-medium-stitch-v0", "--episodes", "600",
+        [sys.executable, "-m", "flowrl.suites.data", "generate", "pointmaze-medium-stitch-v0", "--episodes", "600",
          "--workers", "2", "--dataset_dir", str(tmp_path)],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )

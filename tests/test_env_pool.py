@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowrl.env_pool import EnvPool
-from flowrl.envs import make_env, parse_env_name
+from flowrl.engine.env_pool import EnvPool
+from flowrl.suites.ogbench_envs import make_env, parse_env_name
 
 
 def _rollout(workers, steps=30):
@@ -40,7 +40,7 @@ def test_success_timing_reaches_the_env_and_is_recorded():
     import pytest
 
     from flowrl.errors import UserError
-    from flowrl.runner import RunSettings
+    from flowrl.run.runner import RunSettings
     from flowrl.suites import resolve
 
     task = resolve('cube-single-play')
@@ -64,14 +64,14 @@ def _noisy_linear_actions(state, observations, rng):
 @functools.cache
 def _members():
     """Two members' states and the compiled policy, built once per module."""
-    from flowrl.evaluation import make_policy
+    from flowrl.engine.evaluation import make_policy
 
     states = dict(w=jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 3)), jnp.float32))
     return states, make_policy(types.SimpleNamespace(sample_actions=_noisy_linear_actions))
 
 
 def _evaluate(pool_size, members=None, step=7):
-    from flowrl.evaluation import EvalEnvs, run_episodes
+    from flowrl.engine.evaluation import EvalEnvs, run_episodes
     from flowrl.testing import FakeEnv
 
     created = []
@@ -104,7 +104,7 @@ def test_members_left_out_of_an_evaluation_get_nan_and_the_others_are_unchanged(
 
 
 def test_default_env_count_is_bounded_by_memory():
-    from flowrl.env_pool import ENV_MEMORY_BYTES, default_env_count
+    from flowrl.engine.env_pool import ENV_MEMORY_BYTES, default_env_count
     assert default_env_count(400, memory_bytes=40 * ENV_MEMORY_BYTES) == 20  # half the memory
     assert default_env_count(50, memory_bytes=10**12) == 50  # no more than the episodes need
     assert default_env_count(400, memory_bytes=0) == 1
@@ -172,7 +172,7 @@ def test_evaluation_traces_the_policy_on_the_dtype_training_used():
     import pytest
 
     from flowrl.errors import UserError
-    from flowrl.evaluation import EvalEnvs, make_policy, run_episodes
+    from flowrl.engine.evaluation import EvalEnvs, make_policy, run_episodes
 
     states = dict(w=jnp.zeros((1,)))
     for env_class, trained in ((ImageEnv, np.uint8), (StateEnv, np.float32)):
@@ -187,8 +187,8 @@ def test_evaluation_traces_the_policy_on_the_dtype_training_used():
 
 
 def test_online_steps_trace_acting_and_updates_on_uint8_images():
-    from flowrl.online import MemberEnvs, OnlineProgram, empty_buffers
-    from flowrl.training import member_shardings
+    from flowrl.engine.online import MemberEnvs, OnlineProgram, empty_buffers
+    from flowrl.engine.training import member_shardings
 
     images = np.arange(16 * 48, dtype=np.int64).reshape(16, 4, 4, 3).astype(np.uint8)
     dataset = dict(observations=images, next_observations=images, actions=np.zeros((16, 2), np.float32),

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowrl.evaluation import EvalEnvs, episode_seed, make_diagnostics, make_policy, run_episodes
+from flowrl.engine.evaluation import EvalEnvs, episode_seed, make_diagnostics, make_policy, run_episodes
 
 
 class OneStepEnv:

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowrl.flow import euler_integrate, flow_matching_errors, flow_matching_loss, interpolate, sample_path_points
+from flowrl.kit.flow import euler_integrate, flow_matching_errors, flow_matching_loss, interpolate, sample_path_points
 
 
 def test_euler_on_constant_field_moves_by_the_constant():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from agents import flowq
-from flowrl.flow import flow_matching_loss, sample_path_points
+from flowrl.kit.flow import flow_matching_loss, sample_path_points
 from flowrl.testing import index, stack, synthetic_batch, tiny_config
 
 

@@ -1,4 +1,4 @@
-"""One sweep over several processes of JAX's multi-controller runtime (flowrl.placement), on
+"""One sweep over several processes of JAX's multi-controller runtime (flowrl.engine.placement), on
 this machine: CPU processes on localhost joined with jax.distributed and gloo collectives, each
 one running tests/hosts_worker.py (the tiny flow BC run of flowrl.testing on the fake world).
 The inactive members that pad a member count: one process with forced host devices."""
@@ -15,8 +15,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from flowrl import checkpoints, run_files
-from flowrl.runner import Run
+from flowrl import run_files
+from flowrl.engine import checkpoints
+from flowrl.run.runner import Run
 from flowrl.testing import use_fake_world
 from hosts_worker import run_settings
 
@@ -155,7 +156,7 @@ def test_a_checkpoint_of_two_processes_resumes_on_one_process_with_the_same_padd
     copy = tmp_path / 'copy'
     subprocess.run(['cp', '-r', trained, str(copy)], check=True)
     use_fake_world(monkeypatch)
-    from flowrl.runner import resume
+    from flowrl.run.runner import resume
     for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV, run_files.RESULTS_FILE):
         os.remove(copy / name)
     checkpoints._set_aside(copy / 'checkpoints', 8)  # resumes from update 4
@@ -168,9 +169,9 @@ def test_a_checkpoint_of_two_processes_resumes_on_one_process_with_the_same_padd
 PADDING_SCRIPT = textwrap.dedent('''
     import jax, numpy as np
     from agents import flow_bc
-    from flowrl.placement import Placement
+    from flowrl.engine.placement import Placement
     from flowrl.testing import index, synthetic_batch, tiny_config
-    from flowrl.training import ChunkRunner, init_members
+    from flowrl.engine.training import ChunkRunner, init_members
     for members in (7, 8, 9, 3):
         p = Placement.build(members)
         print('LAYOUT', members, p.mesh.devices.size, p.padded)
@@ -188,7 +189,7 @@ PADDING_SCRIPT = textwrap.dedent('''
     print('PAD_UNTOUCHED', same(index(trained, 3), index(states, 3)))
     # A run of 3 seeds on those 2 devices: the pad is never evaluated nor logged.
     import sys, pytest
-    from flowrl import runner
+    from flowrl.run import runner
     from flowrl.testing import tiny_run_settings, use_fake_world
     with pytest.MonkeyPatch.context() as patch:
         use_fake_world(patch)
@@ -225,14 +226,14 @@ def test_inactive_members_pad_a_member_count_so_that_every_device_works(tmp_path
 ])
 def test_start_up_flags_that_do_not_fit_together_are_refused_in_one_sentence(args, message):
     from flowrl.errors import UserError
-    from flowrl.placement import join
+    from flowrl.engine.placement import join
 
     with pytest.raises(UserError, match=message):
         join(*args)
 
 
 def test_one_process_joins_nothing_unless_the_environment_names_several(monkeypatch):
-    from flowrl import placement
+    from flowrl.engine import placement
 
     for name in ('SLURM_STEP_NUM_TASKS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):
         monkeypatch.delenv(name, raising=False)

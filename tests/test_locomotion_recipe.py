@@ -1,4 +1,4 @@
-"""D4RL's locomotion recipe made here (flowrl.data.locomotion): SAC on HalfCheetah-v4 at a tiny size
+"""D4RL's locomotion recipe made here (flowrl.suites.data.locomotion): SAC on HalfCheetah-v4 at a tiny size
 writes Minari datasets that Minari reads back and main.py trains on; an interrupted run continues
 to the same data; flowrl/<env>/<dataset> ids score with D4RL's reference returns."""
 
@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from flowrl.data import locomotion, minari_writer
-from flowrl.data.__main__ import main as data_main
+from flowrl.suites.data import locomotion, minari_writer
+from flowrl.suites.data.__main__ import main as data_main
 from flowrl.errors import UserError
 from flowrl.suites import d4rl
 
@@ -228,6 +228,6 @@ def test_ids_made_here_score_with_d4rls_returns_and_say_how_to_make_them(tmp_pat
     assert task.entry.name == 'halfcheetah-medium-replay-v2' and task.name == 'flowrl/halfcheetah/medium-replay-v0'
     assert task.reference_returns == d4rl.REF_SCORES['halfcheetah'] and task.preset_keys == ('halfcheetah-medium-replay',)
     np.testing.assert_allclose(task.episode_scores([12135.0, -280.178953], None), [1.0, 0.0])
-    with pytest.raises(UserError, match='make it with `python -m flowrl.data locomotion halfcheetah`'):
+    with pytest.raises(UserError, match='make it with `python -m flowrl.suites.data locomotion halfcheetah`'):
         task._minari_id(print)
     assert d4rl.parse('flowrl/halfcheetah/mixed-v0') is None  # not a D4RL locomotion dataset, not installed

@@ -1,4 +1,4 @@
-"""Optional loggers (flowrl.loggers): TensorBoard event files per member hold the logged values;
+"""Optional loggers (flowrl.run.loggers): TensorBoard event files per member hold the logged values;
 a missing package, or a logger that fails, costs one warning and never the run."""
 
 import glob
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from flowrl.errors import UserError
-from flowrl.loggers import Loggers, parse_loggers
+from flowrl.run.loggers import Loggers, parse_loggers
 
 LABELS = [dict(member=0, seed=0, alpha=1.0), dict(member=1, seed=1, alpha=1.0)]
 CONFIGS = [dict(alpha=1.0, lr=3e-4)] * 2
@@ -82,7 +82,7 @@ def test_a_logger_that_fails_while_logging_warns_once_and_turns_itself_off(tmp_p
         def close(self):
             raise AssertionError('a logger that failed is not used again')
 
-    monkeypatch.setitem(__import__('flowrl.loggers').loggers.BACKENDS, 'wandb', Unreachable)
+    monkeypatch.setitem(__import__('flowrl.run.loggers').loggers.BACKENDS, 'wandb', Unreachable)
     lines = []
     loggers = Loggers(['wandb'], str(tmp_path), LABELS, CONFIGS, SETTINGS, log=lines.append)
     for _ in range(3):
@@ -97,7 +97,7 @@ def test_a_logger_that_fails_while_logging_warns_once_and_turns_itself_off(tmp_p
 # (flowrl.testing shares them): alone it spends ~7 s compiling.
 @pytest.mark.xdist_group('test_crash')
 def test_a_run_with_a_missing_logger_package_completes(tmp_path, monkeypatch):
-    from flowrl.runner import Run
+    from flowrl.run.runner import Run
     from flowrl.testing import tiny_run_settings, use_fake_world
 
     use_fake_world(monkeypatch)

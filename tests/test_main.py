@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from flowrl.envs import default_success_timing, parse_env_name
+from flowrl.suites.ogbench_envs import default_success_timing, parse_env_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--agent.actor_hidden_dims=32,32', '--agent.value_hidden_dims=32,32', '--agent.batch_size=32']
@@ -75,7 +75,7 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     assert results['aggregate'][0]['num_seeds'] == 2
     assert {k: results[k] for k in ogbench} == ogbench
     assert 'Final score' in result.stdout
-    # The run's report (flowrl.report): its table names the run's agent and both seeds.
+    # The run's report (flowrl.results.report): its table names the run's agent and both seeds.
     assert f'Report: {run_dir}/report/report.md' in result.stdout
     assert '| cube-single-play | fql | defaults | 2 |' in open(os.path.join(run_dir, 'report', 'report.md')).read()
     assert os.path.exists(os.path.join(run_dir, 'report', 'success_cube-single-play.png'))
@@ -103,7 +103,7 @@ def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run,
 def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run):
     run_dir, _ = trained_run
     result = run_cli([f'--run_dir={run_dir}', '--agent.alpha=1,30', '--eval_episodes=1', '--eval_workers=2'],
-                     module='flowrl.evaluate_run')
+                     module='flowrl.run.evaluate_run')
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(os.path.join(run_dir, 'evaluate_alpha_step200.csv'))
     assert sorted((int(r['seed']), float(r['alpha'])) for r in rows) == [(0, 1.0), (0, 30.0), (1, 1.0), (1, 30.0)]
@@ -111,7 +111,7 @@ def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run):
 
 def test_results_without_evaluations_are_json_with_null_scores(tmp_path):
     from flowrl.run_files import write_json
-    from flowrl.runner import results_lines, summarize_results
+    from flowrl.run.runner import results_lines, summarize_results
 
     results = summarize_results([], [dict(member=0, seed=0), dict(member=1, seed=1)])
     write_json(tmp_path / 'results.json', results)
@@ -125,7 +125,7 @@ def test_results_without_evaluations_are_json_with_null_scores(tmp_path):
 
 def test_eval_workers_error_says_zero_means_one_per_core():
     from flowrl.errors import UserError
-    from flowrl.runner import RunSettings, check_settings
+    from flowrl.run.runner import RunSettings, check_settings
 
     with pytest.raises(UserError, match=r'^--eval_workers must be zero \(one per core\) or a positive integer'):
         check_settings(RunSettings(eval_workers=-1))
@@ -137,7 +137,9 @@ def test_eval_workers_error_says_zero_means_one_per_core():
 # policy call; 'online': the environment step to update 160.
 STOP_DRIVER = r'''
 import runpy, sys, time
-from flowrl import evaluation, online, progress, stopping, training
+from flowrl import stopping
+from flowrl.engine import evaluation, online, training
+from flowrl.run import progress
 
 point, sys.argv = sys.argv[1], ['main.py'] + sys.argv[2:]
 progress.ChunkPacer.size = lambda self: 7
@@ -188,7 +190,7 @@ def test_stopped_three_times_the_run_continues_exactly_as_the_uninterrupted_one(
     """SIGINT mid-training, SIGTERM mid-evaluation and SIGINT mid-online, each followed by the
     printed resume command: every stop says where it stopped and keeps a checkpoint there, and
     the rows and agents are those of the uninterrupted run."""
-    from flowrl import checkpoints
+    from flowrl.engine import checkpoints
 
     reference, _ = trained_run
     settings = json.load(open(os.path.join(reference, 'flags.json')))['settings']

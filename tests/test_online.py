@@ -1,4 +1,4 @@
-"""Offline-to-online fine-tuning (flowrl/online.py and the runner's online phase): the transitions
+"""Offline-to-online fine-tuning (flowrl/engine/online.py and the runner's online phase): the transitions
 stored are the authors' (terminal = episode over, mask = 1 - terminated), an online run logs its
 exploration, its episodes go on across checkpoints and evaluations (a checkpoint records them and
 a resumed run replays them), it resumes exactly from a checkpoint taken mid-episode (buffers included), member i
@@ -14,8 +14,8 @@ import pytest
 
 from flowrl import run_files
 from flowrl.errors import UserError
-from flowrl.online import EXPLORATION_KEYS, MemberEnvs
-from flowrl.runner import Run, resume
+from flowrl.engine.online import EXPLORATION_KEYS, MemberEnvs
+from flowrl.run.runner import Run, resume
 from flowrl.testing import index, max_abs_diff, tiny_run_settings, use_fake_world
 
 QUIET = lambda *_: None
@@ -151,7 +151,7 @@ def test_online_episodes_go_on_across_checkpoints_and_evaluations(straight, tmp_
     """The authors' loop does not cut episodes at evaluations: the same run evaluated and saved only
     at its end learns from the same transitions, so its training rows are the same."""
     reference, _ = straight
-    from flowrl import checkpoints
+    from flowrl.engine import checkpoints
 
     like = dict(episodes=reference._abstract_episodes())
     at_8 = checkpoints.read_part(reference.checkpoint_dir, like, 8)['episodes']
@@ -189,7 +189,7 @@ def test_restore_path_starts_every_member_from_the_saved_agent(straight, tmp_pat
         Run(tiny_run_settings(tmp_path, num_seeds=3, restore_path=reference.run_dir), log=QUIET)
     started = Run(tiny_run_settings(tmp_path, num_seeds=2, restore_path=reference.run_dir, restore_epoch=8),
                   log=QUIET)
-    from flowrl import checkpoints
+    from flowrl.engine import checkpoints
 
     saved = checkpoints.read_part(reference.checkpoint_dir, dict(states=reference.states), 8)['states']
     assert max_abs_diff(started.states, saved) == 0.0
@@ -208,7 +208,7 @@ def test_agents_explore_around_their_evaluation_action(name):
     clipped TD3 noise, SAC samples its squashed policy; evaluation (`sample_actions`) does not."""
     import jax
 
-    from flowrl.online import explore_function
+    from flowrl.engine.online import explore_function
     from flowrl.testing import import_agent, synthetic_batch, tiny_config
 
     agent = import_agent(name)
@@ -231,7 +231,7 @@ def test_agents_explore_around_their_evaluation_action(name):
 def test_validation_metrics_are_the_updates_metrics_on_the_validation_split(tmp_path):
     """With a validation split, every train.csv row has validation/<metric>: the update's metrics
     on a validation batch at the row's states, keys from (seed, step); training is unchanged."""
-    from flowrl.evaluation import member_keys
+    from flowrl.engine.evaluation import member_keys
 
     rows = {}
     for validation in (False, True):
@@ -264,8 +264,8 @@ def test_online_step_appends_in_place_without_copying_the_buffer(members):
     import jax.numpy as jnp
 
     from agents import fql
-    from flowrl.online import OnlineProgram, empty_buffers
-    from flowrl.training import init_members, member_shardings, metric_names
+    from flowrl.engine.online import OnlineProgram, empty_buffers
+    from flowrl.engine.training import init_members, member_shardings, metric_names
     from flowrl.testing import synthetic_batch, tiny_config
 
     config = tiny_config(fql, hidden=(8,), batch_size=4)
@@ -299,7 +299,7 @@ def test_an_ogbench_episode_replays_bit_for_bit_in_worker_processes():
     and given the same actions, reach the same state (here replayed in two worker processes)."""
     import functools
 
-    from flowrl.envs import make_env, parse_env_name
+    from flowrl.suites.ogbench_envs import make_env, parse_env_name
 
     make = functools.partial(make_env, parse_env_name('cube-single-play'))
     envs = MemberEnvs(make, member_seeds=[0, 1], training_dtype=np.float32)
@@ -319,16 +319,16 @@ def test_online_step_freezes_diverged_members_without_copying_their_state():
     """A member whose update is non-finite, or that is not alive, keeps its state, the others
     update; the compiled step has no `conditional` (which copied the whole state every step) and
     copies no state array. (Donating the states made XLA copy them at paper size, see
-    flowrl.online.keep_if; at these tiny sizes it does not, so that is checked by hand.)"""
+    flowrl.engine.online.keep_if; at these tiny sizes it does not, so that is checked by hand.)"""
     import re
 
     import jax
     import jax.numpy as jnp
 
     from agents import fql
-    from flowrl.online import OnlineProgram, empty_buffers
+    from flowrl.engine.online import OnlineProgram, empty_buffers
     from flowrl.testing import max_abs_diff, synthetic_batch, tiny_config
-    from flowrl.training import init_members, member_shardings, metric_names
+    from flowrl.engine.training import init_members, member_shardings, metric_names
 
     def update(state, batch, rng):  # non-finite for the member with alpha 9
         state, metrics = fql.update(state, batch, rng)

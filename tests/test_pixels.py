@@ -13,16 +13,16 @@ import ml_collections
 import numpy as np
 import pytest
 
-from flowrl import pixels
-from flowrl.data.loading import load_frames, load_states
-from flowrl.encoders import (ENCODERS, IMAGE_LAYOUT, apply_head, conv_with_canonical_grads, encode,
+from flowrl.kit import pixels
+from flowrl.suites.data.loading import load_frames, load_states
+from flowrl.kit.encoders import (ENCODERS, IMAGE_LAYOUT, apply_head, conv_with_canonical_grads, encode,
                              loop_friendly_conv, make_encoder, with_encoders)
-from flowrl.envs import FrameStack, gym_make
+from flowrl.suites.ogbench_envs import FrameStack, gym_make
 from flowrl.errors import UserError
-from flowrl.flow import euler_integrate, euler_samples
-from flowrl.networks import VelocityField
+from flowrl.kit.flow import euler_integrate, euler_samples
+from flowrl.kit.networks import VelocityField
 from flowrl.testing import short_manipulation_episodes, synthetic_batch, tiny_config
-from flowrl.training import sample_batch
+from flowrl.engine.training import sample_batch
 
 AGENTS = ('flow_bc', 'fql', 'ifql', 'iql', 'rebrac', 'sac', 'qfql', 'flowq', 'qipo')
 
@@ -316,7 +316,7 @@ def test_frame_stack_env_matches_dataset_stacking():
 @pytest.fixture(scope='module')
 def visual_data(tmp_path_factory):
     """visual-cube-single-play-v0-ep1 with 6-step episodes (1 + 1 validation episode, 12 frames)."""
-    from flowrl.data.loading import produce_dataset
+    from flowrl.suites.data.loading import produce_dataset
 
     directory = tmp_path_factory.mktemp('visual')
     with pytest.MonkeyPatch.context() as patch:
@@ -361,7 +361,7 @@ def test_main_trains_and_evaluates_visual_fql_with_stacking_and_augmentation(vis
 ])
 def test_pixel_options_are_refused_where_they_do_not_apply(settings, message, tmp_path):
     """Refused before any dataset is read (the dataset directory is empty)."""
-    from flowrl.runner import Run, RunSettings
+    from flowrl.run.runner import Run, RunSettings
 
     with pytest.raises(UserError, match=re.escape(message)):
         Run(RunSettings(**settings, dataset_dir=str(tmp_path / 'none'), save_dir=str(tmp_path), dataset_episodes=1),

@@ -1,13 +1,13 @@
 """The console moves while training whatever --log_interval is, and where the chunks are cut
-never changes what a run writes (flowrl.progress)."""
+never changes what a run writes (flowrl.run.progress)."""
 
 import os
 
 import pytest
 
 from flowrl import run_files
-from flowrl.progress import ChunkPacer, Progress, format_duration
-from flowrl.runner import Run
+from flowrl.run.progress import ChunkPacer, Progress, format_duration
+from flowrl.run.runner import Run
 from flowrl.testing import max_abs_diff, tiny_run_settings, use_fake_world
 
 pytestmark = pytest.mark.xdist_group('test_crash')  # shares test_crash's compiled tiny runs
@@ -57,7 +57,7 @@ def test_rows_and_states_do_not_depend_on_where_chunks_are_cut(tmp_path, monkeyp
     use_fake_world(monkeypatch)
     outcomes = []
     for name, size in (('one_per_interval', 1000), ('cut_small', 3)):
-        monkeypatch.setattr('flowrl.runner.ChunkPacer', lambda size=size: FixedPacer(size))
+        monkeypatch.setattr('flowrl.run.runner.ChunkPacer', lambda size=size: FixedPacer(size))
         lines = []
         run = Run(tiny_run_settings(tmp_path / name, num_seeds=2, log_interval=4, eval_interval=8), log=lines.append)
         run.train()

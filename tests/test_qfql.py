@@ -252,13 +252,13 @@ def test_action_diagnostics_report_the_raw_gradient_norms(monkeypatch):
 
 
 def test_guidance_is_swept_on_a_trained_checkpoint_with_its_gradient_norms(tmp_path, monkeypatch):
-    """flowrl.evaluate_run's library path (its CLI: tests/test_main.py) on a trained QFQL run: one row
+    """flowrl.run.evaluate_run's library path (its CLI: tests/test_main.py) on a trained QFQL run: one row
     per (seed, guidance), and QFQL's action_diagnostics hook reports grad_a Q norms beside success."""
     import csv
     import os
 
-    from flowrl.evaluate_run import evaluate_values
-    from flowrl.runner import Run
+    from flowrl.run.evaluate_run import evaluate_values
+    from flowrl.run.runner import Run
     from flowrl.testing import tiny_run_settings, use_fake_world
 
     use_fake_world(monkeypatch)

@@ -11,9 +11,9 @@ import pytest
 
 from agents import qipo
 from flowrl.errors import UserError
-from flowrl.flow import flow_matching_errors
+from flowrl.kit.flow import flow_matching_errors
 from flowrl.testing import index, max_abs_diff, stack, synthetic_batch, tiny_config
-from flowrl.training import ROWS_KEY, ChunkRunner, init_members, with_zero_arrays
+from flowrl.engine.training import ROWS_KEY, ChunkRunner, init_members, with_zero_arrays
 
 
 class LinearCritic:

@@ -1,4 +1,4 @@
-"""Tests for flowrl.data.render: visual datasets rendered from state datasets.
+"""Tests for flowrl.suites.data.render: visual datasets rendered from state datasets.
 
 Rendering costs ~0.2 s a frame on a CPU, so the whole file renders about 40 frames: the datasets
 here have 6-step episodes (flowrl.testing.short_manipulation_episodes) and are built in-process
@@ -12,10 +12,10 @@ import shutil
 import numpy as np
 import pytest
 
-from flowrl.data import files, render
-from flowrl.data.loading import resolve_dataset_files
-from flowrl.data.render import StateRenderer, plan_rendering, render_dataset
-from flowrl.envs import gym_make
+from flowrl.suites.data import files, render
+from flowrl.suites.data.loading import resolve_dataset_files
+from flowrl.suites.data.render import StateRenderer, plan_rendering, render_dataset
+from flowrl.suites.ogbench_envs import gym_make
 from flowrl.errors import UserError
 from flowrl.testing import short_manipulation_episodes
 
@@ -257,7 +257,7 @@ def test_render_plan_mirrors_the_state_plan():
 
 
 def test_cli_plan_verify_and_generate_for_visual_names(rendered_dir, capsys):
-    from flowrl.data.__main__ import main
+    from flowrl.suites.data.__main__ import main
 
     assert main(["plan", VISUAL, "--workers", "2"]) == 0
     printed = capsys.readouterr().out

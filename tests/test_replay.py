@@ -1,4 +1,4 @@
-"""The on-device replay buffer (flowrl/replay.py): exact contents after appends and wrap-around,
+"""The on-device replay buffer (flowrl/engine/replay.py): exact contents after appends and wrap-around,
 sampling below the size only, balanced sampling's halves, in-place appends, and its memory."""
 
 import functools
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowrl import replay
+from flowrl.engine import replay
 
 SENTINEL = -7.0
 

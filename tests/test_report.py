@@ -1,4 +1,4 @@
-"""`python -m flowrl.report`: IQM and bootstrap intervals on known inputs, and the report over
+"""`python -m flowrl.results.report`: IQM and bootstrap intervals on known inputs, and the report over
 hand-written run directories (numbers computed by hand)."""
 
 import os
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from flowrl import run_files
-from flowrl.report import write_report
-from flowrl.stats import iqm, mean_ci_per_step, stratified_bootstrap, stratified_bootstrap_ci
+from flowrl.results.report import write_report
+from flowrl.results.stats import iqm, mean_ci_per_step, stratified_bootstrap, stratified_bootstrap_ci
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,7 +127,7 @@ def test_an_unreadable_run_is_skipped_with_one_warning(runs, tmp_path):
 
 
 def test_no_run_directories_is_one_sentence_and_a_nonzero_exit(tmp_path):
-    result = subprocess.run([sys.executable, '-m', 'flowrl.report', str(tmp_path / 'nothing*')], cwd=REPO,
+    result = subprocess.run([sys.executable, '-m', 'flowrl.results.report', str(tmp_path / 'nothing*')], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().startswith('error: No run directories') and len(result.stderr.strip().splitlines()) == 1

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from agents import sac
-from flowrl import distributions
-from flowrl.config_overrides import apply_overrides
+from flowrl.kit import distributions
+from flowrl.run.config_overrides import apply_overrides
 from flowrl.errors import UserError
 from flowrl.testing import synthetic_batch, tiny_config
 

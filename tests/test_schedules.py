@@ -10,7 +10,7 @@ import pytest
 from agents import qipo
 from flowrl import run_files
 from flowrl.errors import UserError
-from flowrl.runner import Run, resume
+from flowrl.run.runner import Run, resume
 from flowrl.testing import TINY_RUN_OVERRIDES, tiny_config, tiny_run_settings, use_fake_world
 
 QUIET = lambda *_: None

@@ -17,13 +17,14 @@ import jax
 import numpy as np
 import pytest
 
-from flowrl import checkpoints, disk, run_files, stopping
-from flowrl.env_pool import EnvPool
+from flowrl import disk, run_files, stopping
+from flowrl.engine import checkpoints
+from flowrl.engine.env_pool import EnvPool
 from flowrl.errors import UserError
-from flowrl.online import MemberEnvs
-from flowrl.runner import Run, resume
+from flowrl.engine.online import MemberEnvs
+from flowrl.run.runner import Run, resume
 from flowrl.testing import tiny_run_settings, use_fake_world
-from flowrl.training import ChunkRunner
+from flowrl.engine.training import ChunkRunner
 
 QUIET = lambda *_: None
 SETTINGS = dict(num_seeds=2, save_interval=0)  # 8 updates, rows every 2, checkpoints before the evaluations at 4 and 8
@@ -46,7 +47,7 @@ class OneUpdateChunks:
 def world():
     with pytest.MonkeyPatch.context() as patch:
         use_fake_world(patch)
-        patch.setattr('flowrl.runner.ChunkPacer', OneUpdateChunks)
+        patch.setattr('flowrl.run.runner.ChunkPacer', OneUpdateChunks)
         yield patch
 
 
@@ -403,7 +404,8 @@ def test_environment_workers_ignore_stop_signals_and_leave_quietly_with_their_pa
 FULL_DISK_SCRIPT = '''
 import os, sys
 import numpy as np
-from flowrl import checkpoints, disk
+from flowrl import disk
+from flowrl.engine import checkpoints
 directory = os.path.join(sys.argv[1], 'checkpoints')
 checkpoints.save(directory, 1, dict(a=np.zeros(10, np.float32)))
 rng = np.random.default_rng(0)

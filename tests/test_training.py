@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from agents import fql
-from flowrl import checkpoints
+from flowrl.engine import checkpoints
 from flowrl.errors import TrainingDiverged
-from flowrl.runner import Run
+from flowrl.run.runner import Run
 from flowrl.suites import LoadedData
 from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_config
 from flowrl.errors import UserError
-from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, resolve_member_execution, sample_batch,
+from flowrl.engine.training import (ChunkRunner, chunk_boundaries, init_members, resolve_member_execution, sample_batch,
                              train_member)
 
 DATASET = synthetic_batch(batch_size=256)
@@ -128,7 +128,7 @@ def test_dataset_work_refuses_states_without_its_arrays():
 
 def test_stored_supports_that_do_not_fit_the_device_are_refused_before_the_run(monkeypatch):
     from agents import qipo
-    monkeypatch.setattr('flowrl.training.free_bytes', lambda device: 100 * 2**20)
+    monkeypatch.setattr('flowrl.engine.training.free_bytes', lambda device: 100 * 2**20)
     config = tiny_config(qipo, critic_support=16, policy_support=8)
     lines = []
     # 1M rows x 16 actions x 3 dims + 1M x 9 Q values, float32: 228 MB per member.
@@ -200,8 +200,8 @@ def test_chunk_reports_the_first_nonfinite_update_and_keeps_the_state_before_it(
 
 def test_nonfinite_loss_stops_the_run_with_the_step_and_metric(tmp_path, monkeypatch):
     bad = dict(DATASET, rewards=DATASET['rewards'].at[:].set(jnp.nan))
-    monkeypatch.setattr('flowrl.runner.load_dataset', lambda *a, **k: LoadedData({k: np.asarray(v) for k, v in bad.items()}, None, 'bad data', {}))
-    from flowrl.runner import RunSettings
+    monkeypatch.setattr('flowrl.run.runner.load_dataset', lambda *a, **k: LoadedData({k: np.asarray(v) for k, v in bad.items()}, None, 'bad data', {}))
+    from flowrl.run.runner import RunSettings
     settings = RunSettings(agent='agents/fql.py', env_name='cube-single-play', offline_steps=4, log_interval=2,
                            eval_episodes=0, save_dir=str(tmp_path),
                            agent_overrides=dict(actor_hidden_dims='8,8', value_hidden_dims='8,8', batch_size='8'))
@@ -213,7 +213,7 @@ SHARDED_SCRIPT = textwrap.dedent('''
     import jax
     from agents import fql
     from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_config
-    from flowrl.training import ChunkRunner, init_members, member_shardings
+    from flowrl.engine.training import ChunkRunner, init_members, member_shardings
     dataset, config = synthetic_batch(batch_size=256), tiny_config(fql, batch_size=16)
     members, replicated = member_shardings(8)
     singles = {}

@@ -288,7 +288,7 @@ RETRIES = 3  # reads of a run that is still training, which may delete the check
 def read_agents(directory, like_states, step: int | None = None, log=print):
     """(agent states shaped like `like_states`, step) of checkpoint `step` (default: the newest
     good one), leaving the rest of the checkpoint (keys, replay buffers) on disk: what
-    `flowrl.evaluate_run` and `--restore_path` read. The trainer of a run still going deletes old
+    `flowrl.run.evaluate_run` and `--restore_path` read. The trainer of a run still going deletes old
     checkpoints as it saves new ones: when the checkpoints change while one is being checked or
     read, it starts again (a few times) with the new list."""
     for attempt in range(RETRIES):

@@ -24,9 +24,9 @@ import jax
 import numpy as np
 
 from flowrl import stopping
-from flowrl.env_pool import ENV_MEMORY_BYTES, EnvPool, default_env_count
+from flowrl.engine.env_pool import ENV_MEMORY_BYTES, EnvPool, default_env_count
 from flowrl.errors import UserError
-from flowrl.training import over_members, resolve_member_execution
+from flowrl.engine.training import over_members, resolve_member_execution
 
 BLOCK = 8  # episode slots per member in one policy call
 
@@ -56,7 +56,7 @@ def episode_seed(member_seed: int, step: int, episode: int) -> int:
 def make_policy(agent, execution: str = 'auto'):
     """Actions for a block of episode slots of every member: states [M], observations [M, B, d],
     base keys [M] (per member and step), episode indices and episode times [M, B]; members run
-    as `execution` says (flowrl.training).
+    as `execution` says (flowrl.engine.training).
 
     Each observation is sampled alone (vmap over rows) with the key (base key, episode, t), so
     its noise does not depend on the other rows or on the slot it sits in."""

@@ -5,7 +5,7 @@ Per online step and member: act in the member's own environment with the agent's
 `explore_actions` (optional contract hook; `sample_actions` when absent), store the transition
 (observation, action, reward, terminal = episode over, mask = 1 - terminated, next observation)
 in the member's online buffer, then run one update on a batch drawn from dataset and online
-transitions (flowrl.replay: the authors' single buffer, or half and half with
+transitions (flowrl.engine.replay: the authors' single buffer, or half and half with
 `--balanced_sampling=1`).
 
 The device part of a step is two compiled programs for all members: append the transitions
@@ -29,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from flowrl import replay
-from flowrl.env_pool import EnvPool
+from flowrl.engine import replay
+from flowrl.engine.env_pool import EnvPool
 from flowrl.errors import UserError
-from flowrl.evaluation import observation_dtype
-from flowrl.training import MEMBER_AXIS, member_mesh, over_members
+from flowrl.engine.evaluation import observation_dtype
+from flowrl.engine.training import MEMBER_AXIS, member_mesh, over_members
 
 STEP_DONATION = (1, 2)  # rngs and totals; the states are not: see `keep_if`
 EXPLORATION_KEYS = ('exploration/success', 'exploration/episode_return', 'exploration/episode_length',
@@ -74,7 +74,7 @@ def draw(sample, online, rng, dataset):
 
 def update_and_act(update, act, state, totals, alive, batch, update_rng, act_rng, observation):
     """One member's update on `batch` and its next actions at `observation`. A member that is not
-    alive, or whose metrics are non-finite, keeps its state (as in flowrl.training.train_member).
+    alive, or whose metrics are non-finite, keeps its state (as in flowrl.engine.training.train_member).
     Returns (state, totals, first_bad: 0 if this update was non-finite else -1, actions)."""
     new_state, metrics = update(state, batch, update_rng)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
@@ -105,10 +105,10 @@ def first_member_actions(act, state, rng, observation):
 
 class OnlineProgram:
     """The compiled online step and first-action programs for all members (members sharded over
-    devices and run as `execution` says, like flowrl.training.ChunkRunner)."""
+    devices and run as `execution` says, like flowrl.engine.training.ChunkRunner)."""
 
     def __init__(self, agent, batch_size: int, execution: str, balanced: bool, buffer_size: int, placement=None):
-        self.placement = placement  # flowrl.placement.Placement: the run's member mesh (None: member_mesh)
+        self.placement = placement  # flowrl.engine.placement.Placement: the run's member mesh (None: member_mesh)
         self.act = explore_function(agent)
         self.sample = batch_source(balanced, buffer_size, batch_size)
         self.execution = execution
@@ -260,7 +260,7 @@ class MemberEnvs:
         return observations
 
     def _as_trained(self, observations):
-        """Observations in the dtype the agent was trained and compiled on (flowrl.evaluation)."""
+        """Observations in the dtype the agent was trained and compiled on (flowrl.engine.evaluation)."""
         return observations.astype(observation_dtype(observations, self.training_dtype), copy=False)
 
     def statistics(self) -> dict:

@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowrl.errors import UserError
 
-MEMBER_AXIS = 'members'  # flowrl.training's member axis (imported from here would make a cycle)
+MEMBER_AXIS = 'members'  # flowrl.engine.training's member axis (imported from here would make a cycle)
 MAX_PATH_BYTES = 4096  # the run directory's name sent from process 0 to the others
 
 
@@ -281,7 +281,7 @@ def data_digest(dataset: dict) -> bytes:
 
 # -- joining the multi-controller runtime ------------------------------------------------------
 def define_flags(flags, module_name: str) -> None:
-    """The start-up flags of main.py and flowrl.evaluate_run (not run settings: a resumed run may
+    """The start-up flags of main.py and flowrl.run.evaluate_run (not run settings: a resumed run may
     use other ones, within what its checkpoints allow)."""
     flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
                       'Join JAX\'s multi-controller runtime (one process per host of a TPU pod slice or per task of '

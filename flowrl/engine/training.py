@@ -2,11 +2,11 @@
 
 A "member" is one independent training run: a seed, or a (seed, swept values) pair. All
 members share one compiled program; their states are stacked on a leading axis that is
-sharded over the devices of the run's placement (flowrl.placement: every process's devices, or
+sharded over the devices of the run's placement (flowrl.engine.placement: every process's devices, or
 `member_mesh` of one process when none is given). Batches are sampled on the device inside the loop, so a
 chunk of K updates costs one dispatch and no host<->device traffic but its metric sums. K is
 an argument of the compiled program, not part of it: the training loop cuts chunks by wall
-time (flowrl.progress) and any K runs without compiling again.
+time (flowrl.run.progress) and any K runs without compiling again.
 
 How the members held by one device run is the *member execution* mode:
 - 'vmap': batched together. Fills an accelerator, whose matrix units want large batches.
@@ -29,9 +29,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from flowrl import pixels
+from flowrl.kit import pixels
 from flowrl.errors import UserError
-from flowrl.placement import MEMBER_AXIS
+from flowrl.engine.placement import MEMBER_AXIS
 
 NONFINITE_KEY = 'nonfinite_update'  # index in the chunk of the first update with a non-finite metric, or -1
 MEMBER_EXECUTIONS = ('auto', 'vmap', 'map')
@@ -80,7 +80,7 @@ ROWS_KEY = 'rows'  # batch field: the dataset rows of the batch's transitions (a
 def sample_batch(dataset: dict, rng, batch_size: int, p_aug: float = 0.0, with_rows: bool = False) -> dict:
     """Uniformly sampled transitions (with replacement), gathered on the device; image
     observations are stacked from their frames and, with probability `p_aug` per batch,
-    randomly cropped (flowrl.pixels). `with_rows`: the batch also holds their row indices
+    randomly cropped (flowrl.kit.pixels). `with_rows`: the batch also holds their row indices
     (ROWS_KEY), with which an agent reads what its dataset work stored per row."""
     idx = jax.random.randint(rng, (batch_size,), 0, pixels.num_transitions(dataset))
     batch = pixels.gather_transitions(dataset, idx)
@@ -105,7 +105,7 @@ def train_member(update, batch_size: int, num_updates, state, rng, dataset, aliv
     """`num_updates` calls of `update` on one member; returns (state, rng, totals, first_bad).
 
     `num_updates` may be a traced value: one compiled program serves every chunk length, so the
-    loop can cut chunks by wall time (flowrl.progress) without compiling again. `totals` are
+    loop can cut chunks by wall time (flowrl.run.progress) without compiling again. `totals` are
     running sums of the metrics, added to in update order: a train.csv row (totals / updates)
     is then the same bits however the updates between two rows were cut into chunks.
     `first_bad` is the index in this chunk of the first update with a non-finite metric, or -1.
@@ -271,7 +271,7 @@ class ChunkRunner:
 
     def __init__(self, agent, batch_size: int, execution: str = 'auto', config=None, p_aug: float = 0.0,
                  placement=None):
-        """`placement` (flowrl.placement.Placement): the member mesh of a run, e.g. over every
+        """`placement` (flowrl.engine.placement.Placement): the member mesh of a run, e.g. over every
         process's devices; None: `member_mesh` of the member count (one process)."""
         self.agent, self.batch_size, self.p_aug, self.placement = agent, batch_size, p_aug, placement
         self.execution = resolve_member_execution(execution)

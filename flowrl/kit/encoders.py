@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from flowrl.errors import UserError
-from flowrl.networks import MLP, xavier_uniform
+from flowrl.kit.networks import MLP, xavier_uniform
 
 IMAGE_RANK = 3  # an image observation is [H, W, C]
 IMAGE_LAYOUT = ('NHWC', 'HWIO', 'NHWC')  # Flax's convolution layout

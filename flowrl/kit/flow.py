@@ -9,7 +9,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from flowrl.encoders import apply_head, encode, without_encoder
+from flowrl.kit.encoders import apply_head, encode, without_encoder
 
 # velocity(x, t) -> dx/dt, with x of shape (..., action_dim) and t of shape (..., 1).
 Field = Callable[[jax.Array, jax.Array], jax.Array]
@@ -67,7 +67,7 @@ def euler_samples(net, params, observations, noises, steps: int):
 
 
 def euler_from_features(net, params, features, noises, steps: int):
-    """`euler_samples` from the observations' features (`flowrl.encoders.encode`), so that a
+    """`euler_samples` from the observations' features (`flowrl.kit.encoders.encode`), so that a
     caller that repeats an observation (several samples per state) can encode it once."""
     return euler_integrate(lambda x, t: apply_head(net, params, features, x, t), noises, steps)
 

@@ -8,7 +8,7 @@ A dataset of image observations holds, besides its transition fields [N, ...]:
   transition n's observation and next observation, oldest first (k = frames stacked).
 A batch's observations are gathered from these on the device: [B, H, W, k * C], the frames
 concatenated on the channel axis oldest first, as the authors' code and OGBench's evaluation
-frame stack (flowrl.envs.FrameStack) present them. Nothing of size N x k x H x W x C is ever
+frame stack (flowrl.suites.ogbench_envs.FrameStack) present them. Nothing of size N x k x H x W x C is ever
 built: 1M transitions of 64x64x3 frames take 12 GB once, not 2k times.
 """
 

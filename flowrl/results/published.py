@@ -8,7 +8,7 @@ step (`--success_timing=post`); ogbench >= 1.2 computes it before the step by de
 
 import dataclasses
 
-from flowrl.envs import DEFAULT_TASKS
+from flowrl.suites.ogbench_envs import DEFAULT_TASKS
 
 FQL_PAPER = 'FQL paper (Park, Li, Levine 2025, "Flow Q-Learning"), offline results, default tasks'
 QFQL_PAPER = 'QFQL paper, Table 2 (offline, default tasks)'

@@ -1,14 +1,14 @@
 """Tables and plots over any set of run directories.
 
-    python -m flowrl.report exp/                       # every run under exp/
-    python -m flowrl.report 'exp/sweep/fql_*' exp/Debug/iql_cube-double-play_sd000_20261122_101500 --out report/
+    python -m flowrl.results.report exp/                       # every run under exp/
+    python -m flowrl.results.report 'exp/sweep/fql_*' exp/Debug/iql_cube-double-play_sd000_20261122_101500 --out report/
 
 Members (seeds, sweep points) are grouped by (environment, agent, swept values) across all the
 run directories given, so seeds trained in separate runs pool together. Writes to --out:
 - report.md / report.csv: per group, the final score (the FQL paper's: mean success of the
   last three evaluations) as mean ± std over seeds, the IQM with its 95 % stratified-bootstrap
-  interval (flowrl.stats), the number of seeds and of diverged members, the last evaluated
-  update, and the published score where one exists (flowrl.published); over several
+  interval (flowrl.results.stats), the number of seeds and of diverged members, the last evaluated
+  update, and the published score where one exists (flowrl.results.published); over several
   environments, one aggregate IQM per agent and setting with the environments as strata;
 - success_<env>.png: success against updates, one line per agent / setting, mean over seeds
   with a 95 % bootstrap band;
@@ -26,12 +26,12 @@ import sys
 import numpy as np
 
 from flowrl import run_files
-from flowrl.agent_loading import agent_name
+from flowrl.kit.agent_loading import agent_name
 from flowrl import suites
 from flowrl.errors import UserError
-from flowrl.evaluation import final_score
-from flowrl.published import TIMING_NOTE, published_score
-from flowrl.stats import iqm, mean_ci_per_step, stratified_bootstrap_ci
+from flowrl.engine.evaluation import final_score
+from flowrl.results.published import TIMING_NOTE, published_score
+from flowrl.results.stats import iqm, mean_ci_per_step, stratified_bootstrap_ci
 
 LABEL_KEYS = ('member', 'seed')
 # Settings that change results besides the agent config; the report tells runs apart by them too.
@@ -330,7 +330,7 @@ def write_report(patterns, out_dir: str, log=print) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m flowrl.report', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m flowrl.results.report', description=__doc__.split('\n')[0])
     parser.add_argument('runs', nargs='+', help='run directories, directories holding runs, or globs')
     parser.add_argument('--out', default='report', help='output directory (default: report/)')
     args = parser.parse_args(argv)

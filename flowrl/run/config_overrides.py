@@ -12,7 +12,7 @@ import ml_collections
 from absl import app
 
 from flowrl import stopping
-from flowrl.config_rules import config_problems, value_problem
+from flowrl.run.config_rules import config_problems, value_problem
 from flowrl.disk import is_no_space, no_space_sentence
 from flowrl.errors import UserError
 
@@ -57,7 +57,7 @@ def run_command(main):
 
 def parse_value(key: str, raw: str, default, flag: str | None = None):
     """Converts the string `raw` to the type of the config's default value for `key`, and
-    refuses values the key cannot take (see flowrl.config_rules); `flag` names it in errors."""
+    refuses values the key cannot take (see flowrl.run.config_rules); `flag` names it in errors."""
     flag = flag or f'--agent.{key}'
     value = _convert(raw, default, flag)
     requirement = value_problem(key, value)

@@ -1,6 +1,6 @@
 """Evaluate a saved run at several values of its dynamic hyperparameters, without retraining.
 
-    python -m flowrl.evaluate_run --run_dir=exp/Debug/qfql_cube-double-play_sd000_... --agent.guidance=0.3,1,3
+    python -m flowrl.run.evaluate_run --run_dir=exp/Debug/qfql_cube-double-play_sd000_... --agent.guidance=0.3,1,3
 
 Every (member of the run) x (value) pair is evaluated in one vmapped program on one batch of
 environments. Prints a table and writes it to RUN_DIR/evaluate_<key>_step<N>.csv.
@@ -17,13 +17,15 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from flowrl import checkpoints, placement, run_files, runner, suites
-from flowrl.agent_loading import load_agent
-from flowrl.config_overrides import parse_sweeps, run_command, sweep_grid
+from flowrl import run_files, suites
+from flowrl.engine import checkpoints, placement
+from flowrl.run import runner
+from flowrl.kit.agent_loading import load_agent
+from flowrl.run.config_overrides import parse_sweeps, run_command, sweep_grid
 from flowrl.errors import UserError
-from flowrl.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes
-from flowrl.runner import eval_workers, resolve_members, settings_from_run_dir
-from flowrl.training import init_members
+from flowrl.engine.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes
+from flowrl.run.runner import eval_workers, resolve_members, settings_from_run_dir
+from flowrl.engine.training import init_members
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('run_dir', None, 'Run directory written by main.py.')

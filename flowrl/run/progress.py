@@ -4,7 +4,7 @@ The compiled program runs a chunk of updates per dispatch and the console can on
 between chunks. Chunks used to end only at log/eval/save steps, so with the default
 --log_interval a CPU run showed 0 % for minutes. `ChunkPacer` cuts the stretch between two
 such steps into chunks of about `seconds` each, from the speed measured so far; the chunk
-length is an argument of the one compiled program (flowrl.training), so this costs no
+length is an argument of the one compiled program (flowrl.engine.training), so this costs no
 compilation, and train.csv rows do not depend on where the cuts fall.
 
 `Progress` draws a tqdm bar (updates/s, ETA, losses, last evaluation) on a terminal, and

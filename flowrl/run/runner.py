@@ -14,18 +14,20 @@ import time
 import jax
 import numpy as np
 
-from flowrl import checkpoints, disk, pixels, replay, run_files, stopping, suites
-from flowrl.agent_loading import agent_name, load_agent
+from flowrl import disk, run_files, stopping, suites
+from flowrl.engine import checkpoints, replay
+from flowrl.kit import pixels
+from flowrl.kit.agent_loading import agent_name, load_agent
 from flowrl.errors import TrainingDiverged, UserError
-from flowrl.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, member_keys, run_episodes
-from flowrl.loggers import Loggers, parse_loggers
-from flowrl.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
-from flowrl.placement import Placement, tell_checkpoints_with, whole_array_sharding, whole_value
-from flowrl.progress import ChunkPacer, Progress
-from flowrl.replay import online_capacity
-from flowrl.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
+from flowrl.engine.evaluation import EvalEnvs, final_score, make_diagnostics, make_policy, member_keys, run_episodes
+from flowrl.run.loggers import Loggers, parse_loggers
+from flowrl.engine.online import EXPLORATION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
+from flowrl.engine.placement import Placement, tell_checkpoints_with, whole_array_sharding, whole_value
+from flowrl.run.progress import ChunkPacer, Progress
+from flowrl.engine.replay import online_capacity
+from flowrl.run.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
                              check_settings, fit_schedules, resolve_members)
-from flowrl.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, phase_at,
+from flowrl.engine.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics, phase_at,
                              resolve_member_execution)
 
 
@@ -350,7 +352,7 @@ class Run:
                                f'{self.s.agent} does not add one to state.step per update.')
         return expected
 
-    # -- online fine-tuning (flowrl.online) ---------------------------------------------
+    # -- online fine-tuning (flowrl.engine.online) ---------------------------------------------
     def _online_capacity(self) -> int:
         rows = pixels.num_transitions(self.dataset)
         return online_capacity(self.s.online_steps, rows, self.s.buffer_size, bool(self.s.balanced_sampling))
@@ -563,13 +565,13 @@ class Run:
 
     def _write_report(self):
         """RUN_DIR/report/: the run's table and plots. A failure here costs the report, not the run."""
-        from flowrl.report import write_report
+        from flowrl.results.report import write_report
 
         try:
             paths = write_report([self.run_dir], os.path.join(self.run_dir, 'report'), log=self.log)
         except Exception as error:  # noqa: BLE001 -- the results are already written
             self.log(f'warning: no report written ({type(error).__name__}: {error}); '
-                     f'python -m flowrl.report {self.run_dir} retries.')
+                     f'python -m flowrl.results.report {self.run_dir} retries.')
             return
         self.log(f'Report: {paths["markdown"]} and {len(paths["plots"])} plot(s) in {os.path.dirname(paths["markdown"])}')
 
@@ -609,7 +611,7 @@ def saved_agent_step(run_dir: str, checkpoint: int) -> int:
 
 def saved_rows(description: dict) -> int:
     """Rows of the member-stacked arrays in the checkpoints of the run `description` (flags.json)
-    describes: its members and the inactive ones that padded them (flowrl.placement)."""
+    describes: its members and the inactive ones that padded them (flowrl.engine.placement)."""
     return (description.get('placement') or {}).get('padded_members', len(description['members']))
 
 

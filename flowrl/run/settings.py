@@ -8,12 +8,12 @@ them), their checks, and how they resolve into the members' agent configs
 import dataclasses
 import typing
 
-from flowrl.agent_loading import agent_name
-from flowrl.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
+from flowrl.kit.agent_loading import agent_name
+from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import UserError
-from flowrl.loggers import WANDB_MODES, parse_loggers
-from flowrl.presets import apply_presets, presets_for
-from flowrl.training import MEMBER_EXECUTIONS
+from flowrl.run.loggers import WANDB_MODES, parse_loggers
+from flowrl.run.presets import apply_presets, presets_for
+from flowrl.engine.training import MEMBER_EXECUTIONS
 
 
 RESTORE_SCHEDULES = ('continue', 'restart')
@@ -78,7 +78,7 @@ class RunSettings:
                                          "the default of ogbench >= 1.2) or 'post' (after it; ogbench 1.1.0, as in "
                                          "the FQL paper). Default: OGBench's own.")
     report: bool = setting(True, "Write the run's tables and plots to RUN_DIR/report/ at the end "
-                           '(python -m flowrl.report).')
+                           '(python -m flowrl.results.report).')
     logger: str = setting('csv', 'Loggers, comma-separated: csv (always on), tensorboard, wandb (pip install -e '
                           '".[tensorboard]" / ".[wandb]"); a missing package or service costs one warning, never '
                           'the run.')

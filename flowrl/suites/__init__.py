@@ -14,7 +14,7 @@ the rest of flowrl needs to know about an environment name:
 - data: `load(settings, log) -> LoadedData` (training split, validation split or None, one
   source line, a record of what was read: file hash, data source);
 - rewards: `reward_function(settings)` maps the environment's rewards to the run's, for the
-  dataset (applied by the suite) and for online transitions (applied by flowrl.online) alike;
+  dataset (applied by the suite) and for online transitions (applied by flowrl.engine.online) alike;
 - evaluation: `env_factory(settings)` (a picklable `() -> gymnasium.Env`), `metric` (what the
   score measures) and `episode_scores(returns, successes)` (one score per episode, a fraction:
   100 x it is the percentage or the normalised score the papers print);

@@ -28,7 +28,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 
-from flowrl.data import files
+from flowrl.suites.data import files
 from flowrl.errors import UserError
 from flowrl.suites import LoadedData, as_float32, check_transitions, d4rl_data, d4rl_envs
 
@@ -104,7 +104,7 @@ def _entries() -> dict:
 
 ENTRIES = _entries()
 _MINARI_ID = re.compile(r'^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+-v\d+$')
-# Datasets made here by D4RL's locomotion recipe (flowrl.data.locomotion): flowrl/<env>/<dataset>-v<k>.
+# Datasets made here by D4RL's locomotion recipe (flowrl.suites.data.locomotion): flowrl/<env>/<dataset>-v<k>.
 MADE_HERE = re.compile(r'^flowrl/([a-z0-9]+)/([a-z-]+)-v\d+$')
 
 
@@ -216,12 +216,12 @@ class D4RLTask:
 
     @property
     def made_here(self) -> bool:
-        """A dataset flowrl makes (flowrl.data.locomotion), which no server has."""
+        """A dataset flowrl makes (flowrl.suites.data.locomotion), which no server has."""
         return self.minari_id is not None and MADE_HERE.match(self.minari_id) is not None
 
     def _missing_message(self) -> str:
         if self.made_here:
-            return (f'The dataset {self.minari_id} is not in {minari_root()}: make it with `python -m flowrl.data '
+            return (f'The dataset {self.minari_id} is not in {minari_root()}: make it with `python -m flowrl.suites.data '
                     f'locomotion {self.entry.env}` (or set MINARI_DATASETS_PATH to where it was made).')
         if self.minari_id is not None:
             return (f'The Minari dataset {self.minari_id} is not in {minari_root()} and cannot be downloaded here: run '

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowrl.data.files import display_path
+from flowrl.suites.data.files import display_path
 from flowrl.errors import UserError
 
 ACTION_CLIP = 1.0 - 1e-5  # the FQL code's action_clip_eps

@@ -1,7 +1,7 @@
 """OGBench single-task environments as a benchmark suite (flowrl.suites).
 
-Names, environments and success timing live in flowrl.envs; datasets (found, downloaded,
-generated with OGBench's oracles or rendered) in flowrl.data. The score of an episode is
+Names, environments and success timing live in flowrl.suites.ogbench_envs; datasets (found, downloaded,
+generated with OGBench's oracles or rendered) in flowrl.suites.data. The score of an episode is
 OGBench's `info['success']`, and a run's final score the mean success of its last three
 evaluations (the FQL paper's protocol).
 """
@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from flowrl import envs
+from flowrl.suites import ogbench_envs as envs
 from flowrl.errors import UserError
 from flowrl.suites import LoadedData, as_float32
 
@@ -78,7 +78,7 @@ class OGBenchTask:
 
     # -- data -----------------------------------------------------------------------------
     def load(self, s, log=print) -> LoadedData:
-        from flowrl.data import load_singletask_data
+        from flowrl.suites.data import load_singletask_data
 
         data = load_singletask_data(self.spec.name, dataset_path=s.dataset_path, dataset_dir=s.dataset_dir,
                                     dataset_episodes=s.dataset_episodes, workers=s.dataset_workers,

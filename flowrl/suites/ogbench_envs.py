@@ -159,7 +159,7 @@ def make_env(spec: EnvSpec, success_timing: str | None = None, frame_stack: int 
 class FrameStack(gymnasium.Wrapper):
     """The last `num_frames` observations concatenated on the last (channel) axis, oldest first;
     a reset fills the stack with the first observation. This is how training batches stack a
-    dataset's frames (flowrl.pixels) and how the authors' code stacks them."""
+    dataset's frames (flowrl.kit.pixels) and how the authors' code stacks them."""
 
     def __init__(self, env, num_frames: int):
         super().__init__(env)

@@ -9,11 +9,11 @@ Public API:
 - Visual datasets ('visual-cube-single-play-v0'): official files when present, otherwise the
   state dataset rendered with OGBench's pixel camera (`render.py`; `loading.produce_dataset`).
 
-CLI: `python -m flowrl.data generate cube-double-play-v0 [--episodes N] [--workers W] ...`.
+CLI: `python -m flowrl.suites.data generate cube-double-play-v0 [--episodes N] [--workers W] ...`.
 Set FLOWRL_NO_DOWNLOAD=1 to skip the network entirely (tests do).
 """
 
-from flowrl.data.generate import generate_dataset
-from flowrl.data.loading import Datasets, load_singletask_data
+from flowrl.suites.data.generate import generate_dataset
+from flowrl.suites.data.loading import Datasets, load_singletask_data
 
 __all__ = ["Datasets", "generate_dataset", "load_singletask_data"]

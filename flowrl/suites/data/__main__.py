@@ -1,11 +1,11 @@
 """Command line for flowrl's dataset layer.
 
-    python -m flowrl.data generate cube-double-play-v0 [--episodes N] [--workers W] [--seed S] [--dataset_dir D] [--force]
-    python -m flowrl.data plan cube-double-play-v0 [--episodes N] [--workers W]
-    python -m flowrl.data verify cube-double-play-v0 [--episodes N] [--dataset_dir D]
-    python -m flowrl.data locomotion halfcheetah [--sac_steps N] [--medium_return_fraction F] [--rollout_episodes E] ...
+    python -m flowrl.suites.data generate cube-double-play-v0 [--episodes N] [--workers W] [--seed S] [--dataset_dir D] [--force]
+    python -m flowrl.suites.data plan cube-double-play-v0 [--episodes N] [--workers W]
+    python -m flowrl.suites.data verify cube-double-play-v0 [--episodes N] [--dataset_dir D]
+    python -m flowrl.suites.data locomotion halfcheetah [--sac_steps N] [--medium_return_fraction F] [--rollout_episodes E] ...
 
-`locomotion` makes D4RL-style locomotion datasets with flowrl's SAC (flowrl.data.locomotion):
+`locomotion` makes D4RL-style locomotion datasets with flowrl's SAC (flowrl.suites.data.locomotion):
 Minari datasets flowrl/<env>/{medium,medium-replay,expert,medium-expert}-v0; rerun the same
 command to continue an interrupted run.
 
@@ -32,7 +32,7 @@ from flowrl.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m flowrl.data", description="OGBench datasets for flowrl, offline.")
+    parser = argparse.ArgumentParser(prog="python -m flowrl.suites.data", description="OGBench datasets for flowrl, offline.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="generate a dataset with OGBench's scripted oracles")
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_locomotion_parser(commands) -> None:
-    from flowrl.data.locomotion import RecipeSettings
+    from flowrl.suites.data.locomotion import RecipeSettings
 
     defaults = RecipeSettings(env="halfcheetah")
     recipe = commands.add_parser(
@@ -104,15 +104,15 @@ def _positive_int(text: str) -> int:
 
 
 def _dataset_name(name: str) -> str:
-    from flowrl.data.protocol import dataset_name_for_env
+    from flowrl.suites.data.protocol import dataset_name_for_env
 
     return dataset_name_for_env(name) if "-singletask" in name else name
 
 
 def run_generate(args) -> None:
-    from flowrl.data import files
-    from flowrl.data.generate import default_workers
-    from flowrl.data.loading import produce_dataset
+    from flowrl.suites.data import files
+    from flowrl.suites.data.generate import default_workers
+    from flowrl.suites.data.loading import produce_dataset
 
     dataset_name = _dataset_name(args.dataset)
     plan = _plan(dataset_name, args.episodes, args.dataset_dir)
@@ -130,9 +130,9 @@ def run_generate(args) -> None:
 
 def _plan(dataset_name: str, episodes: int | None, dataset_dir: str):
     """The generation plan, or for a visual name the rendering plan; refuses names it cannot build."""
-    from flowrl.data.generate import plan_generation
-    from flowrl.data.protocol import can_produce, needs_rendering, require_spec
-    from flowrl.data.render import plan_rendering
+    from flowrl.suites.data.generate import plan_generation
+    from flowrl.suites.data.protocol import can_produce, needs_rendering, require_spec
+    from flowrl.suites.data.render import plan_rendering
 
     if not can_produce(dataset_name):
         require_spec(dataset_name, dataset_dir)  # raises, naming the directory given
@@ -142,8 +142,8 @@ def _plan(dataset_name: str, episodes: int | None, dataset_dir: str):
 
 
 def run_plan(args) -> None:
-    from flowrl.data.generate import default_workers, describe_plan
-    from flowrl.data.render import RenderPlan, describe_render_plan
+    from flowrl.suites.data.generate import default_workers, describe_plan
+    from flowrl.suites.data.render import RenderPlan, describe_render_plan
 
     plan = _plan(_dataset_name(args.dataset), args.episodes, args.dataset_dir)
     workers = args.workers or default_workers()
@@ -167,7 +167,7 @@ def run_plan(args) -> None:
 
 
 def run_verify(args) -> None:
-    from flowrl.data.loading import resolve_dataset_files
+    from flowrl.suites.data.loading import resolve_dataset_files
 
     train_file, source = resolve_dataset_files(
         _dataset_name(args.dataset),
@@ -184,7 +184,7 @@ def run_verify(args) -> None:
 
 
 def run_locomotion(args) -> None:
-    from flowrl.data.locomotion import RecipeSettings, make_datasets
+    from flowrl.suites.data.locomotion import RecipeSettings, make_datasets
 
     settings = RecipeSettings(**{k: v for k, v in vars(args).items() if k != "command"})
     try:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from flowrl import stopping
-from flowrl.data.protocol import OFFICIAL_URL
+from flowrl.suites.data.protocol import OFFICIAL_URL
 from flowrl.disk import NoSpace, is_no_space, naming_no_space
 from flowrl.errors import UserError
 
@@ -70,9 +70,9 @@ DEFAULT_DATASET_DIR = "~/.ogbench/data"
 
 def cli_command(verb: str, dataset_name: str, episodes: int | None = None, dataset_dir: str = DEFAULT_DATASET_DIR,
                 extra: str = "") -> str:
-    """The `python -m flowrl.data ...` command a message suggests, with every option the user's
+    """The `python -m flowrl.suites.data ...` command a message suggests, with every option the user's
     files depend on (a reduced size, a dataset directory other than the default)."""
-    command = f"python -m flowrl.data {verb} {dataset_name}"
+    command = f"python -m flowrl.suites.data {verb} {dataset_name}"
     if episodes:
         command += f" --episodes {episodes}"
     if os.path.expanduser(str(dataset_dir)) != os.path.expanduser(DEFAULT_DATASET_DIR):

@@ -29,8 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from flowrl import stopping
-from flowrl.data import files
-from flowrl.data.protocol import DatasetSpec, reduced_dataset_name, require_spec
+from flowrl.suites.data import files
+from flowrl.suites.data.protocol import DatasetSpec, reduced_dataset_name, require_spec
 from flowrl.errors import UserError
 
 GENERATOR_VERSION = "1"
@@ -151,19 +151,19 @@ class EpisodeCollector:
         self.spec = spec
         self.steps = steps_per_episode
         if spec.family == "pointmaze":
-            from flowrl.data.pointmaze import make_pointmaze_env
+            from flowrl.suites.data.pointmaze import make_pointmaze_env
 
             self.env = make_pointmaze_env(spec, steps_per_episode)
             self.oracles = None
         else:
-            from flowrl.data.manipulation import make_manipulation_env, make_oracles
+            from flowrl.suites.data.manipulation import make_manipulation_env, make_oracles
 
             self.env = make_manipulation_env(spec, steps_per_episode)
             self.oracles = make_oracles(spec, self.env)
 
     def collect(self, seed: int, index: int) -> tuple[int, dict[str, np.ndarray], int]:
         """(index, arrays, redone attempts) for episode `index` of the sequence seeded by `seed`."""
-        from flowrl.data.manipulation import UnhealthyEpisode
+        from flowrl.suites.data.manipulation import UnhealthyEpisode
 
         for attempt in range(MAX_EPISODE_ATTEMPTS):
             seeds = episode_seeds(seed, index, attempt)
@@ -178,10 +178,10 @@ class EpisodeCollector:
 
     def _collect_once(self, seeds: EpisodeSeeds) -> dict[str, np.ndarray]:
         if self.spec.family == "pointmaze":
-            from flowrl.data.pointmaze import collect_pointmaze_episode
+            from flowrl.suites.data.pointmaze import collect_pointmaze_episode
 
             return collect_pointmaze_episode(self.spec, self.env, seeds.rng, seeds.env_seed, self.steps)
-        from flowrl.data.manipulation import collect_manipulation_episode
+        from flowrl.suites.data.manipulation import collect_manipulation_episode
 
         return collect_manipulation_episode(self.spec, self.env, self.oracles, seeds.rng, seeds.env_seed, self.steps)
 
@@ -287,7 +287,7 @@ def _run_episodes(plan: GenerationPlan, seed: int, workers: int, on_episode) -> 
 def _metadata(plan: GenerationPlan, split: str, seed: int, first_index: int, episodes: int, redone: int) -> dict:
     steps = episodes * plan.steps_per_episode
     return {
-        "generator": "flowrl.data",
+        "generator": "flowrl.suites.data",
         "generator_version": GENERATOR_VERSION,
         **software_metadata(),
         "dataset": plan.spec.name,

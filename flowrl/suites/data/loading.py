@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from flowrl.data import files
-from flowrl.data.generate import build_dataset, default_workers, plan_generation
-from flowrl.data.protocol import (
+from flowrl.suites.data import files
+from flowrl.suites.data.generate import build_dataset, default_workers, plan_generation
+from flowrl.suites.data.protocol import (
     VISUAL_FRAME_SHAPE,
     can_produce,
     dataset_name_for_env,
@@ -32,8 +32,8 @@ from flowrl.data.protocol import (
     require_spec,
     singletask_env_id,
 )
-from flowrl.data.render import plan_rendering, render_dataset
-from flowrl.envs import gym_make
+from flowrl.suites.data.render import plan_rendering, render_dataset
+from flowrl.suites.ogbench_envs import gym_make
 from flowrl.errors import UserError
 
 # The FQL paper clips dataset actions just inside the action bounds.
@@ -66,7 +66,7 @@ def load_singletask_data(
     local generation), verifies integrity, relabels with OGBench's own relabelling, clips
     actions to +-(1 - 1e-5) and returns float32 numpy arrays (the training loop moves them to
     the device). A visual dataset's images stay uint8 frames with `frame_stack` frames per
-    observation (flowrl.pixels). `seed` and `workers` only matter when the dataset has to be
+    observation (flowrl.kit.pixels). `seed` and `workers` only matter when the dataset has to be
     generated.
     """
     dataset_name = dataset_name_for_env(env_name)
@@ -290,7 +290,7 @@ def load_states(env_id: str, env, path: Path, frame_stack: int = 1) -> dict[str,
 
 
 def load_frames(env_id: str, env, path: Path, frame_stack: int) -> dict[str, np.ndarray]:
-    """A visual dataset as frames and transitions (flowrl.pixels): the file's frames once, uint8,
+    """A visual dataset as frames and transitions (flowrl.kit.pixels): the file's frames once, uint8,
     instead of OGBench's observations and next_observations copies (2 x 12 GB for 1M steps).
 
     The transitions are OGBench's (`load_dataset(compact_dataset=False)`): every row but an
@@ -299,7 +299,7 @@ def load_frames(env_id: str, env, path: Path, frame_stack: int) -> dict[str, np.
     give the same arrays."""
     from ogbench.relabel_utils import relabel_dataset
 
-    from flowrl import pixels
+    from flowrl.kit import pixels
 
     with np.load(path) as file:
         frames = file["observations"]

@@ -2,7 +2,7 @@
 its data written as Minari datasets under flowrl's own ids (never D4RL's names: it is not D4RL's
 data). docs/DATA.md ("Locomotion datasets made here") has the recipe, its sources and sizes.
 
-    python -m flowrl.data locomotion halfcheetah [--sac_steps N] [--medium_return_fraction F] ...
+    python -m flowrl.suites.data locomotion halfcheetah [--sac_steps N] [--medium_return_fraction F] ...
 
 D4RL (Fu et al. 2020, section 5 and appendix): `medium` = rollouts of a SAC policy stopped when it
 reaches about a third of the expert's return, `medium-replay` = that SAC's replay buffer up to
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowrl import run_files
-from flowrl.data import minari_writer
+from flowrl.suites.data import minari_writer
 from flowrl.errors import UserError
 
 DATASETS = ('medium', 'medium-replay', 'expert', 'medium-expert')
@@ -123,7 +123,7 @@ def check_settings(s: RecipeSettings) -> None:
 # -- SAC ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def sac_agent():
-    from flowrl.agent_loading import load_agent
+    from flowrl.kit.agent_loading import load_agent
 
     return load_agent(os.path.join(os.path.dirname(__file__), '..', '..', 'agents', 'sac.py'))
 
@@ -339,7 +339,7 @@ def data_record(settings: RecipeSettings, dataset: str, episodes: list[dict], po
     returns = np.asarray([e['rewards'].sum() for e in episodes])
     low, high = reference_returns(settings.env)
     return dict(
-        made_by='python -m flowrl.data locomotion (D4RL locomotion recipe, Fu et al. 2020; not D4RL data)',
+        made_by='python -m flowrl.suites.data locomotion (D4RL locomotion recipe, Fu et al. 2020; not D4RL data)',
         dataset=dataset, env_id=make_env_id(settings), max_episode_steps=settings.max_episode_steps,
         episodes=len(episodes), transitions=int(sum(len(e['rewards']) for e in episodes)),
         average_return=float(returns.mean()),

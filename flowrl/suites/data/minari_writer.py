@@ -101,7 +101,7 @@ def _ensure_namespaces(dataset_id: str) -> None:
 
     namespace = dataset_id.rsplit('/', 1)[0]
     if '/' in dataset_id and namespace not in list_local_namespaces():
-        create_namespace(namespace, description='Datasets made by flowrl (python -m flowrl.data locomotion).')
+        create_namespace(namespace, description='Datasets made by flowrl (python -m flowrl.suites.data locomotion).')
 
 
 def read_record(dataset_id: str) -> dict:

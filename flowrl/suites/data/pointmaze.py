@@ -17,9 +17,9 @@ from collections import deque
 
 import numpy as np
 
-from flowrl.data.protocol import POINTMAZE_ACTION_NOISE, POINTMAZE_STITCH_DISTANCE, DatasetSpec
-from flowrl.data.records import EpisodeRecord
-from flowrl.envs import gym_make
+from flowrl.suites.data.protocol import POINTMAZE_ACTION_NOISE, POINTMAZE_STITCH_DISTANCE, DatasetSpec
+from flowrl.suites.data.records import EpisodeRecord
+from flowrl.suites.ogbench_envs import gym_make
 
 _NEIGHBOUR_OFFSETS = ((-1, 0), (0, -1), (1, 0), (0, 1))
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowrl.envs import VISUAL_PREFIX
+from flowrl.suites.ogbench_envs import VISUAL_PREFIX
 from flowrl.errors import UserError
 
 OFFICIAL_URL = "https://rail.eecs.berkeley.edu/datasets/ogbench"
@@ -163,7 +163,7 @@ def needs_expert_policies(dataset_name: str) -> bool:
 
 
 # OGBench registers a pixel twin of these families' environments ('visual-cube-single-v0'), so their
-# visual datasets can be rendered from the state datasets (flowrl/data/render.py).
+# visual datasets can be rendered from the state datasets (flowrl/suites/data/render.py).
 RENDERABLE_FAMILIES = MANIPULATION_FAMILIES
 # OGBench registers its pixel environments at 64x64 (ogbench/manipspace/__init__.py: visual_dict).
 VISUAL_FRAME_SHAPE = (64, 64, 3)

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flowrl.data import files
-from flowrl.data.generate import (
+from flowrl.suites.data import files
+from flowrl.suites.data.generate import (
     GenerationPlan,
     Progress,
     format_duration,
@@ -48,7 +48,7 @@ from flowrl.data.generate import (
     run_tasks,
     software_metadata,
 )
-from flowrl.data.protocol import VISUAL_FRAME_SHAPE, VISUAL_PREFIX, find_render_source, require_spec
+from flowrl.suites.data.protocol import VISUAL_FRAME_SHAPE, VISUAL_PREFIX, find_render_source, require_spec
 from flowrl.errors import UserError
 
 RENDER_VERSION = "1"
@@ -134,7 +134,7 @@ class StateRenderer:
     """OGBench's pixel environment for one dataset, showing recorded states as its observations."""
 
     def __init__(self, render_env_id: str):
-        from flowrl.envs import gym_make
+        from flowrl.suites.ogbench_envs import gym_make
 
         # Without gymnasium's checker, which would reset (and render) once more.
         self.env = gym_make(render_env_id, terminate_at_goal=False, mode="data_collection", disable_env_checker=True)
@@ -348,7 +348,7 @@ def _metadata(plan: RenderPlan, split: _Split, workers: int, seconds: float, fra
     source = split.state.metadata or {}
     episodes = split.state.episodes
     return {
-        "generator": "flowrl.data.render",
+        "generator": "flowrl.suites.data.render",
         "generator_version": RENDER_VERSION,
         **software_metadata(),
         "dataset": plan.name,
