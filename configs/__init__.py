@@ -29,11 +29,11 @@ without its version ('antmaze-large-play', 'pen-human'), so the two suites' name
 one table (flowrl.suites: each task names the tables and keys it reads).
 """
 
-from flowrl.suites.ogbench_envs import DATASET_FAMILIES
+from flowrl.suites.ogbench_envs import DATASET_FAMILIES, is_visual
 
 LONG_HORIZON_FAMILIES = ('antmaze-giant-navigate', 'humanoidmaze-medium-navigate', 'humanoidmaze-large-navigate',
                          'antsoccer-arena-navigate')
-VISUAL_FAMILIES = tuple(family for family in DATASET_FAMILIES if family.startswith('visual-'))
+VISUAL_FAMILIES = tuple(family for family in DATASET_FAMILIES if is_visual(family))
 
 SHARED_PRESETS = {
     **{family: dict(discount=0.995) for family in LONG_HORIZON_FAMILIES},  # FQL paper, for every method

@@ -29,14 +29,13 @@ from flowrl import run_files
 from flowrl.kit.agent_loading import agent_name
 from flowrl import suites
 from flowrl.errors import UserError
-from flowrl.engine.evaluation import final_score
 from flowrl.results.published import TIMING_NOTE, published_score
+from flowrl.results.scores import member_score
 from flowrl.results.stats import iqm, mean_ci_per_step, stratified_bootstrap_ci
 
 LABEL_KEYS = ('member', 'seed')
 # Settings that change results besides the agent config; the report tells runs apart by them too.
 RESULT_SETTINGS = ('sparse', 'success_timing')
-NOT_METRICS = ('step', 'member', 'seed')
 
 
 @dataclasses.dataclass
@@ -58,7 +57,7 @@ class Member:
     @property
     def score(self):
         """The final score, or None if the member diverged or was never evaluated."""
-        return None if self.diverged or not len(self.success) else final_score(self.success)
+        return member_score(self.success, self.diverged)
 
 
 def find_run_dirs(patterns) -> list:
@@ -269,7 +268,7 @@ def plot_losses(groups: dict, env: str, agent: str, path: str) -> bool:
     mine = {setting: group for (e, a, setting), group in groups.items() if e == env and a == agent}
     rows = [r for group in mine.values() for m in group for r in m.train_rows]
     labels = {k for group in mine.values() for m in group for k in m.config}  # swept values sit in the rows too
-    metrics = [k for k in (rows[0] if rows else {}) if k not in NOT_METRICS and k not in labels]
+    metrics = [k for k in (rows[0] if rows else {}) if k not in run_files.ROW_LABELS and k not in labels]
     if not metrics:
         return False
     plt = _pyplot()

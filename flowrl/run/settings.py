@@ -17,6 +17,7 @@ from flowrl.engine.training import MEMBER_EXECUTIONS
 
 
 RESTORE_SCHEDULES = ('continue', 'restart')
+EVAL_EPISODES = 50  # episodes per member and evaluation, unless --eval_episodes says otherwise
 
 
 def setting(default, help: str, **extra):
@@ -51,7 +52,7 @@ class RunSettings:
                                     'saved weights).', choices=RESTORE_SCHEDULES)
     log_interval: int = setting(5_000, 'Updates between train.csv rows (and progress lines without a terminal).')
     eval_interval: int = setting(100_000, 'Updates between evaluations (0: no evaluation).')
-    eval_episodes: int = setting(50, 'Evaluation episodes per member.')
+    eval_episodes: int = setting(EVAL_EPISODES, 'Evaluation episodes per member.')
     eval_workers: int = setting(0, 'Processes stepping the evaluation environments (0: one per core).')
     eval_envs: int = setting(0, 'Evaluation environments alive at once, ~160 MB each (0: chosen from cores and '
                              'memory); results do not depend on it.')

@@ -44,6 +44,16 @@ DEFAULT_TASKS = {
 
 VISUAL_PREFIX = 'visual-'  # the pixel twin of a family: 'visual-cube-single-play'
 
+
+def is_visual(name: str) -> bool:
+    """Whether an environment, family or dataset name is a pixel-observation one ('visual-...')."""
+    return name.startswith(VISUAL_PREFIX)
+
+
+def state_twin(visual_name: str) -> str:
+    """'visual-cube-single-play-v0' -> 'cube-single-play-v0': the state name a visual name shows."""
+    return visual_name.removeprefix(VISUAL_PREFIX)
+
 _FULL = re.compile(r'^(?P<family>[a-z0-9-]+?)-singletask(?:-task(?P<task>\d+))?-v0$')
 _SHORT = re.compile(r'^(?P<family>[a-z0-9-]+?)(?:-task(?P<task>\d+))?$')
 
