@@ -35,8 +35,8 @@ from flowrl.run.loggers import parse_loggers
 from flowrl.run.offline import OfflineChunks
 from flowrl.run.online_steps import OnlineSteps
 from flowrl.run.progress import ChunkPacer, Progress
-from flowrl.run.saved import (refuse_changed_configs, require_same_data, require_same_padding, restore_start,
-                              settings_from_run_dir, starting_agents)
+from flowrl.run.saved import (example_record, refuse_changed_configs, require_same_data, require_same_padding,
+                              restore_start, settings_from_run_dir, starting_agents)
 from flowrl.run.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
                                  check_settings, fit_schedules, resolve_members)
 from flowrl.run.state import Divergence, RunState
@@ -193,7 +193,8 @@ class Run:
     def _description(self) -> dict:
         return dict(settings=dataclasses.asdict(self.s), env=self.task.name, members=self.members.labels,
                     configs=[c.to_dict() for c in self.members.configs], jax_backend=jax.default_backend(),
-                    data=self.data_record, placement=self._placement_record(), **self.task.description(self.s))
+                    data=self.data_record, placement=self._placement_record(), example=example_record(self.example),
+                    **self.task.description(self.s))
 
     def _placement_record(self) -> dict:
         """How the members were laid out: a checkpoint's arrays hold `padded_members` rows."""

@@ -145,3 +145,19 @@ def require_same_padding(run_dir: str, placement) -> None:
                         f'members as {rows} rows; {placement.process_count} process(es) with '
                         f'{placement.mesh.devices.size} device(s) would hold {placement.padded}: resume '
                         'it with the process and device counts it started with.')
+
+
+def example_record(example: dict) -> dict:
+    """flags.json 'example': the shape and dtype of one row of each field of the example batch the
+    agents were initialised with (the dataset's rows as the agent prepared them), so that a saved
+    run's agents can be built again without reading its dataset (flowrl.run.evaluate_run)."""
+    return {k: dict(shape=list(np.shape(v)[1:]), dtype=str(np.asarray(v).dtype)) for k, v in example.items()}
+
+
+def recorded_example(description: dict) -> dict | None:
+    """Two zero rows of each field flags.json's 'example' records (`description`: flags.json);
+    None for a run written before runs recorded it."""
+    record = description.get('example')
+    if not record:
+        return None
+    return {k: np.zeros([2] + list(spec['shape']), spec['dtype']) for k, spec in record.items()}
