@@ -21,7 +21,7 @@ def load_agent(path: str):
         raise UserError(f'Agent file {path!r} does not exist; pass e.g. --agent=agents/fql.py.')
     check_source(path)
     name = agent_name(path)
-    repo_agents = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'agents')
+    repo_agents = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'agents')  # flowrl/kit/ -> repo
     if os.path.samefile(os.path.dirname(os.path.abspath(path)), repo_agents):
         module = importlib.import_module(f'agents.{name}')
     else:

@@ -125,7 +125,7 @@ def check_settings(s: RecipeSettings) -> None:
 def sac_agent():
     from flowrl.kit.agent_loading import load_agent
 
-    return load_agent(os.path.join(os.path.dirname(__file__), '..', '..', 'agents', 'sac.py'))
+    return load_agent(os.path.join(os.path.dirname(__file__), '..', '..', '..', 'agents', 'sac.py'))  # flowrl/suites/data/
 
 
 def sac_config(agent, s: RecipeSettings):
