@@ -44,7 +44,7 @@ from flowrl.errors import UserError
 from flowrl.kit.flow import euler_from_features, flow_matching_errors, sample_flow
 from flowrl.kit.losses import td_loss
 from flowrl.kit.networks import Ensemble, VelocityField, apply_named as _apply
-from flowrl.engine.training import ROWS_KEY, DatasetWork, fill_rows
+from flowrl.kit.dataset_work import ROWS_KEY, DatasetWork, fill_rows
 
 DYNAMIC_KEYS = ('lr', 'beta', 'discount', 'tau', 'critic_beta')
 Q_SCALE_EPS = 1e-6

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The learning table of README "Locomotion datasets made here": flow BC, IQL, ReBRAC, FQL, FlowQ and
+# The learning table of docs/RESULTS.md: flow BC, IQL, ReBRAC, FQL, FlowQ and
 # QIPO on flowrl/halfcheetah/medium-replay-v0 (made by `python -m flowrl.suites.data locomotion halfcheetah`),
 # 2 seeds each in one program, CPU-sized, one run after the other, then `python -m flowrl.results.report`.
 #

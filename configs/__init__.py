@@ -4,7 +4,7 @@ its file's name) holds `PRESETS`, a dict from an OGBench
 environment family (the singletask name without '-singletask-...-v0', e.g. 'cube-double-play')
 or a family plus task ('cube-double-play-task3') to the config values the paper used there.
 A task key refines its family. Presets apply unless the user sets the key on the command
-line; `flowrl.run.presets` does the lookup. An agent may also hold `ONLINE_PRESETS`, the values of
+line; `flowrl.suites.presets` does the lookup. An agent may also hold `ONLINE_PRESETS`, the values of
 offline-to-online runs (`--online_steps` > 0), which refine `PRESETS`.
 
 Values every agent shares are held once here, and an agent's table extends them
@@ -30,7 +30,7 @@ without its version ('antmaze-large-play', 'pen-human'), so the two suites' name
 one table (flowrl.suites: each task names the tables and keys it reads).
 """
 
-from flowrl.suites.ogbench_envs import DATASET_FAMILIES
+from flowrl.suites.ogbench_envs import DATASET_FAMILIES, is_visual
 
 # One module object per preset file (as in agents/__init__.py): not a second copy named `configs`.
 if __name__ != 'flowrl.configs':
@@ -39,7 +39,7 @@ if __name__ != 'flowrl.configs':
 
 LONG_HORIZON_FAMILIES = ('antmaze-giant-navigate', 'humanoidmaze-medium-navigate', 'humanoidmaze-large-navigate',
                          'antsoccer-arena-navigate')
-VISUAL_FAMILIES = tuple(family for family in DATASET_FAMILIES if family.startswith('visual-'))
+VISUAL_FAMILIES = tuple(family for family in DATASET_FAMILIES if is_visual(family))
 
 SHARED_PRESETS = {
     **{family: dict(discount=0.995) for family in LONG_HORIZON_FAMILIES},  # FQL paper, for every method

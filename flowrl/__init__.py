@@ -1,5 +1,19 @@
 """flowrl: offline RL with flow-matching policies in JAX/Flax.
 
+Layers (docs/DESIGN.md, "Layers"; tests/test_layers.py keeps them), each importing only those
+below it:
+
+    run       settings, overrides, presets, loggers, progress, the runner and its parts, evaluate_run
+    results   final scores, report, statistics, published numbers
+    engine    compiled training, online and evaluation programs, replay, env pools, checkpoints,
+              placement                     | suites  OGBench and D4RL tasks, their data, envs
+    kit       what agents are made of: state, networks, encoders, flow, losses, pixel batches
+    base      this package's top modules: errors, headless, stopping, disk, run_files
+
+The engine and the suites stand side by side: neither imports the other. agents/ import the
+kit and base; configs/ also the suites (OGBench's family names). flowrl.testing (test helpers)
+may import anything.
+
 The agents and their presets are the subpackages `flowrl.agents` and `flowrl.configs`, kept in
 the repository's top-level folders agents/ and configs/ (the FQL repository's layout). An
 installed copy holds them as flowrl/agents and flowrl/configs (pyproject.toml's package-dir maps

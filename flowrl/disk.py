@@ -12,7 +12,6 @@ import os
 import shutil
 
 from flowrl.errors import UserError
-from flowrl.run.loggers import parse_loggers
 from flowrl.stopping import resume_command
 
 ROW_BYTES = 2048  # one member's train.csv or eval.csv row, generously (FQL's online rows: ~1 KB)
@@ -110,15 +109,16 @@ def save_points(s, total_steps: int, after: int = 0) -> set:
     return {point for point in points if point > after}
 
 
-def run_growth(s, total_steps: int, members: int, checkpoint_bytes: int, saved_steps: list, max_to_keep: int) -> dict:
+def run_growth(s, total_steps: int, members: int, checkpoint_bytes: int, saved_steps: list, max_to_keep: int,
+               log_copies: int = 0) -> dict:
     """What a run with settings `s` adds to its directory at most, {description: bytes}: the
     checkpoints it will save, up to `max_to_keep` kept and one being written (less those already
-    there, `saved_steps`), and its logs and report."""
+    there, `saved_steps`), and its logs (with `log_copies` loggers writing a copy of each row) and report."""
     to_come = len(save_points(s, total_steps, after=saved_steps[-1] if saved_steps else 0))
     count = max(0, min(to_come, max_to_keep + 1 - len(saved_steps)))
     rows = total_steps // s.log_interval + len(save_points(s, total_steps))
     rows += total_steps // s.eval_interval if s.eval_interval and s.eval_episodes else 0
-    logs = rows * members * ROW_BYTES * (1 + len(parse_loggers(s.logger)))
+    logs = rows * members * ROW_BYTES * (1 + log_copies)
     return {f'{count} checkpoint(s) of {format_bytes(checkpoint_bytes)}': count * checkpoint_bytes,
             'logs and report': logs + (REPORT_BYTES if s.report else 0)}
 

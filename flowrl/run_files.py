@@ -27,6 +27,9 @@ DIVERGED_FILE = 'diverged.json'  # members of a sweep that diverged: update and 
 # of the updates since the last row, so that the resumed run writes the rows an uninterrupted one would.
 ROW_SUMS_FILE = 'flowrl_row_sums.npz'
 _SUM = 'sum:'
+# The columns of a train.csv or eval.csv row that label it (which update, which member); every
+# other column but a sweep's swept values is a metric (loggers, report plots).
+ROW_LABELS = ('step', 'member', 'seed')
 
 
 def row_sums_bytes(sums: dict, counted: int) -> bytes:

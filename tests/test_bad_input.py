@@ -23,7 +23,9 @@ from flowrl.kit.agent_loading import load_agent
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps
 from flowrl.suites.ogbench_envs import DATASET_FAMILIES, parse_env_name
 from flowrl.errors import UserError
-from flowrl.run.runner import RunSettings, check_settings, settings_from_run_dir, summarize_results
+from flowrl.results.scores import summarize_results
+from flowrl.run.runner import RunSettings, check_settings
+from flowrl.run.saved import settings_from_run_dir
 from flowrl.engine.training import chunk_boundaries
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

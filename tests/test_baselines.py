@@ -258,7 +258,7 @@ def test_presets_name_existing_keys(name):
 ])
 def test_published_values_are_preset(agent, env, values):
     from flowrl import suites
-    from flowrl.run.presets import presets_for
+    from flowrl.suites.presets import presets_for
     assert presets_for(agent, suites.resolve(env)) == values
 
 
@@ -266,7 +266,7 @@ def test_published_values_are_preset(agent, env, values):
 def test_shared_long_horizon_discount_is_preset_for_every_agent(name):
     from flowrl.configs import LONG_HORIZON_FAMILIES
     from flowrl.suites.ogbench_envs import EnvSpec
-    from flowrl.run.presets import presets_for
+    from flowrl.suites.presets import presets_for
     from flowrl.suites.ogbench import OGBenchTask
     for family in LONG_HORIZON_FAMILIES:
         assert presets_for(name, OGBenchTask(EnvSpec(family, None)))['discount'] == 0.995, family

@@ -181,3 +181,32 @@ def test_evaluate_names_the_available_steps_for_a_missing_one(straight, monkeypa
     monkeypatch.setattr(checkpoints.time, 'sleep', QUIET)
     with pytest.raises(UserError, match=r'has no checkpoint 5; available: 4, 8\.'):
         evaluate_run.restore_run(straight[0], step=5, log=QUIET)
+
+
+def test_evaluate_builds_the_agents_from_the_recorded_dataset_rows_without_an_environment(straight, tmp_path,
+                                                                                           monkeypatch):
+    """flags.json records the example rows' shapes and dtypes (the synthetic dataset's 6-dim float32
+    observations, 3-dim actions); evaluate_run builds its agents from them and makes no environment,
+    and restores the same agents as from the rows themselves. A run written before that record
+    builds them from the environment (here: the fake world's rows)."""
+    from flowrl.run import evaluate_run
+
+    flags = run_files.read_json(os.path.join(straight[0], run_files.FLAGS_FILE))
+    assert flags['example']['observations'] == dict(shape=[6], dtype='float32')
+    assert flags['example']['actions'] == dict(shape=[3], dtype='float32')
+    environment_example, made = evaluate_run.example_batch, []
+
+    def counted(new_env):
+        made.append(new_env)
+        return environment_example(new_env)
+
+    monkeypatch.setattr(evaluate_run, 'example_batch', counted)
+    *_, recorded, step, _ = evaluate_run.restore_run(straight[0], log=QUIET)
+    assert step == 8 and made == []
+
+    old = str(tmp_path / 'old')
+    shutil.copytree(straight[0], old)
+    run_files.write_json(os.path.join(old, run_files.FLAGS_FILE), {k: v for k, v in flags.items() if k != 'example'})
+    *_, from_rows, step, _ = evaluate_run.restore_run(old, log=QUIET)
+    assert step == 8 and len(made) == 1
+    assert max_abs_diff(recorded.params, from_rows.params) == 0.0

@@ -385,7 +385,7 @@ def test_adroit_pen_ends_when_the_pen_drops():
 
 def test_resume_refuses_data_whose_hash_changed(tmp_path):
     from flowrl import run_files
-    from flowrl.run.runner import require_same_data
+    from flowrl.run.saved import require_same_data
 
     run_files.write_json(str(tmp_path / run_files.FLAGS_FILE), dict(data=dict(source='hdf5', sha256='a' * 64)))
     require_same_data(str(tmp_path), dict(source='hdf5', file='x.hdf5', sha256='a' * 64))  # the same data

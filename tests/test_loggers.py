@@ -10,6 +10,7 @@ import types
 import pytest
 
 from flowrl.errors import UserError
+from flowrl.run import loggers as loggers_module
 from flowrl.run.loggers import Loggers, parse_loggers
 
 LABELS = [dict(member=0, seed=0, alpha=1.0), dict(member=1, seed=1, alpha=1.0)]
@@ -83,7 +84,7 @@ def test_a_logger_that_fails_while_logging_warns_once_and_turns_itself_off(tmp_p
         def close(self):
             raise AssertionError('a logger that failed is not used again')
 
-    monkeypatch.setitem(__import__('flowrl.run.loggers').loggers.BACKENDS, 'wandb', Unreachable)
+    monkeypatch.setitem(loggers_module.BACKENDS, 'wandb', Unreachable)
     lines = []
     loggers = Loggers(['wandb'], str(tmp_path), LABELS, CONFIGS, SETTINGS, log=lines.append)
     for _ in range(3):

@@ -122,7 +122,7 @@ def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run):
 
 def test_results_without_evaluations_are_json_with_null_scores(tmp_path):
     from flowrl.run_files import write_json
-    from flowrl.run.runner import results_lines, summarize_results
+    from flowrl.results.scores import results_lines, summarize_results
 
     results = summarize_results([], [dict(member=0, seed=0), dict(member=1, seed=1)])
     write_json(tmp_path / 'results.json', results)

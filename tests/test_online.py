@@ -153,7 +153,7 @@ def test_online_episodes_go_on_across_checkpoints_and_evaluations(straight, tmp_
     reference, _ = straight
     from flowrl.engine import checkpoints
 
-    like = dict(episodes=reference._abstract_episodes())
+    like = dict(episodes=reference.online_steps.abstract_episodes())
     at_8 = checkpoints.read_part(reference.checkpoint_dir, like, 8)['episodes']
     assert np.asarray(at_8['taken']).max() > 0  # episodes were running at the checkpoint and evaluation at 8
     once = Run(tiny_run_settings(tmp_path, num_seeds=2, **dict(ONLINE, eval_interval=12, save_interval=12)),

@@ -12,7 +12,7 @@ from flowrl import run_files, suites
 from flowrl.kit.agent_loading import load_agent
 from flowrl.results.report import write_report
 from flowrl.run.runner import data_size
-from flowrl.run.settings import default_config
+from flowrl.suites.presets import default_config
 from flowrl.results.stats import iqm, mean_ci_per_step, stratified_bootstrap, stratified_bootstrap_ci
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,7 +161,7 @@ def test_runs_made_with_different_values_are_told_apart_even_unswept(tmp_path):
     assert not [line for line in lines if 'seed' in line]  # no false repeated-seed warning
 
 
-# ---- the published protocol beside every published number (flowrl.departures) ----
+# ---- the published protocol beside every published number (flowrl.results.departures) ----
 
 PAPER_NETWORKS = dict(actor_hidden_dims=[512] * 4, value_hidden_dims=[512] * 4)
 FQL_CUBE_SINGLE = dict(alpha=300.0, **PAPER_NETWORKS)  # fql's defaults with the cube-single preset
@@ -266,3 +266,13 @@ def test_a_run_records_its_data_size_and_its_defaults_with_presets():
     # Offline-to-online on pen-cloned: the D4RL online preset refines the offline one.
     online = default_config(fql, 'agents/fql.py', suites.resolve('pen-cloned-v1'), online=True)
     assert (online.alpha, online.q_agg) == (1000.0, 'min')
+
+
+def test_the_result_settings_defaults_are_run_settings_defaults():
+    """The report names a result setting set otherwise than its default: the defaults it holds are
+    RunSettings' (the report sits below the run layer and cannot import them)."""
+    from flowrl.results.report import RESULT_SETTINGS
+    from flowrl.run.settings import RunSettings
+
+    fields = RunSettings.__dataclass_fields__
+    assert RESULT_SETTINGS == {key: fields[key].default for key in RESULT_SETTINGS}

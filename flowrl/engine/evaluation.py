@@ -26,7 +26,7 @@ import numpy as np
 from flowrl import stopping
 from flowrl.engine.env_pool import ENV_MEMORY_BYTES, EnvPool, default_env_count
 from flowrl.errors import UserError
-from flowrl.engine.training import over_members, resolve_member_execution
+from flowrl.engine.training import member_program, over_members, resolve_member_execution
 
 BLOCK = 8  # episode slots per member in one policy call
 
@@ -68,14 +68,15 @@ def make_policy(agent, execution: str = 'auto'):
         keys = jax.vmap(lambda e, t: jax.random.fold_in(jax.random.fold_in(base_key, e), t))(episodes, times)
         return jax.vmap(one, in_axes=(None, 0, 0))(state, observations, keys)
 
-    return jax.jit(over_members(member_block, resolve_member_execution(execution)))
+    return member_program(over_members(member_block, resolve_member_execution(execution)), None, member_args=5)
 
 
 def make_diagnostics(agent, execution: str = 'auto'):
     """Like make_policy, for the optional contract hook `action_diagnostics(state, observations,
     rng) -> dict of scalars`; None when the agent lacks it."""
     hook = getattr(agent, 'action_diagnostics', None)
-    return None if hook is None else jax.jit(over_members(hook, resolve_member_execution(execution)))
+    return None if hook is None else member_program(over_members(hook, resolve_member_execution(execution)), None,
+                                                    member_args=3)
 
 
 def member_keys(member_seeds, step: int):
@@ -200,8 +201,3 @@ def _policy_actions(policy, states, obs, base_keys, slots: _Slots):
             actions = np.zeros(obs.shape[:2] + out.shape[2:], out.dtype)
         actions[:, b] = out
     return actions
-
-
-def final_score(success_history) -> float:
-    """The FQL paper's score: mean success of the last three evaluations."""
-    return float(np.mean(success_history[-3:])) if len(success_history) else float('nan')

@@ -27,13 +27,12 @@ episode of environment steps per member at a resume.
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec
 
 from flowrl.engine import replay
 from flowrl.engine.env_pool import EnvPool
 from flowrl.errors import UserError
 from flowrl.engine.evaluation import observation_dtype
-from flowrl.engine.training import MEMBER_AXIS, member_mesh, over_members
+from flowrl.engine.training import all_finite, member_mesh, member_program, over_members
 
 STEP_DONATION = (1, 2)  # rngs and totals; the states are not: see `keep_if`
 EXPLORATION_KEYS = ('exploration/success', 'exploration/episode_return', 'exploration/episode_length',
@@ -77,7 +76,7 @@ def update_and_act(update, act, state, totals, alive, batch, update_rng, act_rng
     alive, or whose metrics are non-finite, keeps its state (as in flowrl.engine.training.train_member).
     Returns (state, totals, first_bad: 0 if this update was non-finite else -1, actions)."""
     new_state, metrics = update(state, batch, update_rng)
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+    finite = all_finite(metrics)
     state = keep_if(alive & finite, new_state, state)
     totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
     actions = act(state, observation[None], act_rng)[0]
@@ -123,10 +122,7 @@ class OnlineProgram:
         """jit(shard_map(`local`)) over the member axis, compiled once per `key` (which must name
         `local`); `local` takes one device's member-stacked args, then the replicated ones."""
         if key not in self._compiled:
-            specs = (PartitionSpec(MEMBER_AXIS),) * member_args + (PartitionSpec(),) * replicated_args
-            program = jax.shard_map(local, mesh=self._mesh(num_members), in_specs=specs,
-                                    out_specs=PartitionSpec(MEMBER_AXIS))
-            self._compiled[key] = jax.jit(program, donate_argnums=donate)
+            self._compiled[key] = member_program(local, self._mesh(num_members), member_args, replicated_args, donate)
         return self._compiled[key]
 
     def _mesh(self, num_members: int):

@@ -18,10 +18,8 @@ no member axis at all, in either mode.
 """
 
 import bisect
-import functools
 import math
 import os
-from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +27,10 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from flowrl.kit import pixels
-from flowrl.errors import UserError
 from flowrl.engine.placement import MEMBER_AXIS
+from flowrl.errors import UserError
+from flowrl.kit import pixels
+from flowrl.kit.dataset_work import ROWS_KEY, DatasetWork
 
 NONFINITE_KEY = 'nonfinite_update'  # index in the chunk of the first update with a non-finite metric, or -1
 MEMBER_EXECUTIONS = ('auto', 'vmap', 'map')
@@ -74,7 +73,26 @@ def over_members(fn, execution: str):
     return run
 
 
-ROWS_KEY = 'rows'  # batch field: the dataset rows of the batch's transitions (agents with dataset work)
+def member_program(local, mesh: Mesh | None, member_args: int, replicated_args: int = 0, donate=(),
+                   static_argnums=()):
+    """The one builder of the engine's compiled member programs (chunks, dataset work, online
+    steps, policies, validation): `local` takes `member_args` member-stacked arguments, then
+    `replicated_args` replicated ones, and returns member-stacked outputs. With a `mesh`:
+    jit(shard_map(`local`)) over its member axis, each device running its own members (members
+    never communicate); without one (None): jit(`local`) on arrays wherever they are (a process's
+    own rows for evaluation and validation, whose member count need not divide a mesh).
+    `static_argnums` counts before the member arguments and applies without a mesh only."""
+    if mesh is None:
+        return jax.jit(local, donate_argnums=donate, static_argnums=static_argnums)
+    specs = (PartitionSpec(MEMBER_AXIS),) * member_args + (PartitionSpec(),) * replicated_args
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(MEMBER_AXIS)),
+                   donate_argnums=donate)
+
+
+def all_finite(metrics: dict):
+    """Whether every metric of one update is finite (a traced bool): the divergence test of the
+    offline loop and of the online step alike."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
 
 
 def sample_batch(dataset: dict, rng, batch_size: int, p_aug: float = 0.0, with_rows: bool = False) -> dict:
@@ -120,8 +138,7 @@ def train_member(update, batch_size: int, num_updates, state, rng, dataset, aliv
         state, rng, totals, first_bad = carry
         rng, batch_rng, update_rng = jax.random.split(rng, 3)
         state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size, p_aug, with_rows), update_rng)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
-        first_bad = jnp.where((first_bad < 0) & ~finite, i, first_bad)
+        first_bad = jnp.where((first_bad < 0) & ~all_finite(metrics), i, first_bad)
         totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
         return state, rng, totals, first_bad
 
@@ -140,7 +157,6 @@ def make_validation_metrics(batch_size: int, execution: str = 'auto', p_aug: flo
     `dataset` drawn with each member's key, per member; the updated states are dropped)."""
     execution = resolve_member_execution(execution)
 
-    @functools.partial(jax.jit, static_argnums=0)
     def metrics(update, states, dataset, keys):
         def one(state, key):
             batch_key, update_key = jax.random.split(key)
@@ -148,7 +164,7 @@ def make_validation_metrics(batch_size: int, execution: str = 'auto', p_aug: flo
 
         return over_members(one, execution)(states, keys)
 
-    return metrics
+    return member_program(metrics, None, member_args=3, static_argnums=0)
 
 
 def update_phases(agent, config) -> list:
@@ -174,49 +190,10 @@ def phase_at(phases, step: int):
     return [update for start, update in phases if start <= step][-1]
 
 
-class DatasetWork(NamedTuple):
-    """Agent-contract extension: work an agent does over the whole dataset at steps it names,
-    whose results it keeps per dataset row in `state.extras` and reads in its updates (QIPO's
-    support sets: drawn once per renewal instead of once per batch).
-
-    An agent may define `dataset_work(config)` returning one (or None: no such work with this
-    config). The training loop then (1) allocates `arrays(state config, rows)` in every member's
-    `state.extras` (zeros; checkpointed with the state, so a resume is exact) after checking that
-    they fit the device, (2) ends a chunk at each of `steps(first, last)` and, before the update
-    of such a step, runs `program(step)(state, dataset, rng) -> state` for every member (its own
-    compiled program; `fill_rows` does the rows in blocks), and (3) adds the rows of every batch
-    (ROWS_KEY) so that the update can gather what was stored. Batches without ROWS_KEY (online
-    batches, validation batches, users calling `update` on their own batches) must still work:
-    the agent then computes what it needs from the batch itself."""
-    steps: Callable  # (first, last) -> increasing agent steps in [first, last) before whose update the work runs
-    arrays: Callable  # (state config, rows) -> {extras name: jax.ShapeDtypeStruct} held per member
-    program: Callable  # agent step -> fn(state, dataset, rng) -> state: the work due at that step (one member)
-    what: str  # what the arrays hold (for the memory sentence)
-    instead: str  # what the user can do when they do not fit
-
-
 def dataset_work(agent, config) -> DatasetWork | None:
     """The agent's dataset work for `config` (the optional `dataset_work` hook), or None."""
     hook = getattr(agent, 'dataset_work', None)
     return None if hook is None or config is None else hook(config)
-
-
-def fill_rows(arrays: dict, fn, dataset: dict, rng, block_rows: int) -> dict:
-    """`arrays` ({name: [rows, ...]}) with every row recomputed by `fn(transitions, rng) ->
-    {name: [block, ...]}` (a name may fill only the leading columns), over consecutive blocks of
-    `block_rows` dataset rows (the last block ends at the last row, overlapping the one before),
-    written in place: the memory beyond the arrays is one block's work."""
-    rows = pixels.num_transitions(dataset)
-    block = min(block_rows, rows)
-
-    def one_block(b, arrays):
-        start = jnp.minimum(b * block, rows - block)
-        values = fn(pixels.gather_transitions(dataset, start + jnp.arange(block)), jax.random.fold_in(rng, b))
-        return {**arrays, **{k: jax.lax.dynamic_update_slice(arrays[k], v.astype(arrays[k].dtype),
-                                                             (start,) + (0,) * (v.ndim - 1))
-                             for k, v in values.items()}}
-
-    return jax.lax.fori_loop(0, -(-rows // block), one_block, arrays)
 
 
 def free_bytes(device) -> int | None:
@@ -289,11 +266,8 @@ class ChunkRunner:
                                                       self.p_aug, self.with_rows)
                 return over_members(one, self.execution)(states, rngs, totals, alive)
 
-            members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()
-            chunk = jax.shard_map(local, mesh=self._mesh(num_members),
-                                  in_specs=(members, members, members, members, replicated, replicated),
-                                  out_specs=members)
-            self._compiled[key] = jax.jit(chunk, donate_argnums=(0, 1, 2))
+            self._compiled[key] = member_program(local, self._mesh(num_members), member_args=4, replicated_args=2,
+                                                 donate=(0, 1, 2))
         return self._compiled[key]
 
     def _mesh(self, num_members: int) -> Mesh:
@@ -354,10 +328,8 @@ class ChunkRunner:
             def local(states, rngs, alive, dataset):
                 return over_members(lambda s, r, a: one(s, r, a, dataset), self.execution)(states, rngs, alive)
 
-            members, replicated = PartitionSpec(MEMBER_AXIS), PartitionSpec()
-            program = jax.shard_map(local, mesh=self._mesh(num_members),
-                                    in_specs=(members, members, members, replicated), out_specs=members)
-            self._compiled[key] = jax.jit(program, donate_argnums=(0, 1))
+            self._compiled[key] = member_program(local, self._mesh(num_members), member_args=3, replicated_args=1,
+                                                 donate=(0, 1))
         return self._compiled[key]
 
     def schedule_steps(self, first_agent_step: int, run_steps: int) -> list:

@@ -6,12 +6,12 @@ import importlib.util
 import os
 import sys
 
-import flowrl.agents
 from flowrl.errors import UserError
 
 REQUIRED = ('get_config', 'init', 'update', 'sample_actions', 'DYNAMIC_KEYS')
 # flowrl's own agents: the checkout's agents/ folder, or flowrl/agents in an installed copy.
-AGENTS_DIR = os.path.dirname(os.path.abspath(flowrl.agents.__file__))
+# Found, not imported: the agents import the kit, so the kit naming them would be a cycle.
+AGENTS_DIR = os.path.abspath(importlib.util.find_spec('flowrl.agents').submodule_search_locations[0])
 
 
 def agent_name(path: str) -> str:

@@ -1,7 +1,7 @@
 """Published final scores to put beside a run's: success (%) on OGBench's default tasks, mean
 (± std where the source gives it) over seeds, with each number's source and the protocol that
 source trained and evaluated with (`Protocol`, one per source: its rows share it), so that the
-report can say where a run departs from it (flowrl.departures).
+report can say where a run departs from it (flowrl.results.departures).
 
 Only numbers that docs/ALGORITHMS.md quotes from the papers are here; "flow BC ~0 on most"
 is not turned into numbers. The FQL paper ran ogbench 1.1.0, which computed success after the

@@ -13,7 +13,7 @@ Writes to --out:
   last three evaluations) as mean ± std over seeds, the IQM with its 95 % stratified-bootstrap
   interval (flowrl.results.stats), the number of seeds and of diverged members, the last evaluated
   update, and the published score where one exists (flowrl.results.published) with, beside it, where
-  the runs depart from the protocol behind it (flowrl.departures: updates, network sizes, dataset
+  the runs depart from the protocol behind it (flowrl.results.departures: updates, network sizes, dataset
   size, evaluation episodes and interval, success timing) or "as published"; over several
   environments, one aggregate IQM per agent and setting with the environments as strata;
 - success_<env>.png: success against updates, one line per agent / setting, mean over seeds
@@ -34,17 +34,18 @@ import numpy as np
 from flowrl import run_files
 from flowrl.kit.agent_loading import agent_name, load_agent
 from flowrl import suites
-from flowrl.departures import Recorded, departures, departures_text, protocol_text, recorded_protocol
+from flowrl.results.departures import Recorded, departures, departures_text, protocol_text, recorded_protocol
 from flowrl.errors import UserError
-from flowrl.engine.evaluation import final_score
 from flowrl.results.published import SOURCE_PROTOCOLS, TIMING_NOTE, published_score
-from flowrl.run.settings import RunSettings, default_config
+from flowrl.results.scores import member_score
+from flowrl.suites.presets import default_config
 from flowrl.results.stats import iqm, mean_ci_per_step, stratified_bootstrap_ci
 
 LABEL_KEYS = ('member', 'seed')
 # Settings that change results besides the agent config; the report tells runs apart by them too.
-RESULT_SETTINGS = ('sparse', 'success_timing')
-NOT_METRICS = ('step', 'member', 'seed')
+# Settings that change results besides the agent config, with their defaults (RunSettings'; a test
+# checks they agree): the report tells runs apart by them and names them when set otherwise.
+RESULT_SETTINGS = dict(sparse=False, success_timing=None)
 
 
 @dataclasses.dataclass
@@ -59,7 +60,7 @@ class Member:
     config: dict  # the member's agent config
     run_values: dict  # RESULT_SETTINGS and the recorded protocol (Recorded.grouping_values)
     changed: set | None  # keys of config and RESULT_SETTINGS set otherwise than by default; None: defaults unknown
-    recorded: Recorded  # how the member trained and was evaluated (flowrl.departures)
+    recorded: Recorded  # how the member trained and was evaluated (flowrl.results.departures)
     seed: int
     diverged: bool
     steps: np.ndarray  # evaluated updates
@@ -69,7 +70,7 @@ class Member:
     @property
     def score(self):
         """The final score, or None if the member diverged or was never evaluated."""
-        return None if self.diverged or not len(self.success) else final_score(self.success)
+        return member_score(self.success, self.diverged)
 
 
 def find_run_dirs(patterns) -> list:
@@ -110,12 +111,11 @@ def run_defaults(flags: dict, task) -> dict | None:
 
 def changed_from_defaults(config: dict, defaults: dict | None, settings: dict) -> set | None:
     """Keys of `config` whose value is not the default one (keys the defaults lack count as
-    changed), and RESULT_SETTINGS set otherwise than RunSettings' defaults; None if `defaults` is."""
+    changed), and RESULT_SETTINGS set otherwise than their defaults; None if `defaults` is."""
     if defaults is None:
         return None
     changed = {key for key, value in config.items() if key not in defaults or defaults[key] != value}
-    fields = RunSettings.__dataclass_fields__
-    return changed | {key for key in RESULT_SETTINGS if settings.get(key, fields[key].default) != fields[key].default}
+    return changed | {key for key, default in RESULT_SETTINGS.items() if settings.get(key, default) != default}
 
 
 def load_members(run_dir: str, log=print) -> list:
@@ -334,7 +334,7 @@ def plot_losses(groups: dict, env: str, agent: str, path: str) -> bool:
     mine = {setting: group for (e, a, setting), group in groups.items() if e == env and a == agent}
     rows = [r for group in mine.values() for m in group for r in m.train_rows]
     labels = {k for group in mine.values() for m in group for k in m.config}  # swept values sit in the rows too
-    metrics = [k for k in (rows[0] if rows else {}) if k not in NOT_METRICS and k not in labels]
+    metrics = [k for k in (rows[0] if rows else {}) if k not in run_files.ROW_LABELS and k not in labels]
     if not metrics:
         return False
     plt = _pyplot()

@@ -24,7 +24,8 @@ from flowrl.kit.agent_loading import load_agent
 from flowrl.run.config_overrides import parse_sweeps, run_command, sweep_grid
 from flowrl.errors import UserError
 from flowrl.engine.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes
-from flowrl.run.runner import eval_workers, resolve_members, settings_from_run_dir
+from flowrl.run.saved import read_saved_agents, recorded_example, settings_from_run_dir
+from flowrl.run.settings import EVAL_EPISODES, resolve_members
 from flowrl.engine.training import init_members
 
 FLAGS = flags.FLAGS
@@ -38,7 +39,8 @@ flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: th
 placement.define_flags(flags, __name__)
 
 def example_batch(new_env):
-    """Zero observations and actions shaped as the run's environments give them."""
+    """Zero observations and actions shaped as the run's environments give them: the example of a
+    run written before runs recorded the rows their agents were built from (saved.recorded_example)."""
     env = new_env()
     observations = np.zeros((2,) + env.observation_space.shape, env.observation_space.dtype)
     actions = np.zeros((2, env.action_space.shape[-1]), np.float32)
@@ -52,13 +54,15 @@ def restore_run(run_dir, step=None, log=print):
     settings = settings_from_run_dir(run_dir)
     agent, task = load_agent(settings.agent), suites.resolve(settings.env_name)
     members = resolve_members(settings, agent, task, log=lambda *_: None)
-    data_record = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE)).get('data') or {}
-    make_env = runner.env_factory(settings, task, data_record)
-    states, _ = init_members(agent, members.configs, members.seeds, example_batch(make_env))
+    description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
+    make_env = runner.env_factory(settings, task, description.get('data') or {})
+    example = recorded_example(description)  # the dataset rows the run's agents were built from
+    states, _ = init_members(agent, members.configs, members.seeds,
+                             example_batch(make_env) if example is None else example)
     directory = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
     if not checkpoints.steps(directory):
         raise UserError(f'{run_dir} has no complete checkpoint to evaluate.')
-    states, step = runner.read_saved_agents(run_dir, states, step, log)
+    states, step = read_saved_agents(run_dir, states, step, log)
     return settings, agent, task, members, states, step, make_env
 
 
@@ -88,9 +92,9 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=
     if diverged:
         log(f'Leaving out member(s) {", ".join(map(str, sorted(diverged)))}: they diverged in training.')
     evaluated = np.asarray([label['member'] not in diverged for label in labels])
-    episodes = episodes or settings.eval_episodes or 50
+    episodes = episodes or settings.eval_episodes or EVAL_EPISODES
     log(f'Evaluating {len(labels)} (member, value) pairs x {episodes} episodes at update {step:,} of {run_dir}.')
-    workers = eval_workers(settings.eval_workers if workers is None else workers)
+    workers = runner.eval_workers(settings.eval_workers if workers is None else workers)
     max_envs = settings.eval_envs if max_envs is None else max_envs
     envs = EvalEnvs(make_env, len(labels), episodes, workers, max_envs)
     log(envs.describe())

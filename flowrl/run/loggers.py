@@ -11,11 +11,11 @@ import os
 import time
 
 from flowrl.errors import UserError
+from flowrl.run_files import ROW_LABELS
 
 LOGGERS = ('csv', 'tensorboard', 'wandb')
 WANDB_MODES = ('offline', 'online', 'disabled')
 EXTRAS = dict(tensorboard='tensorboardX', wandb='wandb')  # logger -> package (pyproject extra of the same name)
-NOT_SCALARS = ('step', 'member', 'seed')
 
 
 def parse_loggers(text: str) -> list:
@@ -29,7 +29,7 @@ def parse_loggers(text: str) -> list:
 
 def scalars(row: dict, label_keys) -> dict:
     """The numbers of a CSV row that are metrics (not the step or the member's label)."""
-    return {k: float(v) for k, v in row.items() if k not in NOT_SCALARS and k not in label_keys
+    return {k: float(v) for k, v in row.items() if k not in ROW_LABELS and k not in label_keys
             and isinstance(v, (int, float))}
 
 

@@ -8,15 +8,15 @@ them), their checks, and how they resolve into the members' agent configs
 import dataclasses
 import typing
 
-from flowrl.kit.agent_loading import agent_name
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import UserError
 from flowrl.run.loggers import WANDB_MODES, parse_loggers
-from flowrl.run.presets import apply_presets, presets_for
+from flowrl.suites.presets import apply_presets, presets_for, presets_name
 from flowrl.engine.training import MEMBER_EXECUTIONS
 
 
 RESTORE_SCHEDULES = ('continue', 'restart')
+EVAL_EPISODES = 50  # episodes per member and evaluation, unless --eval_episodes says otherwise
 
 
 def setting(default, help: str, **extra):
@@ -51,7 +51,7 @@ class RunSettings:
                                     'saved weights).', choices=RESTORE_SCHEDULES)
     log_interval: int = setting(5_000, 'Updates between train.csv rows (and progress lines without a terminal).')
     eval_interval: int = setting(100_000, 'Updates between evaluations (0: no evaluation).')
-    eval_episodes: int = setting(50, 'Evaluation episodes per member.')
+    eval_episodes: int = setting(EVAL_EPISODES, 'Evaluation episodes per member.')
     eval_workers: int = setting(0, 'Processes stepping the evaluation environments (0: one per core).')
     eval_envs: int = setting(0, 'Evaluation environments alive at once, ~160 MB each (0: chosen from cores and '
                              'memory); results do not depend on it.')
@@ -169,11 +169,6 @@ class Members:
         return [label['seed'] for label in self.labels]
 
 
-def presets_name(config, agent_path: str) -> str:
-    """Whose presets (configs/<name>.py) a run gets: the config's `agent_name`, so that a copy of
-    agents/fql.py saved as my_fql.py keeps FQL's; the file's name only for a config without one."""
-    return config.get('agent_name') or agent_name(agent_path)
-
 
 def fit_schedules(agent, members: Members, first_step: int, last_step: int, log=print) -> Members:
     """The members' configs with their step schedules fitted to the agent steps this run trains,
@@ -196,14 +191,6 @@ def fit_schedules(agent, members: Members, first_step: int, last_step: int, log=
             + ', '.join(f'{k}={v}' for k, v in changed.items()))
     return Members(configs, members.labels)
 
-
-def default_config(agent, agent_path: str, task, online: bool):
-    """The config a run of `agent` on `task` gets without --agent overrides or sweeps: the agent's
-    defaults with the task's presets (the papers' values). flags.json records it, so that the report
-    can name what a run changed from it."""
-    config = agent.get_config()
-    apply_presets(config, presets_for(presets_name(config, agent_path), task, online=online), set())
-    return config
 
 
 def resolve_members(s: RunSettings, agent, task, log=print) -> Members:

@@ -30,7 +30,8 @@ import numpy as np
 
 from flowrl.suites.data import files
 from flowrl.errors import UserError
-from flowrl.suites import LoadedData, as_float32, check_transitions, d4rl_data, d4rl_envs
+from flowrl.suites import d4rl_data, d4rl_envs
+from flowrl.suites.transitions import LoadedData, as_float32, check_transitions
 
 SUITE = 'd4rl'
 DEFAULT_URL = 'http://rail.eecs.berkeley.edu/datasets/offline_rl'  # D4RL d4rl/infos.py DATASET_URLS

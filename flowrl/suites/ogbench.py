@@ -15,7 +15,7 @@ import numpy as np
 
 from flowrl.suites import ogbench_envs as envs
 from flowrl.errors import UserError
-from flowrl.suites import LoadedData, as_float32
+from flowrl.suites.transitions import LoadedData, as_float32
 
 SUITE = 'ogbench'
 
@@ -44,7 +44,7 @@ class OGBenchTask:
 
     @property
     def pixels(self) -> bool:
-        return self.spec.family.startswith(envs.VISUAL_PREFIX)
+        return envs.is_visual(self.spec.family)
 
     def canonical(self) -> 'OGBenchTask':
         return OGBenchTask(self.spec.canonical())

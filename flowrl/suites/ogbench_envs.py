@@ -17,6 +17,8 @@ import numpy as np
 
 from flowrl.errors import UserError
 
+VISUAL_PREFIX = 'visual-'  # the pixel twin of a family: 'visual-cube-single-play'
+
 # The dataset families OGBench publishes (its README: 85 datasets; powderworld's 3 have no
 # single-task version). ogbench registers environments but lists no datasets, hence this table:
 # (environments, dataset types), each environment also with a 'visual-' twin where marked.
@@ -31,7 +33,7 @@ _PUBLISHED = (
 )
 DATASET_FAMILIES = tuple(
     f'{prefix}{env}-{kind}'
-    for envs, kinds, visual in _PUBLISHED for prefix in (('', 'visual-') if visual else ('',))
+    for envs, kinds, visual in _PUBLISHED for prefix in (('', VISUAL_PREFIX) if visual else ('',))
     for env in envs for kind in kinds)
 
 # The task OGBench's `<family>-singletask-v0` stands for, where we know it (docs/ALGORITHMS.md,
@@ -42,7 +44,16 @@ DEFAULT_TASKS = {
     'puzzle-3x3-play': 4, 'puzzle-4x4-play': 4,
 }
 
-VISUAL_PREFIX = 'visual-'  # the pixel twin of a family: 'visual-cube-single-play'
+
+def is_visual(name: str) -> bool:
+    """Whether an environment, family or dataset name is a pixel-observation one ('visual-...')."""
+    return name.startswith(VISUAL_PREFIX)
+
+
+def state_twin(visual_name: str) -> str:
+    """'visual-cube-single-play-v0' -> 'cube-single-play-v0': the state name a visual name shows."""
+    return visual_name.removeprefix(VISUAL_PREFIX)
+
 
 _FULL = re.compile(r'^(?P<family>[a-z0-9-]+?)-singletask(?:-task(?P<task>\d+))?-v0$')
 _SHORT = re.compile(r'^(?P<family>[a-z0-9-]+?)(?:-task(?P<task>\d+))?$')

@@ -131,12 +131,13 @@ def run_generate(args) -> None:
 def _plan(dataset_name: str, episodes: int | None, dataset_dir: str):
     """The generation plan, or for a visual name the rendering plan; refuses names it cannot build."""
     from flowrl.suites.data.generate import plan_generation
-    from flowrl.suites.data.protocol import can_produce, needs_rendering, require_spec
+    from flowrl.suites.data.protocol import can_produce, require_spec
+    from flowrl.suites.ogbench_envs import is_visual
     from flowrl.suites.data.render import plan_rendering
 
     if not can_produce(dataset_name):
         require_spec(dataset_name, dataset_dir)  # raises, naming the directory given
-    if needs_rendering(dataset_name):
+    if is_visual(dataset_name):
         return plan_rendering(dataset_name, episodes)
     return plan_generation(dataset_name, episodes)
 

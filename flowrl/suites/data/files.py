@@ -41,6 +41,7 @@ from flowrl import stopping
 from flowrl.suites.data.protocol import OFFICIAL_URL
 from flowrl.disk import NoSpace, is_no_space, naming_no_space
 from flowrl.errors import UserError
+from flowrl.suites.ogbench_envs import state_twin
 
 METADATA_SUFFIX = ".meta.json"
 NO_DOWNLOAD_ENV_VAR = "FLOWRL_NO_DOWNLOAD"
@@ -102,7 +103,7 @@ def temporary_path_for(final_path: str | os.PathLike) -> Path:
 
 def required_fields(dataset_name: str) -> tuple[str, ...]:
     """Arrays a file must hold for OGBench's singletask relabelling of this dataset (state or visual)."""
-    family = dataset_name.removeprefix("visual-").split("-")[0]
+    family = state_twin(dataset_name).split("-")[0]
     buttons = ("button_states",) if family in BUTTON_FAMILIES else ()
     return BASE_FIELDS + STATE_FIELDS + buttons
 

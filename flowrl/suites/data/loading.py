@@ -27,13 +27,12 @@ from flowrl.suites.data.protocol import (
     can_produce,
     dataset_name_for_env,
     needs_download,
-    needs_rendering,
     reduced_dataset_name,
     require_spec,
     singletask_env_id,
 )
 from flowrl.suites.data.render import plan_rendering, render_dataset
-from flowrl.suites.ogbench_envs import gym_make
+from flowrl.suites.ogbench_envs import gym_make, is_visual
 from flowrl.errors import UserError
 
 # The FQL paper clips dataset actions just inside the action bounds.
@@ -121,7 +120,7 @@ def resolve_dataset_files(
     dataset, which is itself resolved exactly as this function resolves the state name.
     """
     fields = files.required_fields(dataset_name)
-    frame_shape = VISUAL_FRAME_SHAPE if needs_rendering(dataset_name) else None
+    frame_shape = VISUAL_FRAME_SHAPE if is_visual(dataset_name) else None
     if dataset_path is not None:
         if dataset_episodes is not None:
             log(f"--dataset_path is given, so --dataset_episodes={dataset_episodes} is ignored.")
@@ -166,7 +165,7 @@ def produce_dataset(
     visual one is rendered from its state dataset, resolved as loading the state name would (files
     in `dataset_dir`, a download when `download`, or generation with `seed`)."""
     workers = workers or default_workers()
-    if not needs_rendering(dataset_name):
+    if not is_visual(dataset_name):
         return build_dataset(plan_generation(dataset_name, dataset_episodes), dataset_dir, workers, seed, log)
     plan = plan_rendering(dataset_name, dataset_episodes)
     state_file, source = resolve_dataset_files(
@@ -179,7 +178,7 @@ def produce_dataset(
 
 def _state_plan(dataset_name: str, dataset_episodes: int | None):
     """The generation plan of a dataset, or of the state dataset a visual one is rendered from."""
-    if needs_rendering(dataset_name):
+    if is_visual(dataset_name):
         return plan_rendering(dataset_name, dataset_episodes).state
     return plan_generation(dataset_name, dataset_episodes)
 
@@ -273,10 +272,6 @@ def relabel_files(env_id: str, train_file: Path, val_file: Path | None, frame_st
         return tuple(None if path is None else load(env_id, env, path, frame_stack) for path in (train_file, val_file))
     finally:
         env.close()
-
-
-def is_visual(env_id: str) -> bool:
-    return env_id.startswith("visual-")
 
 
 def load_states(env_id: str, env, path: Path, frame_stack: int = 1) -> dict[str, np.ndarray]:

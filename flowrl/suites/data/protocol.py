@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowrl.suites.ogbench_envs import VISUAL_PREFIX
+from flowrl.suites.ogbench_envs import VISUAL_PREFIX, is_visual, state_twin
 from flowrl.errors import UserError
 
 OFFICIAL_URL = "https://rail.eecs.berkeley.edu/datasets/ogbench"
@@ -169,21 +169,12 @@ RENDERABLE_FAMILIES = MANIPULATION_FAMILIES
 VISUAL_FRAME_SHAPE = (64, 64, 3)
 
 
-def needs_rendering(dataset_name: str) -> bool:
-    return dataset_name.startswith(VISUAL_PREFIX)
-
-
-def state_dataset_name(visual_name: str) -> str:
-    """'visual-cube-single-play-v0' -> 'cube-single-play-v0': the dataset whose states it shows."""
-    return visual_name.removeprefix(VISUAL_PREFIX)
-
-
 def find_render_source(dataset_name: str) -> DatasetSpec | None:
     """For a visual dataset flowrl can render, the protocol of the state dataset it is rendered
     from (same episodes, same seed); None for every other name."""
-    if not needs_rendering(dataset_name):
+    if not is_visual(dataset_name):
         return None
-    spec = find_spec(state_dataset_name(dataset_name))
+    spec = find_spec(state_twin(dataset_name))
     return spec if spec is not None and spec.family in RENDERABLE_FAMILIES else None
 
 
@@ -191,7 +182,7 @@ def needs_download(dataset_name: str) -> bool:
     """A dataset OGBench publishes that flowrl cannot build: collected with expert policies, or its
     rendered twin."""
     return needs_expert_policies(dataset_name) or (
-        needs_rendering(dataset_name) and needs_expert_policies(state_dataset_name(dataset_name)))
+        is_visual(dataset_name) and needs_expert_policies(state_twin(dataset_name)))
 
 
 def can_produce(dataset_name: str) -> bool:

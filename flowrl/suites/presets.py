@@ -3,6 +3,8 @@ configs/__init__.py for the format). Keys the user set on the command line or sw
 
 import importlib
 
+from flowrl.kit.agent_loading import agent_name
+
 
 def presets_for(agent_name: str, task, online: bool = False) -> dict:
     """The preset values for this agent on this task: the task's suite names the tables it reads
@@ -27,3 +29,18 @@ def apply_presets(config, presets: dict, keep: set) -> dict:
     for key, value in applied.items():
         config[key] = value
     return applied
+
+
+def presets_name(config, agent_path: str) -> str:
+    """Whose presets (configs/<name>.py) a run gets: the config's `agent_name`, so that a copy of
+    agents/fql.py saved as my_fql.py keeps FQL's; the file's name only for a config without one."""
+    return config.get('agent_name') or agent_name(agent_path)
+
+
+def default_config(agent, agent_path: str, task, online: bool):
+    """The config a run of `agent` on `task` gets without --agent overrides or sweeps: the agent's
+    defaults with the task's presets (the papers' values). flags.json records it, so that the report
+    can name what a run changed from it."""
+    config = agent.get_config()
+    apply_presets(config, presets_for(presets_name(config, agent_path), task, online=online), set())
+    return config

@@ -1,0 +1,11 @@
+"""The run around the engine: from flags to a trained run directory.
+
+It owns the settings and their flags (`settings`), config overrides, sweeps and rules
+(`config_overrides`, `config_rules`), the presets of configs/ (`presets`), loggers (`loggers`),
+the progress line and chunk pacing (`progress`) and the runner (`runner.Run`, `runner.resume`),
+split into its parts: offline chunks (`offline`), online steps (`online_steps`), evaluation and
+validation (`evaluating`), the run directory's files (`files`), saved runs read back (`saved`)
+and the state those parts share (`state`); plus `evaluate_run` (a saved run at other dynamic
+hyperparameters). It is the top layer: it may import every other one (base, kit, engine,
+suites, results); nothing below imports it.
+"""
