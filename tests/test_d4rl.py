@@ -306,10 +306,10 @@ def _results(save_dir):
 
 
 @pytest.mark.parametrize('name, make_data, metric', [
-    ('halfcheetah-medium-replay-v2', 'locomotion', 'normalized_return'),
-    ('antmaze-umaze-v2', 'antmaze', 'success'),
-    ('pen-human-v1', 'adroit', 'normalized_return'),
-    ('kitchen-mixed-v0', 'kitchen', 'normalized_return'),
+    pytest.param('halfcheetah-medium-replay-v2', 'locomotion', 'normalized_return', marks=pytest.mark.slow),
+    ('antmaze-umaze-v2', 'antmaze', 'success'),  # the default run keeps one family; -m slow the others
+    pytest.param('pen-human-v1', 'adroit', 'normalized_return', marks=pytest.mark.slow),
+    pytest.param('kitchen-mixed-v0', 'kitchen', 'normalized_return', marks=pytest.mark.slow),
 ])
 def test_main_trains_and_evaluates_on_each_d4rl_family(tmp_path, name, make_data, metric):
     env = dict(D4RL_DATASET_DIR=str(tmp_path / 'd4rl'), MINARI_DATASETS_PATH=str(tmp_path / 'minari'))

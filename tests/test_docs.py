@@ -18,6 +18,7 @@ import importlib.util
 import pathlib
 import re
 import shlex
+import types
 
 import pytest
 from absl import flags
@@ -88,12 +89,35 @@ def anchors_of(path: pathlib.Path) -> set[str]:
 
 # ----------------------------------------------------------------------------- main.py
 
+class _PrivateFlags(types.ModuleType):
+    """absl.flags with its DEFINE_* functions bound to a FlagValues of our own, and FLAGS that one."""
+
+    def __init__(self):
+        super().__init__('absl.flags')
+        self.FLAGS = flags.FlagValues()
+
+    def __getattr__(self, name):
+        value = getattr(flags, name)
+        return functools.partial(value, flag_values=self.FLAGS) if name.startswith('DEFINE') else value
+
+
 @functools.cache
 def main_flags():
-    """main.py's flags, as its command (flowrl.main) defines them, without running it."""
-    import flowrl.main  # defines its flags on absl's FLAGS, as the launcher's (the script run: here pytest)
+    """main.py's flags, as its command (flowrl.main) defines them, without running it and without
+    touching absl's global FLAGS: flowrl/main.py is executed as a module of its own with absl.flags
+    standing for a private FlagValues (another test in this process may have imported
+    flowrl.run.evaluate_run, whose flags share names with main.py's)."""
+    import absl
 
-    return {flag.name: flag for flag in flags.FLAGS.get_flags_for_module(flowrl.main.LAUNCHER)}
+    private = _PrivateFlags()
+    spec = importlib.util.spec_from_file_location('test_docs_flowrl_main', ROOT / 'flowrl' / 'main.py')
+    module = importlib.util.module_from_spec(spec)
+    real, absl.flags = absl.flags, private
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        absl.flags = real
+    return {flag.name: flag for flag in private.FLAGS.get_flags_for_module(module.LAUNCHER)}
 
 
 def fresh_main_flag_values() -> flags.FlagValues:

@@ -186,7 +186,7 @@ LAMBDA = 0.2
 
 @pytest.mark.parametrize('path, schedule, kappa_end', [
     ('linear', 't2_over_sigma2', 1.0),  # the default
-    ('linear', 'learned', 1.0),
+    pytest.param('linear', 'learned', 1.0, marks=pytest.mark.slow),
     ('linear', 't2', 0.0),  # the caveat: kappa(1) = 0 is behaviour cloning
 ])
 def test_bandit_samples_shift_by_lambda_kappa_grad_q(path, schedule, kappa_end):

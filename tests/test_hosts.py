@@ -115,6 +115,7 @@ def test_two_processes_train_the_sweep_of_one_process_bit_for_bit_and_write_its_
     assert_same_run(run_dir, one_process)
 
 
+@pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
 def test_a_run_whose_process_was_killed_resumes_exactly_on_two_processes(tmp_path, one_process):
     outcomes = run_processes(2, tmp_path, 'die_after_first_save')
     (code0, _, err0), (code1, _, _) = outcomes
@@ -127,6 +128,7 @@ def test_a_run_whose_process_was_killed_resumes_exactly_on_two_processes(tmp_pat
     assert_same_run(run_dir, one_process)
 
 
+@pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
 def test_a_signal_to_one_process_stops_every_process_at_the_same_update_and_the_run_resumes_exactly(
         tmp_path, one_process):
     outcomes = run_processes(2, tmp_path, 'stop_on_one')
@@ -168,7 +170,7 @@ def test_a_checkpoint_of_two_processes_resumes_on_one_process_with_the_same_padd
 
 PADDING_SCRIPT = textwrap.dedent('''
     import jax, numpy as np
-    from agents import flow_bc
+    from flowrl.agents import flow_bc
     from flowrl.engine.placement import Placement
     from flowrl.testing import index, synthetic_batch, tiny_config
     from flowrl.engine.training import ChunkRunner, init_members

@@ -197,6 +197,7 @@ def run_until_stopped(args, point, signum):
     return process.returncode, [line for line in stderr.splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
 def test_stopped_three_times_the_run_continues_exactly_as_the_uninterrupted_one(trained_run, tmp_path):
     """SIGINT mid-training, SIGTERM mid-evaluation and SIGINT mid-online, each followed by the
     printed resume command: every stop says where it stopped and keeps a checkpoint there, and

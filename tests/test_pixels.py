@@ -326,6 +326,7 @@ def visual_data(tmp_path_factory):
     return directory
 
 
+@pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
 def test_main_trains_and_evaluates_visual_fql_with_stacking_and_augmentation(visual_data, tmp_path):
     from tests.test_main import run_cli
 

@@ -208,6 +208,7 @@ def test_phases_freeze_the_critic_and_renew_the_snapshot_under_one_jit():
     assert len(traces) == 1 and int(state.step) == 10
 
 
+@pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
 def test_vmap_over_beta_in_phase_three_matches_single_runs():
     batch = synthetic_batch()
     states = [qipo.init(jax.random.PRNGKey(0), batch, tiny_config(qipo, beta=beta, bc_steps=0, critic_steps=0))
@@ -285,7 +286,9 @@ def _train_chunks(config, data, seeds, chunks, chunk):
 FINAL_TOLERANCE = dict(batch=0.1, dataset=0.12)
 
 
-@pytest.mark.parametrize('support', qipo.SUPPORTS)
+# The per-batch draw is the slow one (40,960 velocity passes per update): run with -m slow.
+@pytest.mark.parametrize('support', [pytest.param(s, marks=pytest.mark.slow) if s == 'batch' else s
+                                     for s in qipo.SUPPORTS])
 def test_bandit_mass_on_high_q_mode_matches_the_energy_tilt(support):
     data = _bandit()
     chunk, betas = 200, (0.0, BETA)

@@ -48,7 +48,7 @@ def test_member_execution_is_map_on_cpu_and_vmap_on_accelerators():
         resolve_member_execution('pmap')
 
 
-@pytest.mark.parametrize('mode', ['vmap', 'map'])
+@pytest.mark.parametrize('mode', [pytest.param('vmap', marks=pytest.mark.slow), 'map'])  # map: the CPU default
 def test_n_seed_run_equals_n_single_seed_runs(mode):
     together, _, _ = _train([0, 1], runner=RUNNERS[mode])
     for i, seed in enumerate([0, 1]):
@@ -230,6 +230,7 @@ SHARDED_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
 def test_members_sharded_over_four_host_devices_equal_single_runs_in_both_modes():
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
     out = subprocess.run([sys.executable, '-c', SHARDED_SCRIPT], env=env, capture_output=True, text=True,
