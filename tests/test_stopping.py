@@ -440,14 +440,19 @@ def test_orbax_on_a_full_filesystem_gives_one_sentence_and_keeps_the_checkpoint_
     assert result.stderr == ''
 
 
-def test_a_stop_before_the_first_online_step_keeps_the_checkpoint_it_has(straight_online, tmp_path, monkeypatch):
+def sigterm_when_the_first_episodes_start(monkeypatch):
+    """Raises SIGTERM in this process while the environments start their first online episodes."""
     original = MemberEnvs.restart
 
     def restart_then_sigterm(self, step):
-        signal.raise_signal(signal.SIGTERM)  # while the environments start their first episodes
+        signal.raise_signal(signal.SIGTERM)
         return original(self, step)
 
     monkeypatch.setattr(MemberEnvs, 'restart', restart_then_sigterm)
+
+
+def test_a_stop_before_the_first_online_step_keeps_the_checkpoint_it_has(straight_online, tmp_path, monkeypatch):
+    sigterm_when_the_first_episodes_start(monkeypatch)
     run, stop = stopped_run(tmp_path, **ONLINE)
     assert stop.message.startswith('Stopped by SIGTERM at update 4 of 12, with a checkpoint in ')
     assert checkpoints.steps(run.checkpoint_dir) == [4]
@@ -464,13 +469,7 @@ def test_a_stop_before_the_first_online_step_without_a_checkpoint_there_resumes_
     changes = dict(**ONLINE, eval_interval=6)
     straight = Run(tiny_run_settings(tmp_path / 'straight', **SETTINGS, **changes), log=QUIET)
     straight.train()
-    original = MemberEnvs.restart
-
-    def restart_then_sigterm(self, step):
-        signal.raise_signal(signal.SIGTERM)
-        return original(self, step)
-
-    monkeypatch.setattr(MemberEnvs, 'restart', restart_then_sigterm)
+    sigterm_when_the_first_episodes_start(monkeypatch)
     run, stop = stopped_run(tmp_path, **changes)
     assert stop.message.startswith('Stopped by SIGTERM at update 4 of 12, with a checkpoint in ')
     assert checkpoints.steps(run.checkpoint_dir) == [4]
