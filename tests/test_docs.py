@@ -23,16 +23,11 @@ import types
 import pytest
 from absl import flags
 
+from doc_commands import FENCED, commands_in, without_fences
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 
-FENCED = re.compile(r'^```(\w*)[^\n]*\n(.*?)^```', re.M | re.S)
-INLINE = re.compile(r'`([^`]+)`')
-ENV_ASSIGNMENT = r'(?:[A-Z_][A-Z0-9_]*=\S*\s+)*'
-INLINE_COMMAND = re.compile(rf'^{ENV_ASSIGNMENT}(?:python|bash)\s')
-# A command inside a shell line: from `python`/`bash` (after a line start, a space or a quote)
-# up to what ends it there: a quote, `;`, `&`, `|`, a comment or the line's end.
-SHELL_COMMAND = re.compile(rf'(?:^|(?<=[\s"\'(]))({ENV_ASSIGNMENT}(?:python|bash)\s[^"\'\n;&|#]*)', re.M)
 REPO_PATH = re.compile(r'(?<![\w./~<>-])((?:flowrl|agents|configs|benchmarks|tests|docs)/[\w./-]*\w)(?![\w<*{/-])')
 LINK = re.compile(r'\[[^\]]*\]\(([^)\s]+)\)')
 HEADING = re.compile(r'^#{1,6}\s+(.*?)\s*#*\s*$', re.M)
@@ -45,25 +40,6 @@ ABSL_HELP = {'--help', '--helpshort', '--helpfull'}  # absl.app.run defines them
 
 
 # ----------------------------------------------------------------------------- reading documents
-
-def without_fences(text: str) -> str:
-    return FENCED.sub('', text)
-
-
-def commands_in(text: str) -> list[str]:
-    """Shell commands of the ```bash blocks (continuation lines joined) and inline `python ...` spans."""
-    found = []
-    for language, body in FENCED.findall(text):
-        if language in ('bash', 'sh', 'shell'):
-            joined = re.sub(r'\\\n\s*', ' ', body)
-            joined = re.sub(r'(?m)^\s*#.*$', '', joined)  # comment lines (example output, notes)
-            found += [match.strip() for match in SHELL_COMMAND.findall(joined)]
-    for span in INLINE.findall(without_fences(text)):
-        span = ' '.join(span.split())
-        if INLINE_COMMAND.match(span):
-            found.append(span)
-    return found
-
 
 def repository_paths_in(text: str) -> list[str]:
     """Paths into this repository: under agents/, configs/, benchmarks/, tests/, docs/, or a file

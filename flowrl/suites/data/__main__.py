@@ -28,6 +28,7 @@ import signal
 import sys
 
 from flowrl import stopping
+from flowrl.suites.data import files
 from flowrl.errors import UserError
 
 
@@ -93,7 +94,8 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--episodes", "--dataset_episodes", dest="episodes", type=_positive_int, default=None,
         help="build a reduced dataset of N episodes, stored as '<dataset>-ep<N>.npz'",
     )
-    parser.add_argument("--dataset_dir", default="~/.ogbench/data", help="dataset directory (default ~/.ogbench/data)")
+    parser.add_argument("--dataset_dir", default=files.DEFAULT_DATASET_DIR,
+                        help=f"dataset directory (default {files.DEFAULT_DATASET_DIR})")
 
 
 def _positive_int(text: str) -> int:

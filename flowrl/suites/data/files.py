@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from flowrl import stopping
-from flowrl.suites.data.protocol import OFFICIAL_URL
+from flowrl.suites.data.protocol import DEFAULT_DATASET_DIR, OFFICIAL_URL
 from flowrl.disk import NoSpace, is_no_space, naming_no_space
 from flowrl.errors import UserError
 from flowrl.suites.ogbench_envs import state_twin
@@ -64,9 +64,6 @@ def display_path(path: str | os.PathLike) -> str:
     text = str(path)
     home = os.path.expanduser("~")
     return "~" + text[len(home):] if text.startswith(home + os.sep) else text
-
-
-DEFAULT_DATASET_DIR = "~/.ogbench/data"
 
 
 def cli_command(verb: str, dataset_name: str, episodes: int | None = None, dataset_dir: str = DEFAULT_DATASET_DIR,

@@ -364,7 +364,10 @@ class Progress:
         self.bar.set_postfix_str(f"episodes {self.finished}/{self.total_episodes}", refresh=False)
         now = time.perf_counter()
         new_tenth = self.finished * 10 // self.total_episodes > (self.finished - 1) * 10 // self.total_episodes
-        if not self.interactive and (new_tenth or now - self.last_line >= PROGRESS_LOG_INTERVAL_S):
+        # The first episode gets a line too: a log file shows at once that generation is under way,
+        # and at what rate, instead of staying silent for the first tenth (minutes).
+        first = self.finished == 1
+        if not self.interactive and (first or new_tenth or now - self.last_line >= PROGRESS_LOG_INTERVAL_S):
             self.last_line = now
             self.log(f"{self.label}: {self.finished}/{self.total_episodes} episodes "
                      f"({100 * self.finished // self.total_episodes}%), "
@@ -404,7 +407,7 @@ def build_dataset(plan: GenerationPlan, dataset_dir: str, workers: int, seed: in
 def generate_dataset(
     dataset_name: str,
     *,
-    dataset_dir: str = "~/.ogbench/data",
+    dataset_dir: str = files.DEFAULT_DATASET_DIR,
     episodes: int | None = None,
     workers: int | None = None,
     seed: int = 0,

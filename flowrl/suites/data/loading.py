@@ -51,7 +51,7 @@ def load_singletask_data(
     env_name: str,
     *,
     dataset_path: str | None = None,
-    dataset_dir: str = "~/.ogbench/data",
+    dataset_dir: str | None = None,
     dataset_episodes: int | None = None,
     generate: bool = True,
     workers: int | None = None,
@@ -66,8 +66,9 @@ def load_singletask_data(
     actions to +-(1 - 1e-5) and returns float32 numpy arrays (the training loop moves them to
     the device). A visual dataset's images stay uint8 frames with `frame_stack` frames per
     observation (flowrl.kit.pixels). `seed` and `workers` only matter when the dataset has to be
-    generated.
+    generated. `dataset_dir=None` (a run without --dataset_dir) is OGBench's default directory.
     """
+    dataset_dir = dataset_dir or files.DEFAULT_DATASET_DIR
     dataset_name = dataset_name_for_env(env_name)
     env_id = singletask_env_id(env_name)
     _require_registered(env_name, env_id)

@@ -24,6 +24,10 @@ import numpy as np
 from flowrl.suites.ogbench_envs import VISUAL_PREFIX, is_visual, state_twin
 from flowrl.errors import UserError
 
+# OGBench's own default (ogbench.make_env_and_datasets): where every dataset command and run looks
+# for, downloads and generates files unless --dataset_dir says otherwise.
+DEFAULT_DATASET_DIR = "~/.ogbench/data"
+
 OFFICIAL_URL = "https://rail.eecs.berkeley.edu/datasets/ogbench"
 
 MANIPULATION_FAMILIES = ("cube", "scene", "puzzle")
@@ -240,7 +244,7 @@ def generable_dataset_names() -> list[str]:
     return names
 
 
-def require_spec(dataset_name: str, dataset_dir: str = "~/.ogbench/data") -> DatasetSpec:
+def require_spec(dataset_name: str, dataset_dir: str = DEFAULT_DATASET_DIR) -> DatasetSpec:
     """The protocol for `dataset_name`, or a UserError that says why it cannot be generated."""
     spec = find_spec(dataset_name)
     if spec is not None:
@@ -260,7 +264,7 @@ def require_spec(dataset_name: str, dataset_dir: str = "~/.ogbench/data") -> Dat
     )
 
 
-def expert_policy_message(dataset_name: str, dataset_dir: str = "~/.ogbench/data") -> str:
+def expert_policy_message(dataset_name: str, dataset_dir: str = DEFAULT_DATASET_DIR) -> str:
     return (
         f"'{dataset_name}' was collected with OGBench's expert policies, which are not distributed, so it "
         f"cannot be generated here: download {dataset_name}.npz and {dataset_name}-val.npz from "
