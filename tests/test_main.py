@@ -5,6 +5,7 @@ import csv
 import importlib.metadata
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -22,24 +23,38 @@ TINY = ['--agent.actor_hidden_dims=32,32', '--agent.value_hidden_dims=32,32', '-
 pytestmark = pytest.mark.xdist_group('test_main_trained_run')
 
 
-def run_cli(args, cwd=REPO, module=None):
-    env = dict(os.environ, FLOWRL_NO_DOWNLOAD='1', JAX_PLATFORMS='cpu')
+def run_cli(args, home, cwd=REPO, module=None):
+    """main.py (or `module`) as a user runs it, with `home` as HOME (where the dataset goes)."""
+    env = dict(os.environ, FLOWRL_NO_DOWNLOAD='1', JAX_PLATFORMS='cpu', HOME=str(home))
     command = [sys.executable, '-m', module] if module else [sys.executable, os.path.join(REPO, 'main.py')]
     return subprocess.run(command + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope='module')
-def trained_run(tmp_path_factory):
-    """A 2-seed FQL run on cube-single-play (2 generated episodes): 100 offline updates, then 100
-    online environment steps (one update each); checkpoints every 50, the last two kept."""
+def newcomer(tmp_path_factory):
+    """(HOME, working directory) of a fresh machine: no dataset, no runs."""
     root = tmp_path_factory.mktemp('main')
-    args = ['--env_name=cube-single-play', f'--dataset_dir={root / "data"}', '--dataset_episodes=2',
-            f'--save_dir={root / "runs"}', '--offline_steps=100', '--online_steps=100', '--log_interval=50',
-            '--eval_interval=100', '--eval_episodes=2', '--save_interval=50', '--num_seeds=2', '--eval_workers=1',
+    (root / 'home').mkdir()
+    (root / 'work').mkdir()
+    return root / 'home', root / 'work'
+
+
+@pytest.fixture(scope='module')
+def trained_run(newcomer):
+    """A 2-seed FQL run on cube-single-play (2 generated episodes): 100 offline updates, then 100
+    online environment steps (one update each); checkpoints every 50, the last two kept. Run as a
+    newcomer runs it: no --dataset_dir (the data is generated into ~/.ogbench/data of a fresh
+    HOME), no --save_dir (the run lands in exp/Debug/ of the working directory), and every flag the
+    test does not need to shrink at its default."""
+    home, work = newcomer
+    args = ['--env_name=cube-single-play', '--dataset_episodes=2', '--offline_steps=100', '--online_steps=100',
+            '--log_interval=50', '--eval_interval=100', '--eval_episodes=2', '--save_interval=50', '--num_seeds=2',
             *TINY]
-    result = run_cli(args)
+    result = run_cli(args, home, cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = [os.path.join(dp, d) for dp, ds, _ in os.walk(root / 'runs') for d in ds if d.startswith('fql_')]
+    assert sorted(p.name for p in (home / '.ogbench' / 'data').glob('*.npz')) == [
+        'cube-single-play-v0-ep2-val.npz', 'cube-single-play-v0-ep2.npz']
+    (run_dir,) = [str(path) for path in (work / 'exp' / 'Debug').glob('fql_*')]
     return run_dir, result
 
 
@@ -48,7 +63,7 @@ def read_csv(path, drop=('env_steps_per_s',)):
         return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
 
 
-def test_run_writes_logs_checkpoints_and_results(trained_run):
+def test_run_writes_logs_checkpoints_and_results(trained_run, newcomer):
     run_dir, result = trained_run
     assert 'Presets for cube-single-play' in result.stdout and 'alpha=300.0' in result.stdout
     flags = json.load(open(os.path.join(run_dir, 'flags.json')))
@@ -80,7 +95,8 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     assert {k: results[k] for k in ogbench} == ogbench
     assert 'Final score' in result.stdout
     # The run's report (flowrl.results.report): its table names the run's agent and both seeds.
-    assert f'Report: {run_dir}/report/report.md' in result.stdout
+    # Paths as the user gave them: relative to the directory the run was started from.
+    assert f'Report: {os.path.relpath(run_dir, newcomer[1])}/report/report.md' in result.stdout
     # The setting column names what the command line changed from the defaults with presets, and the
     # published number (FQL paper, 97 ± 2) stands beside how this run departs from the paper's protocol.
     report = open(os.path.join(run_dir, 'report', 'report.md')).read()
@@ -92,7 +108,7 @@ def test_run_writes_logs_checkpoints_and_results(trained_run):
     assert os.path.exists(os.path.join(run_dir, 'report', 'success_cube-single-play.png'))
 
 
-def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run, tmp_path):
+def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run, newcomer, tmp_path):
     run_dir, _ = trained_run
     copy = str(tmp_path / 'interrupted')
     shutil.copytree(run_dir, copy)
@@ -101,7 +117,7 @@ def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run,
     # resume must not duplicate.
     shutil.rmtree(os.path.join(copy, 'checkpoints', '200'))
     os.remove(os.path.join(copy, 'results.json'))
-    result = run_cli([f'--resume={copy}'])
+    result = run_cli([f'--resume={copy}'], newcomer[0])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'Resumed' in result.stdout
     for name in ('train.csv', 'eval.csv'):
@@ -111,13 +127,29 @@ def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(trained_run,
     assert resumed['members'] == original['members']
 
 
-def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run):
+def test_evaluate_cli_gives_one_row_per_seed_and_value(trained_run, newcomer):
     run_dir, _ = trained_run
-    result = run_cli([f'--run_dir={run_dir}', '--agent.alpha=1,30', '--eval_episodes=1', '--eval_workers=2'],
+    result = run_cli([f'--run_dir={run_dir}', '--agent.alpha=1,30', '--eval_episodes=1'], newcomer[0],
                      module='flowrl.run.evaluate_run')
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(os.path.join(run_dir, 'evaluate_alpha_step200.csv'))
     assert sorted((int(r['seed']), float(r['alpha'])) for r in rows) == [(0, 1.0), (0, 30.0), (1, 1.0), (1, 30.0)]
+
+
+def test_the_readmes_report_command_reports_the_run_as_written(trained_run, newcomer):
+    """The README's `python -m flowrl.results.report exp/`, verbatim, where the run was made."""
+    from doc_commands import commands_in
+
+    (command,) = [c for c in commands_in(open(os.path.join(REPO, 'README.md')).read())
+                  if c.startswith('python -m flowrl.results.report ')]
+    home, work = newcomer
+    argv = [sys.executable] + shlex.split(command)[1:]
+    result = subprocess.run(argv, cwd=work, env=dict(os.environ, HOME=str(home)), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (work / 'report' / 'report.md').read_text()
+    assert '| cube-single-play | fql | actor_hidden_dims=(32, 32), batch_size=32, value_hidden_dims=(32, 32) | 2 |' in report
+    assert (work / 'report' / 'success_cube-single-play.png').exists()
 
 
 def test_results_without_evaluations_are_json_with_null_scores(tmp_path):
@@ -180,9 +212,9 @@ runpy.run_path('main.py', run_name='__main__')
 '''
 
 
-def run_until_stopped(args, point, signum):
+def run_until_stopped(args, point, signum, home):
     """main.py `args`, sent `signum` once it waits at `point`; returns (exit status, stderr lines)."""
-    env = dict(os.environ, FLOWRL_NO_DOWNLOAD='1', JAX_PLATFORMS='cpu')
+    env = dict(os.environ, FLOWRL_NO_DOWNLOAD='1', JAX_PLATFORMS='cpu', HOME=str(home))
     process = subprocess.Popen([sys.executable, '-c', STOP_DRIVER, point] + args, cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -198,19 +230,18 @@ def run_until_stopped(args, point, signum):
 
 
 @pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
-def test_stopped_three_times_the_run_continues_exactly_as_the_uninterrupted_one(trained_run, tmp_path):
+def test_stopped_three_times_the_run_continues_exactly_as_the_uninterrupted_one(trained_run, newcomer, tmp_path):
     """SIGINT mid-training, SIGTERM mid-evaluation and SIGINT mid-online, each followed by the
     printed resume command: every stop says where it stopped and keeps a checkpoint there, and
     the rows and agents are those of the uninterrupted run."""
     from flowrl.engine import checkpoints
 
     reference, _ = trained_run
-    settings = json.load(open(os.path.join(reference, 'flags.json')))['settings']
-    args = [f'--save_dir={tmp_path}', f'--dataset_dir={settings["dataset_dir"]}', '--dataset_episodes=2',
+    home = newcomer[0]  # the reference run's data, in its ~/.ogbench/data
+    args = [f'--save_dir={tmp_path}', '--dataset_episodes=2',
             '--env_name=cube-single-play', '--offline_steps=100', '--online_steps=100', '--log_interval=50',
-            '--eval_interval=100', '--eval_episodes=2', '--save_interval=50', '--num_seeds=2', '--eval_workers=1',
-            *TINY]
-    status, lines = run_until_stopped(args, 'offline', signal.SIGINT)
+            '--eval_interval=100', '--eval_episodes=2', '--save_interval=50', '--num_seeds=2', *TINY]
+    status, lines = run_until_stopped(args, 'offline', signal.SIGINT, home)
     (run_dir,) = [os.path.join(dp, d) for dp, ds, _ in os.walk(tmp_path) for d in ds if d.startswith('fql_')]
     resume = f'continue with: python main.py --resume={run_dir}'
     assert status == 130, lines
@@ -219,14 +250,14 @@ def test_stopped_three_times_the_run_continues_exactly_as_the_uninterrupted_one(
     assert not any('Traceback' in line for line in lines), lines
     assert checkpoints.steps(os.path.join(run_dir, 'checkpoints')) == [50, 64]
 
-    status, lines = run_until_stopped([f'--resume={run_dir}'], 'evaluation', signal.SIGTERM)
+    status, lines = run_until_stopped([f'--resume={run_dir}'], 'evaluation', signal.SIGTERM, home)
     assert status == 143, lines
     assert lines[-1] == (f'Stopped by SIGTERM during the evaluation at update 100; the checkpoint saved before it is '
                          f'kept and the resumed run evaluates again; {resume}')
     assert checkpoints.steps(os.path.join(run_dir, 'checkpoints')) == [64, 100]
     assert not os.path.exists(os.path.join(run_dir, 'eval.csv'))  # no evaluation finished
 
-    status, lines = run_until_stopped([f'--resume={run_dir}'], 'online', signal.SIGINT)
+    status, lines = run_until_stopped([f'--resume={run_dir}'], 'online', signal.SIGINT, home)
     assert status == 130, lines
     assert lines[-1] == (f'Stopped by Ctrl-C (SIGINT) at update 164 of 200, with a checkpoint in {run_dir}/checkpoints; '
                          f'{resume}')
@@ -234,7 +265,7 @@ def test_stopped_three_times_the_run_continues_exactly_as_the_uninterrupted_one(
     assert checkpoints.steps(os.path.join(run_dir, 'checkpoints')) == [150, 164]
     # Resumed once more to the end: every row, the final agents and the results are the
     # uninterrupted run's (online episodes go on across the stop's checkpoint, replayed on resume).
-    result = run_cli([f'--resume={run_dir}'])
+    result = run_cli([f'--resume={run_dir}'], home)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ('train.csv', 'eval.csv'):
         assert read_csv(os.path.join(run_dir, name)) == read_csv(os.path.join(reference, name)), name

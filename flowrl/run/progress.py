@@ -9,7 +9,9 @@ compilation, and train.csv rows do not depend on where the cuts fall.
 
 `Progress` draws a tqdm bar (updates/s, ETA, losses, last evaluation) on a terminal, and
 without one (a log file, a batch job) prints one plain line per train.csv row instead of
-carriage-return redraws.
+carriage-return redraws. Once compiled, it says how long the updates left will take at the speed
+measured, before the long wait. `console_line` is a run's default `log`: a line printed while the
+bar is drawn goes above it, not onto its end.
 """
 
 import sys
@@ -39,6 +41,13 @@ class ChunkPacer:
         self._size = max(1, int(min(wanted, self.growth * max(updates, self._size))))
 
 
+def console_line(message: str) -> None:
+    """Prints one line; while a tqdm bar is on the terminal, above the bar (which is redrawn below
+    it) instead of after the bar's text. Without a bar it is print()."""
+    tqdm.tqdm.write(str(message), file=sys.stdout)
+    sys.stdout.flush()
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
@@ -48,8 +57,9 @@ class Progress:
     """The run's progress on the console; `interactive` (default: stderr is a terminal) picks
     the bar, otherwise plain lines go to `log`."""
 
-    def __init__(self, total: int, initial: int, name: str, log=print, interactive: bool | None = None):
+    def __init__(self, total: int, initial: int, name: str, log=console_line, interactive: bool | None = None):
         self.total, self.initial, self.name, self.log = total, initial, name, log
+        self.chunks = 0
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.step, self.started = initial, time.monotonic()
         self.train_updates, self.train_seconds = 0, 0.0  # since the last plain line
@@ -64,12 +74,22 @@ class Progress:
         self.step += updates
         self.train_updates += updates
         self.train_seconds += seconds
+        self.chunks += 1
+        if self.chunks == 2:  # the first chunk also compiled: the second is the first speed measured
+            self.log(self.estimate(updates, seconds))
         names = [k for k in SHOWN_METRICS if k in metrics] or [k for k in metrics if k.endswith('loss')][:2]
         self.shown = {k.replace('/loss', ' loss').split('/')[-1]: float(metrics[k]) for k in names}
         if self.bar is not None:
             self.bar.set_description_str(self.name, refresh=False)
             self.bar.set_postfix(self._postfix(), refresh=False)
             self.bar.update(updates)
+
+    def estimate(self, updates: int, seconds: float) -> str:
+        """How long the updates left take at the speed of a chunk of `updates` in `seconds`."""
+        rate = updates / max(seconds, 1e-9)
+        left = self.total - self.step
+        return (f'Speed once compiled: {rate:,.1f} updates/s on this machine; the {left:,} updates left take about '
+                f'{format_duration(left / rate)} (h:mm:ss) at this speed, evaluations not included.')
 
     def evaluated(self, step: int, success: float) -> None:
         self.last_eval = (step, success)

@@ -34,7 +34,7 @@ from flowrl.run.files import RunFiles, new_run_dir
 from flowrl.run.loggers import parse_loggers
 from flowrl.run.offline import OfflineChunks
 from flowrl.run.online_steps import OnlineSteps
-from flowrl.run.progress import ChunkPacer, Progress
+from flowrl.run.progress import ChunkPacer, Progress, console_line
 from flowrl.run.saved import (example_record, refuse_changed_configs, require_same_data, require_same_padding,
                               restore_start, settings_from_run_dir, starting_agents)
 from flowrl.run.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
@@ -47,7 +47,7 @@ def eval_workers(requested: int) -> int:
     return requested if requested > 0 else (os.cpu_count() or 1)
 
 
-def load_dataset(s: RunSettings, task, log=print) -> suites.LoadedData:
+def load_dataset(s: RunSettings, task, log=console_line) -> suites.LoadedData:
     """The task's data, checked, with rewards as the run defines them (both splits)."""
     data = task.load(s, log)
     reward = task.reward_function(s)
@@ -73,7 +73,7 @@ def env_factory(s: RunSettings, task, data_record: dict):
 class Run:
     """Holds everything a run needs between chunks; `train()` runs it to the end."""
 
-    def __init__(self, settings: RunSettings, run_dir: str | None = None, log=print):
+    def __init__(self, settings: RunSettings, run_dir: str | None = None, log=console_line):
         check_settings(settings)
         # Every process of a multi-process run prints its placement line; process 0 alone the rest.
         self.placement = None
@@ -413,7 +413,7 @@ class Run:
         return results
 
 
-def resume(run_dir: str, changes: dict | None = None, log=print) -> dict:
+def resume(run_dir: str, changes: dict | None = None, log=console_line) -> dict:
     """Continues the run in `run_dir` from its latest good checkpoint, exactly as if
     uninterrupted. `changes` may set RESUME_CHANGES (kept in flags.json): --offline_steps sets
     a new total (to extend the run); the others do not change results."""
