@@ -55,7 +55,7 @@ def main():
     per_env = (total - base) / size
     gib = 2 ** 30
     print(f'machine: {platform.machine()}, {os.cpu_count()} cores; {args.env_name}, {args.members} members x '
-          f'{args.episodes} episodes = {needed} episodes; default pool here: {default_env_count(needed)}')
+          f'{args.episodes} episodes = {needed} episodes; default pool here: {default_env_count(needed, args.workers)}')
     print(f'pool: {size} environments on {max(1, len(workers))} process(es); peak RSS: main {main_peak / gib:.2f} GiB'
           + ''.join(f', worker {w / gib:.2f} GiB' for w in workers) + f'; total {total / gib:.2f} GiB')
     print(f'~{per_env / 2**20:.0f} MiB per environment; one environment per episode ({needed}) would need '

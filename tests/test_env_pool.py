@@ -103,11 +103,13 @@ def test_members_left_out_of_an_evaluation_get_nan_and_the_others_are_unchanged(
         assert np.isnan(value[0]) and value[1] == everyone[key][1], key
 
 
-def test_default_env_count_is_bounded_by_memory():
-    from flowrl.engine.env_pool import ENV_MEMORY_BYTES, default_env_count
-    assert default_env_count(400, memory_bytes=40 * ENV_MEMORY_BYTES) == 20  # half the memory
-    assert default_env_count(50, memory_bytes=10**12) == 50  # no more than the episodes need
-    assert default_env_count(400, memory_bytes=0) == 1
+def test_default_env_count_is_bounded_by_the_workers_and_memory():
+    from flowrl.engine.env_pool import ENV_MEMORY_BYTES, ENVS_PER_WORKER, default_env_count
+    assert default_env_count(400, workers=64, memory_bytes=40 * ENV_MEMORY_BYTES) == 20  # half the memory
+    assert default_env_count(400, workers=2, memory_bytes=10**12) == 2 * ENVS_PER_WORKER  # what 2 workers step
+    assert default_env_count(400, workers=0, memory_bytes=10**12) == ENVS_PER_WORKER  # stepped in this process
+    assert default_env_count(50, workers=64, memory_bytes=10**12) == 50  # no more than the episodes need
+    assert default_env_count(400, workers=2, memory_bytes=0) == 1
 
 # ---- pixels stay uint8 from the environment to the policy, in evaluation and online steps ----
 

@@ -7,7 +7,9 @@ every environment is reset with its own seed.
 
 An OGBench environment holds ~160 MB (measured: 157-161 MB each for cube-double, puzzle-4x4
 and scene, mostly MuJoCo's rendering buffers), so the pool size is bounded by
-`default_env_count` rather than by how many episodes an evaluation runs.
+`default_env_count` rather than by how many episodes an evaluation runs: by what the worker
+processes can step (ENVS_PER_WORKER each; more only add memory, docs/PERFORMANCE.md "Evaluation
+memory") and by the memory available.
 
 Workers ignore stop signals (Ctrl-C reaches every process of the terminal's group, a batch
 system signals every process of a job): the parent finishes the work in flight and then closes
@@ -28,6 +30,9 @@ from flowrl import stopping
 
 ENV_MEMORY_BYTES = 160 * 2**20  # one OGBench environment (measured, see above)
 MEMORY_FRACTION = 0.5  # of the memory available when the pool is built
+# Environments per worker process beyond which evaluation got no faster on the 2-core dev machine
+# (benchmarks/eval_pool_size.py; the curve is in docs/PERFORMANCE.md, "Evaluation memory").
+ENVS_PER_WORKER = 16
 CLOSE_TIMEOUT_S = 10.0  # a worker asked to close has this long to finish its step
 
 
@@ -43,14 +48,15 @@ def available_memory_bytes() -> int:
     return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
 
 
-def default_env_count(needed: int, memory_bytes: int | None = None) -> int:
-    """How many environments to keep alive for `needed` episodes: as many as MEMORY_FRACTION of
-    the available memory holds at ENV_MEMORY_BYTES each, at least one. Memory is the only bound:
-    every extra environment saves lock-step rounds (each one a policy call and a round trip to
-    the workers), and the total number of environment steps does not depend on the pool size."""
+def default_env_count(needed: int, workers: int, memory_bytes: int | None = None) -> int:
+    """How many environments to keep alive for `needed` episodes stepped by `workers` processes:
+    ENVS_PER_WORKER per worker, no more than MEMORY_FRACTION of the available memory holds at
+    ENV_MEMORY_BYTES each, at least one. The total number of environment steps does not depend on
+    the pool size; a larger pool only saves lock-step rounds (a policy call and a round trip to the
+    workers each), which stop mattering once every worker has a few dozen steps per round."""
     memory_bytes = available_memory_bytes() if memory_bytes is None else memory_bytes
     by_memory = int(memory_bytes * MEMORY_FRACTION // ENV_MEMORY_BYTES)
-    return max(1, min(needed, by_memory))
+    return max(1, min(needed, ENVS_PER_WORKER * max(1, workers), by_memory))
 
 
 def time_limit(env) -> int | None:

@@ -1,7 +1,7 @@
 """Evaluation: every member's policy on a bounded pool of environments reused across episodes.
 
 The (member, episode) pairs of an evaluation wait in a queue; a pool of environments whose
-size is bounded by the machine (`env_pool.default_env_count`, or `--eval_envs`) takes them in
+size is bounded by the machine's cores and memory (`env_pool.default_env_count`, or `--eval_envs`) takes them in
 order: when an environment finishes its episode it starts the next pending one. Memory is
 bounded by the pool, not by members x episodes.
 
@@ -39,7 +39,7 @@ class EvalEnvs:
                  training_dtype=None):
         self.num_members, self.episodes = num_members, episodes
         needed = num_members * episodes
-        self.size = min(needed, max_envs) if max_envs else default_env_count(needed)
+        self.size = min(needed, max_envs) if max_envs else default_env_count(needed, workers)
         self.pool = EnvPool(make_env, self.size, workers)
         self.training_dtype = training_dtype  # the dataset's: what training compiled the agent for
 
