@@ -314,32 +314,34 @@ def test_frame_stack_env_matches_dataset_stacking():
 
 
 @pytest.fixture(scope='module')
-def visual_data(tmp_path_factory):
-    """visual-cube-single-play-v0-ep1 with 6-step episodes (1 + 1 validation episode, 12 frames)."""
+def visual_home(tmp_path_factory):
+    """A HOME whose ~/.ogbench/data (the default dataset directory) holds visual-cube-single-play-v0-ep1
+    with 6-step episodes (1 + 1 validation episode, 12 frames)."""
     from flowrl.suites.data.loading import produce_dataset
 
-    directory = tmp_path_factory.mktemp('visual')
+    home = tmp_path_factory.mktemp('visual')
     with pytest.MonkeyPatch.context() as patch:
         short_manipulation_episodes(patch, 6)
-        produce_dataset('visual-cube-single-play-v0', dataset_dir=str(directory), dataset_episodes=1, workers=1,
-                        log=lambda *a: None, download=False)
-    return directory
+        produce_dataset('visual-cube-single-play-v0', dataset_dir=str(home / '.ogbench' / 'data'), dataset_episodes=1,
+                        workers=1, log=lambda *a: None, download=False)
+    return home
 
 
 @pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
-def test_main_trains_and_evaluates_visual_fql_with_stacking_and_augmentation(visual_data, tmp_path):
+def test_main_trains_and_evaluates_visual_fql_with_stacking_and_augmentation(visual_home, tmp_path):
+    """As a user runs it: the dataset in the default directory, the run in exp/ of the working
+    directory, every flag the test does not need to shrink at its default."""
     from tests.test_main import run_cli
 
-    args = ['--env_name=visual-cube-single-play-singletask-task1-v0', f'--dataset_dir={visual_data}',
-            '--dataset_episodes=1', f'--save_dir={tmp_path}', '--offline_steps=6', '--log_interval=3',
-            '--eval_interval=6', '--eval_episodes=1', '--eval_workers=1', '--agent.encoder=impala_debug',
+    args = ['--env_name=visual-cube-single-play-singletask-task1-v0', '--dataset_episodes=1', '--offline_steps=6',
+            '--log_interval=3', '--eval_interval=6', '--eval_episodes=1', '--agent.encoder=impala_debug',
             '--agent.actor_hidden_dims=16', '--agent.value_hidden_dims=16', '--agent.batch_size=4',
-            '--p_aug=0.5', '--frame_stack=3', '--report=False']
-    result = run_cli(args)
+            '--p_aug=0.5', '--frame_stack=3']
+    result = run_cli(args, visual_home, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'Presets for visual-cube-single-play (configs/fql.py): alpha=300.0' in result.stdout
     assert '5 transitions (validation: 5)' in result.stdout
-    (run_dir,) = [os.path.join(tmp_path, 'Debug', d) for d in os.listdir(tmp_path / 'Debug')]
+    (run_dir,) = [os.path.join(tmp_path, 'exp', 'Debug', d) for d in os.listdir(tmp_path / 'exp' / 'Debug')]
     with open(os.path.join(run_dir, 'train.csv')) as f:
         rows = list(csv.DictReader(f))
     assert [int(r['step']) for r in rows] == [3, 6]

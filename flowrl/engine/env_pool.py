@@ -32,7 +32,7 @@ ENV_MEMORY_BYTES = 160 * 2**20  # one OGBench environment (measured, see above)
 MEMORY_FRACTION = 0.5  # of the memory available when the pool is built
 # Environments per worker process beyond which evaluation got no faster on the 2-core dev machine
 # (benchmarks/eval_pool_size.py; the curve is in docs/PERFORMANCE.md, "Evaluation memory").
-ENVS_PER_WORKER = 16
+ENVS_PER_WORKER = 8
 CLOSE_TIMEOUT_S = 10.0  # a worker asked to close has this long to finish its step
 
 
