@@ -222,6 +222,9 @@ def test_kitchen_is_evaluated_as_d4rls_task_whatever_minari_recorded(data_dirs):
         env = evaluation_env(name, data.record)
         assert sorted(env.unwrapped.goal) == sorted(D4RL_KITCHEN_TASKS[dataset])
         assert env.observation_space.shape == (59,)
+    # Minari's id of D4RL's kitchen data is evaluated as the D4RL task it serves.
+    assert load('D4RL/kitchen/mixed-v2').record['evaluation_env']['options']['tasks_to_complete'] == \
+        D4RL_KITCHEN_TASKS['mixed']
 
 
 def _put_kitchen_tasks_at_goal(env, tasks):

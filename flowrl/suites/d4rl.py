@@ -30,6 +30,7 @@ import numpy as np
 
 from flowrl.suites.data import files
 from flowrl.errors import UserError
+from flowrl.time_limits import time_limit
 from flowrl.suites import d4rl_data, d4rl_envs
 from flowrl.suites.transitions import LoadedData, as_float32
 
@@ -318,14 +319,6 @@ def json_ready(value):
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     return value.item() if isinstance(value, np.generic) else str(value)
-
-
-def time_limit(env) -> int | None:
-    """The environment's time limit (gymnasium's TimeLimit), None without one."""
-    for layer in _layers(env):
-        if isinstance(layer, gymnasium.wrappers.TimeLimit):
-            return int(layer._max_episode_steps)
-    return None
 
 
 def _layers(env):
