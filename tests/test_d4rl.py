@@ -365,7 +365,7 @@ def test_main_trains_and_evaluates_on_each_d4rl_family(tmp_path, name, make_data
             assert np.isclose(row['score'], (row['episode_return'] - low) / (high - low), rtol=0, atol=1e-6)
         if make_data in ('locomotion', 'kitchen'):  # halfcheetah never ends; kitchen's random policy does nothing
             assert row['episode_length'] == horizon
-    assert results['members'][0]['final_score'] == pytest.approx(100 * np.mean([r['score'] for r in rows][-3:]))
+    assert results['members'][0]['final_score'] == pytest.approx(np.mean([r['score'] for r in rows][-3:]))
 
 
 # ---- adroit: D4RL's rewards and episode ends on gymnasium-robotics ----
