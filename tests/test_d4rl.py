@@ -78,9 +78,10 @@ def test_minari_episodes_to_transitions_with_dict_observations():
     # achieved_goal then observation: D4RL's order; desired_goal left out.
     assert data['observations'][0].tolist() == [0, 0.5, 0, 0, 0]
     assert data['next_observations'][:, 0].tolist() == [1, 2, 3, 11, 12]
-    # Reward 1 at step 1 of episode 0 is a goal: terminal state, as in D4RL's antmaze data.
+    # Reward 1 at step 1 of episode 0 is a goal: terminal state (mask 0), as in D4RL's antmaze data; the
+    # episode goes on (the FQL code's antmaze rule, envs/d4rl_utils.py: ends from discontinuities only).
     assert data['masks'].tolist() == [1, 0, 1, 1, 0]
-    assert data['terminals'].tolist() == [0, 1, 1, 0, 1]
+    assert data['terminals'].tolist() == [0, 0, 1, 0, 1]
     assert np.allclose(data['actions'][3:], 1 - 1e-5)
     plain = d4rl_data.minari_transitions(episodes, d4rl.ANTMAZE_KEYS)
     assert plain['masks'].tolist() == [1, 1, 1, 1, 0] and plain['terminals'].tolist() == [0, 0, 1, 0, 1]
@@ -221,9 +222,11 @@ def test_a_truncated_file_is_refused(tmp_path):
 
 def test_observations_of_the_wrong_size_are_refused_before_training(tmp_path, monkeypatch):
     monkeypatch.setenv('D4RL_DATASET_DIR', str(tmp_path))
+    from flowrl.run.runner import load_dataset
+
     write_hdf5(tmp_path / 'hopper_medium-v2.hdf5', 17, 3)  # hopper observes 11 dimensions
     with pytest.raises(UserError, match=r'observations have shape \(17,\) per row but the environment gives \(11,\)'):
-        suites.resolve('hopper-medium-v2').load(RunSettings(env_name='hopper-medium-v2'), log=lambda *_: None)
+        load_dataset(RunSettings(env_name='hopper-medium-v2'), suites.resolve('hopper-medium-v2'), log=lambda *_: None)
 
 
 def test_missing_data_says_what_to_download_and_where(tmp_path, monkeypatch, no_network):
@@ -316,8 +319,10 @@ def test_main_trains_and_evaluates_on_each_d4rl_family(tmp_path, name, make_data
     if make_data == 'locomotion':
         write_hdf5(tmp_path / 'd4rl' / 'halfcheetah_medium_replay-v2.hdf5', 17, 6)
     elif make_data == 'antmaze':
+        # D4RL's antmaze files: terminals == rewards == 1 at the goal (here rows 40 and 41).
+        goal = np.isin(np.arange(75), [40, 41])
         write_hdf5(tmp_path / 'd4rl' / 'Ant_maze_u-maze_noisy_multistart_False_multigoal_False_sparse_fixed.hdf5',
-                   29, 8, terminals=np.r_[np.zeros(29), 1, np.zeros(45)].astype(bool))
+                   29, 8, terminals=goal, rewards=goal.astype(np.float32))
     elif make_data == 'adroit':
         write_minari(tmp_path / 'minari', 'D4RL/pen/human-v2', 'AdroitHandPen-v1', None, None, (6, 5))
     else:
@@ -331,12 +336,36 @@ def test_main_trains_and_evaluates_on_each_d4rl_family(tmp_path, name, make_data
     assert results['metric'] == metric and results['suite'] == 'd4rl'
     with open(os.path.join(run_dir, 'eval.csv')) as handle:
         header = handle.readline().strip().split(',')
-    assert 'score' in header and 'success' in header and 'episode_return' in header
+        rows = [dict(zip(header, map(float, line.strip().split(',')))) for line in handle if line.strip()]
     with open(os.path.join(run_dir, 'flags.json')) as handle:
         record = json.load(handle)['data']
     assert record['source'] == ('hdf5' if make_data in ('locomotion', 'antmaze') else 'minari')
     assert len(record['sha256']) == 64
-    assert results['members'][0]['final_score'] is not None
+    # The training data: 75 rows less the timeout row and the file's last (D4RL's qlearning_dataset);
+    # episodes end at discontinuities (and, but for antmaze, at D4RL's terminals): 3 (antmaze: 2,
+    # its terminal-free episode boundary between rows 49 and 50 being continuous).
+    if make_data in ('locomotion', 'antmaze'):
+        assert record['transitions'] == 73 and record['episodes'] == (2 if make_data == 'antmaze' else 3)
+    else:
+        assert (record['transitions'], record['episodes']) == (11, 2)  # two Minari episodes of 6 and 5 steps
+    # Evaluated in D4RL's environment, with D4RL's horizon: a step limit reached unless the episode ended
+    # (antmaze: at success; adroit pen: the pen dropped; kitchen: all four subtasks done).
+    horizon = dict(locomotion=1000, antmaze=700, adroit=100, kitchen=280)[make_data]
+    assert record['evaluation_env']['max_episode_steps'] == horizon
+    assert record['evaluation_env']['wrappers'] == dict(locomotion=[], antmaze=[], adroit=['D4RLAdroit'],
+                                                        kitchen=['FlatObservation'])[make_data]
+    low, high = d4rl.REF_SCORES[name.split('-')[0]]
+    assert rows
+    for row in rows:
+        assert row['episode_length'] <= horizon
+        if make_data == 'antmaze':  # D4RL's antmaze evaluation: return 1 at success (the episode ends), else 0
+            assert row['score'] == row['success'] == row['episode_return']
+            assert row['episode_length'] == horizon or row['success'] == 1.0
+        else:
+            assert np.isclose(row['score'], (row['episode_return'] - low) / (high - low), rtol=0, atol=1e-6)
+        if make_data in ('locomotion', 'kitchen'):  # halfcheetah never ends; kitchen's random policy does nothing
+            assert row['episode_length'] == horizon
+    assert results['members'][0]['final_score'] == pytest.approx(np.mean([r['score'] for r in rows][-3:]))
 
 
 # ---- adroit: D4RL's rewards and episode ends on gymnasium-robotics ----

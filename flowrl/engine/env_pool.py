@@ -27,6 +27,7 @@ import weakref
 import numpy as np
 
 from flowrl import stopping
+from flowrl.time_limits import time_limit
 
 ENV_MEMORY_BYTES = 160 * 2**20  # one OGBench environment (measured, see above)
 MEMORY_FRACTION = 0.5  # of the memory available when the pool is built
@@ -57,16 +58,6 @@ def default_env_count(needed: int, workers: int, memory_bytes: int | None = None
     memory_bytes = available_memory_bytes() if memory_bytes is None else memory_bytes
     by_memory = int(memory_bytes * MEMORY_FRACTION // ENV_MEMORY_BYTES)
     return max(1, min(needed, ENVS_PER_WORKER * max(1, workers), by_memory))
-
-
-def time_limit(env) -> int | None:
-    """The episode length limit: the registered spec's, else that of a TimeLimit wrapper put on an
-    environment built without gymnasium.make (flowrl.suites.d4rl_antmaze)."""
-    limit = getattr(getattr(env, 'spec', None), 'max_episode_steps', None)
-    while limit is None and hasattr(env, 'env'):
-        limit = getattr(env, '_max_episode_steps', None)
-        env = env.env
-    return limit
 
 
 class _Slice:

@@ -48,16 +48,16 @@ def eval_workers(requested: int) -> int:
 
 
 def load_dataset(s: RunSettings, task, log=console_line) -> suites.LoadedData:
-    """The task's data, checked, with rewards as the run defines them (both splits)."""
-    data = task.load(s, log)
-    reward = task.reward_function(s)
-    splits = [None if split is None else dict(split, rewards=reward(split['rewards'])) for split in data[:2]]
-    for split, name in zip(splits, ('training', 'validation')):
+    """Where data enters a run: the task's data as stored, with the task's reward rule applied
+    once (the same rule the online transitions get) and checked once (both splits)."""
+    data = suites.with_run_rewards(task.load(s, log), task.reward_function(s))
+    observation_shape, action_dim = data.env_shapes or (None, None)
+    for split, name in zip(data[:2], ('training', 'validation')):
         if split is not None:
-            suites.check_transitions(split, f'The {name} data of {data.source}')
-    validation = '' if splits[1] is None else f' (validation: {len(splits[1]["actions"]):,})'
-    log(f'Dataset: {data.source}; {len(splits[0]["actions"]):,} transitions{validation}.')
-    return data._replace(train=splits[0], val=splits[1], record=dict(data.record, **data_size(splits[0])))
+            suites.check_transitions(split, f'The {name} data of {data.source}', observation_shape, action_dim)
+    validation = '' if data.val is None else f' (validation: {len(data.val["actions"]):,})'
+    log(f'Dataset: {data.source}; {len(data.train["actions"]):,} transitions{validation}.')
+    return data._replace(record=dict(data.record, **data_size(data.train)))
 
 
 def data_size(train: dict) -> dict:
@@ -121,7 +121,8 @@ class Run:
     def _load_data(self, run_dir: str | None):
         """(training split, validation split or None) as the agent prepares them, on the host; the
         environment factory for the data read, and the observation dtype policies are compiled for."""
-        dataset, validation, source, self.data_record = load_dataset(self.s, self.task, self.log)
+        data = load_dataset(self.s, self.task, self.log)
+        dataset, validation, source, self.data_record = data.train, data.val, data.source, data.record
         self.placement.require_same_data(dataset, source)
         if run_dir is not None:
             require_same_data(run_dir, self.data_record)

@@ -12,9 +12,11 @@ the rest of flowrl needs to know about an environment name:
 - settings: `check_settings(settings, configs)` refuses the options that do not apply to it
   (`--sparse`, `--success_timing`, pixel options, `--dataset_episodes`...);
 - data: `load(settings, log) -> LoadedData` (training split, validation split or None, one
-  source line, a record of what was read: file hash, data source);
-- rewards: `reward_function(settings)` maps the environment's rewards to the run's, for the
-  dataset (applied by the suite) and for online transitions (applied by flowrl.engine.online) alike;
+  source line, a record of what was read: file hash, data source; the environment's observation
+  and action sizes where the suite knows them), with rewards as the source stores them;
+- rewards: `reward_function(settings)` maps stored or environment rewards to the run's. A suite
+  never applies it: the run does, once, to the dataset (`with_run_rewards`, which refuses data
+  whose rewards are already the run's) and to each online transition (flowrl.engine.online);
 - evaluation: `env_factory(settings)` (a picklable `() -> gymnasium.Env`), `metric` (what the
   score measures) and `episode_scores(returns, successes)` (one score per episode, a fraction:
   100 x it is the percentage or the normalised score the papers print);
@@ -32,7 +34,7 @@ import difflib
 
 from flowrl.errors import UserError
 from flowrl.suites.transitions import (TRANSITION_FIELDS, LoadedData, as_float32,  # noqa: F401 (the seam's names)
-                                       check_transitions)
+                                       check_transitions, with_run_rewards)
 
 
 def _suites():

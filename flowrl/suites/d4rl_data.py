@@ -9,10 +9,12 @@ HDF5 (`hdf5_transitions`), exactly as the FQL code builds them (envs/d4rl_utils.
   observation (discontinuity), or, except for antmaze, where D4RL's `terminals` is set; the
   last transition always ends one;
 - `masks` = 1 - D4RL's `terminals` (no bootstrapping from a goal or a fall);
-- antmaze rewards - 1 (0 at the goal, -1 elsewhere), applied by the task's reward function.
+- rewards as stored: the run applies the task's reward rule (antmaze - 1) once
+  (flowrl.suites.with_run_rewards).
 Minari (`minari_transitions`): each episode's T + 1 observations give T transitions;
-masks = 1 - terminations, episode ends = terminations | truncations, the last step of every
-episode an end; dict observations flattened as the environment's are (d4rl_envs).
+masks = 1 - terminations (antmaze: also 0 at a goal step), episode ends = terminations |
+truncations, the last step of every episode an end; dict observations flattened as the
+environment's are (d4rl_envs).
 Actions are clipped to +-(1 - 1e-5), as the FQL code does, in both.
 """
 
@@ -113,8 +115,10 @@ def hdf5_transitions(data: dict, antmaze: bool, max_episode_steps: int | None = 
 def minari_transitions(episodes, keys: tuple | None, goal_terminates: bool = False) -> dict:
     """Transitions of Minari episodes (objects with observations [T+1], actions, rewards,
     terminations and truncations [T]). `goal_terminates` (antmaze): a step with reward 1 reached
-    the goal, a terminal state as in D4RL's antmaze data, although Minari's regeneration ran a
-    continuing task whose terminations are all False."""
+    the goal, a terminal state (mask 0) as in D4RL's antmaze data, although Minari's regeneration
+    ran a continuing task whose terminations are all False. Like the FQL code's antmaze rule
+    (masks from D4RL's terminals, episode ends from discontinuities only), the goal changes the
+    mask alone: the episode goes on to its stored end."""
     from flowrl.suites.d4rl_envs import flatten_observation
 
     parts = {k: [] for k in ('observations', 'next_observations', 'actions', 'rewards', 'terminals', 'masks')}
@@ -125,11 +129,10 @@ def minari_transitions(episodes, keys: tuple | None, goal_terminates: bool = Fal
             raise UserError(f'Minari episode {episode.id} has {len(observations)} observations for {steps} steps '
                             '(expected one more: the reset observation).')
         rewards = np.asarray(episode.rewards, np.float32)
-        terminated = np.asarray(episode.terminations, bool)
-        if goal_terminates:
-            terminated = terminated | (rewards == 1.0)
-        ends = terminated | np.asarray(episode.truncations, bool)
+        stored_terminations = np.asarray(episode.terminations, bool)
+        ends = stored_terminations | np.asarray(episode.truncations, bool)
         ends[-1] = True
+        terminated = stored_terminations | (rewards == 1.0) if goal_terminates else stored_terminations
         parts['observations'].append(observations[:-1])
         parts['next_observations'].append(observations[1:])
         parts['actions'].append(clip_actions(episode.actions))

@@ -1,5 +1,6 @@
-"""What every suite hands to a run: the loaded data (`LoadedData`), the transition format every
-agent relies on (`check_transitions`) and the reward function that changes nothing (`as_float32`).
+"""What every suite hands to a run: the loaded data (`LoadedData`, rewards as stored), the one
+place a task's reward rule meets the dataset (`with_run_rewards`), the transition format every
+agent relies on (`check_transitions`) and the reward rule that changes nothing (`as_float32`).
 Re-exported by flowrl.suites; the suite modules import them from here, so that the package's
 registry (`flowrl.suites.resolve`, which imports the suites when asked) and the suites do not
 import each other."""
@@ -13,11 +14,30 @@ import numpy as np
 from flowrl.errors import UserError
 
 
+STORED_REWARDS = 'stored'  # as the data source holds them: what a suite's `load` returns
+RUN_REWARDS = 'run'  # the task's reward rule applied (`with_run_rewards`): what a run trains on
+
+
 class LoadedData(NamedTuple):
     train: dict
     val: dict | None
     source: str  # one line for the log
     record: dict  # recorded with the run (flags.json 'data')
+    # (observation shape, action dimensions) of the task's environment, when the suite knows them:
+    # check_transitions compares the data with them where the data enters the run.
+    env_shapes: tuple | None = None
+    rewards: str = STORED_REWARDS  # which rewards the splits hold: STORED_REWARDS or RUN_REWARDS
+
+
+def with_run_rewards(data: LoadedData, reward_rule) -> LoadedData:
+    """Both splits with the task's reward rule applied to their stored rewards: the one place the
+    rule meets the dataset (online transitions get the same `reward_rule`, flowrl.engine.online).
+    Data whose rewards are already the run's is refused, so no path can apply a rule twice."""
+    if data.rewards != STORED_REWARDS:
+        raise ValueError(f'{data.source}: the rewards already are the run\'s ({data.rewards!r}); a task\'s reward '
+                         'rule is applied once, to the rewards as stored.')
+    splits = [None if split is None else dict(split, rewards=reward_rule(split['rewards'])) for split in data[:2]]
+    return data._replace(train=splits[0], val=splits[1], rewards=RUN_REWARDS)
 
 
 TRANSITION_FIELDS = ('actions', 'rewards', 'masks', 'terminals')  # and observations, except pixel data (frames)
