@@ -86,11 +86,13 @@ def _evaluate(pool_size, members=None, step=7):
 
 
 def test_evaluation_results_do_not_depend_on_how_many_envs_are_alive():
-    unbounded, created = _evaluate(pool_size=0)
-    assert created == 10  # 2 members x 5 episodes fit this machine's default bound
-    for size in (1, 3):
+    unbounded, created = _evaluate(pool_size=10)  # one environment per (member, episode): 2 x 5
+    assert created == 10
+    from flowrl.engine.env_pool import ENVS_PER_WORKER
+
+    for size in (1, 3, 0):  # 0: the default size, ENVS_PER_WORKER for the one worker here
         stats, created = _evaluate(pool_size=size)
-        assert created == size
+        assert created == (size or ENVS_PER_WORKER)
         for key, value in unbounded.items():
             np.testing.assert_array_equal(stats[key], value, err_msg=f'{key} with {size} env(s)')
     assert not np.array_equal(unbounded['episode_return'], _evaluate(pool_size=3, step=8)[0]['episode_return'])
