@@ -294,11 +294,12 @@ minari.create_dataset_from_buffers({dataset_id!r}, buffer=buffers, env={env_id!r
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def run_main(args, env):
+def run_main(args, env, cwd=REPO):
+    """main.py with `env` over a newcomer's environment (none of D4RL's or Minari's variables)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(('D4RL_', 'MINARI_'))}
     return subprocess.run([sys.executable, os.path.join(REPO, 'main.py'), '--agent=agents/flow_bc.py',
-                           '--log_interval=2', '--eval_interval=4', '--eval_episodes=1', '--eval_workers=1',
-                           '--noreport', *TINY, *args],
-                          cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu', FLOWRL_NO_DOWNLOAD='1', **env),
+                           '--log_interval=2', '--eval_interval=4', '--eval_episodes=1', *TINY, *args],
+                          cwd=cwd, env=dict(base, JAX_PLATFORMS='cpu', FLOWRL_NO_DOWNLOAD='1', **env),
                           capture_output=True, text=True, timeout=900)
 
 
@@ -315,24 +316,30 @@ def _results(save_dir):
     pytest.param('kitchen-mixed-v0', 'kitchen', 'normalized_return', marks=pytest.mark.slow),
 ])
 def test_main_trains_and_evaluates_on_each_d4rl_family(tmp_path, name, make_data, metric):
-    env = dict(D4RL_DATASET_DIR=str(tmp_path / 'd4rl'), MINARI_DATASETS_PATH=str(tmp_path / 'minari'))
+    """As a newcomer runs it: D4RL's files in D4RL's default cache (~/.d4rl/datasets) and Minari's
+    in Minari's (~/.minari/datasets) of a fresh HOME, the run in exp/ of the working directory, and
+    every flag the test does not need to shrink at its default."""
+    home, work = tmp_path / 'home', tmp_path / 'work'
+    work.mkdir()
+    d4rl_cache, minari_root = home / '.d4rl' / 'datasets', home / '.minari' / 'datasets'
     if make_data == 'locomotion':
-        write_hdf5(tmp_path / 'd4rl' / 'halfcheetah_medium_replay-v2.hdf5', 17, 6)
+        write_hdf5(d4rl_cache / 'halfcheetah_medium_replay-v2.hdf5', 17, 6)
     elif make_data == 'antmaze':
         # D4RL's antmaze files: terminals == rewards == 1 at the goal (here rows 40 and 41).
         goal = np.isin(np.arange(75), [40, 41])
-        write_hdf5(tmp_path / 'd4rl' / 'Ant_maze_u-maze_noisy_multistart_False_multigoal_False_sparse_fixed.hdf5',
+        write_hdf5(d4rl_cache / 'Ant_maze_u-maze_noisy_multistart_False_multigoal_False_sparse_fixed.hdf5',
                    29, 8, terminals=goal, rewards=goal.astype(np.float32))
     elif make_data == 'adroit':
-        write_minari(tmp_path / 'minari', 'D4RL/pen/human-v2', 'AdroitHandPen-v1', None, None, (6, 5))
+        write_minari(minari_root, 'D4RL/pen/human-v2', 'AdroitHandPen-v1', None, None, (6, 5))
     else:
-        write_minari(tmp_path / 'minari', 'D4RL/kitchen/mixed-v2', 'FrankaKitchen-v1', None, None, (6, 5))
+        write_minari(minari_root, 'D4RL/kitchen/mixed-v2', 'FrankaKitchen-v1', None, None, (6, 5))
     online = ['--online_steps=4'] if make_data in ('antmaze', 'adroit') else []
-    result = run_main([f'--env_name={name}', '--offline_steps=4', f'--save_dir={tmp_path / "runs"}', *online], env)
+    result = run_main([f'--env_name={name}', '--offline_steps=4', *online], dict(HOME=str(home)), cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     if make_data in ('adroit', 'kitchen'):
         assert 'the data is the Minari dataset' in result.stdout  # says which data stands in for D4RL's
-    run_dir, results = _results(tmp_path / 'runs')
+    run_dir, results = _results(work / 'exp')
+    assert os.path.exists(os.path.join(run_dir, 'report', 'report.md'))
     assert results['metric'] == metric and results['suite'] == 'd4rl'
     with open(os.path.join(run_dir, 'eval.csv')) as handle:
         header = handle.readline().strip().split(',')
