@@ -1,7 +1,8 @@
 """What a crash, an interruption or a diverging member must not cost: a run interrupted at any
 point resumes to exactly the uninterrupted results, a sweep survives one member's divergence,
-and `flowrl.run.evaluate_run` copes with a run that is still training. Tiny in-process runs
-(`flowrl.testing.use_fake_world`)."""
+and `flowrl.run.evaluate_run` copes with a run that is still training; a run killed before its
+first checkpoint starts over on resume. Tiny in-process runs (`flowrl.testing.use_fake_world`),
+and main.py on the same fake world for the run a test kills."""
 
 import glob
 import json
@@ -102,9 +103,9 @@ def test_resume_with_more_offline_steps_extends_the_run(straight, tmp_path):
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# main.py on the fake world (flowrl.testing.use_fake_world: no dataset to make). With 'kill', its first
+# main.py on the fake world (flowrl.testing.use_fake_world: no dataset to make), whose first
 # checkpoint's save leaves what a SIGKILL in the middle of one leaves (orbax's unfinished directory,
-# and a train.csv row cut short), then it says so and waits to be killed.
+# and a train.csv row cut short), then says so and waits to be killed.
 KILL_DRIVER = r'''
 import os, runpy, sys, time
 import pytest
@@ -112,7 +113,7 @@ from flowrl.engine import checkpoints
 from flowrl.testing import use_fake_world
 
 use_fake_world(pytest.MonkeyPatch(), evaluate_run=False)
-kill, sys.argv = sys.argv[1] == 'kill', ['main.py'] + sys.argv[2:]
+sys.argv = ['main.py'] + sys.argv[1:]
 
 def killed_while_saving(directory, step, *args, **kwargs):
     os.makedirs(os.path.join(directory, f'{step}.orbax-checkpoint-tmp-1700000000', 'default'))
@@ -121,8 +122,7 @@ def killed_while_saving(directory, step, *args, **kwargs):
     print('AT THE KILL POINT', flush=True)
     time.sleep(600)
 
-if kill:
-    checkpoints.save = killed_while_saving
+checkpoints.save = killed_while_saving
 runpy.run_path('main.py', run_name='__main__')
 '''
 # tiny_run_settings(num_seeds=2, **NO_SAVE_INTERVAL) (the `straight` run) as main.py flags.
@@ -135,7 +135,7 @@ def killed_before_its_first_checkpoint(save_dir, *flags) -> str:
     """The run directory of a main.py run SIGKILLed (as by the out-of-memory killer) while it
     saved its first checkpoint, at update 4: rows at 2 and 4 written, no complete checkpoint."""
     env = dict(os.environ, FLOWRL_NO_DOWNLOAD='1', JAX_PLATFORMS='cpu')
-    process = subprocess.Popen([sys.executable, '-c', KILL_DRIVER, 'kill', *TINY_MAIN_FLAGS, f'--save_dir={save_dir}',
+    process = subprocess.Popen([sys.executable, '-c', KILL_DRIVER, *TINY_MAIN_FLAGS, f'--save_dir={save_dir}',
                                 *flags], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in process.stdout:
