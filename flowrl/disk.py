@@ -134,7 +134,8 @@ def require_run_space(s, run_dir: str | None, parts: dict) -> None:
 
 def run_no_space_line(what: str, step: int, newest_good_checkpoint: int | None, run_dir: str) -> str:
     """The sentence that ends a run whose write of `what` failed for lack of space."""
-    then = ('no checkpoint was saved yet; free some space and start the run again' if newest_good_checkpoint is None
+    then = (f'no checkpoint was saved yet; free some space, then start it over with: {resume_command(run_dir)}'
+            if newest_good_checkpoint is None
             else f'the newest good checkpoint is update {newest_good_checkpoint:,}; free some space, then continue '
                  f'with: {resume_command(run_dir)}')
     return (f'No space left on the device for {what} at update {step:,}: the half-written file was removed and '

@@ -34,7 +34,8 @@ FLAGS = flags.FLAGS
 LAUNCHER = sys.argv[0]
 # One flag per flowrl.run.settings.RunSettings field.
 SETTING_FLAGS = define_flags(flags, LAUNCHER)
-flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint; only '
+flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint (with none yet: '
+                    'to start over from update 0); only '
                     + ', '.join(f'--{name}' for name in RESUME_CHANGES) + ' may be given with it.',
                     module_name=LAUNCHER)
 # A flag of the official FQL command line that flowrl does not support: refused unless left at its default.

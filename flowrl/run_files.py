@@ -61,12 +61,18 @@ def _jsonable(value):
     return value
 
 
+def temporary_prefix(name: str) -> str:
+    """How the temporary files of `write_atomic` to the file `name` begin (one is left behind
+    only by a process killed while writing)."""
+    return '.' + name + '.'
+
+
 def write_atomic(path: str, text: str | bytes) -> None:
     """Writes `text` (str, or bytes such as a PNG) to `path` through a temporary file in the
     same directory and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
     with naming_no_space(path):
-        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(os.path.basename(path)), dir=directory)
         try:
             with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as f:
                 f.write(text)

@@ -72,7 +72,7 @@ def abandoned_line(stop: 'Stopped', step: int, latest_checkpoint: int | None, ru
         return (f'Stopped by {name} during the evaluation at update {step:,}; the checkpoint saved before it is kept '
                 f'and the resumed run evaluates again; continue with: {resume}')
     if latest_checkpoint is None:
-        return f'Stopped at once by {name} at update {step:,}, before any checkpoint was saved.'
+        return f'Stopped at once by {name} at update {step:,}, before any checkpoint was saved; start it over with: {resume}'
     return f'Stopped at once by {name} at update {step:,}; continue from update {latest_checkpoint:,} with: {resume}'
 
 

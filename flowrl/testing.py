@@ -1,7 +1,10 @@
 """Helpers for testing agents on tiny problems (used by the test suite; handy for new agents)."""
 
 import functools
+import glob
 import importlib
+import os
+import struct
 import types
 
 import jax
@@ -141,10 +144,12 @@ def _shared_policy(agent, execution='auto'):
     return make_policy(agent, execution)
 
 
-def use_fake_world(monkeypatch, validation: bool = False):
+def use_fake_world(monkeypatch, validation: bool = False, evaluate_run: bool = True):
     """Makes runs (flowrl.run.runner, flowrl.run.evaluate_run) train on `synthetic_batch` data (and, with
     `validation`, validate on another synthetic batch) and evaluate on FakeEnv, and share their
-    compiled programs across runs, so a test can afford several."""
+    compiled programs across runs, so a test can afford several. `evaluate_run=False` leaves
+    flowrl.run.evaluate_run out (it defines its command's flags, some of main.py's names: a
+    process that runs main.py cannot import both)."""
     dataset = {k: np.asarray(v) for k, v in synthetic_batch(batch_size=256).items()}
     val = {k: np.asarray(v) for k, v in synthetic_batch(rng_seed=1, batch_size=64).items()} if validation else None
     monkeypatch.setattr('flowrl.run.runner.load_dataset',
@@ -153,8 +158,9 @@ def use_fake_world(monkeypatch, validation: bool = False):
     monkeypatch.setattr('flowrl.run.runner.ChunkRunner', _shared_chunk_runner)
     monkeypatch.setattr('flowrl.run.runner.make_policy', _shared_policy)
     monkeypatch.setattr('flowrl.run.runner.OnlineProgram', _shared_online_program)
-    monkeypatch.setattr('flowrl.run.evaluate_run.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
-    monkeypatch.setattr('flowrl.run.evaluate_run.make_policy', _shared_policy)
+    if evaluate_run:
+        monkeypatch.setattr('flowrl.run.evaluate_run.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
+        monkeypatch.setattr('flowrl.run.evaluate_run.make_policy', _shared_policy)
 
 
 def short_manipulation_episodes(monkeypatch, steps: int = 6) -> None:
@@ -165,3 +171,21 @@ def short_manipulation_episodes(monkeypatch, steps: int = 6) -> None:
     files keep their normal names ('visual-cube-single-play-v0-ep1.npz'), so a later process (a
     main.py run given the same --dataset_dir and --dataset_episodes) finds and uses them."""
     monkeypatch.setattr('flowrl.suites.data.protocol.MANIPULATION_STEPS', steps)
+
+
+def tensorboard_events(directory) -> list[tuple[str, int, float]]:
+    """(tag, step, value) of every scalar in the TFRecord-framed event files tensorboardX wrote
+    into `directory` (--logger=tensorboard), in the order written, repeats included."""
+    from tensorboardX.proto import event_pb2
+
+    found = []
+    for path in sorted(glob.glob(os.path.join(directory, 'events.out.tfevents.*'))):
+        with open(path, 'rb') as f:
+            data = f.read()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack('<Q', data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4  # length, its crc, the record, its crc
+            found += [(value.tag, event.step, value.simple_value) for value in event.summary.value]
+    return found

@@ -7,7 +7,8 @@ would with --coordinator_address, --num_processes and --process_id.
 
 SCENARIO: train (`run_settings`), three_seeds (the same with 3 seeds), resume (RUN_DIR),
 die_after_first_save (process 1 is killed, as by the OOM killer, right after the checkpoint at
-update 4), stop_on_one (process 1 alone receives a SIGTERM after its first chunk), other_data
+update 4), die_before_first_save (process 1 is killed at the first train.csv row, update 2, before
+any checkpoint), stop_on_one (process 1 alone receives a SIGTERM after its first chunk), other_data
 (process 1 reads other data). In every scenario process 1 would cut chunks
 of one update (its ChunkPacer) where process 0 cuts longer ones.
 """
@@ -53,6 +54,8 @@ def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario
             os._exit(9)  # no clean-up, as a killed process
 
         patch.setattr(runner.Run, 'save', save_then_die)
+    if scenario == 'die_before_first_save' and process_id == 1:
+        patch.setattr('flowrl.run.files.RunFiles.log_rows', lambda self, kind, rows: os._exit(9))
     if scenario == 'stop_on_one' and process_id == 1:
         stop_from_third_look(patch)
     quiet = lambda *_: None  # noqa: E731

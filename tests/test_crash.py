@@ -1,11 +1,16 @@
 """What a crash, an interruption or a diverging member must not cost: a run interrupted at any
 point resumes to exactly the uninterrupted results, a sweep survives one member's divergence,
-and `flowrl.run.evaluate_run` copes with a run that is still training. Tiny in-process runs
-(`flowrl.testing.use_fake_world`)."""
+and `flowrl.run.evaluate_run` copes with a run that is still training; a run killed before its
+first checkpoint starts over on resume. Tiny in-process runs (`flowrl.testing.use_fake_world`),
+and main.py on the same fake world for the run a test kills."""
 
+import glob
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +19,8 @@ from flowrl import run_files
 from flowrl.engine import checkpoints
 from flowrl.errors import TrainingDiverged, UserError
 from flowrl.run.runner import Run, resume
-from flowrl.testing import index, max_abs_diff, tiny_run_settings, use_fake_world
+from flowrl.testing import (TINY_RUN_OVERRIDES, index, max_abs_diff, tensorboard_events, tiny_run_settings,
+                            use_fake_world)
 
 QUIET = lambda *_: None
 NO_SAVE_INTERVAL = dict(save_interval=0)  # checkpoints only before evaluations and at the end
@@ -94,6 +100,99 @@ def test_resume_with_more_offline_steps_extends_the_run(straight, tmp_path):
     assert results['steps'] == 8
     assert run_files.read_json(os.path.join(run.run_dir, run_files.FLAGS_FILE))['settings']['offline_steps'] == 8
     assert_same_run(run.run_dir, reference_dir)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# main.py on the fake world (flowrl.testing.use_fake_world: no dataset to make), whose first
+# checkpoint's save leaves what a SIGKILL in the middle of one leaves (orbax's unfinished directory,
+# and a train.csv row cut short), then says so and waits to be killed.
+KILL_DRIVER = r'''
+import os, runpy, sys, time
+import pytest
+from flowrl.engine import checkpoints
+from flowrl.testing import use_fake_world
+
+use_fake_world(pytest.MonkeyPatch(), evaluate_run=False)
+sys.argv = ['main.py'] + sys.argv[1:]
+
+def killed_while_saving(directory, step, *args, **kwargs):
+    os.makedirs(os.path.join(directory, f'{step}.orbax-checkpoint-tmp-1700000000', 'default'))
+    with open(os.path.join(os.path.dirname(directory), 'train.csv'), 'a') as f:
+        f.write(f'{step + 1},0,0,0.25')
+    print('AT THE KILL POINT', flush=True)
+    time.sleep(600)
+
+checkpoints.save = killed_while_saving
+runpy.run_path('main.py', run_name='__main__')
+'''
+# tiny_run_settings(num_seeds=2, **NO_SAVE_INTERVAL) (the `straight` run) as main.py flags.
+TINY_MAIN_FLAGS = ['--agent=agents/flow_bc.py', '--env_name=cube-single-play', '--offline_steps=8', '--log_interval=2',
+                   '--eval_interval=4', '--eval_episodes=2', '--eval_workers=1', '--save_interval=0', '--num_seeds=2',
+                   '--noreport', *[f'--agent.{k}={v}' for k, v in TINY_RUN_OVERRIDES.items()]]
+
+
+def killed_before_its_first_checkpoint(save_dir, *flags) -> str:
+    """The run directory of a main.py run SIGKILLed (as by the out-of-memory killer) while it
+    saved its first checkpoint, at update 4: rows at 2 and 4 written, no complete checkpoint."""
+    env = dict(os.environ, FLOWRL_NO_DOWNLOAD='1', JAX_PLATFORMS='cpu')
+    process = subprocess.Popen([sys.executable, '-c', KILL_DRIVER, *TINY_MAIN_FLAGS, f'--save_dir={save_dir}',
+                                *flags], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith('AT THE KILL POINT'):
+                process.send_signal(signal.SIGKILL)
+                break
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL, stderr[-3000:]
+    (run_dir,) = glob.glob(os.path.join(save_dir, 'Debug', 'flow_bc_*'))
+    return run_dir
+
+
+def event_scalars(run_dir) -> dict:
+    """{(member, tag, step): how many times it was logged} over the run's TensorBoard event files."""
+    logged = [(member, tag, step) for member in (0, 1)
+              for tag, step, _ in tensorboard_events(os.path.join(run_dir, 'tensorboard', f'member_{member}'))]
+    return {key: logged.count(key) for key in logged}
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over_on_resume_as_if_uninterrupted(straight, tmp_path):
+    reference_dir, _ = straight
+    run_dir = killed_before_its_first_checkpoint(tmp_path, '--logger=tensorboard')
+    assert checkpoints.steps(os.path.join(run_dir, run_files.CHECKPOINT_DIR)) == []
+    assert [int(r['step']) for r in read(run_dir, run_files.TRAIN_CSV)] == [2, 2, 4, 4]
+    assert event_scalars(run_dir)  # the killed run's TensorBoard files
+    lines = []
+    resume(run_dir, log=lines.append)
+    assert (f'{run_dir} has no checkpoint yet (stopped before the first save): starting it over from update 0 with '
+            'its saved settings.') in lines
+    assert f'Removed 4.orbax-checkpoint-tmp-1700000000 from {run_dir}/checkpoints: a checkpoint whose save was cut ' \
+           'short.' in lines
+    assert_same_run(run_dir, reference_dir)
+    results = [run_files.read_json(os.path.join(d, run_files.RESULTS_FILE)) for d in (run_dir, reference_dir)]
+    assert {**results[0], 'run_dir': None} == {**results[1], 'run_dir': None}
+    flags = [run_files.read_json(os.path.join(d, run_files.FLAGS_FILE))['settings'] for d in (run_dir, reference_dir)]
+    assert {**flags[0], 'save_dir': None, 'logger': None} == {**flags[1], 'save_dir': None, 'logger': None}
+    # TensorBoard holds each row once: the killed run's event files went with its rows.
+    rows = read(run_dir, run_files.TRAIN_CSV) + read(run_dir, run_files.EVAL_CSV)
+    assert set(event_scalars(run_dir).values()) == {1}
+    assert {step for _, _, step in event_scalars(run_dir)} == {int(r['step']) for r in rows} == {2, 4, 6, 8}
+
+
+def test_a_run_directory_without_flags_json_says_how_to_go_on(tmp_path):
+    killed = tmp_path / 'fql_cube-double-play_sd000_20261121_120000'
+    killed.mkdir()
+    (killed / '.flags.json.x1y2z3').write_text('{"sett')  # flags.json's write, cut short
+    with pytest.raises(UserError) as error:
+        resume(str(killed), log=QUIET)
+    assert str(error.value) == (f"Cannot resume '{killed}': it holds no flags.json (its run was stopped before it "
+                                'recorded its settings, so nothing was trained); start the run again with its '
+                                'original command, without --resume, and delete this empty directory.')
+    (tmp_path / 'notes.txt').write_text('not a run')
+    with pytest.raises(UserError, match=r"^Cannot resume '.*': it is not a flowrl run directory \(no flags\.json\)\.$"):
+        resume(str(tmp_path), log=QUIET)
 
 
 def test_a_diverging_member_is_frozen_and_the_sweep_goes_on(world, tmp_path):

@@ -129,6 +129,20 @@ def test_a_run_whose_process_was_killed_resumes_exactly_on_two_processes(tmp_pat
 
 
 @pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
+def test_a_run_whose_process_was_killed_before_the_first_checkpoint_starts_over_on_two_processes(tmp_path,
+                                                                                                 one_process):
+    (code0, _, err0), (code1, _, _) = run_processes(2, tmp_path, 'die_before_first_save')
+    assert code1 == 9 and code0 == 1, err0[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    assert 'no checkpoint was saved before it: resume with --resume=RUN_DIR on every process' in err0
+    assert checkpoints.steps(os.path.join(run_dir, run_files.CHECKPOINT_DIR)) == []
+    assert [int(r['step']) for r in read_rows(run_dir, run_files.TRAIN_CSV)] == [2] * 4  # written by process 0
+    for code, _, err in run_processes(2, tmp_path, 'resume', run_dir):
+        assert code == 0, err[-3000:]
+    assert_same_run(run_dir, one_process)
+
+
+@pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
 def test_a_signal_to_one_process_stops_every_process_at_the_same_update_and_the_run_resumes_exactly(
         tmp_path, one_process):
     outcomes = run_processes(2, tmp_path, 'stop_on_one')

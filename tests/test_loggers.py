@@ -3,7 +3,6 @@ a missing package, or a logger that fails, costs one warning and never the run."
 
 import glob
 import os
-import struct
 import sys
 import types
 
@@ -12,6 +11,7 @@ import pytest
 from flowrl.errors import UserError
 from flowrl.run import loggers as loggers_module
 from flowrl.run.loggers import Loggers, parse_loggers
+from flowrl.testing import tensorboard_events
 
 LABELS = [dict(member=0, seed=0, alpha=1.0), dict(member=1, seed=1, alpha=1.0)]
 CONFIGS = [dict(alpha=1.0, lr=3e-4)] * 2
@@ -22,20 +22,8 @@ EVAL_ROWS = [dict(step=10, member=1, seed=1, alpha=1.0, success=0.75)]
 
 
 def read_scalars(directory):
-    """{(tag, step): value} from the TFRecord-framed event files tensorboardX wrote."""
-    from tensorboardX.proto import event_pb2
-
-    values = {}
-    for path in glob.glob(os.path.join(directory, 'events.out.tfevents.*')):
-        data = open(path, 'rb').read()
-        offset = 0
-        while offset < len(data):
-            (length,) = struct.unpack('<Q', data[offset:offset + 8])
-            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
-            offset += 12 + length + 4  # length, its crc, the record, its crc
-            for value in event.summary.value:
-                values[value.tag, event.step] = value.simple_value
-    return values
+    """{(tag, step): value} from the event files tensorboardX wrote."""
+    return {(tag, step): value for tag, step, value in tensorboard_events(directory)}
 
 
 def test_logger_names_are_checked_and_csv_is_always_on():

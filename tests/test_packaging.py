@@ -1,4 +1,5 @@
-"""What gets installed: a wheel of the repository holds the package `flowrl` only (agents/ and
+"""What gets installed: a wheel of the repository, distribution `flowrl-offline` (the package
+index's `flowrl` is another project), holds the package `flowrl` only (agents/ and
 configs/ become flowrl.agents and flowrl.configs), and a copy installed from it trains from a
 directory outside the repository. `--agent=agents/X.py` names flowrl's agent X from any directory,
 as one module object (flowrl.kit.agent_loading)."""
@@ -17,6 +18,8 @@ from flowrl.errors import UserError
 from flowrl.testing import short_manipulation_episodes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The distribution's name (pyproject.toml): not `flowrl`, which the package index gives another project.
+DISTRIBUTION = 'flowrl-offline'
 # Where each source folder of the repository is installed: the only top-level name is flowrl.
 INSTALLED_AS = {'flowrl': 'flowrl', 'agents': 'flowrl/agents', 'configs': 'flowrl/configs'}
 TINY = ['--agent.actor_hidden_dims=16', '--agent.batch_size=8', '--agent.flow_steps=2']
@@ -57,7 +60,7 @@ def wheel(tmp_path_factory):
                             '-q', '-w', str(root / 'wheel'), str(source)],
                            env=quiet_env(), capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    (path,) = (root / 'wheel').glob('flowrl-*.whl')
+    (path,) = (root / 'wheel').glob('*.whl')
     return path
 
 
@@ -67,6 +70,8 @@ def test_the_wheel_installs_flowrl_only_with_every_source_file(wheel):
         (dist_info,) = {name.split('/')[0] for name in names if name.split('/')[0].endswith('.dist-info')}
         top_level = archive.read(f'{dist_info}/top_level.txt').decode().split()
         entry_points = archive.read(f'{dist_info}/entry_points.txt').decode()
+        metadata = archive.read(f'{dist_info}/METADATA').decode().splitlines()
+    assert f'Name: {DISTRIBUTION}' in metadata and wheel.name.startswith(DISTRIBUTION.replace('-', '_') + '-')
     assert {name.split('/')[0] for name in names} == {'flowrl', dist_info}
     assert top_level == ['flowrl']
     assert 'flowrl-train = flowrl.main:script' in entry_points

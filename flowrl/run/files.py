@@ -4,12 +4,18 @@ copies, diverged.json, the metric sums a stop saves beside its checkpoint, resul
 report. Process 0 alone writes (`placement.writes_files`); every process may read."""
 
 import os
+import shutil
 import time
 
 from flowrl import run_files
 from flowrl.engine import checkpoints
 from flowrl.kit.agent_loading import agent_name
-from flowrl.run.loggers import Loggers, parse_loggers
+from flowrl.run.loggers import DIRECTORIES, Loggers, parse_loggers
+
+# What a run writes to its directory besides flags.json and its checkpoints: a run that starts
+# over (`RunFiles.start_over`) removes what it finds of them.
+WRITTEN_FILES = (run_files.TRAIN_CSV, run_files.EVAL_CSV, run_files.DIVERGED_FILE, run_files.RESULTS_FILE)
+WRITTEN_DIRECTORIES = ('report', *DIRECTORIES.values())
 
 
 def new_run_dir(s, task) -> str:
@@ -47,6 +53,26 @@ class RunFiles:
         if self.placement.writes_files:
             (self.train_log if kind == 'train' else self.eval_log).append(rows)
             self.loggers.log(kind, rows)
+
+    def start_over(self) -> None:
+        """A run resumed without a checkpoint (stopped before its first save) trains again from
+        update 0: what the stopped run wrote besides flags.json (log rows, a row cut short, the
+        loggers' files, a temporary file of an interrupted write) is removed first, so that the
+        run writes its files afresh, as an uninterrupted one (its loggers are not started yet).
+        Process 0 alone removes them."""
+        if not self.placement.writes_files:
+            return
+        names = [name for name in sorted(os.listdir(self.run_dir)) if self._written_by_a_run(name)]
+        for name in names:
+            path = os.path.join(self.run_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        self.train_log, self.eval_log = (run_files.CsvLog(log.path) for log in (self.train_log, self.eval_log))
+
+    @staticmethod
+    def _written_by_a_run(name: str) -> bool:
+        written = (*WRITTEN_FILES, *WRITTEN_DIRECTORIES)
+        leftovers = tuple(run_files.temporary_prefix(file) for file in (*WRITTEN_FILES, run_files.FLAGS_FILE))
+        return name in written or name.startswith(leftovers)
 
     def evaluated_at(self, step: int) -> bool:
         """Whether eval.csv holds rows of update `step` (process 0 reads; every process gets its answer)."""

@@ -16,6 +16,8 @@ from flowrl.run_files import ROW_LABELS
 LOGGERS = ('csv', 'tensorboard', 'wandb')
 WANDB_MODES = ('offline', 'online', 'disabled')
 EXTRAS = dict(tensorboard='tensorboardX', wandb='wandb')  # logger -> package (pyproject extra of the same name)
+# What each logger writes under the run directory (wandb names its own: `wandb` under `dir`).
+DIRECTORIES = dict(tensorboard='tensorboard', wandb='wandb')
 
 
 def parse_loggers(text: str) -> list:
@@ -48,7 +50,7 @@ class TensorBoardLogger:
 
         self.writers = {}
         for label in labels:
-            directory = os.path.join(run_dir, 'tensorboard', f'member_{label["member"]}')
+            directory = os.path.join(run_dir, DIRECTORIES['tensorboard'], f'member_{label["member"]}')
             os.makedirs(directory, exist_ok=True)
             self.writers[label['member']] = event_file_writer.EventsWriter(os.path.join(directory, 'events'))
         self.label_keys = set().union(*labels)
@@ -88,7 +90,7 @@ class WandbLogger:
                 project='flowrl', group=group, name=f'{group}_{member_name(label)}',
                 id=f'{group}-m{label["member"]}', resume='allow', dir=run_dir, mode=settings['wandb_mode'],
                 config=dict(agent=config, settings=settings, member=label), reinit='create_new', settings=quiet)
-        self.mode, self.group, self.directory = settings['wandb_mode'], group, os.path.join(run_dir, 'wandb')
+        self.mode, self.group, self.directory = settings['wandb_mode'], group, os.path.join(run_dir, DIRECTORIES['wandb'])
 
     def describe(self) -> str | None:
         if self.mode == 'disabled':

@@ -84,6 +84,9 @@ class Run:
         self.task = suites.resolve(settings.env_name)
         self.total_steps = settings.offline_steps + settings.online_steps
         self._resolve_members()
+        if run_dir is not None:
+            refuse_changed_configs(run_dir, run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))['configs'],
+                                   self.members.configs)
         self.placement = Placement.build(len(self.members.configs))
         self._print_config()
         self._require_writable(run_dir)
@@ -93,10 +96,14 @@ class Run:
         self._require_disk_space(run_dir)
         self.run_dir = run_dir or self.placement.on_writer(lambda: new_run_dir(settings, self.task))
         self.files = RunFiles(self.run_dir, self.placement, self.log)
+        # A resumed run stopped before its first checkpoint starts over; decided before its loggers start.
+        self.starts_over = run_dir is not None and self._start_over_unless_saved()
         tell_checkpoints_with(self.files.checkpoint_note)
         self.divergence = Divergence(self.now, self.members.labels, self.files, self.log)
         self._print_phases()
-        self.files.open(self._description() if run_dir is None else None, settings.logger, self.members.labels,
+        # flags.json: a resumed run keeps its own; one that starts over writes it as a new run would.
+        description = self._description() if run_dir is None or self.starts_over else None
+        self.files.open(description, settings.logger, self.members.labels,
                         [c.to_dict() for c in self.members.configs], dataclasses.asdict(settings))
 
     # -- set-up ---------------------------------------------------------------------------
@@ -171,6 +178,21 @@ class Run:
             make_policy(self.agent, self.execution), make_diagnostics(self.agent, self.execution), workers,
             None if validation is None else jax.device_put(validation, placement.local_replicated),
             make_validation_metrics(chunks.batch_size, self.execution, chunks.p_aug), chunks.phases, self.log)
+
+    def _start_over_unless_saved(self) -> bool:
+        """For a resumed run: removes the saves cut short (a process killed while saving), and
+        when no complete checkpoint is left (the run was stopped before its first save) clears
+        what the stopped run wrote, so that it trains again from update 0 (`RunFiles.start_over`).
+        Process 0 looks and clears; every process gets its answer."""
+        def look_and_clear() -> bool:
+            for name in checkpoints.remove_unfinished(self.checkpoint_dir):
+                self.log(f'Removed {name} from {self.checkpoint_dir}: a checkpoint whose save was cut short.')
+            if checkpoints.steps(self.checkpoint_dir):
+                return False
+            self.files.start_over()
+            return True
+
+        return self.placement.on_writer(look_and_clear)
 
     def _print_config(self):
         config = self.members.configs[0]
@@ -268,10 +290,6 @@ class Run:
         """Restores the newest checkpoint that passes verification (setting newer, damaged ones
         aside) and the members that had diverged by then; drops log rows written after it."""
         now, files = self.now, self.files
-        for name in checkpoints.remove_unfinished(self.checkpoint_dir):
-            self.log(f'Removed {name} from {self.checkpoint_dir}: a checkpoint whose save was cut short.')
-        if not checkpoints.steps(self.checkpoint_dir):
-            raise UserError(f'{self.run_dir} has no complete checkpoint to resume from.')
         require_same_padding(self.run_dir, self.placement)
         # Process 0 checks the checkpoints and sets damaged ones aside; every process reads its choice.
         step = self.placement.on_writer(lambda: checkpoints.pick_step(self.checkpoint_dir, log=self.log,
@@ -434,11 +452,15 @@ def resume(run_dir: str, changes: dict | None = None, log=console_line) -> dict:
                         f'{saved:,}); pass at least {saved} to extend the run.')
     settings = dataclasses.replace(settings, **changes)
     run = Run(settings, run_dir=run_dir, log=log)
-    description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
-    refuse_changed_configs(run_dir, description['configs'], run.members.configs)
-    run.restore()
+    if not run.starts_over:
+        run.restore()
     if changes and run.placement.writes_files:
+        description = run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))
         description['settings'] = dataclasses.asdict(settings)
         run_files.write_json(os.path.join(run_dir, run_files.FLAGS_FILE), description)
-    run.log(f'Resumed {run_dir} at update {run.step:,} of {settings.offline_steps:,}.')
+    if run.starts_over:
+        run.log(f'{run_dir} has no checkpoint yet (stopped before the first save): starting it over from update 0 '
+                'with its saved settings.')
+    else:
+        run.log(f'Resumed {run_dir} at update {run.step:,} of {run.total_steps:,}.')
     return run.train()

@@ -113,6 +113,10 @@ def require_same_data(run_dir: str, record: dict) -> None:
 
 def settings_from_run_dir(run_dir: str, purpose: str = 'resume') -> RunSettings:
     path = os.path.join(run_dir, run_files.FLAGS_FILE)
+    if not os.path.isfile(path) and purpose == 'resume' and stopped_before_its_settings(run_dir):
+        raise UserError(f'Cannot resume {run_dir!r}: it holds no {run_files.FLAGS_FILE} (its run was stopped before it '
+                        'recorded its settings, so nothing was trained); start the run again with its original command, '
+                        'without --resume, and delete this empty directory.')
     if not os.path.isfile(path):
         raise UserError(f'Cannot {purpose} {run_dir!r}: it is not a flowrl run directory (no {run_files.FLAGS_FILE}).')
     try:
@@ -120,6 +124,15 @@ def settings_from_run_dir(run_dir: str, purpose: str = 'resume') -> RunSettings:
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise UserError(f'{path} is unreadable or corrupt ({type(error).__name__}: {error}); it is written once '
                         'when a run starts, so restore it from a copy or start a new run.') from None
+
+
+def stopped_before_its_settings(run_dir: str) -> bool:
+    """Whether `run_dir` is a run directory made by a run stopped before it wrote flags.json
+    (its first file): empty, or holding only that write's temporary file."""
+    if not os.path.isdir(run_dir):
+        return False
+    leftover = run_files.temporary_prefix(run_files.FLAGS_FILE)
+    return all(name.startswith(leftover) for name in os.listdir(run_dir))
 
 
 def refuse_changed_configs(run_dir: str, saved: list, configs: list) -> None:
