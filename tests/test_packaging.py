@@ -101,21 +101,22 @@ def test_an_installed_copy_trains_from_a_directory_outside_the_repository(wheel,
                                ('__init__.py', 'main.py', 'agents/fql.py', 'configs/fql.py')]
     assert loaded == '[]'
 
-    data = tmp_path / 'data'
+    home = tmp_path / 'home'  # a fresh HOME: the data goes to OGBench's default directory in it
     with pytest.MonkeyPatch.context() as patch:  # 1 + 1 validation episodes of 6 steps
         short_manipulation_episodes(patch, 6)
         from flowrl.suites.data.loading import produce_dataset
 
-        produce_dataset('cube-single-play-v0', dataset_dir=str(data), dataset_episodes=1, workers=1,
-                        log=lambda *a: None, download=False)
+        produce_dataset('cube-single-play-v0', dataset_dir=str(home / '.ogbench' / 'data'), dataset_episodes=1,
+                        workers=1, log=lambda *a: None, download=False)
     # Flow BC, the cheapest agent to compile; its presets come from flowrl.configs (the shared ones).
+    # No --dataset_dir or --save_dir: the defaults, from a directory that is not the repository.
     command = [str(site / 'bin' / 'flowrl-train'), '--agent=agents/flow_bc.py', '--env_name=cube-single-play',
-               f'--dataset_dir={data}', '--dataset_episodes=1', '--offline_steps=2', '--log_interval=1',
-               '--eval_episodes=0', '--report=False', f'--save_dir={tmp_path / "runs"}', *TINY]
-    trained = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+               '--dataset_episodes=1', '--offline_steps=2', '--log_interval=1', '--eval_episodes=0', *TINY]
+    trained = subprocess.run(command, cwd=elsewhere, env=dict(env, HOME=str(home)), capture_output=True, text=True,
+                             timeout=600)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert 'Agent agents/flow_bc.py on cube-single-play-singletask-v0' in trained.stdout
-    (run_dir,) = (tmp_path / 'runs' / 'Debug').glob('flow_bc_*')
+    (run_dir,) = (elsewhere / 'exp' / 'Debug').glob('flow_bc_*')
     with open(run_dir / 'train.csv') as f:
         header, *rows = f.read().splitlines()
     assert header.startswith('step,member,seed,actor/bc_flow_loss') and [row[:2] for row in rows] == ['1,', '2,']
