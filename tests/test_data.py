@@ -402,3 +402,23 @@ def test_unguarded_main_script_fails_fast_instead_of_hanging(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0 and "if __name__ == '__main__':" in result.stderr
     assert not (tmp_path / "data" / "pointmaze-medium-stitch-v0-ep2.npz").exists()
+
+
+@pytest.mark.parametrize("dataset, remedy", [
+    ("cube-single-play-v0", "make it with `python -m flowrl.suites.data generate cube-single-play-v0 --dataset_dir {}`."),
+    ("cube-single-play-v0 --episodes=5",
+     "make it with `python -m flowrl.suites.data generate cube-single-play-v0 --episodes 5 --dataset_dir {}`."),
+    ("antmaze-large-navigate-v0",  # collected with expert policies: flowrl cannot make it
+     "download https://rail.eecs.berkeley.edu/datasets/ogbench/antmaze-large-navigate-v0.npz and its -val.npz "
+     "into {}."),
+])
+def test_verify_of_a_missing_dataset_says_how_to_get_it(tmp_path, capsys, dataset, remedy):
+    """`verify` was asked to check files, not to generate: its message says the file does not
+    exist and how to get it (not that "generation is disabled")."""
+    from flowrl.suites.data.__main__ import main as data_main
+
+    name, *options = dataset.split()
+    assert data_main(["verify", name, *options, f"--dataset_dir={tmp_path}"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    stem = name if not options else f"{name}-ep5"
+    assert line == f"error: Dataset {tmp_path}/{stem}.npz does not exist; " + remedy.format(tmp_path)

@@ -231,3 +231,51 @@ def test_ids_made_here_score_with_d4rls_returns_and_say_how_to_make_them(tmp_pat
     with pytest.raises(UserError, match='make it with `python -m flowrl.suites.data locomotion halfcheetah`'):
         task._minari_id(print)
     assert d4rl.parse('flowrl/halfcheetah/mixed-v0') is None  # not a D4RL locomotion dataset, not installed
+
+
+def test_the_commands_help_says_what_it_makes_and_every_default(capsys):
+    """`python -m flowrl.suites.data --help` names locomotion data besides OGBench's, and
+    `locomotion --help` shows each option's default: the recipe's own (RecipeSettings)."""
+    import re
+
+    with pytest.raises(SystemExit) as exit:
+        data_main(['--help'])
+    assert exit.value.code == 0
+    description = ' '.join(capsys.readouterr().out.split())
+    assert 'OGBench datasets' in description and 'locomotion datasets trained with SAC' in description
+    with pytest.raises(SystemExit) as exit:
+        data_main(['locomotion', '--help'])
+    assert exit.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    defaults = locomotion.RecipeSettings(env='halfcheetah')
+    shown = {field.name: str(getattr(defaults, field.name)) for field in dataclasses.fields(defaults)
+             if getattr(defaults, field.name) not in (None, False) and field.name != 'env'}
+    shown.update(hidden_dims='256,256', medium_return_fraction="1/3, D4RL's")
+    for name, value in shown.items():
+        assert re.search(rf'--{name} {name.upper()} [^-]*\(default: {re.escape(value)}', text), name
+    for name in ('medium_return', 'max_episode_steps', 'work_dir'):  # None: said in words
+        assert re.search(rf'--{name} {name.upper()} [^-]*\(default: (?!None)', text), name
+    # The defaults shown are the ones a run gets.
+    from flowrl.suites.data.__main__ import build_parser
+
+    args = vars(build_parser().parse_args(['locomotion', 'halfcheetah']))
+    assert locomotion.RecipeSettings(**{k: v for k, v in args.items() if k != 'command'}) == defaults
+
+
+def test_data_md_worked_example_of_a_short_run_reaches_its_medium_return():
+    """docs/DATA.md's short-run example: on the recorded halfcheetah curve, its --medium_return is
+    reached before its --sac_steps, while the default medium return is not."""
+    import csv
+    import re
+
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs')
+    text = open(os.path.join(docs, 'DATA.md')).read()
+    (steps, target), = re.findall(r'locomotion halfcheetah --sac_steps=(\d+) --medium_return=([\d.]+)', text)
+    with open(os.path.join(docs, 'sac_halfcheetah_curve_flowrl.csv'), newline='') as f:
+        curve = [(int(row['env_step']), float(row['eval_return'])) for row in csv.DictReader(f)]
+
+    def medium_point(medium_return):
+        return next((step for step, value in curve if value >= medium_return), None)
+
+    default = locomotion.medium_target(locomotion.RecipeSettings(env='halfcheetah'))
+    assert medium_point(float(target)) <= int(steps) < medium_point(default)
