@@ -279,3 +279,71 @@ def test_data_md_worked_example_of_a_short_run_reaches_its_medium_return():
 
     default = locomotion.medium_target(locomotion.RecipeSettings(env='halfcheetah'))
     assert medium_point(float(target)) <= int(steps) < medium_point(default)
+
+
+@pytest.fixture
+def mujoco_warnings():
+    """MuJoCo's warnings as they reach a recording handler (the handler before the test restored after)."""
+    import mujoco
+
+    before = mujoco.get_mju_user_warning()
+    seen = []
+    mujoco.set_mju_user_warning(seen.append)
+    yield seen
+    mujoco.set_mju_user_warning(before)
+
+
+def test_halfcheetahs_settotalmass_warning_is_dropped_and_only_it(mujoco_warnings):
+    """Gymnasium's HalfCheetah-v4 model makes MuJoCo warn that settotalmass is deprecated each time
+    an environment is made (several times per locomotion run); flowrl drops that one warning where
+    it makes one and passes every other on to the handler that was installed."""
+    import gymnasium
+    import mujoco
+
+    from flowrl.suites.d4rl_envs import SETTOTALMASS_WARNING, make_locomotion_env, mujoco_warning_dropped
+
+    with pytest.warns(DeprecationWarning):  # -v4 is out of date (the model is D4RL's on purpose)
+        gymnasium.make('HalfCheetah-v4').close()
+    assert [m[:len(SETTOTALMASS_WARNING)] for m in mujoco_warnings] == [SETTOTALMASS_WARNING]  # its source
+    mujoco_warnings.clear()
+    make_locomotion_env('halfcheetah').close()
+    with mujoco_warning_dropped(SETTOTALMASS_WARNING):
+        mujoco.get_mju_user_warning()('another warning')
+    assert mujoco_warnings == ['another warning']
+    mujoco.get_mju_user_warning()('after')  # the recording handler is back
+    assert mujoco_warnings == ['another warning', 'after']
+
+
+def test_writing_a_halfcheetah_dataset_drops_the_warning_too(tmp_path, monkeypatch, mujoco_warnings):
+    """Minari makes the environment and the evaluation one to record their specs."""
+    from flowrl.suites.d4rl_envs import make_locomotion_env
+
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path))
+    env = make_locomotion_env('halfcheetah', max_episode_steps=2)
+    observation, _ = env.reset(seed=0)
+    steps = [env.step(env.action_space.sample()) for _ in range(2)]
+    episode = dict(observations=np.stack([observation] + [s[0] for s in steps]), actions=np.zeros((2, 6)),
+                   rewards=np.array([s[1] for s in steps]), terminations=np.zeros(2, bool),
+                   truncations=np.array([False, True]))
+    minari_writer.write('flowrl/halfcheetah/warning-v0', [episode], env.spec, (0.0, 1.0), 'test', {})
+    assert minari_writer.exists('flowrl/halfcheetah/warning-v0')
+    assert mujoco_warnings == []
+
+
+def test_a_locomotion_env_prints_no_mujoco_warning(tmp_path, monkeypatch, capfd):
+    """Without a handler (a plain run), MuJoCo would print the warning to stderr and append it to
+    MUJOCO_LOG.TXT in the working directory: neither happens."""
+    import mujoco
+
+    from flowrl.suites.d4rl_envs import make_locomotion_env
+
+    monkeypatch.chdir(tmp_path)
+    before = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(None)
+    try:
+        make_locomotion_env('halfcheetah').close()
+    finally:
+        mujoco.set_mju_user_warning(before)
+    captured = capfd.readouterr()
+    assert 'settotalmass' not in captured.err + captured.out
+    assert not (tmp_path / 'MUJOCO_LOG.TXT').exists()
