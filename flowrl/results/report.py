@@ -151,7 +151,8 @@ def load_members(run_dir: str, log=print) -> list:
         config = {**config, **swept}
         recorded = recorded_protocol(flags, config)
         members.append(Member(
-            run_dir=run_dir, env=task.short_name, env_label=task.display_name, metric=task.metric, family=task.family, task=task.task_number, agent=agent,
+            run_dir=run_dir, env=task.short_name, env_label=task.display_name, metric=task.metric,
+            family=task.family, task=task.task_number, agent=agent,
             setting=tuple(swept.items()), config=config, run_values={**outcome, **recorded.grouping_values()},
             changed=changed_from_defaults(config, defaults, flags['settings']), recorded=recorded,
             seed=int(label['seed']), diverged=label['member'] in diverged,
@@ -350,7 +351,8 @@ def success_figure(groups: dict, env: str):
     for agent, setting, _, steps, values in curves:
         low, high = mean_ci_per_step(values)
         label = agent + ('' if not setting else f' ({setting_text(setting)})') + f', {len(values)} seed(s)'
-        line, = ax.plot(steps, 100 * values.mean(0), marker='o', markersize=3, label='\n'.join(textwrap.wrap(label, 70)))
+        line, = ax.plot(steps, 100 * values.mean(0), marker='o', markersize=3,
+                        label='\n'.join(textwrap.wrap(label, 70)))
         ax.fill_between(steps, 100 * low, 100 * high, color=line.get_color(), alpha=0.2, linewidth=0)
         colors.setdefault(agent, line.get_color())
     for agent, color in colors.items():

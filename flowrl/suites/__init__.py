@@ -17,8 +17,9 @@ the rest of flowrl needs to know about an environment name:
 - rewards: `reward_function(settings)` maps the environment's rewards to the run's, for the
   dataset (applied by the suite) and for online transitions (applied by flowrl.engine.online) alike;
 - evaluation: `env_factory(settings)` (a picklable `() -> gymnasium.Env`), `metric` (what the
-  score measures: a key of `METRICS`, which says how to label and bound it) and `episode_scores(returns, successes)` (one score per episode, a fraction:
-  100 x it is the percentage or the normalised score the papers print);
+  score measures: a key of `METRICS`, which says how to label and bound it) and
+  `episode_scores(returns, successes)` (one score per episode, a fraction: 100 x it is the
+  percentage or the normalised score the papers print);
 - `description(settings)`: what the run records about the benchmark (flags.json, results.json).
 
 No code outside this package asks which suite a task belongs to.
