@@ -408,10 +408,14 @@ def test_titles_fit_the_figure_and_clear_the_panels(tmp_path):
         groups = groups_under(tmp_path / name)
         for fig in (success_figure(groups, key[0]), losses_figure(groups, key[0], 'fql')):
             assert texts_outside(fig) == []
-        renderer = drawn(fig)
+        renderer = drawn(fig)  # the losses figure
         title = fig._suptitle.get_window_extent(renderer)
         panel_titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.axison]
         assert len(panel_titles) == 10 and all(title.y0 >= box.y1 for box in panel_titles)
+    # A narrow losses figure (two panels) with the long name.
+    write_run(tmp_path / 'narrow', 'run', LOCOMOTION, 'fql', SEEDS, [[.1], [.3]])
+    fig = losses_figure(groups_under(tmp_path / 'narrow'), 'flowrl_halfcheetah_medium-replay-v0', 'fql')
+    assert len([ax for ax in fig.axes if ax.axison]) == 2 and texts_outside(fig) == []
 
 
 def test_the_command_prints_paths_that_open_from_anywhere(tmp_path):

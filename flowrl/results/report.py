@@ -316,6 +316,7 @@ def _pyplot():
 
 
 TITLE_CHARACTERS = 60  # a title line wider than this is wrapped (at hyphens and slashes too)
+CHARACTERS_PER_INCH = 11  # of a 10-point title, with a margin (DejaVu Sans averages ~6 points a character)
 
 
 def wrapped(text: str, width: int = TITLE_CHARACTERS) -> str:
@@ -405,14 +406,15 @@ def losses_figure(groups: dict, env: str, agent: str):
     plt = _pyplot()
     columns = min(3, len(panels))
     lines = -(-len(panels) // columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(max(8.0, 4.2 * columns), 1.0 + 2.8 * lines), squeeze=False,
-                             layout='constrained')
+    width = max(8.0, 4.2 * columns)  # inches
+    fig, axes = plt.subplots(lines, columns, figsize=(width, 1.0 + 2.8 * lines), squeeze=False, layout='constrained')
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, (training, validation) in zip(axes.flat, panels):
         for i, (setting, group) in enumerate(mine.items()):
             for column, style in ((training, '-'), (validation, '--')):
                 if column is not None:
-                    ax.plot(*mean_over_seeds(group, column), style, color=colors[i % len(colors)],
+                    steps, means = mean_over_seeds(group, column)
+                    ax.plot(steps, means, style, color=colors[i % len(colors)], marker='o' if len(steps) == 1 else None,
                             label=setting_text(setting) if column == (training or validation) else None)
         ax.set_title(training or validation, fontsize=9)
         ax.tick_params(labelsize=7)
@@ -423,8 +425,8 @@ def losses_figure(groups: dict, env: str, agent: str):
         axes.flat[0].legend(fontsize=7)
     member = next(iter(mine.values()))[0]
     styles = '\nsolid: training batches, dashed: validation split' if any(v for _, v in panels) else ''
-    fig.suptitle(wrapped(f'{agent} on {member.env_label}: training metrics, mean over seeds (x: updates)', 90)
-                 + styles, fontsize=10)
+    title = f'{agent} on {member.env_label}: training metrics, mean over seeds (x: updates)'
+    fig.suptitle(wrapped(title, int(CHARACTERS_PER_INCH * width)) + styles, fontsize=10)
     return fig
 
 
