@@ -319,8 +319,8 @@ def test_reduced_file_renamed_to_official_name_is_refused(data_cube_copy):
 
 def test_missing_dataset_without_generation_names_the_command(tmp_path):
     """The suggested command names the dataset directory given (a user copying it must get the same files)."""
-    with pytest.raises(UserError, match=rf"python -m flowrl.suites.data generate cube-double-play-v0 --episodes 3 "
-                                        rf"--dataset_dir {tmp_path}` first"):
+    with pytest.raises(UserError, match=rf"make it with `python -m flowrl.suites.data generate cube-double-play-v0 "
+                                        rf"--episodes 3 --dataset_dir {tmp_path}`\.$"):
         load_singletask_data("cube-double-play-singletask-task1-v0", dataset_dir=str(tmp_path),
                              dataset_episodes=3, generate=False, log=_quiet)
 
