@@ -19,8 +19,9 @@
    of its log steps do. Seeds of the two programs are independent draws (different RNG use),
    so only the distribution over seeds can be compared.
 
-Defaults take about 10 minutes on 2 idle CPU cores. Prints a table and a verdict; with
-`--out_dir`, also writes parity_fql.json (every curve) and parity_fql.md (the table).
+Defaults take about 10 minutes on 2 idle CPU cores. Prints a table per metric, a verdict and the
+summary at the last log step that docs/RESULTS.md shows (`final_table`); with `--out_dir`, also
+writes parity_fql.json (every curve) and parity_fql.md (the same text).
 """
 
 import argparse
@@ -43,8 +44,8 @@ METRICS = (
     ('critic/loss', 'critic/critic_loss', 'critic loss'),
     ('actor/bc_flow_loss', 'actor/bc_flow_loss', 'BC flow loss'),
     ('actor/distill_loss', 'actor/distill_loss', 'distillation loss'),
-    ('critic/q_mean', 'critic/q_mean', 'mean Q, data actions'),
-    ('actor/q', 'actor/q', 'mean Q, policy actions'),
+    ('critic/q_mean', 'critic/q_mean', 'mean Q on data actions'),
+    ('actor/q', 'actor/q', 'mean Q on policy actions'),
 )
 # Config keys both implementations have; they must be equal for the comparison to mean anything.
 SHARED_KEYS = ('lr', 'batch_size', 'actor_hidden_dims', 'value_hidden_dims', 'layer_norm', 'actor_layer_norm',
@@ -179,6 +180,18 @@ def compare(official_curves, flowrl_curves, steps):
     return table
 
 
+def final_table(table) -> str:
+    """The summary docs/RESULTS.md shows: each metric's mean ± std over seeds at the last log step,
+    official and flowrl, printed so that the document's table is pasted, not typed (typing it
+    once gave 'mean Q on policy actions' the numbers of the row above)."""
+    lines = ['| metric | official | flowrl |', '|---|---:|---:|']
+    for label, entry in table.items():
+        last = entry['points'][-1]
+        lines.append(f'| {label} | {last["official_mean"]:.4g} ± {last["official_std"]:.2g} | '
+                     f'{last["flowrl_mean"]:.4g} ± {last["flowrl_std"]:.2g} |')
+    return '\n'.join(lines)
+
+
 def markdown(table, header_lines):
     lines = list(header_lines) + ['']
     for label, entry in table.items():
@@ -233,6 +246,7 @@ def main():
               'Shared config (checked equal in both programs): '
               + ', '.join(f'{k}={v}' for k, v in config.items()) + '.']
     text, verdict = markdown(table, header)
+    text += f'\n\nAt update {steps[-1]}, mean ± std over seeds:\n\n' + final_table(table)
     print(text)
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Train an agent on an OGBench singletask environment.
+"""Train an agent on an OGBench singletask environment or a D4RL task (or a Minari dataset).
 
     python main.py --agent=agents/fql.py --env_name=cube-double-play
     python main.py --agent=agents/fql.py --env_name=cube-double-play --num_seeds=8

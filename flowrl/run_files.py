@@ -30,6 +30,8 @@ _SUM = 'sum:'
 # The columns of a train.csv or eval.csv row that label it (which update, which member); every
 # other column but a sweep's swept values is a metric (loggers, report plots).
 ROW_LABELS = ('step', 'member', 'seed')
+# train.csv: an update's metrics on the validation split are `<prefix><metric>` beside `<metric>`.
+VALIDATION_PREFIX = 'validation/'
 
 
 def row_sums_bytes(sums: dict, counted: int) -> bytes:

@@ -319,8 +319,8 @@ def test_reduced_file_renamed_to_official_name_is_refused(data_cube_copy):
 
 def test_missing_dataset_without_generation_names_the_command(tmp_path):
     """The suggested command names the dataset directory given (a user copying it must get the same files)."""
-    with pytest.raises(UserError, match=rf"python -m flowrl.suites.data generate cube-double-play-v0 --episodes 3 "
-                                        rf"--dataset_dir {tmp_path}` first"):
+    with pytest.raises(UserError, match=rf"make it with `python -m flowrl.suites.data generate cube-double-play-v0 "
+                                        rf"--episodes 3 --dataset_dir {tmp_path}`\.$"):
         load_singletask_data("cube-double-play-singletask-task1-v0", dataset_dir=str(tmp_path),
                              dataset_episodes=3, generate=False, log=_quiet)
 
@@ -402,3 +402,23 @@ def test_unguarded_main_script_fails_fast_instead_of_hanging(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0 and "if __name__ == '__main__':" in result.stderr
     assert not (tmp_path / "data" / "pointmaze-medium-stitch-v0-ep2.npz").exists()
+
+
+@pytest.mark.parametrize("dataset, remedy", [
+    ("cube-single-play-v0", "make it with `python -m flowrl.suites.data generate cube-single-play-v0 --dataset_dir {}`."),
+    ("cube-single-play-v0 --episodes=5",
+     "make it with `python -m flowrl.suites.data generate cube-single-play-v0 --episodes 5 --dataset_dir {}`."),
+    ("antmaze-large-navigate-v0",  # collected with expert policies: flowrl cannot make it
+     "download https://rail.eecs.berkeley.edu/datasets/ogbench/antmaze-large-navigate-v0.npz and its -val.npz "
+     "into {}."),
+])
+def test_verify_of_a_missing_dataset_says_how_to_get_it(tmp_path, capsys, dataset, remedy):
+    """`verify` was asked to check files, not to generate: its message says the file does not
+    exist and how to get it (not that "generation is disabled")."""
+    from flowrl.suites.data.__main__ import main as data_main
+
+    name, *options = dataset.split()
+    assert data_main(["verify", name, *options, f"--dataset_dir={tmp_path}"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    stem = name if not options else f"{name}-ep5"
+    assert line == f"error: Dataset {tmp_path}/{stem}.npz does not exist; " + remedy.format(tmp_path)

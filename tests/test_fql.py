@@ -151,3 +151,39 @@ def test_policy_moves_to_the_better_mode_as_alpha_drops():
     # Strong distillation keeps both behaviour modes; weak distillation follows Q to the +0.6 mode.
     assert 0.25 < positive[1000.0] < 0.75, positive
     assert positive[0.3] > 0.95, positive
+
+
+def test_mean_q_on_data_and_on_policy_actions_are_two_metrics(setup):
+    """critic/q_mean is Q at the batch's actions, actor/q at the one-step policy's: computed from
+    their own actions, they differ (docs/RESULTS.md's parity table once showed one value twice)."""
+    state, nets, batch = setup
+    _, metrics = fql.update(state, batch, jax.random.PRNGKey(5))
+    q_data = np.asarray(_critic(nets, state.params, batch['observations'], batch['actions'])).mean()
+    assert float(metrics['critic/q_mean']) == pytest.approx(q_data, rel=1e-5)
+    _, actor = fql.actor_loss(nets, state.params, state.hparams, state.config, batch,
+                              jax.random.split(jax.random.PRNGKey(5))[1])
+    assert float(metrics['actor/q']) == pytest.approx(float(actor['actor/q']), rel=1e-5)
+    assert abs(float(metrics['actor/q']) - float(metrics['critic/q_mean'])) > 1e-4
+
+
+def test_the_parity_benchmark_prints_each_metrics_own_numbers():
+    """benchmarks/parity_fql.py prints the table docs/RESULTS.md shows, each row from its own
+    metric's curve at the last log step (the table was once typed by hand, a row copied)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks', 'parity_fql.py')
+    spec = importlib.util.spec_from_file_location('parity_fql', path)
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    steps = [250, 500]
+    # Seed s of metric i: official i + s/10 at every step, flowrl twice that at the last step.
+    official = [{step: {key: i + s / 10 for i, (_, key, _) in enumerate(parity.METRICS)} for step in steps}
+                for s in range(3)]
+    flowrl = [{step: {key: (i + s / 10) * (2 if step == 500 else 1) for i, (key, _, _) in enumerate(parity.METRICS)}
+               for step in steps} for s in range(3)]
+    rows = parity.final_table(parity.compare(official, flowrl, steps)).splitlines()
+    assert rows[:2] == ['| metric | official | flowrl |', '|---|---:|---:|']
+    assert rows[2:] == [f'| {label} | {i + 0.1:.4g} ± 0.1 | {2 * i + 0.2:.4g} ± 0.2 |'
+                        for i, (_, _, label) in enumerate(parity.METRICS)]
+    assert [label for _, _, label in parity.METRICS][-2:] == ['mean Q on data actions', 'mean Q on policy actions']

@@ -231,3 +231,119 @@ def test_ids_made_here_score_with_d4rls_returns_and_say_how_to_make_them(tmp_pat
     with pytest.raises(UserError, match='make it with `python -m flowrl.suites.data locomotion halfcheetah`'):
         task._minari_id(print)
     assert d4rl.parse('flowrl/halfcheetah/mixed-v0') is None  # not a D4RL locomotion dataset, not installed
+
+
+def test_the_commands_help_says_what_it_makes_and_every_default(capsys):
+    """`python -m flowrl.suites.data --help` names locomotion data besides OGBench's, and
+    `locomotion --help` shows each option's default: the recipe's own (RecipeSettings)."""
+    import re
+
+    with pytest.raises(SystemExit) as exit:
+        data_main(['--help'])
+    assert exit.value.code == 0
+    description = ' '.join(capsys.readouterr().out.split())
+    assert 'OGBench datasets' in description and 'locomotion datasets trained with SAC' in description
+    with pytest.raises(SystemExit) as exit:
+        data_main(['locomotion', '--help'])
+    assert exit.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    defaults = locomotion.RecipeSettings(env='halfcheetah')
+    shown = {field.name: str(getattr(defaults, field.name)) for field in dataclasses.fields(defaults)
+             if getattr(defaults, field.name) not in (None, False) and field.name != 'env'}
+    shown.update(hidden_dims='256,256', medium_return_fraction="1/3, D4RL's")
+    for name, value in shown.items():
+        assert re.search(rf'--{name} {name.upper()} [^-]*\(default: {re.escape(value)}', text), name
+    for name in ('medium_return', 'max_episode_steps', 'work_dir'):  # None: said in words
+        assert re.search(rf'--{name} {name.upper()} [^-]*\(default: (?!None)', text), name
+    # The defaults shown are the ones a run gets.
+    from flowrl.suites.data.__main__ import build_parser
+
+    args = vars(build_parser().parse_args(['locomotion', 'halfcheetah']))
+    assert locomotion.RecipeSettings(**{k: v for k, v in args.items() if k != 'command'}) == defaults
+
+
+def test_data_md_worked_example_of_a_short_run_reaches_its_medium_return():
+    """docs/DATA.md's short-run example: on the recorded halfcheetah curve, its --medium_return is
+    reached before its --sac_steps, while the default medium return is not."""
+    import csv
+    import re
+
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs')
+    text = open(os.path.join(docs, 'DATA.md')).read()
+    (steps, target), = re.findall(r'locomotion halfcheetah --sac_steps=(\d+) --medium_return=([\d.]+)', text)
+    with open(os.path.join(docs, 'sac_halfcheetah_curve_flowrl.csv'), newline='') as f:
+        curve = [(int(row['env_step']), float(row['eval_return'])) for row in csv.DictReader(f)]
+
+    def medium_point(medium_return):
+        return next((step for step, value in curve if value >= medium_return), None)
+
+    default = locomotion.medium_target(locomotion.RecipeSettings(env='halfcheetah'))
+    assert medium_point(float(target)) <= int(steps) < medium_point(default)
+
+
+@pytest.fixture
+def mujoco_warnings():
+    """MuJoCo's warnings as they reach a recording handler (the handler before the test restored after)."""
+    import mujoco
+
+    before = mujoco.get_mju_user_warning()
+    seen = []
+    mujoco.set_mju_user_warning(seen.append)
+    yield seen
+    mujoco.set_mju_user_warning(before)
+
+
+def test_halfcheetahs_settotalmass_warning_is_dropped_and_only_it(mujoco_warnings):
+    """Gymnasium's HalfCheetah-v4 model makes MuJoCo warn that settotalmass is deprecated each time
+    an environment is made (several times per locomotion run); flowrl drops that one warning where
+    it makes one and passes every other on to the handler that was installed."""
+    import gymnasium
+    import mujoco
+
+    from flowrl.suites.d4rl_envs import SETTOTALMASS_WARNING, make_locomotion_env, mujoco_warning_dropped
+
+    with pytest.warns(DeprecationWarning):  # -v4 is out of date (the model is D4RL's on purpose)
+        gymnasium.make('HalfCheetah-v4').close()
+    assert [m[:len(SETTOTALMASS_WARNING)] for m in mujoco_warnings] == [SETTOTALMASS_WARNING]  # its source
+    mujoco_warnings.clear()
+    make_locomotion_env('halfcheetah').close()
+    with mujoco_warning_dropped(SETTOTALMASS_WARNING):
+        mujoco.get_mju_user_warning()('another warning')
+    assert mujoco_warnings == ['another warning']
+    mujoco.get_mju_user_warning()('after')  # the recording handler is back
+    assert mujoco_warnings == ['another warning', 'after']
+
+
+def test_writing_a_halfcheetah_dataset_drops_the_warning_too(tmp_path, monkeypatch, mujoco_warnings):
+    """Minari makes the environment and the evaluation one to record their specs."""
+    from flowrl.suites.d4rl_envs import make_locomotion_env
+
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path))
+    env = make_locomotion_env('halfcheetah', max_episode_steps=2)
+    observation, _ = env.reset(seed=0)
+    steps = [env.step(env.action_space.sample()) for _ in range(2)]
+    episode = dict(observations=np.stack([observation] + [s[0] for s in steps]), actions=np.zeros((2, 6)),
+                   rewards=np.array([s[1] for s in steps]), terminations=np.zeros(2, bool),
+                   truncations=np.array([False, True]))
+    minari_writer.write('flowrl/halfcheetah/warning-v0', [episode], env.spec, (0.0, 1.0), 'test', {})
+    assert minari_writer.exists('flowrl/halfcheetah/warning-v0')
+    assert mujoco_warnings == []
+
+
+def test_a_locomotion_env_prints_no_mujoco_warning(tmp_path, monkeypatch, capfd):
+    """Without a handler (a plain run), MuJoCo would print the warning to stderr and append it to
+    MUJOCO_LOG.TXT in the working directory: neither happens."""
+    import mujoco
+
+    from flowrl.suites.d4rl_envs import make_locomotion_env
+
+    monkeypatch.chdir(tmp_path)
+    before = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(None)
+    try:
+        make_locomotion_env('halfcheetah').close()
+    finally:
+        mujoco.set_mju_user_warning(before)
+    captured = capfd.readouterr()
+    assert 'settotalmass' not in captured.err + captured.out
+    assert not (tmp_path / 'MUJOCO_LOG.TXT').exists()

@@ -166,6 +166,27 @@ def test_results_without_evaluations_are_json_with_null_scores(tmp_path):
                                          '  all: no score over 0 seed(s)']
 
 
+@pytest.mark.parametrize('flag', ['--help', '--helpfull'])
+def test_help_is_a_success_that_names_both_suites(flag):
+    """absl ends --help with status 1; the command's own help must exit 0 (its first line: what
+    it trains on, OGBench and D4RL alike)."""
+    result = run_cli([flag])
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = result.stdout.splitlines()[0]
+    assert first == 'Train an agent on an OGBench singletask environment or a D4RL task (or a Minari dataset).'
+    assert '--env_name' in result.stdout and '--offline_steps' in result.stdout
+
+
+def test_only_help_asked_for_counts_as_help():
+    from flowrl.run.config_overrides import asks_for_help
+
+    assert asks_for_help(['main.py', '--help']) and asks_for_help(['main.py', '--env_name=x', '-helpfull'])
+    assert asks_for_help(['main.py', '-?']) and asks_for_help(['main.py', '--help=true'])
+    assert not asks_for_help(['main.py', '--help=false'])
+    assert not asks_for_help(['main.py', '--env_name=help'])
+    assert not asks_for_help(['main.py', '--', '--help'])  # after `--`, not a flag
+
+
 def test_eval_workers_error_says_zero_means_one_per_core():
     from flowrl.errors import UserError
     from flowrl.run.runner import RunSettings, check_settings

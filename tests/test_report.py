@@ -55,10 +55,12 @@ NOT_RECORDED = object()
 
 
 def write_run(root, name, env, agent, labels, success, diverged=(), config=None, success_timing='pre', settings=None,
-              data=None, default_config=None):
+              data=None, default_config=None, validation=False):
     """A run directory as main.py writes it: success[i] = member i's history at 100, 200, ...;
-    `default_config` (the agent's defaults with presets) is `config` unless given (NOT_RECORDED:
-    a run made before flags.json recorded it)."""
+    train.csv: critic/loss 1 / (i + 1) and actor/loss 0.5 at the i-th step (and, with
+    `validation`, validation/critic/loss twice the critic's); `default_config` (the agent's
+    defaults with presets) is `config` unless given (NOT_RECORDED: a run made before flags.json
+    recorded it)."""
     run_dir = os.path.join(root, name)
     os.makedirs(run_dir)
     config = config or dict(alpha=1.0)
@@ -73,7 +75,10 @@ def write_run(root, name, env, agent, labels, success, diverged=(), config=None,
     for label, history in zip(labels, success):
         for i, value in enumerate(history):
             evals.append(dict(step=100 * (i + 1), **label, success=value, episode_return=-1.0))
-            trains.append(dict(step=100 * (i + 1), **label, **{'critic/loss': 1.0 / (i + 1), 'actor/loss': 0.5}))
+            metrics = {'critic/loss': 1.0 / (i + 1), 'actor/loss': 0.5}
+            if validation:
+                metrics['validation/critic/loss'] = 2.0 / (i + 1)
+            trains.append(dict(step=100 * (i + 1), **label, **metrics))
     sort = lambda rows: sorted(rows, key=lambda r: (r['step'], r['member']))
     run_files.CsvLog(os.path.join(run_dir, run_files.EVAL_CSV)).append(sort(evals))
     run_files.CsvLog(os.path.join(run_dir, run_files.TRAIN_CSV)).append(sort(trains))
@@ -276,3 +281,156 @@ def test_the_result_settings_defaults_are_run_settings_defaults():
 
     fields = RunSettings.__dataclass_fields__
     assert RESULT_SETTINGS == {key: fields[key].default for key in RESULT_SETTINGS}
+
+
+# ---- what the plots say and where they say it ----
+
+LOCOMOTION = 'flowrl/halfcheetah/medium-replay-v0'  # a dataset made here: its file-safe name has '_' for '/'
+
+
+def groups_under(root):
+    from flowrl.results.report import find_run_dirs, group_members, load_all
+
+    return group_members(load_all(find_run_dirs([str(root)]), log=[].append), log=[].append)
+
+
+def drawn(fig):
+    """The figure drawn once, so that text extents are known; the renderer."""
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def texts_outside(fig) -> list:
+    """The titles, axis labels and legend entries of `fig` that reach past its edges (clipped in the PNG)."""
+    renderer = drawn(fig)
+    page = fig.bbox
+    texts = list(fig.texts) + ([fig._suptitle] if fig._suptitle is not None else [])
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label] + (ax.get_legend().get_texts() if ax.get_legend() else [])
+    outside = []
+    for text in texts:
+        if text.get_visible() and text.get_text().strip():
+            box = text.get_window_extent(renderer)
+            if box.x0 < page.x0 - 1 or box.x1 > page.x1 + 1 or box.y0 < page.y0 - 1 or box.y1 > page.y1 + 1:
+                outside.append(text.get_text())
+    return outside
+
+
+def test_the_report_names_a_dataset_made_here_by_its_id(tmp_path):
+    write_run(tmp_path / 'runs', 'iql_loco', LOCOMOTION, 'iql', SEEDS, [[.1, .2], [.3, .4]])
+    paths = write_report([str(tmp_path / 'runs')], str(tmp_path / 'out'), log=[].append)
+    (row,) = run_files.CsvLog(paths['csv']).read()
+    assert row['environment'] == LOCOMOTION
+    assert f'| {LOCOMOTION} | iql |' in open(paths['markdown']).read()
+    # File names stay file-safe.
+    assert sorted(os.path.basename(p) for p in paths['plots']) == [
+        'losses_flowrl_halfcheetah_medium-replay-v0_iql.png', 'success_flowrl_halfcheetah_medium-replay-v0.png']
+
+
+@pytest.mark.parametrize('env, label, limits', [
+    ('cube-single-play-singletask-v0', 'success (%)', (0, 100)),
+    ('antmaze-large-diverse-v2', 'success (%)', (0, 100)),  # D4RL's antmaze scores success too
+    (LOCOMOTION, 'normalised score', None),
+    ('halfcheetah-medium-replay-v2', 'normalised score', None),
+])
+def test_the_score_axis_says_what_the_task_measures(tmp_path, env, label, limits):
+    from flowrl.results.report import success_figure
+
+    write_run(tmp_path, 'run', env, 'iql', SEEDS, [[.1, .2], [.3, .5]])
+    (key,) = groups_under(tmp_path)
+    ax = success_figure(groups_under(tmp_path), key[0]).axes[0]
+    assert ax.get_ylabel() == label
+    assert ax.get_title().splitlines()[0] == suites.resolve(env).display_name
+    if limits is None:  # autoscaled around the curve (mean 20, then 35)
+        assert ax.get_ylim()[0] > 0 and ax.get_ylim()[1] < 100
+    else:
+        low, high = ax.get_ylim()
+        assert low <= limits[0] < limits[1] <= high and high - low <= 1.1 * (limits[1] - limits[0])
+
+
+def test_the_published_score_is_a_reference_line_with_its_band(tmp_path):
+    from flowrl.results.report import success_figure
+
+    quick_start_run(tmp_path)  # fql on cube-single-play: 97 ± 2 in the FQL paper
+    ax = success_figure(groups_under(tmp_path), 'cube-single-play').axes[0]
+    (reference,) = [line for line in ax.get_lines() if 'published (paper)' in line.get_label()]
+    assert reference.get_label() == 'fql, published (paper): 97 ± 2'
+    assert list(reference.get_ydata()) == [97, 97] and reference.get_linestyle() == ':'
+    (band,) = ax.patches  # the ± std band: from 95 to 99 across the plot
+    assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx((95, 99))
+    assert 'fql, published (paper): 97 ± 2' in [t.get_text() for t in ax.get_legend().get_texts()]
+    # No published number (IQL on a dataset made here): no reference line.
+    write_run(tmp_path / 'loco', 'iql', LOCOMOTION, 'iql', SEEDS, [[.1], [.2]])
+    ax = success_figure(groups_under(tmp_path / 'loco'), 'flowrl_halfcheetah_medium-replay-v0').axes[0]
+    assert not [line for line in ax.get_lines() if 'published' in line.get_label()]
+
+
+def test_a_metric_and_its_validation_curve_share_one_panel(tmp_path):
+    from flowrl.results.report import loss_panels, losses_figure
+
+    assert loss_panels(['critic/loss', 'validation/critic/loss', 'actor/loss', 'validation/value/loss']) == [
+        ('critic/loss', 'validation/critic/loss'), ('actor/loss', None), (None, 'validation/value/loss')]
+    write_run(tmp_path, 'run', 'cube-single-play-singletask-v0', 'fql', SEEDS, [[.1, .2, .3], [.3, .4, .5]],
+              validation=True)
+    fig = losses_figure(groups_under(tmp_path), 'cube-single-play', 'fql')
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible() and ax.axison}
+    assert sorted(panels) == ['actor/loss', 'critic/loss']
+    training, validation = panels['critic/loss'].get_lines()
+    assert (training.get_linestyle(), validation.get_linestyle()) == ('-', '--')
+    assert training.get_color() == validation.get_color()
+    assert list(training.get_xdata()) == [100, 200, 300]
+    assert np.allclose(training.get_ydata(), [1, 1 / 2, 1 / 3]) and np.allclose(validation.get_ydata(), [2, 1, 2 / 3])
+    assert len(panels['actor/loss'].get_lines()) == 1
+    assert 'dashed: validation split' in fig._suptitle.get_text()
+
+
+FQL_METRICS = ('critic/loss', 'critic/q_mean', 'critic/q_max', 'critic/q_min', 'actor/loss', 'actor/bc_flow_loss',
+               'actor/distill_loss', 'actor/q_loss', 'actor/q', 'actor/mse_to_data')  # agents/fql.py's
+
+
+def with_fql_metrics(run_dir):
+    """train.csv rewritten with FQL's ten metrics and their validation columns (4 rows of 3 panels)."""
+    rows = [dict(step=100 * (i + 1), **label, **{prefix + name: 1.0 / (i + 1) for name in FQL_METRICS
+                                                 for prefix in ('', run_files.VALIDATION_PREFIX)})
+            for i in range(3) for label in SEEDS]
+    os.remove(os.path.join(run_dir, run_files.TRAIN_CSV))
+    run_files.CsvLog(os.path.join(run_dir, run_files.TRAIN_CSV)).append(rows)
+
+
+def test_titles_fit_the_figure_and_clear_the_panels(tmp_path):
+    """No title is clipped at the figure's edge (a long dataset id included) and the losses
+    figure's title sits above its panels' titles, not over them (as it did with 20 panels)."""
+    from flowrl.results.report import losses_figure, success_figure
+
+    for name, env in (('loco', LOCOMOTION), ('cube', 'cube-single-play-singletask-v0')):
+        with_fql_metrics(write_run(tmp_path / name, 'run', env, 'fql', SEEDS, [[.1, .2, .3], [.3, .4, .5]]))
+        (key,) = groups_under(tmp_path / name)
+        groups = groups_under(tmp_path / name)
+        for fig in (success_figure(groups, key[0]), losses_figure(groups, key[0], 'fql')):
+            assert texts_outside(fig) == []
+        renderer = drawn(fig)  # the losses figure
+        title = fig._suptitle.get_window_extent(renderer)
+        panel_titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.axison]
+        assert len(panel_titles) == 10 and all(title.y0 >= box.y1 for box in panel_titles)
+    # A narrow losses figure (two panels) with the long name.
+    write_run(tmp_path / 'narrow', 'run', LOCOMOTION, 'fql', SEEDS, [[.1], [.3]])
+    fig = losses_figure(groups_under(tmp_path / 'narrow'), 'flowrl_halfcheetah_medium-replay-v0', 'fql')
+    assert len([ax for ax in fig.axes if ax.axison]) == 2 and texts_outside(fig) == []
+
+
+def test_the_command_prints_paths_that_open_from_anywhere(tmp_path):
+    """Run on one run directory from inside another directory: every path it prints is a file
+    that exists as printed (absolute), not a 'report/...' that reads as the run's own report."""
+    run_dir = quick_start_run(tmp_path / 'runs')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    env = dict(os.environ, PYTHONPATH=REPO)
+    result = subprocess.run([sys.executable, '-m', 'flowrl.results.report', os.path.relpath(run_dir, elsewhere),
+                             '--out', 'my_report'], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.split('Written:\n', 1)[1].split()
+    assert [os.path.basename(p) for p in printed] == ['report.md', 'report.csv', 'success_cube-single-play.png',
+                                                      'losses_cube-single-play_fql.png']
+    assert all(os.path.isabs(p) and os.path.isfile(p) for p in printed)
+    out = os.path.realpath(elsewhere / 'my_report')
+    assert all(os.path.realpath(p).startswith(out + os.sep) for p in printed)

@@ -16,9 +16,15 @@ Writes to --out:
   the runs depart from the protocol behind it (flowrl.results.departures: updates, network sizes, dataset
   size, evaluation episodes and interval, success timing) or "as published"; over several
   environments, one aggregate IQM per agent and setting with the environments as strata;
-- success_<env>.png: success against updates, one line per agent / setting, mean over seeds
-  with a 95 % bootstrap band;
-- losses_<env>_<agent>.png: train.csv metrics, mean over seeds, one panel per metric.
+- success_<env>.png: the score against updates, one line per agent / setting, mean over seeds
+  with a 95 % bootstrap band, the axis labelled by what the task measures (flowrl.suites.METRICS:
+  "success (%)", "normalised score"), and each agent's published score, where there is one, as a
+  dotted line with its ± std band;
+- losses_<env>_<agent>.png: train.csv metrics, mean over seeds, one panel per metric: its
+  training curve solid, its validation-split curve (validation/<metric>) dashed.
+Tables and titles name environments as users do (the task's display_name: cube-double-play,
+flowrl/halfcheetah/medium-replay-v0); file names use the file-safe short name. The command prints
+the paths it wrote as absolute paths.
 """
 
 import argparse
@@ -28,12 +34,14 @@ import glob
 import io
 import os
 import sys
+import textwrap
 
 import numpy as np
 
 from flowrl import run_files
 from flowrl.kit.agent_loading import agent_name, load_agent
 from flowrl import suites
+from flowrl.suites import METRICS
 from flowrl.results.departures import Recorded, departures, departures_text, protocol_text, recorded_protocol
 from flowrl.errors import UserError
 from flowrl.results.published import SOURCE_PROTOCOLS, TIMING_NOTE, published_score
@@ -52,7 +60,9 @@ RESULT_SETTINGS = dict(sparse=False, success_timing=None)
 class Member:
     """One trained member (a seed at one sweep point) of one run directory."""
     run_dir: str
-    env: str  # short environment name, e.g. cube-double-play
+    env: str  # file-safe environment name, e.g. cube-double-play, flowrl_halfcheetah_medium-replay-v0
+    env_label: str  # what users call it (the task's display_name): flowrl/halfcheetah/medium-replay-v0
+    metric: str  # what the score measures: a key of flowrl.suites.METRICS
     family: str
     task: int | None
     agent: str
@@ -64,7 +74,7 @@ class Member:
     seed: int
     diverged: bool
     steps: np.ndarray  # evaluated updates
-    success: np.ndarray  # the score at those updates (success on OGBench, normalised return on D4RL; fractions)
+    success: np.ndarray  # the score at those updates, as `metric` measures it (fractions)
     train_rows: list
 
     @property
@@ -141,7 +151,8 @@ def load_members(run_dir: str, log=print) -> list:
         config = {**config, **swept}
         recorded = recorded_protocol(flags, config)
         members.append(Member(
-            run_dir=run_dir, env=task.short_name, family=task.family, task=task.task_number, agent=agent,
+            run_dir=run_dir, env=task.short_name, env_label=task.display_name, metric=task.metric,
+            family=task.family, task=task.task_number, agent=agent,
             setting=tuple(swept.items()), config=config, run_values={**outcome, **recorded.grouping_values()},
             changed=changed_from_defaults(config, defaults, flags['settings']), recorded=recorded,
             seed=int(label['seed']), diverged=label['member'] in diverged,
@@ -205,9 +216,9 @@ def group_members(members, log=print) -> dict:
 
 
 def summary_row(key, group) -> dict:
-    env, agent, setting = key
+    _, agent, setting = key
     scores = np.array([m.score for m in group if m.score is not None])
-    row = dict(environment=env, agent=agent, setting=setting_text(setting), seeds=len(scores),
+    row = dict(environment=group[0].env_label, agent=agent, setting=setting_text(setting), seeds=len(scores),
                diverged=sum(m.diverged for m in group), mean=None, std=None, iqm=None, ci_low=None, ci_high=None,
                last_update=max((int(m.steps[-1]) for m in group if len(m.steps)), default=None),
                published=None, published_std=None, published_source=None, departures=None)
@@ -304,71 +315,136 @@ def _pyplot():
     return plt
 
 
-def plot_success(groups: dict, env: str, path: str) -> bool:
-    """success_<env>.png: one line per agent/setting; False if nothing was evaluated."""
+TITLE_CHARACTERS = 60  # a title line wider than this is wrapped (at hyphens and slashes too)
+CHARACTERS_PER_INCH = 11  # of a 10-point title, with a margin (DejaVu Sans averages ~6 points a character)
+
+
+def wrapped(text: str, width: int = TITLE_CHARACTERS) -> str:
+    """`text` cut into lines of at most `width` characters, an environment name at its hyphens or slashes."""
+    return '\n'.join(textwrap.wrap(text.replace('/', '/ '), width)).replace('/ ', '/')
+
+
+def draw_published(ax, published, agent: str, color) -> None:
+    """The published score as a dotted reference line, with its ± std band where the source gives one."""
+    if published is None:
+        return
+    std = '' if published.std is None else f' ± {published.std:g}'
+    ax.axhline(published.mean, color=color, linestyle=':', linewidth=1.5, label=f'{agent}, published (paper): '
+               f'{published.mean:g}{std}')
+    if published.std is not None:
+        ax.axhspan(published.mean - published.std, published.mean + published.std, color=color, alpha=0.1,
+                   linewidth=0)
+
+
+def success_figure(groups: dict, env: str):
+    """The score against updates on `env`: one line per agent / setting (mean over seeds, 95 %
+    bootstrap band), each agent's published score as a reference line; None if nothing was evaluated."""
+    curves = [(agent, setting, group[0], *common_curve(group)) for (group_env, agent, setting), group in groups.items()
+              if group_env == env]
+    curves = [curve for curve in curves if len(curve[3])]
+    if not curves:
+        return None
+    member = curves[0][2]  # the environment's names and metric, shared by every member on it
+    metric = METRICS[member.metric]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn = False
-    for (group_env, agent, setting), group in groups.items():
-        steps, curves = common_curve(group)
-        if group_env != env or not len(steps):
-            continue
-        low, high = mean_ci_per_step(curves)
-        label = agent + ('' if not setting else f' ({setting_text(setting)})') + f', {len(curves)} seed(s)'
-        line, = ax.plot(steps, 100 * curves.mean(0), marker='o', markersize=3, label=label)
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout='constrained')
+    colors = {}
+    for agent, setting, _, steps, values in curves:
+        low, high = mean_ci_per_step(values)
+        label = agent + ('' if not setting else f' ({setting_text(setting)})') + f', {len(values)} seed(s)'
+        line, = ax.plot(steps, 100 * values.mean(0), marker='o', markersize=3,
+                        label='\n'.join(textwrap.wrap(label, 70)))
         ax.fill_between(steps, 100 * low, 100 * high, color=line.get_color(), alpha=0.2, linewidth=0)
-        drawn = True
-    if drawn:
-        ax.set(xlabel='updates', ylabel='score (x 100)',
-               title=f'{env}: mean over seeds, band = 95% bootstrap CI')
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        _save_figure(fig, path)
-    plt.close(fig)
-    return drawn
+        colors.setdefault(agent, line.get_color())
+    for agent, color in colors.items():
+        draw_published(ax, published_score(member.family, member.task, agent), agent, color)
+    if metric.limits is not None:
+        low, high = metric.limits
+        ax.set_ylim(low - 0.03 * (high - low), high + 0.03 * (high - low))
+    ax.set(xlabel='updates', ylabel=metric.label)
+    ax.set_title(wrapped(member.env_label) + '\nmean over seeds, band = 95% bootstrap CI', fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
 
 
-def plot_losses(groups: dict, env: str, agent: str, path: str) -> bool:
-    """losses_<env>_<agent>.png: every train.csv metric, mean over seeds, one line per setting."""
+def plot_success(groups: dict, env: str, path: str) -> bool:
+    """success_<env>.png (success_figure); False if nothing was evaluated."""
+    return _save_figure(success_figure(groups, env), path)
+
+
+def loss_panels(columns) -> list:
+    """[(training column or None, validation column or None)]: one panel per metric, its
+    validation column (VALIDATION_PREFIX + metric) beside it; a validation column whose metric
+    train.csv lacks gets a panel of its own."""
+    prefix = run_files.VALIDATION_PREFIX
+    training = [c for c in columns if not c.startswith(prefix)]
+    panels = [(c, prefix + c if prefix + c in columns else None) for c in training]
+    return panels + [(None, c) for c in columns if c.startswith(prefix) and c[len(prefix):] not in training]
+
+
+def mean_over_seeds(group, column: str):
+    """(steps, mean of `column` over the group's members at each step where any logged it)."""
+    values = {}
+    for member in group:
+        for row in member.train_rows:
+            if row.get(column) not in (None, ''):
+                values.setdefault(int(row['step']), []).append(float(row[column]))
+    steps = sorted(values)
+    return steps, [np.mean(values[step]) for step in steps]
+
+
+def losses_figure(groups: dict, env: str, agent: str):
+    """Every train.csv metric of `agent` on `env`, mean over seeds: one panel per metric with its
+    training (solid) and validation (dashed) curves, one colour per setting; None without metrics."""
     mine = {setting: group for (e, a, setting), group in groups.items() if e == env and a == agent}
     rows = [r for group in mine.values() for m in group for r in m.train_rows]
     labels = {k for group in mine.values() for m in group for k in m.config}  # swept values sit in the rows too
-    metrics = [k for k in (rows[0] if rows else {}) if k not in run_files.ROW_LABELS and k not in labels]
-    if not metrics:
-        return False
+    panels = loss_panels([k for k in (rows[0] if rows else {}) if k not in run_files.ROW_LABELS and k not in labels])
+    if not panels:
+        return None
     plt = _pyplot()
-    columns = min(3, len(metrics))
-    lines = -(-len(metrics) // columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 2.8 * lines), squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        for setting, group in mine.items():
-            values = {}
-            for m in group:
-                for r in m.train_rows:
-                    if r.get(metric) not in (None, ''):
-                        values.setdefault(int(r['step']), []).append(float(r[metric]))
-            steps = sorted(values)
-            ax.plot(steps, [np.mean(values[s]) for s in steps], label=setting_text(setting))
-        ax.set_title(metric, fontsize=9)
+    columns = min(3, len(panels))
+    lines = -(-len(panels) // columns)
+    width = max(8.0, 4.2 * columns)  # inches
+    fig, axes = plt.subplots(lines, columns, figsize=(width, 1.0 + 2.8 * lines), squeeze=False, layout='constrained')
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for ax, (training, validation) in zip(axes.flat, panels):
+        for i, (setting, group) in enumerate(mine.items()):
+            for column, style in ((training, '-'), (validation, '--')):
+                if column is not None:
+                    steps, means = mean_over_seeds(group, column)
+                    ax.plot(steps, means, style, color=colors[i % len(colors)], marker='o' if len(steps) == 1 else None,
+                            label=setting_text(setting) if column == (training or validation) else None)
+        ax.set_title(training or validation, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(metrics):]:
+    for ax in axes.flat[len(panels):]:
         ax.axis('off')
     if len(mine) > 1:
         axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f'{agent} on {env}: training metrics, mean over seeds (x: updates)', fontsize=10)
-    fig.tight_layout()
-    _save_figure(fig, path)
-    plt.close(fig)
-    return True
+    member = next(iter(mine.values()))[0]
+    styles = '\nsolid: training batches, dashed: validation split' if any(v for _, v in panels) else ''
+    title = f'{agent} on {member.env_label}: training metrics, mean over seeds (x: updates)'
+    fig.suptitle(wrapped(title, int(CHARACTERS_PER_INCH * width)) + styles, fontsize=10)
+    return fig
 
 
-def _save_figure(fig, path: str) -> None:
-    """Through a temporary file and a rename, like every file flowrl writes."""
+def plot_losses(groups: dict, env: str, agent: str, path: str) -> bool:
+    """losses_<env>_<agent>.png (losses_figure); False without metrics."""
+    return _save_figure(losses_figure(groups, env, agent), path)
+
+
+def _save_figure(fig, path: str) -> bool:
+    """Writes `fig` (None: nothing to draw) through a temporary file and a rename, like every file
+    flowrl writes, and closes it; whether there was one."""
+    if fig is None:
+        return False
     buffer = io.BytesIO()
     fig.savefig(buffer, format='png', dpi=110)
+    _pyplot().close(fig)
     run_files.write_atomic(path, buffer.getvalue())
+    return True
 
 
 def write_report(patterns, out_dir: str, log=print) -> dict:
@@ -397,7 +473,7 @@ def write_report(patterns, out_dir: str, log=print) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog='python -m flowrl.results.report', description=__doc__.split('\n')[0])
     parser.add_argument('runs', nargs='+', help='run directories, directories holding runs, or globs')
-    parser.add_argument('--out', default='report', help='output directory (default: report/)')
+    parser.add_argument('--out', default='report', help='output directory (default: report/ in the current directory)')
     args = parser.parse_args(argv)
     try:
         paths = write_report(args.runs, args.out)
@@ -405,7 +481,14 @@ def main(argv=None) -> None:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
     print(open(paths['markdown']).read())
-    print(f'Written: {paths["markdown"]}, {paths["csv"]}' + ''.join(f', {p}' for p in paths['plots']))
+    print('\n'.join(written_lines(paths)))
+
+
+def written_lines(paths: dict) -> list:
+    """What the report wrote, as absolute paths: openable whatever directory the command ran in
+    and whatever run directories it was given (a relative 'report/...' reads as the run's own)."""
+    files = [paths['markdown'], paths['csv'], *paths['plots']]
+    return ['Written:'] + [f'  {os.path.abspath(path)}' for path in files]
 
 
 if __name__ == '__main__':

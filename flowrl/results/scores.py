@@ -6,6 +6,7 @@ summary written to results.json (flowrl.run.runner) and its lines in the log. Th
 import numpy as np
 
 from flowrl import run_files
+from flowrl.suites import METRICS
 
 FINAL_EVALUATIONS = 3  # evaluations the final score averages
 
@@ -52,7 +53,7 @@ def summarize_results(eval_rows: list[dict], labels: list[dict], diverged: dict 
 
 
 def results_lines(results: dict) -> list[str]:
-    unit = '%' if results.get('metric', 'success') == 'success' else ''  # a normalised return is not a rate
+    unit = METRICS[results.get('metric', 'success')].unit  # runs written before results.json named it scored success
     lines = [f'Final score ({results["score"]}, x 100):']
     for m in results['members']:
         extra = ' '.join(f'{k}={v}' for k, v in m.items() if k not in MEMBER_RESULT_KEYS)

@@ -33,6 +33,16 @@ def split_agent_flags(argv):
     return rest, raw
 
 
+HELP_FLAGS = ('help', 'helpshort', 'helpfull', 'helpxml', '?')  # absl's, each also written -NAME
+
+
+def asks_for_help(argv) -> bool:
+    """Whether the command line (before a `--` that ends the flags) asks absl for its help."""
+    flags = argv[1:argv.index('--')] if '--' in argv else argv[1:]
+    return any(arg.startswith('-') and arg.lstrip('-').partition('=')[0] in HELP_FLAGS
+               and arg.partition('=')[2].lower() not in ('false', '0') for arg in flags)
+
+
 def run_command(main):
     """Runs a command line through absl with `main(argv, agent_overrides)`, the `--agent.*`
     flags split off first; a UserError (a full disk included) ends it with its one sentence on
@@ -42,6 +52,9 @@ def run_command(main):
         with stopping.stop_signals_raise():
             rest, agent_overrides = split_agent_flags(sys.argv)
             app.run(lambda argv: main(argv, agent_overrides), argv=rest)
+    except SystemExit as exit:
+        # absl ends --help (and --helpfull, --helpshort, --helpxml) with status 1; help asked for is a success.
+        sys.exit(0 if exit.code == 1 and asks_for_help(sys.argv) else exit.code)
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)

@@ -4,6 +4,7 @@ task), and the update's metrics on the validation split (`validation/<metric>` c
 
 import jax
 
+from flowrl import run_files
 from flowrl.engine.evaluation import EvalEnvs, member_keys, run_episodes
 from flowrl.engine.training import phase_at
 
@@ -48,7 +49,7 @@ class Evaluation:
         held = self.placement.local_members  # each process validates its own members
         keys = member_keys([self.seeds[i] for i in held], step)
         metrics = jax.device_get(self.validation_metrics(update, self.placement.local(states), self.validation, keys))
-        return {f'validation/{k}': v for k, v in self.placement.gather(metrics).items()}
+        return {f'{run_files.VALIDATION_PREFIX}{k}': v for k, v in self.placement.gather(metrics).items()}
 
     def close(self):
         if self.envs is not None:

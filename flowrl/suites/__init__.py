@@ -4,8 +4,9 @@ Each suite is a module (`ogbench`, `d4rl`) with `parse(name) -> Task | None` (No
 its names) and `known_names() -> tuple[str, ...]` (for did-you-mean). A `Task` owns everything
 the rest of flowrl needs to know about an environment name:
 
-- names: `name` (canonical, recorded in flags.json), `short_name` (run directories, report
-  groups), `family` and `task_number` (published scores), `canonical()` (one name per task);
+- names: `name` (canonical, recorded in flags.json), `short_name` (file-safe: run directories,
+  report groups and file names), `display_name` (what a user calls it: report tables and plot
+  titles), `family` and `task_number` (published scores), `canonical()` (one name per task);
 - presets: `preset_tables(online)` (the tables of configs/<agent>.py it reads, in order, e.g.
   ('PRESETS', 'ONLINE_PRESETS') or ('D4RL_PRESETS',)) and `preset_keys` (a family key, then a
   task key that refines it), so that two suites' names never share a table;
@@ -18,8 +19,9 @@ the rest of flowrl needs to know about an environment name:
   never applies it: the run does, once, to the dataset (`with_run_rewards`, which refuses data
   whose rewards are already the run's) and to each online transition (flowrl.engine.online);
 - evaluation: `env_factory(settings)` (a picklable `() -> gymnasium.Env`), `metric` (what the
-  score measures) and `episode_scores(returns, successes)` (one score per episode, a fraction:
-  100 x it is the percentage or the normalised score the papers print);
+  score measures: a key of `METRICS`, which says how to label and bound it) and
+  `episode_scores(returns, successes)` (one score per episode, a fraction: 100 x it is the
+  percentage or the normalised score the papers print);
 - `description(settings)`: what the run records about the benchmark (flags.json, results.json).
 
 No code outside this package asks which suite a task belongs to.
@@ -33,8 +35,8 @@ from __future__ import annotations
 import difflib
 
 from flowrl.errors import UserError
-from flowrl.suites.transitions import (TRANSITION_FIELDS, LoadedData, as_float32,  # noqa: F401 (the seam's names)
-                                       check_transitions, with_run_rewards)
+from flowrl.suites.transitions import (METRICS, TRANSITION_FIELDS, LoadedData, Metric,  # noqa: F401 (the seam's names)
+                                       as_float32, check_transitions, with_run_rewards)
 
 
 def _suites():

@@ -130,6 +130,12 @@ class D4RLTask:
         return self.name.replace('/', '_')
 
     @property
+    def display_name(self) -> str:
+        """The D4RL name or dataset id as given (flowrl/halfcheetah/medium-replay-v0), not its
+        file-safe short name."""
+        return self.name
+
+    @property
     def family(self) -> str:
         """The name without its version: what presets and published scores are keyed by."""
         return self.name.rsplit('-v', 1)[0]

@@ -22,8 +22,10 @@ environment worker processes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import io
+import sys
 import warnings
 
 import gymnasium
@@ -108,9 +110,41 @@ def _compare_joint_types_as_ints():
     mujoco_utils._flowrl_int_joint_types = True
 
 
+# Gymnasium's half_cheetah.xml (the -v4 model: D4RL's, on purpose) sets the compiler attribute
+# settotalmass, which recent MuJoCo deprecates (4.0.1 here): every compilation of the model warns (MuJoCo's
+# mju_warning: a line on stderr and one in MUJOCO_LOG.TXT in the working directory, not Python's
+# warnings), once per environment made, so several times per run. The masses are still scaled.
+SETTOTALMASS_WARNING = "compiler attribute 'settotalmass' is deprecated"
+
+
+@contextlib.contextmanager
+def mujoco_warning_dropped(start: str):
+    """MuJoCo's warnings that begin with `start` dropped while inside; any other goes to the
+    handler that was installed (dm_control installs one) or, without one, to stderr as MuJoCo
+    prints it. The handler is restored on leaving."""
+    import mujoco
+
+    previous = mujoco.get_mju_user_warning()
+
+    def handler(message: str) -> None:
+        if message.startswith(start):
+            return
+        if previous is None:
+            print(f'WARNING: {message}\n', file=sys.stderr, flush=True)
+        else:  # a ctypes callback (dm_control's) takes bytes
+            previous(message.encode() if isinstance(previous, ctypes._CFuncPtr) else message)
+
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
 def make_locomotion_env(env: str, max_episode_steps: int | None = None) -> gymnasium.Env:
     """The env's `-v4` Gymnasium environment; `max_episode_steps` None keeps its 1000 steps."""
-    with warnings.catch_warnings():  # v4 on purpose: D4RL's models (v5 changed them), not an oversight
+    with warnings.catch_warnings(), mujoco_warning_dropped(SETTOTALMASS_WARNING):
+        # v4 on purpose: D4RL's models (v5 changed them), not an oversight
         warnings.filterwarnings('ignore', message=r'.*is out of date\. You should consider upgrading to version')
         return gymnasium.make(LOCOMOTION_ENV_IDS[env], max_episode_steps=max_episode_steps)
 
@@ -191,7 +225,8 @@ def make_minari_env(dataset_id: str, keys: tuple | None, overrides: tuple = ()) 
     import minari
 
     _robotics()
-    env = minari.load_dataset(dataset_id).recover_environment(eval_env=True, **dict(overrides))
+    with mujoco_warning_dropped(SETTOTALMASS_WARNING):  # a locomotion dataset made here recovers HalfCheetah-v4
+        env = minari.load_dataset(dataset_id).recover_environment(eval_env=True, **dict(overrides))
     return FlatObservation(env, keys) if isinstance(env.observation_space, gymnasium.spaces.Dict) else env
 
 

@@ -35,6 +35,11 @@ class OGBenchTask:
         return self.spec.short_name
 
     @property
+    def display_name(self) -> str:
+        """The short name users type (cube-double-play, cube-double-play-task3)."""
+        return self.spec.short_name
+
+    @property
     def family(self) -> str:
         return self.spec.family
 

@@ -1,12 +1,14 @@
 """What every suite hands to a run: the loaded data (`LoadedData`, rewards as stored), the one
 place a task's reward rule meets the dataset (`with_run_rewards`), the transition format every
-agent relies on (`check_transitions`) and the reward rule that changes nothing (`as_float32`).
+agent relies on (`check_transitions`), the reward rule that changes nothing (`as_float32`) and
+what each task's score measures (`METRICS`, keyed by a task's `metric`).
 Re-exported by flowrl.suites; the suite modules import them from here, so that the package's
 registry (`flowrl.suites.resolve`, which imports the suites when asked) and the suites do not
 import each other."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -38,6 +40,19 @@ def with_run_rewards(data: LoadedData, reward_rule) -> LoadedData:
                          'rule is applied once, to the rewards as stored.')
     splits = [None if split is None else dict(split, rewards=reward_rule(split['rewards'])) for split in data[:2]]
     return data._replace(train=splits[0], val=splits[1], rewards=RUN_REWARDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """What a score measures, for tables, logs and plot axes of 100 x the score (a fraction)."""
+    label: str  # an axis label: 'success (%)'
+    unit: str  # after a printed value: '%', or '' for a score that is not a rate
+    limits: tuple | None  # the range 100 x the score can take; None: unbounded
+
+
+# A task's `metric` names its entry: OGBench's success, D4RL's normalised return (antmaze: success).
+METRICS = {'success': Metric('success (%)', '%', (0.0, 100.0)),
+           'normalized_return': Metric('normalised score', '', None)}
 
 
 TRANSITION_FIELDS = ('actions', 'rewards', 'masks', 'terminals')  # and observations, except pixel data (frames)

@@ -33,7 +33,10 @@ from flowrl.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m flowrl.suites.data", description="OGBench datasets for flowrl, offline.")
+    parser = argparse.ArgumentParser(
+        prog="python -m flowrl.suites.data",
+        description="flowrl's datasets, made on this machine: OGBench datasets (generate with OGBench's oracles, plan, "
+                    "verify) and D4RL-style locomotion datasets trained with SAC (locomotion).")
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="generate a dataset with OGBench's scripted oracles")
@@ -57,15 +60,21 @@ def _add_locomotion_parser(commands) -> None:
 
     defaults = RecipeSettings(env="halfcheetah")
     recipe = commands.add_parser(
-        "locomotion", help="make D4RL-style locomotion datasets (medium, medium-replay, expert, medium-expert) with SAC")
+        "locomotion", help="make D4RL-style locomotion datasets (medium, medium-replay, expert, medium-expert) with SAC",
+        description="D4RL's locomotion recipe (docs/DATA.md, 'Locomotion datasets made here'): SAC on the env, "
+                    "medium-replay and medium at the medium return, expert and medium-expert at --sac_steps. A short "
+                    "--sac_steps run needs a lower --medium_return (its SAC does not reach the default).",
+        formatter_class=DefaultsShown)
     recipe.add_argument("env", help="halfcheetah, hopper or walker2d (Gymnasium -v4)")
     recipe.add_argument("--sac_steps", type=int, default=defaults.sac_steps, help="environment steps of SAC in all")
     recipe.add_argument("--random_steps", type=int, default=defaults.random_steps,
                         help="first steps with random actions and no update")
     recipe.add_argument("--medium_return", type=float, default=None,
-                        help="evaluation return of the medium policy (default: the fraction below)")
+                        help="evaluation return of the medium policy (default: --medium_return_fraction x D4RL's "
+                             "expert reference return, e.g. halfcheetah 12135 / 3 = 4045); lower it for a short "
+                             "--sac_steps run")
     recipe.add_argument("--medium_return_fraction", type=float, default=defaults.medium_return_fraction,
-                        help="medium return as a fraction of D4RL's expert reference return (default 1/3, D4RL's)")
+                        help="medium return as a fraction of D4RL's expert reference return (default: 1/3, D4RL's)")
     recipe.add_argument("--rollout_episodes", type=int, default=defaults.rollout_episodes,
                         help="episodes of the medium and of the expert rollouts")
     recipe.add_argument("--eval_interval", type=int, default=defaults.eval_interval, help="env steps between evaluations")
@@ -73,12 +82,22 @@ def _add_locomotion_parser(commands) -> None:
     recipe.add_argument("--checkpoint_interval", type=int, default=defaults.checkpoint_interval,
                         help="env steps between checkpoints")
     recipe.add_argument("--max_episode_steps", type=int, default=None, help="episode length (default: the env's 1000)")
-    recipe.add_argument("--hidden_dims", type=_layer_sizes, default=defaults.hidden_dims,
-                        help="actor and critic layer sizes, e.g. 256,256")
-    recipe.add_argument("--batch_size", type=int, default=defaults.batch_size)
-    recipe.add_argument("--seed", type=int, default=defaults.seed)
-    recipe.add_argument("--work_dir", default=None, help="checkpoint directory (default ~/.flowrl/locomotion/<env>)")
+    recipe.add_argument("--hidden_dims", type=_layer_sizes, default=",".join(map(str, defaults.hidden_dims)),
+                        help="actor and critic layer sizes")  # a string default: argparse parses it with the type
+    recipe.add_argument("--batch_size", type=int, default=defaults.batch_size, help="SAC's batch size")
+    recipe.add_argument("--seed", type=int, default=defaults.seed, help="seed of SAC and of the environments")
+    recipe.add_argument("--work_dir", default=None, help="checkpoint directory (default: ~/.flowrl/locomotion/<env>)")
     recipe.add_argument("--force", action="store_true", help="start again, replacing the datasets and the checkpoint")
+
+
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default at the end of its help, unless the help says it in words (a default
+    of None, False or one given as '(default: ...)')."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _layer_sizes(text: str) -> tuple:

@@ -138,17 +138,23 @@ def resolve_dataset_files(
         _download_or_explain(dataset_name, dataset_dir, log)
 
     if not train_file.exists():
-        if not generate:
-            raise UserError(
-                f"Dataset {files.display_path(train_file)} is missing and generation is disabled; run "
-                f"`{files.cli_command('generate', dataset_name, dataset_episodes, dataset_dir)}` first."
-            )
+        if not generate:  # a check of existing files (`verify`): say how to get the dataset
+            raise UserError(f"Dataset {files.display_path(train_file)} does not exist; "
+                            + _how_to_get(dataset_name, dataset_episodes, dataset_dir, train_file) + ".")
         reason = "it could not be downloaded" if dataset_episodes is None else "reduced datasets are only built locally"
         log(f"Dataset {files.display_path(train_file)} not found ({reason}).")
         produce_dataset(dataset_name, dataset_dir=dataset_dir, dataset_episodes=dataset_episodes, workers=workers,
                         seed=seed, log=log, download=download)
 
     return _verified_directory_files(train_file, fields, dataset_name, dataset_episodes, frame_shape)
+
+
+def _how_to_get(dataset_name: str, dataset_episodes: int | None, dataset_dir: str, train_file: Path) -> str:
+    """How a missing dataset is made (generated, rendered) or, for one flowrl cannot build, fetched."""
+    if can_produce(dataset_name):
+        return f"make it with `{files.cli_command('generate', dataset_name, dataset_episodes, dataset_dir)}`"
+    return (f"download {files.OFFICIAL_URL}/{train_file.name} and its -val.npz into "
+            f"{files.display_path(train_file.parent)}")
 
 
 def produce_dataset(

@@ -74,11 +74,14 @@ def write(dataset_id: str, episodes: list[dict], env_spec, reference_returns: tu
     its description (JSON) and sidecar file. Returns the dataset's directory."""
     import minari
 
+    from flowrl.suites.d4rl_envs import SETTOTALMASS_WARNING, mujoco_warning_dropped
+
     root = minari_root()
     staging = root / STAGING
     shutil.rmtree(staging / dataset_id, ignore_errors=True)
     staging.mkdir(parents=True, exist_ok=True)
-    with _minari_root_at(staging), warnings.catch_warnings():
+    # Minari makes the environment (and the evaluation one) to record their specs: HalfCheetah warns each time.
+    with _minari_root_at(staging), warnings.catch_warnings(), mujoco_warning_dropped(SETTOTALMASS_WARNING):
         # Minari asks for a code permalink and an author e-mail, which a local dataset does not have.
         warnings.filterwarnings('ignore', message=r'`(code_permalink|author_email)` is set to None')
         minari.create_dataset_from_buffers(
