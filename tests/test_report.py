@@ -352,13 +352,14 @@ def test_the_published_score_is_a_reference_line_with_its_band(tmp_path):
     from flowrl.results.report import success_figure
 
     quick_start_run(tmp_path)  # fql on cube-single-play: 97 ± 2 in the FQL paper
-    ax = success_figure(groups_under(tmp_path), 'cube-single-play').axes[0]
+    figure = success_figure(groups_under(tmp_path), 'cube-single-play')
+    ax = figure.axes[0]
     (reference,) = [line for line in ax.get_lines() if 'published (paper)' in line.get_label()]
     assert reference.get_label() == 'fql, published (paper): 97 ± 2'
     assert list(reference.get_ydata()) == [97, 97] and reference.get_linestyle() == ':'
     (band,) = ax.patches  # the ± std band: from 95 to 99 across the plot
     assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx((95, 99))
-    assert 'fql, published (paper): 97 ± 2' in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert 'fql, published (paper): 97 ± 2' in [t.get_text() for t in figure.legends[0].get_texts()]
     # No published number (IQL on a dataset made here): no reference line.
     write_run(tmp_path / 'loco', 'iql', LOCOMOTION, 'iql', SEEDS, [[.1], [.2]])
     ax = success_figure(groups_under(tmp_path / 'loco'), 'flowrl_halfcheetah_medium-replay-v0').axes[0]

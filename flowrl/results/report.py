@@ -364,7 +364,7 @@ def success_figure(groups: dict, env: str):
     ax.set(xlabel='updates', ylabel=metric.label)
     ax.set_title(wrapped(member.env_label) + '\nmean over seeds, band = 95% bootstrap CI', fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.legend(loc='outside lower center', fontsize=8)  # below the axes: never over a curve or the published line
     return fig
 
 
