@@ -27,18 +27,15 @@ IDS = {name: f'flowrl/halfcheetah/{name}-v0' for name in locomotion.DATASETS}
 
 @pytest.fixture(scope='module')
 def made(tmp_path_factory):
-    """The command run once, uninterrupted: (minari root, work dir, exit status)."""
-    root = tmp_path_factory.mktemp('recipe')
-    before = os.environ.get('MINARI_DATASETS_PATH')
-    os.environ['MINARI_DATASETS_PATH'] = str(root / 'minari')
-    try:
-        status = data_main(['locomotion', 'halfcheetah', *TINY_ARGS, f'--work_dir={root / "work"}'])
-    finally:
-        if before is None:
-            del os.environ['MINARI_DATASETS_PATH']
-        else:
-            os.environ['MINARI_DATASETS_PATH'] = before
-    return root / 'minari', root / 'work', status
+    """The command run once, uninterrupted, as a newcomer runs it: in a fresh HOME, with Minari's
+    and the recipe's default directories (~/.minari/datasets, ~/.flowrl/locomotion/halfcheetah);
+    (minari root, work dir, exit status)."""
+    home = tmp_path_factory.mktemp('recipe')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('HOME', str(home))
+        patch.delenv('MINARI_DATASETS_PATH', raising=False)
+        status = data_main(['locomotion', 'halfcheetah', *TINY_ARGS])
+    return home / '.minari' / 'datasets', home / '.flowrl' / 'locomotion' / 'halfcheetah', status
 
 
 def _load(root, dataset_id, monkeypatch):
@@ -107,13 +104,15 @@ def test_sac_curve_is_written_beside_the_datasets(made):
 
 
 def test_main_trains_on_a_dataset_made_here_and_scores_it_with_d4rls_returns(made, tmp_path):
+    """main.py in the HOME the recipe wrote to, with Minari's default directory and save_dir."""
     from test_d4rl import _results, run_main
 
-    root, _, _ = made
-    result = run_main([f'--env_name={IDS["medium-replay"]}', '--offline_steps=4', f'--save_dir={tmp_path / "runs"}'],
-                      dict(MINARI_DATASETS_PATH=str(root)))
+    root, work, _ = made
+    home = root.parent.parent
+    assert work.is_dir() and root == home / '.minari' / 'datasets'
+    result = run_main([f'--env_name={IDS["medium-replay"]}', '--offline_steps=4'], dict(HOME=str(home)), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    _, results = _results(tmp_path / 'runs')
+    _, results = _results(tmp_path / 'exp')
     assert results['metric'] == 'normalized_return'
     assert results['members'][0]['final_score'] is not None
 
