@@ -167,10 +167,10 @@ def test_results_without_evaluations_are_json_with_null_scores(tmp_path):
 
 
 @pytest.mark.parametrize('flag', ['--help', '--helpfull'])
-def test_help_is_a_success_that_names_both_suites(flag):
+def test_help_is_a_success_that_names_both_suites(flag, tmp_path):
     """absl ends --help with status 1; the command's own help must exit 0 (its first line: what
     it trains on, OGBench and D4RL alike)."""
-    result = run_cli([flag])
+    result = run_cli([flag], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     first = result.stdout.splitlines()[0]
     assert first == 'Train an agent on an OGBench singletask environment or a D4RL task (or a Minari dataset).'
