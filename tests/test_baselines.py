@@ -334,6 +334,26 @@ def test_agents_without_key_values_never_warn():
     assert unpublished_key_values('ifql', suites.resolve('halfcheetah-medium-v2')) == ('num_samples',)
 
 
+def test_the_documented_table_of_baseline_values_is_the_presets():
+    """docs/ALGORITHMS.md's table of the FQL paper's Table 6 and configs/ say the same, row by row."""
+    import pathlib
+    import re
+
+    from flowrl import suites
+    from flowrl.suites.presets import presets_for
+    text = (pathlib.Path(__file__).parent.parent / 'docs' / 'ALGORITHMS.md').read_text()
+    rows = re.findall(r'^\| ([a-z0-9-]+) \| ([\d.]+)( \(4×256\))? \| \(([\d.]+), ([\d.]+)\) \| (\d+) \|$', text, re.M)
+    assert len(rows) == 15
+    for family, alpha, small, actor, critic, n in rows:
+        task = suites.resolve(family)
+        iql = presets_for('iql', task)
+        assert iql['alpha'] == float(alpha), family
+        assert iql.get('actor_hidden_dims', (512,) * 4) == ((256,) * 4 if small else (512,) * 4), family
+        assert {k: presets_for('rebrac', task)[k] for k in ('alpha_actor', 'alpha_critic')} == dict(
+            alpha_actor=float(actor), alpha_critic=float(critic)), family
+        assert presets_for('ifql', task)['num_samples'] == int(n), family
+
+
 @pytest.mark.parametrize('name', ['iql', 'rebrac', 'ifql', 'qfql', 'flowq', 'qipo'])
 def test_key_values_are_config_keys(name):
     keys = importlib.import_module(f'flowrl.configs.{name}').KEY_VALUES
