@@ -329,9 +329,11 @@ def test_only_the_key_values_the_user_did_not_set_are_named():
 def test_agents_without_key_values_never_warn():
     from flowrl import suites
     from flowrl.suites.presets import unpublished_key_values
-    for name in ('fql', 'flow_bc', 'sac'):
+    for name in ('flow_bc', 'sac'):
         assert unpublished_key_values(name, suites.resolve('pointmaze-medium-navigate')) == (), name
     assert unpublished_key_values('ifql', suites.resolve('halfcheetah-medium-v2')) == ('num_samples',)
+    assert unpublished_key_values('fql', suites.resolve('halfcheetah-medium-v2')) == ('alpha',)
+    assert unpublished_key_values('fql', suites.resolve('relocate-cloned-v1'), online=True) == ()
 
 
 def test_the_documented_table_of_baseline_values_is_the_presets():
@@ -354,7 +356,7 @@ def test_the_documented_table_of_baseline_values_is_the_presets():
         assert presets_for('ifql', task)['num_samples'] == int(n), family
 
 
-@pytest.mark.parametrize('name', ['iql', 'rebrac', 'ifql', 'qfql', 'flowq', 'qipo'])
+@pytest.mark.parametrize('name', ['fql', 'iql', 'rebrac', 'ifql', 'qfql', 'flowq', 'qipo'])
 def test_key_values_are_config_keys(name):
     keys = importlib.import_module(f'flowrl.configs.{name}').KEY_VALUES
     assert keys and set(keys) <= set(importlib.import_module(f'flowrl.agents.{name}').get_config()), name
