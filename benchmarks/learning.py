@@ -33,7 +33,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from flowrl import suites  # noqa: E402
 from flowrl.results.report import write_report  # noqa: E402
+from flowrl.suites.presets import unpublished_key_values  # noqa: E402
 from flowrl.testing import agent_names  # noqa: E402
 
 DATASET, ENV = 'cube-single-play-v0', 'cube-single-play'
@@ -41,9 +43,11 @@ BASELINE = 'flow_bc'
 # Online baselines, left out of the default list: SAC (the RLPD baseline) has no BC term, so on
 # offline data alone it measures nothing the paper compares; pass --agents=sac to run it anyway.
 ONLINE_ONLY = ('sac',)
-UNPUBLISHED = {  # config keys whose cube-single-play value no source gives (configs/__init__.py)
-    'iql': 'alpha', 'rebrac': 'alpha_actor, alpha_critic (defaults 0: no BC penalty)', 'ifql': 'num_samples',
-    'qfql': 'guidance', 'flowq': 'lambda', 'qipo': 'beta and phase lengths'}
+
+
+def unpublished(agent: str) -> str:
+    """The agent's key values (configs/<agent>.py's KEY_VALUES) that no source gives on cube-single-play."""
+    return ', '.join(unpublished_key_values(agent, suites.resolve(ENV)))
 
 
 def dataset_file(dataset_dir, episodes, workers):
@@ -125,7 +129,8 @@ def table(entries, args, path):
         f'cube-single-play (default task), dataset {os.path.basename(path)} ({args.episodes} generated episodes), '
         f'{args.updates} updates, {args.seeds} seeds per agent, {args.evaluations} evaluations of '
         f'{args.eval_episodes} episodes per seed; score = mean success of the last 3 evaluations.',
-        f'Networks smaller than the papers\' 4 x 512: hidden {args.hidden} (every MLP). ogbench '
+        f'Networks smaller than the papers\' 4 x 512 (IQL: 4 x 256 here): hidden {args.hidden} (every MLP). '
+        f'ogbench '
         f'{any_entry["results"].get("ogbench_version")}, success timing '
         f'{any_entry["results"].get("success_timing")}.', '',
         '| agent | score (mean ± std) | per seed | best evaluation | vs flow BC '
@@ -136,7 +141,7 @@ def table(entries, args, path):
         _, success = curves(entry)
         lines.append(f'| {agent} | {100 * s.mean():.1f} ± {100 * s.std():.1f} | '
                      f'{", ".join(f"{100 * x:.0f}" for x in s)} | {100 * success.mean(0).max():.1f} | '
-                     f'{versus_baseline(entry, baseline)} | {UNPUBLISHED.get(agent, "")} | '
+                     f'{versus_baseline(entry, baseline)} | {unpublished(agent)} | '
                      f'{entry["seconds"] / 60:.1f} |')
     return '\n'.join(lines)
 

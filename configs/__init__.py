@@ -13,18 +13,22 @@ Values every agent shares are held once here, and an agent's table extends them
   value the FQL paper uses there for every method (docs/ALGORITHMS.md, FQL table; 0.99 elsewhere).
   For FlowQ and QIPO (published on D4RL only) it is a property of the task's horizon rather than
   of the algorithm, set so that comparisons with FQL are like for like.
-
-Only published values are preset, each with its source beside it. Still unknown here (the
-agent's default applies; pass the value on the command line when you have it):
-- IQL `alpha` and ReBRAC `alpha_actor`/`alpha_critic` everywhere but humanoidmaze-medium (the
-  FQL paper's appendix has them; we could not read it). ReBRAC's defaults (0, 0) mean no BC
-  penalty, which is not what the paper ran.
-- IFQL `num_samples` on antmaze-giant, humanoidmaze-large, cube-single and puzzle-4x4.
-- QFQL `guidance` on antmaze-giant, humanoidmaze, cube-single and puzzle.
-- FlowQ `lambda` and QIPO `beta` and phase lengths: published on D4RL only, none for OGBench.
 - encoder 'impala_small' on every pixel-based (visual-*) environment: the encoder of every
   visual command in the FQL README, for every method (pixel observations need one). An agent
   without a table of its own (flow BC) gets these shared values too.
+
+Only published values are preset, each with its source beside it. An agent's file may name its
+key values, `KEY_VALUES`: the config keys whose per-task value should come from its paper. A run
+on a task where no preset gives one says so on its first screen
+(flowrl.suites.presets.unpublished_key_values), since the agent's default then stands in. Still unknown here (the agent's default
+applies; pass the value on the command line when you have it):
+- IQL `alpha` and ReBRAC `alpha_actor`/`alpha_critic` on D4RL (the FQL paper took those numbers
+  from prior work and lists no values); every OGBench environment has the FQL paper's (Table 6).
+- IFQL `num_samples` on D4RL locomotion and kitchen (the FQL paper did not run them).
+- QFQL `guidance` on antmaze-giant, humanoidmaze, cube-single and puzzle.
+- FlowQ `lambda`, QIPO `beta` and phase lengths: no published per-dataset values.
+- Every value on the OGBench datasets the FQL paper did not use (antmaze-medium, pointmaze,
+  stitch, explore, noisy, ...).
 D4RL tasks read their own tables, `D4RL_PRESETS` and `D4RL_ONLINE_PRESETS`, keyed by the D4RL name
 without its version ('antmaze-large-play', 'pen-human'), so the two suites' names never meet in
 one table (flowrl.suites: each task names the tables and keys it reads).

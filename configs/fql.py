@@ -7,6 +7,10 @@ encoder 'impala_small'; the commands' --p_aug=0.5 --frame_stack=3 are run flags,
 
 from flowrl.configs import with_shared
 
+# "The most important hyperparameter is the BC coefficient" (the FQL paper, Section 5.2): a run on a
+# task without one says so on its first screen (flowrl.suites.presets).
+KEY_VALUES = ('alpha',)
+
 PRESETS = with_shared({
     'antmaze-large-navigate': dict(alpha=10.0, discount=0.99, q_agg='min'),
     'antmaze-giant-navigate': dict(alpha=10.0, q_agg='min'),

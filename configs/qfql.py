@@ -12,6 +12,9 @@ inference: a trained run can be re-evaluated at other values (python -m flowrl.r
 
 from flowrl.configs import with_shared
 
+# The value the paper tunes per task; a run on a task without one says so (flowrl.suites.presets).
+KEY_VALUES = ('guidance',)
+
 PRESETS = with_shared({
     'antmaze-large-navigate': dict(guidance=1.0),  # QFQL paper, Table 2
     'antsoccer-arena-navigate': dict(guidance=1.0),  # QFQL paper, Table 2

@@ -245,13 +245,22 @@ def test_presets_name_existing_keys(name):
 
 
 @pytest.mark.parametrize('agent, env, values', [
-    # FQL README's baseline commands (humanoidmaze-medium-navigate, offline).
+    # The FQL paper, Table 6 (offline; the FQL README's baseline commands agree on humanoidmaze-medium).
     ('iql', 'humanoidmaze-medium-navigate', dict(discount=0.995, alpha=10.0)),
     ('rebrac', 'humanoidmaze-medium-navigate', dict(discount=0.995, alpha_actor=0.01, alpha_critic=0.01)),
     ('ifql', 'humanoidmaze-medium-navigate-task3', dict(discount=0.995, num_samples=32)),
-    # QFQL paper, Table 2 (from the FQL paper): IFQL N and QFQL beta on the default tasks.
+    ('iql', 'antsoccer-arena-navigate', dict(discount=0.995, alpha=1.0)),
+    ('iql', 'puzzle-4x4-play-task2', dict(alpha=3.0, actor_hidden_dims=(256,) * 4, value_hidden_dims=(256,) * 4)),
+    ('iql', 'visual-puzzle-4x4-play', dict(encoder='impala_small', alpha=3.0)),  # pixels: 4 x 512 (Appendix E.2)
+    ('rebrac', 'antmaze-giant-navigate', dict(discount=0.995, alpha_actor=0.003, alpha_critic=0.01)),
+    ('rebrac', 'cube-double-play', dict(alpha_actor=0.1, alpha_critic=0.0)),
+    ('rebrac', 'visual-scene-play', dict(encoder='impala_small', alpha_actor=0.1, alpha_critic=0.01)),
     ('ifql', 'antsoccer-arena-navigate', dict(discount=0.995, num_samples=64)),
     ('ifql', 'puzzle-3x3-play', dict(num_samples=32)),
+    ('ifql', 'door-cloned-v1', dict(num_samples=128)),
+    ('ifql', 'relocate-human-v1', dict(num_samples=128)),
+    ('ifql', 'hammer-cloned-v1', dict(num_samples=32)),
+    # QFQL paper, Table 2.
     ('qfql', 'scene-play', dict(guidance=0.3)),
     # The FQL paper's long-horizon discount, for every method.
     ('qfql', 'humanoidmaze-large-navigate', dict(discount=0.995)),
@@ -260,6 +269,97 @@ def test_published_values_are_preset(agent, env, values):
     from flowrl import suites
     from flowrl.suites.presets import presets_for
     assert presets_for(agent, suites.resolve(env)) == values
+
+
+def test_offline_to_online_values_refine_the_offline_ones():
+    """The FQL paper's Table 7: IFQL N 128 on the cloned adroit tasks online (pen-cloned: 32 offline)."""
+    from flowrl import suites
+    from flowrl.suites.presets import presets_for
+    task = suites.resolve('pen-cloned-v1')
+    assert presets_for('ifql', task)['num_samples'] == 32
+    assert presets_for('ifql', task, online=True)['num_samples'] == 128
+    assert presets_for('ifql', suites.resolve('antmaze-large-play-v2'), online=True)['num_samples'] == 32
+
+
+def _resolve(agent_name, env, log=None, **settings):
+    """The members' first config and the lines resolve_members logs, through the run's own preset path."""
+    from flowrl import suites
+    from flowrl.kit.agent_loading import load_agent
+    from flowrl.run.settings import RunSettings, check_settings, resolve_members
+    s = RunSettings(agent=f'agents/{agent_name}.py', env_name=env, **settings)
+    check_settings(s)
+    logged = []
+    members = resolve_members(s, load_agent(s.agent), suites.resolve(env), logged.append)
+    return members.configs[0], logged
+
+
+@pytest.mark.parametrize('agent_name, env, expected', [
+    ('iql', 'cube-double-play-singletask-task3-v0', dict(alpha=0.3, actor_hidden_dims=(256,) * 4)),
+    ('iql', 'antmaze-large-navigate-singletask-v0', dict(alpha=10.0, actor_hidden_dims=(512,) * 4)),
+    ('rebrac', 'puzzle-3x3-play-singletask-task4-v0', dict(alpha_actor=0.3, alpha_critic=0.01)),
+    ('rebrac', 'humanoidmaze-large-navigate-singletask-v0', dict(alpha_actor=0.01, alpha_critic=0.01, discount=0.995)),
+    ('ifql', 'relocate-human-v1', dict(num_samples=128)),
+])
+def test_published_baseline_values_reach_the_run_config(agent_name, env, expected):
+    config, logged = _resolve(agent_name, env)
+    assert {k: config[k] for k in expected} == expected
+    assert not any(line.startswith('No published') for line in logged)
+
+
+def test_a_run_without_published_key_values_says_so_on_its_first_screen():
+    _, logged = _resolve('rebrac', 'antmaze-large-play-v2')  # D4RL: the FQL paper took ReBRAC's numbers elsewhere
+    line = next(line for line in logged if line.startswith('No published'))
+    assert line == ('No published alpha_actor, alpha_critic for antmaze-large-play (configs/rebrac.py): the agent '
+                    'defaults alpha_actor=0.0, alpha_critic=0.0 apply, not a value the paper ran here; pass '
+                    '--agent.alpha_actor=VALUE --agent.alpha_critic=VALUE to set them.')
+    _, logged = _resolve('iql', 'pointmaze-medium-navigate-singletask-v0')  # a dataset the FQL paper did not use
+    assert 'No published alpha for pointmaze-medium-navigate (configs/iql.py): the agent default alpha=10.0 ' \
+           'applies, not a value the paper ran here; pass --agent.alpha=VALUE to set it.' in logged
+
+
+def test_only_the_key_values_the_user_did_not_set_are_named():
+    _, logged = _resolve('rebrac', 'antmaze-large-play-v2', agent_overrides={'alpha_actor': '0.003'})
+    assert [line for line in logged if line.startswith('No published')] == [
+        'No published alpha_critic for antmaze-large-play (configs/rebrac.py): the agent default alpha_critic=0.0 '
+        'applies, not a value the paper ran here; pass --agent.alpha_critic=VALUE to set it.']
+    _, logged = _resolve('iql', 'antmaze-large-play-v2', sweep=['agent.alpha=3,10'])
+    assert not any(line.startswith('No published') for line in logged)
+
+
+def test_agents_without_key_values_never_warn():
+    from flowrl import suites
+    from flowrl.suites.presets import unpublished_key_values
+    for name in ('flow_bc', 'sac'):
+        assert unpublished_key_values(name, suites.resolve('pointmaze-medium-navigate')) == (), name
+    assert unpublished_key_values('ifql', suites.resolve('halfcheetah-medium-v2')) == ('num_samples',)
+    assert unpublished_key_values('fql', suites.resolve('halfcheetah-medium-v2')) == ('alpha',)
+    assert unpublished_key_values('fql', suites.resolve('relocate-cloned-v1'), online=True) == ()
+
+
+def test_the_documented_table_of_baseline_values_is_the_presets():
+    """docs/ALGORITHMS.md's table of the FQL paper's Table 6 and configs/ say the same, row by row."""
+    import pathlib
+    import re
+
+    from flowrl import suites
+    from flowrl.suites.presets import presets_for
+    text = (pathlib.Path(__file__).parent.parent / 'docs' / 'ALGORITHMS.md').read_text()
+    rows = re.findall(r'^\| ([a-z0-9-]+) \| ([\d.]+)( \(4×256\))? \| \(([\d.]+), ([\d.]+)\) \| (\d+) \|$', text, re.M)
+    assert len(rows) == 15
+    for family, alpha, small, actor, critic, n in rows:
+        task = suites.resolve(family)
+        iql = presets_for('iql', task)
+        assert iql['alpha'] == float(alpha), family
+        assert iql.get('actor_hidden_dims', (512,) * 4) == ((256,) * 4 if small else (512,) * 4), family
+        assert {k: presets_for('rebrac', task)[k] for k in ('alpha_actor', 'alpha_critic')} == dict(
+            alpha_actor=float(actor), alpha_critic=float(critic)), family
+        assert presets_for('ifql', task)['num_samples'] == int(n), family
+
+
+@pytest.mark.parametrize('name', ['fql', 'iql', 'rebrac', 'ifql', 'qfql', 'flowq', 'qipo'])
+def test_key_values_are_config_keys(name):
+    keys = importlib.import_module(f'flowrl.configs.{name}').KEY_VALUES
+    assert keys and set(keys) <= set(importlib.import_module(f'flowrl.agents.{name}').get_config()), name
 
 
 @pytest.mark.parametrize('name', ['fql', 'qfql', 'iql', 'rebrac', 'ifql', 'flowq', 'qipo', 'sac'])

@@ -192,6 +192,20 @@ def test_a_run_at_the_papers_protocol_is_as_published(tmp_path):
             'mean of the last three, success counted after the step; the FQL paper ran ogbench 1.1.0') in text
 
 
+def test_iql_at_the_papers_manipulation_networks_is_as_published(tmp_path):
+    """The FQL paper ran IQL with 4×256 MLPs on state-based manipulation (Appendix E.2; configs/iql.py
+    presets them): such a run departs from nothing, and a 4×512 one departs in its networks."""
+    small = dict(alpha=0.3, actor_hidden_dims=[256] * 4, value_hidden_dims=[256] * 4)
+    for name, config in (('paper', small), ('wide', dict(small, **PAPER_NETWORKS))):
+        write_run(tmp_path / 'runs', name, 'cube-double-play-singletask-v0', 'iql', SEEDS, [[0.0], [.02]],
+                  config=config, default_config=small, success_timing='post', settings=PAPER_SETTINGS,
+                  data=dict(source='ogbench', episodes=1000, transitions=1_000_000))
+    rows, text = report_rows(tmp_path)
+    assert sorted(row['departures'] for row in rows) == ['as published', 'networks 4×512 (paper 4×256)']
+    assert ('IQL on state-based manipulation with 4×256 MLPs (Appendix E.2): 1M offline updates, every MLP 4×256'
+            in text)
+
+
 def quick_start_run(root, name='quickstart', seeds=SEEDS):
     """What the README's quick start records: 100k updates, 2 x 128 networks, 200 generated
     episodes of 1,000 transitions, 10 episodes every 10k updates, ogbench >= 1.2's timing."""

@@ -11,7 +11,7 @@ import typing
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import UserError
 from flowrl.run.loggers import WANDB_MODES, parse_loggers
-from flowrl.suites.presets import apply_presets, presets_for, presets_name
+from flowrl.suites.presets import apply_presets, presets_for, presets_name, unpublished_key_values
 from flowrl.engine.training import MEMBER_EXECUTIONS
 
 
@@ -193,6 +193,16 @@ def fit_schedules(agent, members: Members, first_step: int, last_step: int, log=
 
 
 
+def unpublished_line(keys: list, config, family: str, preset_name: str) -> str:
+    """The first-screen line of a run whose key values (configs/<agent>.py's KEY_VALUES) have no
+    published value for its task: which defaults stand in, and how to pass the paper's values."""
+    plural = len(keys) > 1
+    return (f'No published {", ".join(keys)} for {family} (configs/{preset_name}.py): the agent '
+            f'default{"s" if plural else ""} {", ".join(f"{k}={config[k]}" for k in keys)} '
+            f'appl{"y" if plural else "ies"}, not a value the paper ran here; pass '
+            f'{" ".join(f"--agent.{k}=VALUE" for k in keys)} to set {"them" if plural else "it"}.')
+
+
 def resolve_members(s: RunSettings, agent, task, log=print) -> Members:
     """Agent config = defaults <- env presets <- command-line overrides; then the sweep grid x seeds."""
     source = s.agent
@@ -205,6 +215,10 @@ def resolve_members(s: RunSettings, agent, task, log=print) -> Members:
     if applied:
         log(f'Presets for {task.family} (configs/{preset_name}.py): '
             + ', '.join(f'{k}={v}' for k, v in applied.items()))
+    unpublished = [k for k in unpublished_key_values(preset_name, task, online=s.online_steps > 0)
+                   if k not in keep and k in config]
+    if unpublished:
+        log(unpublished_line(unpublished, config, task.family, preset_name))
     configs, labels = [], []
     for point in sweep_grid(sweeps):
         for offset in range(s.num_seeds):

@@ -6,14 +6,20 @@ import importlib
 from flowrl.kit.agent_loading import agent_name
 
 
+def _presets_module(agent_name: str):
+    """configs/<agent_name>.py, or configs/__init__.py (the values every agent shares) for an agent
+    without a file of its own."""
+    try:
+        return importlib.import_module(f'flowrl.configs.{agent_name}')
+    except ModuleNotFoundError:
+        return importlib.import_module('flowrl.configs')
+
+
 def presets_for(agent_name: str, task, online: bool = False) -> dict:
     """The preset values for this agent on this task: the task's suite names the tables it reads
     (flowrl.suites: OGBench's PRESETS, D4RL's D4RL_PRESETS; with `online`, the matching
     offline-to-online table refines them) and the keys (a task key refines its family key)."""
-    try:
-        module = importlib.import_module(f'flowrl.configs.{agent_name}')
-    except ModuleNotFoundError:
-        module = importlib.import_module('flowrl.configs')  # no table of its own: the values every agent shares
+    module = _presets_module(agent_name)
     values = {}
     for name in task.preset_tables(online):
         # configs/__init__.py (the module of an agent without a file of its own) holds the shared values.
@@ -21,6 +27,14 @@ def presets_for(agent_name: str, task, online: bool = False) -> dict:
         for key in task.preset_keys:
             values.update(table.get(key, {}))
     return values
+
+
+def unpublished_key_values(agent_name: str, task, online: bool = False) -> tuple:
+    """The agent's key values (its presets file's KEY_VALUES: the config keys whose per-task value
+    should come from its paper) that no preset gives on this task: there the agent's default stands
+    in for a value the paper ran."""
+    presets = presets_for(agent_name, task, online)
+    return tuple(key for key in getattr(_presets_module(agent_name), 'KEY_VALUES', ()) if key not in presets)
 
 
 def apply_presets(config, presets: dict, keep: set) -> dict:
