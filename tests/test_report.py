@@ -449,3 +449,9 @@ def test_the_command_prints_paths_that_open_from_anywhere(tmp_path):
     assert all(os.path.isabs(p) and os.path.isfile(p) for p in printed)
     out = os.path.realpath(elsewhere / 'my_report')
     assert all(os.path.realpath(p).startswith(out + os.sep) for p in printed)
+
+
+def test_footnote_marks_number_any_count_of_sources():
+    from flowrl.results.report import footnote_mark
+
+    assert [footnote_mark(n) for n in (1, 2, 4, 5, 10, 12)] == ['¹', '²', '⁴', '⁵', '¹⁰', '¹²']

@@ -255,6 +255,14 @@ def aggregate_rows(groups) -> list:
     return rows
 
 
+SUPERSCRIPT_DIGITS = str.maketrans('0123456789', '⁰¹²³⁴⁵⁶⁷⁸⁹')
+
+
+def footnote_mark(number: int) -> str:
+    """The superscript of a footnote number: 1 -> '¹', 12 -> '¹²' (any number of sources)."""
+    return str(number).translate(SUPERSCRIPT_DIGITS)
+
+
 def markdown(rows, aggregates) -> str:
     lines = ["Final score = mean score (x 100: success in % on OGBench, D4RL's normalised return on D4RL) of the "
              'last three evaluations per seed; IQM with its 95 % '
@@ -269,7 +277,7 @@ def markdown(rows, aggregates) -> str:
         if r['published'] is not None:
             if r['published_source'] not in sources:
                 sources.append(r['published_source'])
-            mark = '¹²³⁴'[sources.index(r['published_source'])]
+            mark = footnote_mark(sources.index(r['published_source']) + 1)
             std = '' if r['published_std'] is None else f' ± {r["published_std"]:g}'
             published = f'{r["published"]:g}{std}{mark}'
         score = '–' if r['mean'] is None else f'{r["mean"]:.1f} ± {r["std"]:.1f}'
@@ -280,7 +288,7 @@ def markdown(rows, aggregates) -> str:
     for i, source in enumerate(sources):
         protocol = SOURCE_PROTOCOLS[source]
         timing = f'; {TIMING_NOTE}' if protocol.success_timing else ''
-        lines.append(f'\n{"¹²³⁴"[i]} {source}: {protocol_text(protocol)}{timing}.')
+        lines.append(f'\n{footnote_mark(i + 1)} {source}: {protocol_text(protocol)}{timing}.')
     if aggregates:
         lines += ['', 'Over environments (IQM of every run, stratified bootstrap with environments as strata):', '',
                   '| agent | setting | environments | runs | IQM [95% CI] |', '|---|---|---:|---:|---:|']
