@@ -20,7 +20,12 @@ UserError naming values that would (QIPO). A module that does work over the whol
 chosen steps (QIPO's support sets, drawn once per renewal) may define `dataset_work(config)`:
 a `flowrl.kit.dataset_work.DatasetWork` (the steps, the per-row arrays it keeps in `state.extras`, the
 program run at those steps) or None; its updates then get the batch's dataset rows in
-`batch['rows']` and must also work without them (docs/DESIGN.md, "The agent contract").
+`batch['rows']` and must also work without them. A module whose training has stretches of
+different work may define `phase_updates(config)`: ((first_step, update), ...), the update the loop
+runs from each first step on (QIPO's three phases; `update` must stay right at every step). A module
+may define `action_diagnostics(state, observations, rng)`: a dict of scalars computed at every
+evaluation, written to eval.csv (QFQL's grad_a Q norms). The list is declared once, with each
+hook's stand-in, in flowrl/kit/contract.py (docs/DESIGN.md, "The agent contract").
 """
 
 # One module object per agent file: imported as `agents` (the repository root on sys.path), this

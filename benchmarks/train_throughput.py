@@ -29,6 +29,7 @@ import numpy as np
 from flowrl.agents import fql
 from flowrl.engine.costs import matmul_flops, matmul_peak
 from flowrl.engine.training import ChunkRunner, init_members, member_shardings, sample_batch
+from flowrl.kit import contract
 
 OBS_DIM, ACTION_DIM, DATASET_SIZE = 40, 5, 100_000
 
@@ -125,11 +126,10 @@ def efficiency_cases(names, dataset):
     for name in names:
         agent = importlib.import_module(f'flowrl.agents.{name}')
         config = agent.get_config()
-        phases = getattr(agent, 'phase_updates', None)
-        if phases is None:
+        starts = [start for start, _ in contract.hook(agent, 'phase_updates')(config)]
+        if len(starts) == 1:
             cases.append((name, agent, config, 0))
         else:  # a row per phase, one step in (QIPO: not a step with a support draw)
-            starts = [start for start, _ in phases(config)]
             cases += [(f'{name} phase {i + 1}', agent, config, start + 1) for i, start in enumerate(starts)]
     return cases
 
@@ -139,7 +139,7 @@ class EfficiencyCase:
 
     def __init__(self, label, agent, config, first_step, dataset, chunk):
         self.label, self.first_step, self.chunk = label, first_step, chunk
-        dataset = getattr(agent, 'prepare_dataset', lambda d: d)(dict(dataset))  # as the runner does (ReBRAC)
+        dataset = contract.hook(agent, 'prepare_dataset')(dict(dataset))  # as the runner does (ReBRAC)
         rows = len(dataset['actions'])
         states, rngs = init_members(agent, [config], [0], {k: v[:2] for k, v in dataset.items()}, rows=rows,
                                     log=lambda *_: None)

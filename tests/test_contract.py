@@ -107,3 +107,59 @@ def test_checkpoint_round_trip(agent, tmp_path):
     after_restored, _ = jax.jit(agent.update)(restored, synthetic_batch(1), jax.random.PRNGKey(2))
     after_original, _ = jax.jit(agent.update)(state, synthetic_batch(1), jax.random.PRNGKey(2))
     assert max_abs_diff(after_restored, after_original) == 0.0
+
+
+# ---- the contract is declared once (flowrl.kit.contract) and described where users read it ----
+
+def _contract_names():
+    from flowrl.kit import contract
+
+    return [*contract.REQUIRED, *contract.HOOKS]
+
+
+def test_design_and_the_agents_package_describe_every_name_of_the_contract():
+    import pathlib
+    import re
+
+    import flowrl.agents
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    design = (root / 'docs' / 'DESIGN.md').read_text()
+    section = design.split('## The agent contract', 1)[1].split('\n## ', 1)[0]
+    described = dict(design=section, agents_package=flowrl.agents.__doc__)
+    for where, text in described.items():
+        missing = [name for name in _contract_names() if not re.search(rf'\b{name}\b', text)]
+        assert not missing, f'{where} does not describe {missing}'
+
+
+def test_no_module_reads_a_hook_but_the_contract():
+    """Hooks are read through flowrl.kit.contract.hook only, so the contract lists every one."""
+    import pathlib
+    import re
+
+    from flowrl.kit import contract
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    reading = re.compile(r'(?:getattr|hasattr)\([^)]*[\'"](' + '|'.join(contract.HOOKS) + r')[\'"]')
+    offenders = [f'{path.relative_to(root)}: {match.group(0)}'
+                 for folder in ('flowrl', 'benchmarks', 'tests') for path in sorted((root / folder).rglob('*.py'))
+                 if path.name != 'contract.py' and path.name != 'test_contract.py'
+                 for match in reading.finditer(path.read_text())]
+    assert not offenders, offenders
+
+
+def test_a_missing_hook_gets_its_stand_in_and_an_unknown_name_is_refused():
+    import types
+
+    from flowrl.kit import contract
+
+    bare = types.SimpleNamespace(update='update', sample_actions='sample')
+    assert contract.hook(bare, 'explore_actions') == 'sample'  # online acting falls back to sample_actions
+    assert contract.hook(bare, 'phase_updates')('config') == ((0, 'update'),)
+    assert contract.hook(bare, 'prepare_dataset')({'a': 1}) == {'a': 1}
+    assert contract.hook(bare, 'dataset_work') is None and contract.hook(bare, 'action_diagnostics') is None
+    own = types.SimpleNamespace(explore_actions='explore', sample_actions='sample')
+    assert contract.hook(own, 'explore_actions') == 'explore'
+    with pytest.raises(KeyError, match='not a hook of the agent contract'):
+        contract.hook(bare, 'explore')
+    assert contract.missing_names({'get_config', 'init', 'update'}) == ['sample_actions', 'DYNAMIC_KEYS']

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from flowrl.kit import pixels
+from flowrl.kit import contract, pixels
 from flowrl.suites.data.loading import load_frames, load_states
 from flowrl.kit.encoders import (ENCODERS, IMAGE_LAYOUT, apply_head, conv_with_canonical_grads, encode,
                              loop_friendly_conv, make_encoder, with_encoders)
@@ -159,7 +159,7 @@ def test_every_agent_takes_image_observations(name):
     agent = importlib.import_module(f'flowrl.agents.{name}')
     batch = synthetic_batch(batch_size=4)
     batch['observations'], batch['next_observations'] = images((4, 16, 16, 6)), images((4, 16, 16, 6), 1)
-    batch = getattr(agent, 'prepare_dataset', lambda b: b)(batch)
+    batch = contract.hook(agent, 'prepare_dataset')(batch)
     config = ml_collections.FrozenConfigDict(tiny_config(agent, encoder='impala_debug', batch_size=4))
     state = jax.eval_shape(lambda rng, b: agent.init(rng, b, config), jax.random.PRNGKey(0), batch)
     assert all('encoder' in params for name, params in state.params.items() if isinstance(params, dict)

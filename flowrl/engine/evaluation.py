@@ -26,6 +26,7 @@ import numpy as np
 from flowrl import stopping
 from flowrl.engine.env_pool import ENV_MEMORY_BYTES, EnvPool, default_env_count
 from flowrl.errors import UserError
+from flowrl.kit import contract
 from flowrl.engine.training import member_program, over_members, resolve_member_execution
 
 BLOCK = 8  # episode slots per member in one policy call
@@ -74,9 +75,9 @@ def make_policy(agent, execution: str = 'auto'):
 def make_diagnostics(agent, execution: str = 'auto'):
     """Like make_policy, for the optional contract hook `action_diagnostics(state, observations,
     rng) -> dict of scalars`; None when the agent lacks it."""
-    hook = getattr(agent, 'action_diagnostics', None)
-    return None if hook is None else member_program(over_members(hook, resolve_member_execution(execution)), None,
-                                                    member_args=3)
+    diagnostics = contract.hook(agent, 'action_diagnostics')
+    return None if diagnostics is None else member_program(
+        over_members(diagnostics, resolve_member_execution(execution)), None, member_args=3)
 
 
 def member_keys(member_seeds, step: int):

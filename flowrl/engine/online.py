@@ -31,6 +31,7 @@ import numpy as np
 from flowrl.engine import replay
 from flowrl.engine.env_pool import EnvPool
 from flowrl.errors import UserError
+from flowrl.kit import contract
 from flowrl.engine.evaluation import observation_dtype
 from flowrl.engine.training import all_finite, member_mesh, member_program, over_members
 
@@ -44,7 +45,7 @@ def explore_function(agent):
     """The actions members take in their environments: the optional hook `explore_actions(state,
     observations, rng)` (e.g. SAC samples its policy where `sample_actions` gives its mode), else
     `sample_actions`, as the authors' loop calls it with temperature 1."""
-    return getattr(agent, 'explore_actions', agent.sample_actions)
+    return contract.hook(agent, 'explore_actions')
 
 
 def batch_source(balanced: bool, buffer_size: int, batch_size: int):

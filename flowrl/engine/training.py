@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowrl.engine.placement import MEMBER_AXIS
 from flowrl.errors import UserError
-from flowrl.kit import pixels
+from flowrl.kit import contract, pixels
 from flowrl.kit.dataset_work import ROWS_KEY, DatasetWork
 
 NONFINITE_KEY = 'nonfinite_update'  # index in the chunk of the first update with a non-finite metric, or -1
@@ -179,7 +179,7 @@ def update_phases(agent, config) -> list:
     metrics (train.csv rows sum them across phase starts). `agent.update` itself stays correct
     at every step for users who call it directly.
     """
-    phases = dict(getattr(agent, 'phase_updates', lambda c: ((0, agent.update),))(config))
+    phases = dict(contract.hook(agent, 'phase_updates')(config))
     if 0 not in phases:
         raise ValueError(f'{agent.__name__}.phase_updates must include a phase starting at step 0.')
     return sorted(phases.items())
@@ -192,8 +192,8 @@ def phase_at(phases, step: int):
 
 def dataset_work(agent, config) -> DatasetWork | None:
     """The agent's dataset work for `config` (the optional `dataset_work` hook), or None."""
-    hook = getattr(agent, 'dataset_work', None)
-    return None if hook is None or config is None else hook(config)
+    work = contract.hook(agent, 'dataset_work')
+    return None if work is None or config is None else work(config)
 
 
 def free_bytes(device) -> int | None:

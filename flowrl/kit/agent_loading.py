@@ -7,8 +7,8 @@ import os
 import sys
 
 from flowrl.errors import UserError
+from flowrl.kit.contract import missing_names
 
-REQUIRED = ('get_config', 'init', 'update', 'sample_actions', 'DYNAMIC_KEYS')
 # flowrl's own agents: the checkout's agents/ folder, or flowrl/agents in an installed copy.
 # Found, not imported: the agents import the kit, so the kit naming them would be a cycle.
 AGENTS_DIR = os.path.abspath(importlib.util.find_spec('flowrl.agents').submodule_search_locations[0])
@@ -53,7 +53,7 @@ def load_agent(path: str):
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-    missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
+    missing = missing_names(dir(module))
     if missing:
         raise UserError(_missing_message(file, missing))
     return module
@@ -79,7 +79,7 @@ def check_source(path: str) -> None:
     names = _top_level_names(tree)
     if '*' in names:
         return
-    missing = [attr for attr in REQUIRED if attr not in names]
+    missing = missing_names(names)
     if missing:
         raise UserError(_missing_message(path, missing))
 

@@ -26,7 +26,7 @@ from flowrl.engine.placement import Placement, tell_checkpoints_with
 from flowrl.engine.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics,
                                     resolve_member_execution)
 from flowrl.errors import UserError
-from flowrl.kit import pixels
+from flowrl.kit import contract, pixels
 from flowrl.kit.agent_loading import agent_name, load_agent
 from flowrl.results.scores import results_lines, summarize_results
 from flowrl.run.evaluating import Evaluation
@@ -135,7 +135,7 @@ class Run:
             require_same_data(run_dir, self.data_record)
         self.make_env = env_factory(self.s, self.task, self.data_record)
         # Optional contract hook: fields an agent derives once from the whole dataset (ReBRAC's next_actions).
-        prepare = getattr(self.agent, 'prepare_dataset', lambda d: d)
+        prepare = contract.hook(self.agent, 'prepare_dataset')
         dataset = prepare(dataset)
         self.example = pixels.gather_transitions(dataset, np.arange(2))
         self.observation_dtype = self.example['observations'].dtype  # what the policy is compiled for everywhere

@@ -10,6 +10,7 @@ import typing
 
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import UserError
+from flowrl.kit import contract
 from flowrl.run.loggers import WANDB_MODES, parse_loggers
 from flowrl.suites.presets import apply_presets, presets_for, presets_name, unpublished_key_values
 from flowrl.engine.training import MEMBER_EXECUTIONS
@@ -175,7 +176,7 @@ def fit_schedules(agent, members: Members, first_step: int, last_step: int, log=
     `first_step` to `last_step`: the optional contract hook `fit_schedule(config, first_step,
     last_step) -> {key: value}` returns the values it changes (e.g. QIPO's phase lengths, scaled
     when asked) or refuses, in one sentence, a schedule whose parts would not happen."""
-    fit = getattr(agent, 'fit_schedule', None)
+    fit = contract.hook(agent, 'fit_schedule')
     if fit is None:
         return members
     configs, changed = [], {}
