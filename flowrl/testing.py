@@ -144,12 +144,10 @@ def _shared_policy(agent, execution='auto'):
     return make_policy(agent, execution)
 
 
-def use_fake_world(monkeypatch, validation: bool = False, evaluate_run: bool = True):
+def use_fake_world(monkeypatch, validation: bool = False):
     """Makes runs (flowrl.run.runner, flowrl.run.evaluate_run) train on `synthetic_batch` data (and, with
     `validation`, validate on another synthetic batch) and evaluate on FakeEnv, and share their
-    compiled programs across runs, so a test can afford several. `evaluate_run=False` leaves
-    flowrl.run.evaluate_run out (it defines its command's flags, some of main.py's names: a
-    process that runs main.py cannot import both)."""
+    compiled programs across runs, so a test can afford several."""
     dataset = {k: np.asarray(v) for k, v in synthetic_batch(batch_size=256).items()}
     val = {k: np.asarray(v) for k, v in synthetic_batch(rng_seed=1, batch_size=64).items()} if validation else None
     monkeypatch.setattr('flowrl.run.runner.load_dataset',
@@ -158,9 +156,8 @@ def use_fake_world(monkeypatch, validation: bool = False, evaluate_run: bool = T
     monkeypatch.setattr('flowrl.run.runner.ChunkRunner', _shared_chunk_runner)
     monkeypatch.setattr('flowrl.run.runner.make_policy', _shared_policy)
     monkeypatch.setattr('flowrl.run.runner.OnlineProgram', _shared_online_program)
-    if evaluate_run:
-        monkeypatch.setattr('flowrl.run.evaluate_run.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
-        monkeypatch.setattr('flowrl.run.evaluate_run.make_policy', _shared_policy)
+    monkeypatch.setattr('flowrl.run.evaluate_run.example_batch', lambda spec: {k: v[:2] for k, v in dataset.items()})
+    monkeypatch.setattr('flowrl.run.evaluate_run.make_policy', _shared_policy)
 
 
 def short_manipulation_episodes(monkeypatch, steps: int = 6) -> None:

@@ -112,7 +112,7 @@ import pytest
 from flowrl.engine import checkpoints
 from flowrl.testing import use_fake_world
 
-use_fake_world(pytest.MonkeyPatch(), evaluate_run=False)
+use_fake_world(pytest.MonkeyPatch())
 sys.argv = ['main.py'] + sys.argv[1:]
 
 def killed_while_saving(directory, step, *args, **kwargs):

@@ -81,8 +81,8 @@ class _PrivateFlags(types.ModuleType):
 def main_flags():
     """main.py's flags, as its command (flowrl.main) defines them, without running it and without
     touching absl's global FLAGS: flowrl/main.py is executed as a module of its own with absl.flags
-    standing for a private FlagValues (another test in this process may have imported
-    flowrl.run.evaluate_run, whose flags share names with main.py's)."""
+    standing for a private FlagValues (this process may already have imported flowrl.main, whose
+    flags are defined once per process)."""
     import absl
 
     private = _PrivateFlags()

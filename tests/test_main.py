@@ -307,3 +307,15 @@ def assert_same_checkpoint(directory, reference_directory, step):
     assert got.keys() == want.keys()
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_main_and_evaluate_run_import_into_one_process_and_evaluate_run_defines_its_flags_when_run():
+    """absl has one flag registry per process: evaluate_run's flags (some of main.py's names) are
+    defined by its command, not by importing it, so a program may use both modules (the command
+    itself: test_evaluate_cli_gives_one_row_per_seed_and_value)."""
+    script = ('import flowrl.main, flowrl.run.evaluate_run\n'
+              'from absl import flags\n'
+              'assert "env_name" in flags.FLAGS and "run_dir" not in flags.FLAGS\n')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, JAX_PLATFORMS='cpu'))
+    assert result.returncode == 0, result.stderr[-2000:]

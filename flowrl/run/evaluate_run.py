@@ -29,14 +29,20 @@ from flowrl.run.settings import EVAL_EPISODES, resolve_members
 from flowrl.engine.training import init_members
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('run_dir', None, 'Run directory written by main.py.')
-flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); default: the run\'s --eval_episodes.')
-flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
-flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
-flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).')
-# Launched on every host of a multi-process job, every process reads the checkpoint (orbax reads
-# it together) and evaluates every member on its own host; process 0 alone prints and writes the table.
-placement.define_flags(flags, __name__)
+
+
+def define_flags():
+    """The command's flags, defined when it runs (`run`), not when the module is imported: some
+    share main.py's names (--eval_episodes, the start-up flags), and absl has one registry per
+    process, so a process that runs main.py can still import this module's functions."""
+    flags.DEFINE_string('run_dir', None, 'Run directory written by main.py.')
+    flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); default: the run\'s --eval_episodes.')
+    flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
+    flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
+    flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).')
+    # Launched on every host of a multi-process job, every process reads the checkpoint (orbax reads
+    # it together) and evaluates every member on its own host; process 0 alone prints and writes the table.
+    placement.define_flags(flags, __name__)
 
 def example_batch(new_env):
     """Zero observations and actions shaped as the run's environments give them: the example of a
@@ -131,6 +137,7 @@ def main(argv, overrides):
 
 
 def run():
+    define_flags()
     run_command(main)
 
 
