@@ -8,7 +8,7 @@ below it:
     engine    compiled training, online and evaluation programs, replay, env pools, checkpoints,
               placement                     | suites  OGBench and D4RL tasks, their data, envs
     kit       what agents are made of: state, networks, encoders, flow, losses, pixel batches
-    base      this package's top modules: errors, headless, stopping, disk, run_files, time_limits
+    base      this package's top modules: errors, headless, stopping, disk, run_files, time_limits, host_memory
 
 The engine and the suites stand side by side: neither imports the other. agents/ import the
 kit and base; configs/ also the suites (OGBench's family names). flowrl.testing (test helpers)

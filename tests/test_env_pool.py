@@ -212,3 +212,11 @@ def test_online_steps_trace_acting_and_updates_on_uint8_images():
                  observations, dataset)
     envs.close()
     assert {dtype for _, dtype in seen} == {np.dtype(np.uint8)} and len(seen) == 3
+
+
+def test_an_unknown_amount_of_memory_leaves_the_pool_to_its_workers(monkeypatch):
+    from flowrl import host_memory
+    from flowrl.engine.env_pool import ENVS_PER_WORKER, default_env_count
+
+    monkeypatch.setattr(host_memory, 'available_bytes', lambda: None)  # no /proc/meminfo, no sysconf
+    assert default_env_count(400, workers=2) == 2 * ENVS_PER_WORKER

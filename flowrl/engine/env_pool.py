@@ -26,7 +26,7 @@ import weakref
 
 import numpy as np
 
-from flowrl import stopping
+from flowrl import host_memory, stopping
 from flowrl.time_limits import time_limit
 
 ENV_MEMORY_BYTES = 160 * 2**20  # one OGBench environment (measured, see above)
@@ -37,26 +37,14 @@ ENVS_PER_WORKER = 8
 CLOSE_TIMEOUT_S = 10.0  # a worker asked to close has this long to finish its step
 
 
-def available_memory_bytes() -> int:
-    """MemAvailable from /proc/meminfo (Linux), else the free physical pages."""
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-
-
 def default_env_count(needed: int, workers: int, memory_bytes: int | None = None) -> int:
     """How many environments to keep alive for `needed` episodes stepped by `workers` processes:
     ENVS_PER_WORKER per worker, no more than MEMORY_FRACTION of the available memory holds at
     ENV_MEMORY_BYTES each, at least one. The total number of environment steps does not depend on
     the pool size; a larger pool only saves lock-step rounds (a policy call and a round trip to the
     workers each), which stop mattering once every worker has a few dozen steps per round."""
-    memory_bytes = available_memory_bytes() if memory_bytes is None else memory_bytes
-    by_memory = int(memory_bytes * MEMORY_FRACTION // ENV_MEMORY_BYTES)
+    memory_bytes = host_memory.available_bytes() if memory_bytes is None else memory_bytes
+    by_memory = needed if memory_bytes is None else int(memory_bytes * MEMORY_FRACTION // ENV_MEMORY_BYTES)
     return max(1, min(needed, ENVS_PER_WORKER * max(1, workers), by_memory))
 
 

@@ -19,7 +19,6 @@ no member axis at all, in either mode.
 
 import bisect
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +26,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from flowrl import host_memory
 from flowrl.engine.placement import MEMBER_AXIS
 from flowrl.errors import UserError
 from flowrl.kit import contract, pixels
@@ -202,17 +202,7 @@ def free_bytes(device) -> int | None:
     stats = device.memory_stats() if device.platform != 'cpu' else None
     if stats and 'bytes_limit' in stats:
         return int(stats['bytes_limit'] - stats.get('bytes_in_use', 0))
-    try:
-        with open('/proc/meminfo') as meminfo:
-            for line in meminfo:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    except (ValueError, OSError, AttributeError):
-        return None
+    return host_memory.available_bytes()
 
 
 def gib(count: int) -> str:
