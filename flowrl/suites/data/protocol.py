@@ -201,36 +201,23 @@ def find_spec(dataset_name: str) -> DatasetSpec | None:
         return None
     family, dataset_type = words[0], words[-2]
     variant = "-".join(words[1:-2])
+    collection = _collection(family, variant, dataset_type)
+    if collection is None:
+        return None
+    episodes, steps_per_episode, p_random_action = collection
+    return DatasetSpec(name=dataset_name, env_id=collection_env_id(dataset_name), family=family, variant=variant,
+                       dataset_type=dataset_type, episodes=episodes, steps_per_episode=steps_per_episode,
+                       p_random_action=p_random_action)
+
+
+def _collection(family: str, variant: str, dataset_type: str) -> tuple | None:
+    """(episodes, steps per episode, probability of a random action) of a dataset in the tables."""
     if family in MANIPULATION_FAMILIES:
         entry = _MANIPULATION_TABLE.get((family, variant, dataset_type))
-        if entry is None:
-            return None
-        episodes, p_random_action = entry
-        return DatasetSpec(
-            name=dataset_name,
-            env_id=collection_env_id(dataset_name),
-            family=family,
-            variant=variant,
-            dataset_type=dataset_type,
-            episodes=episodes,
-            steps_per_episode=MANIPULATION_STEPS,
-            p_random_action=p_random_action,
-        )
+        return None if entry is None else (entry[0], MANIPULATION_STEPS, entry[1])
     if family == "pointmaze":
         entry = _POINTMAZE_TABLE.get((variant, dataset_type))
-        if entry is None:
-            return None
-        episodes, steps = entry
-        return DatasetSpec(
-            name=dataset_name,
-            env_id=collection_env_id(dataset_name),
-            family=family,
-            variant=variant,
-            dataset_type=dataset_type,
-            episodes=episodes,
-            steps_per_episode=steps,
-            p_random_action=0.0,
-        )
+        return None if entry is None else (entry[0], entry[1], 0.0)
     return None
 
 
