@@ -3,10 +3,10 @@
 Layers (docs/DESIGN.md, "Layers"; tests/test_layers.py keeps them), each importing only those
 below it:
 
-    run       settings, overrides, presets, loggers, progress, the runner and its parts, evaluate_run
+    run       settings, overrides, loggers, progress, the runner and its parts, evaluate_run
     results   final scores, report, statistics, published numbers
     engine    compiled training, online and evaluation programs, replay, env pools, checkpoints,
-              placement                     | suites  OGBench and D4RL tasks, their data, envs
+              placement                     | suites  OGBench and D4RL tasks, their data, envs, presets
     kit       what agents are made of: state, networks, encoders, flow, losses, pixel batches
     base      this package's top modules: errors, headless, stopping, disk, run_files, time_limits, host_memory
 
