@@ -164,26 +164,3 @@ def test_mean_q_on_data_and_on_policy_actions_are_two_metrics(setup):
                               jax.random.split(jax.random.PRNGKey(5))[1])
     assert float(metrics['actor/q']) == pytest.approx(float(actor['actor/q']), rel=1e-5)
     assert abs(float(metrics['actor/q']) - float(metrics['critic/q_mean'])) > 1e-4
-
-
-def test_the_parity_benchmark_prints_each_metrics_own_numbers():
-    """benchmarks/parity_fql.py prints the table docs/RESULTS.md shows, each row from its own
-    metric's curve at the last log step (the table was once typed by hand, a row copied)."""
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks', 'parity_fql.py')
-    spec = importlib.util.spec_from_file_location('parity_fql', path)
-    parity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(parity)
-    steps = [250, 500]
-    # Seed s of metric i: official i + s/10 at every step, flowrl twice that at the last step.
-    official = [{step: {key: i + s / 10 for i, (_, key, _) in enumerate(parity.METRICS)} for step in steps}
-                for s in range(3)]
-    flowrl = [{step: {key: (i + s / 10) * (2 if step == 500 else 1) for i, (key, _, _) in enumerate(parity.METRICS)}
-               for step in steps} for s in range(3)]
-    rows = parity.final_table(parity.compare(official, flowrl, steps)).splitlines()
-    assert rows[:2] == ['| metric | official | flowrl |', '|---|---:|---:|']
-    assert rows[2:] == [f'| {label} | {i + 0.1:.4g} ± 0.1 | {2 * i + 0.2:.4g} ± 0.2 |'
-                        for i, (_, _, label) in enumerate(parity.METRICS)]
-    assert [label for _, _, label in parity.METRICS][-2:] == ['mean Q on data actions', 'mean Q on policy actions']
