@@ -38,6 +38,7 @@ def run_settings(save_dir):
 def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario: str, run_dir: str | None = None):
     placement.join('auto', f'127.0.0.1:{port}', num_processes, process_id)
     from flowrl.run import runner
+    from flowrl.run.record import RunRecord
     from flowrl.testing import use_fake_world
 
     patch = pytest.MonkeyPatch()
@@ -47,13 +48,13 @@ def main(process_id: int, num_processes: int, port: int, save_dir: str, scenario
     if process_id == 1:  # this process would time its chunks otherwise: process 0's lengths must apply
         patch.setattr('flowrl.run.progress.ChunkPacer.size', lambda self: 1)
     if scenario == 'die_after_first_save' and process_id == 1:
-        save = runner.Run.save
+        save = RunRecord.save
 
-        def save_then_die(self, attachments=None):
-            save(self, attachments)
+        def save_then_die(self, position, attachments=None):
+            save(self, position, attachments)
             os._exit(9)  # no clean-up, as a killed process
 
-        patch.setattr(runner.Run, 'save', save_then_die)
+        patch.setattr(RunRecord, 'save', save_then_die)
     if scenario == 'die_before_first_save' and process_id == 1:
         patch.setattr('flowrl.run.files.RunFiles.log_rows', lambda self, kind, rows: os._exit(9))
     if scenario == 'stop_on_one' and process_id == 1:

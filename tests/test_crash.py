@@ -18,6 +18,7 @@ import pytest
 from flowrl import run_files
 from flowrl.engine import checkpoints
 from flowrl.errors import TrainingDiverged, UserError
+from flowrl.run.record import RunRecord
 from flowrl.run.runner import Run, resume
 from flowrl.testing import (TINY_RUN_OVERRIDES, index, max_abs_diff, tensorboard_events, tiny_run_settings,
                             use_fake_world)
@@ -69,15 +70,15 @@ def test_a_crash_while_evaluating_loses_no_training(world, tmp_path, monkeypatch
     settings = dict(num_seeds=2, **NO_SAVE_INTERVAL, **intervals)
     reference = Run(tiny_run_settings(tmp_path / 'straight', **settings), log=QUIET)
     reference.train()
-    original, calls = Run.evaluate, []
+    original, calls = RunRecord.evaluate, []
 
-    def crash_at_first_evaluation(self):
-        calls.append(self.step)
+    def crash_at_first_evaluation(self, position):
+        calls.append(position.step)
         if len(calls) == 1:
             raise KeyboardInterrupt  # e.g. killed for memory while the environments run
-        return original(self)
+        return original(self, position)
 
-    monkeypatch.setattr(Run, 'evaluate', crash_at_first_evaluation)
+    monkeypatch.setattr(RunRecord, 'evaluate', crash_at_first_evaluation)
     run = Run(tiny_run_settings(tmp_path / 'crashed', **settings), log=QUIET)
     with pytest.raises(KeyboardInterrupt):
         run.train()
@@ -197,12 +198,12 @@ def test_a_run_directory_without_flags_json_says_how_to_go_on(tmp_path):
 
 def test_a_diverging_member_is_frozen_and_the_sweep_goes_on(world, tmp_path):
     sweep = Run(tiny_run_settings(tmp_path / 'sweep', sweep=['agent.lr=1e30,3e-4']), log=QUIET)
-    before = index(sweep.states, 0)
+    before = index(sweep.position.states, 0)
     results = sweep.train()
     diverged, healthy = results['members']
     assert diverged['final_score'] is None and diverged['diverged_at_update'] == 2
     assert diverged['diverged_metrics'] == ['actor/bc_flow_loss'] and diverged['evaluations'] == []
-    assert max_abs_diff(index(sweep.states, 0), before) == 0.0  # frozen: its state no longer changes
+    assert max_abs_diff(index(sweep.position.states, 0), before) == 0.0  # frozen: its state no longer changes
     assert [a['diverged'] for a in results['aggregate']] == [1, 0]
     assert results['aggregate'][0]['mean'] is None and results['aggregate'][1]['num_seeds'] == 1
     assert strict_json(os.path.join(sweep.run_dir, run_files.RESULTS_FILE))['members'][0]['final_score'] is None
@@ -211,7 +212,7 @@ def test_a_diverging_member_is_frozen_and_the_sweep_goes_on(world, tmp_path):
     alone = Run(tiny_run_settings(tmp_path / 'alone', agent_overrides=dict(
         tiny_run_settings(tmp_path).agent_overrides, lr='3e-4')), log=QUIET)
     alone_results = alone.train()
-    assert max_abs_diff(index(sweep.states, 1).params, index(alone.states, 0).params) < 1e-5
+    assert max_abs_diff(index(sweep.position.states, 1).params, index(alone.position.states, 0).params) < 1e-5
     for got, want in zip(read(sweep.run_dir, run_files.TRAIN_CSV), read(alone.run_dir, run_files.TRAIN_CSV)):
         assert got['step'] == want['step']
         assert float(got['actor/bc_flow_loss']) == pytest.approx(float(want['actor/bc_flow_loss']), rel=1e-5)
@@ -232,7 +233,7 @@ def test_a_single_member_that_diverges_stops_the_run_naming_the_checkpoint_that_
 
     class NanAfterUpdate4:
         """The run's chunks, with a non-finite metric from update 5 on."""
-        chunks = healthy.chunks
+        chunks = healthy.parts.offline.chunks
         phases = chunks.phases
 
         def __getattr__(self, name):  # everything but `run` is the real runner's (schedule_steps, ...)
@@ -246,7 +247,7 @@ def test_a_single_member_that_diverges_stops_the_run_naming_the_checkpoint_that_
                 first_bad = np.zeros(1, int)
             return states, rngs, totals, first_bad
 
-    healthy.chunks = NanAfterUpdate4()
+    healthy.parts.offline.chunks = NanAfterUpdate4()
     with pytest.raises(TrainingDiverged, match=r'bc_flow_loss at update 5; the latest checkpoint is update 4 in '):
         healthy.train()
 

@@ -15,6 +15,7 @@ import pytest
 from flowrl import run_files
 from flowrl.errors import UserError
 from flowrl.engine.online import EXPLORATION_KEYS, MemberEnvs
+from flowrl.run.record import RunRecord
 from flowrl.run.runner import Run, resume
 from flowrl.testing import index, max_abs_diff, tiny_run_settings, use_fake_world
 
@@ -115,8 +116,8 @@ def straight(world, tmp_path_factory):
 def test_online_run_fills_each_members_buffer_and_logs_exploration(straight):
     run, results = straight
     assert results['steps'] == 12
-    np.testing.assert_array_equal(run.online.size, [8, 8])  # one transition per online step and member
-    assert run.online.data['observations'].shape[:2] == (2, 8)  # min(online steps, buffer): no dataset copy
+    np.testing.assert_array_equal(run.position.buffers.size, [8, 8])  # one transition per online step and member
+    assert run.position.buffers.data['observations'].shape[:2] == (2, 8)  # min(online steps, buffer): no dataset copy
     rows = read(run.run_dir, run_files.TRAIN_CSV)
     assert [int(r['step']) for r in rows] == [s for s in (2, 4, 6, 8, 10, 12) for _ in range(2)]
     assert all(key in rows[0] for key in EXPLORATION_KEYS)
@@ -130,18 +131,18 @@ def test_interrupted_online_run_resumes_exactly(straight, tmp_path, monkeypatch)
     """A crash while evaluating at update 8 (four online steps in): the checkpoint saved before
     that evaluation holds the buffers, and the resumed run's logs equal the uninterrupted ones."""
     reference, _ = straight
-    original = Run.evaluate
+    original = RunRecord.evaluate
 
-    def crash_at_update_8(self):
-        if self.step == 8:
+    def crash_at_update_8(self, position):
+        if position.step == 8:
             raise KeyboardInterrupt
-        return original(self)
+        return original(self, position)
 
-    monkeypatch.setattr(Run, 'evaluate', crash_at_update_8)
+    monkeypatch.setattr(RunRecord, 'evaluate', crash_at_update_8)
     run = Run(tiny_run_settings(tmp_path, num_seeds=2, **ONLINE), log=QUIET)
     with pytest.raises(KeyboardInterrupt):
         run.train()
-    monkeypatch.setattr(Run, 'evaluate', original)
+    monkeypatch.setattr(RunRecord, 'evaluate', original)
     resume(run.run_dir, log=QUIET)
     for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
         assert read(run.run_dir, name) == read(reference.run_dir, name), name
@@ -153,7 +154,7 @@ def test_online_episodes_go_on_across_checkpoints_and_evaluations(straight, tmp_
     reference, _ = straight
     from flowrl.engine import checkpoints
 
-    like = dict(episodes=reference.online_steps.abstract_episodes())
+    like = dict(episodes=reference.online.abstract_episodes())
     at_8 = checkpoints.read_part(reference.checkpoint_dir, like, 8)['episodes']
     assert np.asarray(at_8['taken']).max() > 0  # episodes were running at the checkpoint and evaluation at 8
     once = Run(tiny_run_settings(tmp_path, num_seeds=2, **dict(ONLINE, eval_interval=12, save_interval=12)),
@@ -167,8 +168,8 @@ def test_member_i_of_an_online_run_equals_a_single_run(straight, tmp_path):
     reference, _ = straight
     single = Run(tiny_run_settings(tmp_path, seed=1, **ONLINE), log=QUIET)
     single.train()
-    assert max_abs_diff(index(single.states, 0), index(reference.states, 1)) == 0.0
-    assert max_abs_diff(index(single.online, 0), index(reference.online, 1)) == 0.0
+    assert max_abs_diff(index(single.position.states, 0), index(reference.position.states, 1)) == 0.0
+    assert max_abs_diff(index(single.position.buffers, 0), index(reference.position.buffers, 1)) == 0.0
     drop = lambda rows: [{k: v for k, v in r.items() if k != 'member'} for r in rows]
     assert drop(read(single.run_dir, run_files.TRAIN_CSV)) == drop(
         [r for r in read(reference.run_dir, run_files.TRAIN_CSV) if r['seed'] == '1'])
@@ -180,7 +181,7 @@ def test_online_only_run_with_balanced_sampling(world, tmp_path):
                                 log_interval=3, eval_interval=6), log=QUIET)
     results = run.train()
     assert results['steps'] == 6 and [int(r['step']) for r in read(run.run_dir, run_files.EVAL_CSV)] == [6]
-    assert int(run.online.size[0]) == 4 and int(run.online.insert[0]) == 2  # capacity buffer_size: wrapped
+    assert int(run.position.buffers.size[0]) == 4 and int(run.position.buffers.insert[0]) == 2  # capacity buffer_size: wrapped
 
 
 def test_restore_path_starts_every_member_from_the_saved_agent(straight, tmp_path):
@@ -191,9 +192,9 @@ def test_restore_path_starts_every_member_from_the_saved_agent(straight, tmp_pat
                   log=QUIET)
     from flowrl.engine import checkpoints
 
-    saved = checkpoints.read_part(reference.checkpoint_dir, dict(states=reference.states), 8)['states']
-    assert max_abs_diff(started.states, saved) == 0.0
-    assert max_abs_diff(started.states, reference.states) > 0  # the checkpoint at 8, not the final agents
+    saved = checkpoints.read_part(reference.checkpoint_dir, dict(states=reference.position.states), 8)['states']
+    assert max_abs_diff(started.position.states, saved) == 0.0
+    assert max_abs_diff(started.position.states, reference.position.states) > 0  # the checkpoint at 8, not the final agents
 
 
 def test_resume_keeps_the_phases_of_an_online_run(straight):
@@ -243,7 +244,8 @@ def test_validation_metrics_are_the_updates_metrics_on_the_validation_split(tmp_
     trained = [{k: v for k, v in r.items() if not k.startswith('validation/')} for r in rows[True]]
     assert trained == rows[False]  # validating draws no training randomness and moves no state
     last = [r for r in rows[True] if r['step'] == '8']
-    expected = run.validation_metrics(run.agent.update, run.states, run.validation, member_keys([0, 1], 8))
+    expected = run.parts.validation.metrics(run.agent.update, run.position.states, run.parts.validation.dataset,
+                                            member_keys([0, 1], 8))
     for name, values in expected.items():
         assert [float(r[f'validation/{name}']) for r in last] == [float(v) for v in np.asarray(values)]
         assert [r[f'validation/{name}'] for r in last] != [r[name] for r in last]

@@ -98,7 +98,7 @@ def test_rows_and_states_do_not_depend_on_where_chunks_are_cut(tmp_path, monkeyp
         run = Run(tiny_run_settings(tmp_path / name, num_seeds=2, log_interval=4, eval_interval=8), log=lines.append)
         run.train()
         rows = run_files.CsvLog(os.path.join(run.run_dir, run_files.TRAIN_CSV)).read()
-        outcomes.append((rows, run.states))
+        outcomes.append((rows, run.position.states))
         # Without a terminal: one plain progress line per train.csv row (rows at 4 and 8).
         assert sum(line.startswith('flow_bc ') and 'upd/s' in line for line in lines) == 2
     assert outcomes[0][0] == outcomes[1][0]

@@ -55,7 +55,7 @@ def test_scaled_phases_are_printed_and_run_in_their_order(phase_three):
     assert ('Phases start at agent step 0 (update_behaviour_phase), 2 (update_critic_phase), '
             '4 (update_policy_phase); this run trains agent steps 0 to 8.') in lines
     assert phases_logged(run) == [1.0, 2.0, 3.0, 3.0]  # rows every 2 updates
-    assert int(run.states.step[0]) == 8
+    assert int(run.position.states.step[0]) == 8
 
 
 def test_restore_path_continues_the_saved_agents_schedule_by_default(phase_three, tmp_path):
@@ -64,7 +64,7 @@ def test_restore_path_continues_the_saved_agents_schedule_by_default(phase_three
     run = Run(qipo_settings(tmp_path, 2, restore_path=saved.run_dir), log=lines.append)
     run.train()
     assert phases_logged(run) == [3.0]  # agent steps 8 and 9: phase 3, not the run's own step 0's phase 1
-    assert int(run.states.step[0]) == 10 and run.step == 2
+    assert int(run.position.states.step[0]) == 10 and run.position.step == 2
     assert any('at agent step 8 (--restore_path, --restore_schedule=continue)' in line for line in lines)
     assert resume(run.run_dir, dict(offline_steps=4), log=QUIET)['steps'] == 4  # extended: agent steps 10, 11
     assert phases_logged(run) == [3.0, 3.0]
@@ -75,7 +75,7 @@ def test_restore_schedule_restart_starts_the_saved_weights_over_at_step_0(phase_
     run = Run(qipo_settings(tmp_path, 6, restore_path=saved.run_dir, restore_schedule='restart'), log=QUIET)
     run.train()
     assert phases_logged(run) == [1.0, 2.0, 3.0]
-    assert int(run.states.step[0]) == 6
+    assert int(run.position.states.step[0]) == 6
 
 
 def test_qipo_phases_that_do_not_fit_the_run_are_refused_with_values_that_fit(world, tmp_path):
@@ -110,6 +110,6 @@ def test_resume_refuses_to_rescale_a_fitted_schedule(phase_three):
 
 def test_an_update_that_does_not_count_its_step_stops_the_run(world, tmp_path):
     run = Run(tiny_run_settings(tmp_path), log=QUIET)
-    run.states = run.states.replace(step=run.states.step + 3)
+    run.position = run.position.replace(states=run.position.states.replace(step=run.position.states.step + 3))
     with pytest.raises(RuntimeError, match=r'hold step\(s\) \[3\] and should hold 0: agents/flow_bc\.py does not'):
         run.train()

@@ -171,7 +171,7 @@ def test_a_stopped_run_saves_where_it_stopped_and_resumes_exactly(straight, tmp_
     assert (sums is not None) == (stop_at % 2 == 1)
     assert sorted({int(r['step']) for r in read(run.run_dir, run_files.TRAIN_CSV)}) == rows
     assert read(run.run_dir, run_files.EVAL_CSV) == []
-    assert run.eval_envs is None or run.eval_envs.pool.closed
+    assert run.evaluation.envs is None or run.evaluation.envs.pool.closed
     monkeypatch.undo()
     resume(run.run_dir, log=QUIET)
     assert_same_run(run.run_dir, straight)
@@ -243,12 +243,11 @@ def test_a_run_stopped_online_saves_its_buffers_and_resumes(straight_online, tmp
     run, stop = stopped_run(tmp_path, **ONLINE)
     assert stop.exit_code == 143 and 'Stopped by SIGTERM at update 7 of 12, with a checkpoint' in stop.message
     assert checkpoints.steps(run.checkpoint_dir) == [4, 7]
-    np.testing.assert_array_equal(run.online.size, [3, 3])  # the transitions of updates 5-7, saved with them
-    assert run.online_envs.pool.closed
+    assert run.online.envs.pool.closed
     monkeypatch.undo()
     restored = Run(run.s, run_dir=run.run_dir, log=QUIET)
     restored.restore()
-    np.testing.assert_array_equal(restored.online.size, [3, 3])
+    np.testing.assert_array_equal(restored.position.buffers.size, [3, 3])  # the transitions of updates 5-7
     assert resume(run.run_dir, log=QUIET)['steps'] == 12
     assert_same_run(run.run_dir, straight_online, upto=6)
 
@@ -352,7 +351,7 @@ def test_disk_space_is_checked_before_a_run_starts(world, tmp_path, monkeypatch)
     free = {'bytes': 10**12}
     monkeypatch.setattr(disk, 'free_bytes', lambda path: free['bytes'])
     run = Run(tiny_run_settings(tmp_path / 'first', **SETTINGS), log=QUIET)
-    size = sum(x.nbytes for x in jax.tree.leaves(dict(states=run.states, rngs=run.rngs)))
+    size = sum(x.nbytes for x in jax.tree.leaves(dict(states=run.position.states, rngs=run.position.rngs)))
     # Two checkpoints (at 4 and 8; orbax would keep two and write a third); rows: 4 logged, 2 at
     # checkpoints, 2 evaluations, of 2 members each.
     logs = (4 + 2 + 2) * 2 * disk.ROW_BYTES

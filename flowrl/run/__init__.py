@@ -3,10 +3,12 @@
 It owns the settings and their flags (`settings`), config overrides, sweeps and rules
 (`config_overrides`, `config_rules`; the presets of configs/ they apply are read by
 flowrl.suites.presets), loggers (`loggers`),
-the progress line and chunk pacing (`progress`) and the runner (`runner.Run`, `runner.resume`),
-split into its parts: offline chunks (`offline`), online steps (`online_steps`), evaluation and
-validation (`evaluating`), the run directory's files (`files`), saved runs read back (`saved`)
-and the state those parts share (`state`); plus `evaluate_run` (a saved run at other dynamic
+the progress line and chunk pacing (`progress`); the order of a run (`loop`) over its explicit
+state (`state`: the Position) and the parts it drives: offline chunks (`offline`), online steps
+(`online_steps`), evaluation and validation (`evaluating`); the command's run (`runner.Run`,
+`runner.resume`: set-up from the settings) and its record in the run directory (`record`, over
+`files`; saved runs read back: `saved`); offline training as one Python call (`core.train`);
+plus `evaluate_run` (a saved run at other dynamic
 hyperparameters). It is the top layer: it may import every other one (base, kit, engine,
 suites, results); nothing below imports it.
 """

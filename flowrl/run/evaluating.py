@@ -1,38 +1,33 @@
 """Evaluation of a run's members: their episodes on this process's environments at every
---eval_interval (flowrl.engine.evaluation, statistics gathered to every process, scored by the
-task), and the update's metrics on the validation split (`validation/<metric>` columns)."""
+--eval_interval (`Evaluation`: flowrl.engine.evaluation, statistics gathered to every process,
+scored by the task), and the update's metrics on the validation split (`Validation`:
+`validation/<metric>` columns of train.csv)."""
 
 import jax
 
 from flowrl import run_files
 from flowrl.engine.evaluation import EvalEnvs, member_keys, run_episodes
-from flowrl.engine.training import phase_at
+from flowrl.engine.training import make_validation_metrics, phase_at
 
 
 class Evaluation:
-    def __init__(self, s, task, placement, make_env, seeds: list, observation_dtype, policy, diagnostics,
-                 workers: int, validation, validation_metrics, phases, log=print):
-        """`seeds`: every member's seed (padded); `policy`, `diagnostics`: the compiled programs
-        (flowrl.engine.evaluation.make_policy, make_diagnostics); `validation`: the validation split
-        on this process's devices, or None; `validation_metrics`: its compiled program
-        (flowrl.engine.training.make_validation_metrics); `phases`: the agents' update phases."""
-        self.s, self.task, self.placement, self.make_env, self.seeds = s, task, placement, make_env, seeds
+    def __init__(self, task, placement, make_env, seeds: list, observation_dtype, policy, diagnostics,
+                 workers: int, episodes: int, envs_per_worker: int = 0, log=print):
+        """`seeds`: every member's seed (padded); `episodes` per member at each evaluation, on
+        `envs_per_worker` environments per worker (0: flowrl.engine.env_pool's default); `policy`,
+        `diagnostics`: the compiled programs (flowrl.engine.evaluation.make_policy, make_diagnostics)."""
+        self.task, self.placement, self.make_env, self.seeds = task, placement, make_env, seeds
         self.observation_dtype, self.policy, self.diagnostics, self.workers = (
             observation_dtype, policy, diagnostics, workers)
-        self.validation, self.validation_metrics, self.phases, self.log = validation, validation_metrics, phases, log
+        self.num_episodes, self.envs_per_worker, self.log = episodes, envs_per_worker, log
         self.envs = None  # made at the first evaluation
-
-    def due(self, step: int, total_steps: int) -> bool:
-        s = self.s
-        return bool(s.eval_episodes and s.eval_interval and step > 0
-                    and (step % s.eval_interval == 0 or step == total_steps))
 
     def episodes(self, states, step: int, alive) -> dict:
         """Each process evaluates its own members on its own environments; the per-member
         statistics of every process reach every process (one gather), with the task's score."""
         held = self.placement.local_members
         if self.envs is None:
-            self.envs = EvalEnvs(self.make_env, len(held), self.s.eval_episodes, self.workers, self.s.eval_envs,
+            self.envs = EvalEnvs(self.make_env, len(held), self.num_episodes, self.workers, self.envs_per_worker,
                                  self.observation_dtype)
             self.log(self.envs.describe())
         stats = run_episodes(self.policy, self.placement.local(states), self.envs, [self.seeds[i] for i in held],
@@ -40,17 +35,31 @@ class Evaluation:
         stats = self.placement.gather(stats)
         return dict(score=self.task.episode_scores(stats['episode_return'], stats['success']), **stats)
 
-    def validation_row(self, states, step: int, first_agent_step: int) -> dict:
-        """The update's metrics on a validation batch at the current states (no step taken), as
-        the authors' code logs them; keys from (member seed, step), apart from training's."""
-        if self.validation is None:
-            return {}
-        update = phase_at(self.phases, max(first_agent_step + step - 1, 0))
-        held = self.placement.local_members  # each process validates its own members
-        keys = member_keys([self.seeds[i] for i in held], step)
-        metrics = jax.device_get(self.validation_metrics(update, self.placement.local(states), self.validation, keys))
-        return {f'{run_files.VALIDATION_PREFIX}{k}': v for k, v in self.placement.gather(metrics).items()}
-
     def close(self):
         if self.envs is not None:
             self.envs.pool.close()
+
+
+class Validation:
+    def __init__(self, placement, seeds: list, dataset, metrics, phases):
+        """`dataset`: the validation split on this process's devices; `metrics`: its compiled program
+        (flowrl.engine.training.make_validation_metrics); `seeds`: every member's seed (padded);
+        `phases`: the agents' update phases."""
+        self.placement, self.seeds, self.dataset, self.metrics, self.phases = placement, seeds, dataset, metrics, phases
+
+    @classmethod
+    def of_split(cls, split: dict, placement, seeds: list, chunks) -> 'Validation':
+        """The validation part of `split` (host arrays) for the members that `chunks` (the run's
+        ChunkRunner: batch size, member execution, crops, phases) trains; each process computes the
+        rows of its own members."""
+        metrics = make_validation_metrics(chunks.batch_size, chunks.execution, chunks.p_aug)
+        return cls(placement, seeds, jax.device_put(split, placement.local_replicated), metrics, chunks.phases)
+
+    def row(self, states, step: int, first_agent_step: int) -> dict:
+        """The update's metrics on a validation batch at the current states (no step taken), as
+        the authors' code logs them; keys from (member seed, step), apart from training's."""
+        update = phase_at(self.phases, max(first_agent_step + step - 1, 0))
+        held = self.placement.local_members  # each process validates its own members
+        keys = member_keys([self.seeds[i] for i in held], step)
+        metrics = jax.device_get(self.metrics(update, self.placement.local(states), self.dataset, keys))
+        return {f'{run_files.VALIDATION_PREFIX}{k}': v for k, v in self.placement.gather(metrics).items()}

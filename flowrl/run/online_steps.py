@@ -1,49 +1,40 @@
-"""Online fine-tuning of a run (--online_steps): the members' environments (one per member, on
-this process's members), their on-device replay buffers and running episodes, and the steps
-themselves: per environment step the environments take the pending actions, then one compiled
-program (flowrl.engine.online.OnlineProgram) appends, updates and acts."""
-
-import time
+"""Online fine-tuning (--online_steps), one environment step at a time: the members' environments
+(one per member, on this process's members) take the pending actions, then one compiled program
+(flowrl.engine.online.OnlineProgram) appends the transitions to the members' on-device replay
+buffers, updates and acts. The buffers and the next actions are part of the run's Position
+(flowrl.run.state); the environments, with their running episodes, are this part's own. The loop
+(flowrl.run.loop) decides how many steps and what follows."""
 
 import jax
 import numpy as np
 
 from flowrl.engine import replay
 from flowrl.engine.online import EXPLORATION_KEYS, MemberEnvs, empty_buffers
-from flowrl.engine.replay import online_capacity
-from flowrl.engine.training import phase_at
-from flowrl.kit import pixels
+from flowrl.run.state import Position
 
 
 class OnlineSteps:
-    def __init__(self, s, program, chunks, dataset, placement, now, make_env, seeds: list, reward_function,
-                 observation_dtype, workers: int, divergence, stop_requested):
-        """`program`: the OnlineProgram; `chunks`: the ChunkRunner (its phases and metric sums);
-        `seeds`: every member's seed (padded); `now`, `divergence`, `stop_requested`: as
-        flowrl.run.offline.OfflineChunks takes them."""
-        self.s, self.program, self.chunks, self.dataset, self.placement, self.now = (
-            s, program, chunks, dataset, placement, now)
+    def __init__(self, program, chunks, dataset, placement, make_env, seeds: list, reward_function,
+                 observation_dtype, workers: int, capacity: int):
+        """`program`: the OnlineProgram; `chunks`: the ChunkRunner (its metric names); `seeds`: every
+        member's seed (padded); `capacity`: rows of each member's buffer (None: the run has no online steps)."""
+        self.program, self.chunks, self.dataset, self.placement = program, chunks, dataset, placement
+        self.capacity = capacity
         self.make_env, self.seeds, self.reward_function = make_env, seeds, reward_function
         self.observation_dtype, self.workers = observation_dtype, workers
-        self.divergence, self.stop_requested = divergence, stop_requested
-        self.buffers = None  # member-stacked online replay buffers, from the first online step
-        self.envs, self.actions = None, None  # the members' environments and their next actions
-
-    def capacity(self) -> int:
-        rows = pixels.num_transitions(self.dataset)
-        return online_capacity(self.s.online_steps, rows, self.s.buffer_size, bool(self.s.balanced_sampling))
+        self.envs = None  # the members' environments, made at the first online step or a resume
 
     def abstract_buffers(self):
         """Shapes, dtypes and placement of the members' online buffers (nothing allocated)."""
-        one = jax.eval_shape(lambda: replay.empty_like(self.dataset, self.capacity()))
+        one = jax.eval_shape(lambda: replay.empty_like(self.dataset, self.capacity))
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct((self.placement.padded,) + x.shape, x.dtype,
                                                            sharding=self.placement.member_sharding), one)
 
-    def episodes(self) -> dict:
+    def episodes(self, position: Position) -> dict:
         """The members' running episodes (MemberEnvs.record: reset seeds, actions so far, observations)
         and the actions they take next: what a resumed run replays to continue them exactly. Each
         process records the episodes of its own members' environments."""
-        return self.placement.put_local(dict(self.envs.record(), next_actions=np.asarray(self.actions, np.float32)))
+        return self.placement.put_local(dict(self.envs.record(), next_actions=np.asarray(position.actions, np.float32)))
 
     def abstract_episodes(self):
         """Shapes, dtypes and placement of `episodes` (the environments must exist)."""
@@ -58,64 +49,53 @@ class OnlineSteps:
             self.envs = MemberEnvs(self.make_env, seeds, min(self.workers, len(seeds)), self.reward_function,
                                    self.observation_dtype)
 
-    def restore(self, buffers, episodes) -> None:
-        """Continues from a checkpoint's buffers and running episodes (None: saved offline)."""
-        self.buffers = buffers
-        if episodes is not None:
-            episodes = jax.device_get(self.placement.local(episodes))
-            self.actions = np.asarray(episodes.pop('next_actions'))
-            self.envs.replay(episodes)
+    def restored(self, position: Position, episodes) -> Position:
+        """The position of a checkpoint saved online, whose running episodes the environments replay
+        to continue them exactly; returns it with their next actions."""
+        episodes = jax.device_get(self.placement.local(episodes))
+        actions = np.asarray(episodes.pop('next_actions'))
+        self.envs.replay(episodes)
+        return position.replace(actions=actions)
 
-    def _start_episodes(self):
-        """The members' environments start their first episodes (at the first online step); their
-        first actions."""
-        now = self.now
+    def start(self, position: Position, update) -> Position:
+        """The first online step's position: empty buffers unless restored, metric sums for `update`,
+        and the members' environments started on their first episodes with their first actions."""
+        placement = self.placement
         self.make_envs()
-        if self.buffers is None:
-            self.buffers = empty_buffers(self.dataset, self.placement.padded, self.capacity(),
-                                         self.placement.member_sharding)
-        observations = self.placement.put_local(self.envs.restart(now.step))
-        now.rngs, actions = self.program.first_actions(now.states, now.rngs, observations)
-        self.actions = np.asarray(self.placement.local(actions))
-
-    def until(self, stop: int, totals, counted: int, pacer, progress, agent_path: str):
-        """Online steps up to update `stop` (see OfflineChunks.until): per step, the members'
-        environments take the pending actions, then one compiled program appends, updates and acts."""
-        now, placement = self.now, self.placement
-        update = phase_at(self.chunks.phases, now.agent_step(placement, agent_path))
-        if totals is None:
-            totals = jax.device_put(self.chunks.zero_totals(update, now.states, self.dataset),
+        if position.buffers is None:
+            position = position.replace(buffers=empty_buffers(self.dataset, placement.padded, self.capacity,
+                                                              placement.member_sharding))
+        if position.totals is None:
+            totals = jax.device_put(self.chunks.zero_totals(update, position.states, self.dataset),
                                     placement.member_sharding)
-        if self.actions is None:
-            self._start_episodes()
-        means = None
-        while now.step < stop and not self.stop_requested():
-            # Every process makes the same gathers: process 0's pacer decides how many steps between them.
-            steps, began = min(stop - now.step, placement.agreed(pacer.size())), time.monotonic()
-            for _ in range(steps):
-                # Each process steps its own members' environments; one small gather per step tells
-                # every process which members diverged.
-                transitions, observations = placement.put_local(self.envs.step(self.actions, now.step + 1))
-                now.states, now.rngs, totals, self.buffers, first_bad, actions = self.program.step(
-                    update, now.states, now.rngs, totals, placement.put(now.alive), self.buffers, transitions,
-                    observations, self.dataset)
-                self.actions = np.asarray(jax.device_get(placement.local(actions)))
-                first_bad = placement.gather(first_bad)
-                now.step, counted = now.step + 1, counted + 1
-                if np.any(first_bad >= 0):
-                    self.divergence(self.means(totals, counted), first_bad, now.step - 1)
-            seconds = time.monotonic() - began
-            pacer.record(steps, seconds)
-            means = self.means(totals, counted)
-            progress.advanced(steps, seconds, {k: np.mean(v[now.alive]) for k, v in means.items()})
-        return totals, counted, means
+            position = position.replace(totals=totals)
+        if position.actions is None:
+            observations = placement.put_local(self.envs.restart(position.step))
+            rngs, actions = self.program.first_actions(position.states, position.rngs, observations)
+            position = position.replace(rngs=rngs, actions=np.asarray(placement.local(actions)))
+        return position
 
-    def means(self, totals, counted: int) -> dict:
-        return {k: v / counted for k, v in self.placement.gather(totals).items()}
+    def step(self, position: Position, update):
+        """One environment step of every member and one `update` on a batch of dataset and buffer:
+        (position, first_bad [members]: 0 where this step's update turned non-finite, else -1).
+        Each process steps its own members' environments; one small gather tells every process
+        which members diverged."""
+        placement = self.placement
+        transitions, observations = placement.put_local(self.envs.step(position.actions, position.step + 1))
+        states, rngs, totals, buffers, first_bad, actions = self.program.step(
+            update, position.states, position.rngs, position.totals, placement.put(position.alive), position.buffers,
+            transitions, observations, self.dataset)
+        position = position.replace(states=states, rngs=rngs, totals=totals, buffers=buffers,
+                                    actions=np.asarray(jax.device_get(placement.local(actions))),
+                                    step=position.step + 1, counted=position.counted + 1)
+        return position, placement.gather(first_bad)
+
+    def means(self, position: Position) -> dict:
+        return {k: v / position.counted for k, v in self.placement.gather(position.totals).items()}
 
     def exploration(self) -> dict:
         """Exploration statistics of the episodes ended since the last row (online runs only)."""
-        if not self.s.online_steps:
+        if self.capacity is None:
             return {}
         if self.envs is None:
             return {k: np.full(self.placement.padded, np.nan) for k in EXPLORATION_KEYS}

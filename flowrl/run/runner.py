@@ -6,10 +6,11 @@
              -> results.json (final score = mean score of the last three evaluations: success on
                 OGBench, D4RL's normalised return on D4RL)
 
-`Run` sets a run up and drives it; each part of it is its own unit: offline chunks
-(flowrl.run.offline), online steps (flowrl.run.online_steps), evaluation and validation
-(flowrl.run.evaluating), the run directory's files (flowrl.run.files), saved runs read back
-(flowrl.run.saved) and the state they share (flowrl.run.state).
+`Run` is the command's shell around the loop: it sets a run up (members, placement, data, the
+compiled programs and the parts that run them: offline chunks (flowrl.run.offline), online steps
+(flowrl.run.online_steps), evaluation and validation (flowrl.run.evaluating)), keeps its record
+in the run directory (flowrl.run.files; saved runs read back: flowrl.run.saved) and writes the
+results. The order of the run is flowrl.run.loop's, over an explicit Position (flowrl.run.state).
 """
 
 import dataclasses
@@ -22,14 +23,14 @@ from flowrl import disk, run_files, stopping, suites
 from flowrl.engine import checkpoints
 from flowrl.engine.evaluation import make_diagnostics, make_policy
 from flowrl.engine.online import OnlineProgram
+from flowrl.engine.replay import online_capacity
 from flowrl.engine.placement import Placement, tell_checkpoints_with
-from flowrl.engine.training import (ChunkRunner, chunk_boundaries, init_members, make_validation_metrics,
-                                    resolve_member_execution)
+from flowrl.engine.training import ChunkRunner, init_members, resolve_member_execution
 from flowrl.errors import UserError
 from flowrl.kit import contract, pixels
 from flowrl.kit.agent_loading import agent_name, load_agent
 from flowrl.results.scores import results_lines, summarize_results
-from flowrl.run.evaluating import Evaluation
+from flowrl.run.evaluating import Evaluation, Validation
 from flowrl.run.files import RunFiles, new_run_dir
 from flowrl.run.loggers import parse_loggers
 from flowrl.run.offline import OfflineChunks
@@ -39,8 +40,11 @@ from flowrl.run.saved import (example_record, refuse_changed_configs, require_sa
                               restore_start, settings_from_run_dir, starting_agents)
 from flowrl.run.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
                                  check_settings, fit_schedules, resolve_members)
+from flowrl.run import loop
+from flowrl.run.loop import Parts, Schedule
+from flowrl.run.record import RunRecord
+from flowrl.run.state import Position
 from flowrl.suites.presets import default_config
-from flowrl.run.state import Divergence, RunState
 
 
 def eval_workers(requested: int) -> int:
@@ -71,7 +75,10 @@ def env_factory(s: RunSettings, task, data_record: dict):
 
 
 class Run:
-    """Holds everything a run needs between chunks; `train()` runs it to the end."""
+    """A run of the command: sets everything up from the settings (members, placement, data, the
+    compiled programs and the parts that run them, the run directory), keeps the run's record
+    (the Recorder of flowrl.run.loop: rows, checkpoints, evaluations, stops) and writes the
+    results; `train()` hands the order of the run to flowrl.run.loop."""
 
     def __init__(self, settings: RunSettings, run_dir: str | None = None, log=console_line):
         check_settings(settings)
@@ -91,15 +98,22 @@ class Run:
         self._print_config()
         self._require_writable(run_dir)
         dataset, validation = self._load_data(run_dir)
-        self.now = RunState(*self._start_states(dataset), self.placement.active, self.first_agent_step)
-        self._make_parts(dataset, validation)
+        states, rngs = self._start_states(dataset)
+        self.position = Position(states, rngs, 0, self.first_agent_step, self.placement.active.copy())
+        self.parts = self._make_parts(dataset, validation)
+        self.schedule = Schedule(settings.offline_steps, self.total_steps, settings.log_interval,
+                                 settings.eval_interval, settings.save_interval, evaluates=bool(settings.eval_episodes),
+                                 chunk_ends=tuple(self.parts.offline.chunks.schedule_steps(self.first_agent_step,
+                                                                                           self.total_steps)))
         self._require_disk_space(run_dir)
         self.run_dir = run_dir or self.placement.on_writer(lambda: new_run_dir(settings, self.task))
         self.files = RunFiles(self.run_dir, self.placement, self.log)
+        self.checkpoint_dir = self.files.checkpoint_dir
+        self.record = RunRecord(self.files, self.placement, self.members.labels, settings.offline_steps,
+                                self.total_steps, self.evaluation, self.online, self.log)
         # A resumed run stopped before its first checkpoint starts over; decided before its loggers start.
         self.starts_over = run_dir is not None and self._start_over_unless_saved()
         tell_checkpoints_with(self.files.checkpoint_note)
-        self.divergence = Divergence(self.now, self.members.labels, self.files, self.log)
         self._print_phases()
         # flags.json: a resumed run keeps its own; one that starts over writes it as a new run would.
         description = self._description() if run_dir is None or self.starts_over else None
@@ -155,29 +169,28 @@ class Run:
                                      num_members=len(self.members.labels), members=held)
         return placement.put_local(states), placement.put_local(rngs)
 
-    def _make_parts(self, dataset, validation):
-        """The compiled programs and the units that run them: offline chunks, online steps, evaluation."""
+    def _make_parts(self, dataset, validation) -> Parts:
+        """The compiled programs and the units that run them: offline chunks, online steps (`self.online`,
+        None without --online_steps), evaluation and validation (`self.evaluation`)."""
         s, placement = self.s, self.placement
-        self.dataset = jax.device_put(dataset, placement.replicated)
+        dataset = jax.device_put(dataset, placement.replicated)
         batch_size = self.members.configs[0].batch_size
         chunks = ChunkRunner(self.agent, batch_size, self.execution, self.members.configs[0], p_aug=s.p_aug or 0.0,
                              placement=placement)
-        divergence = lambda *args: self.divergence(*args)  # noqa: E731 (made with the run's files, later)
-        self.offline = OfflineChunks(chunks, self.dataset, placement, self.now, divergence, self._stop_requested,
-                                     s.agent)
         program = OnlineProgram(self.agent, batch_size, self.execution, bool(s.balanced_sampling), s.buffer_size,
                                 placement=placement)
         workers = eval_workers(s.eval_workers)
-        self.online_steps = OnlineSteps(s, program, chunks, self.dataset, placement, self.now, self.make_env,
-                                        self.seeds, self.task.reward_function(s), self.observation_dtype, workers,
-                                        divergence, self._stop_requested)
-        # The validation split (when the dataset has one): validation/<metric> columns in train.csv;
-        # computed by each process for its own members.
-        self.evaluation = Evaluation(
-            s, self.task, placement, self.make_env, self.seeds, self.observation_dtype,
-            make_policy(self.agent, self.execution), make_diagnostics(self.agent, self.execution), workers,
-            None if validation is None else jax.device_put(validation, placement.local_replicated),
-            make_validation_metrics(chunks.batch_size, self.execution, chunks.p_aug), chunks.phases, self.log)
+        capacity = (online_capacity(s.online_steps, pixels.num_transitions(dataset), s.buffer_size,
+                                    bool(s.balanced_sampling)) if s.online_steps else None)
+        online = OnlineSteps(program, chunks, dataset, placement, self.make_env, self.seeds,
+                             self.task.reward_function(s), self.observation_dtype, workers, capacity)
+        self.evaluation = Evaluation(self.task, placement, self.make_env, self.seeds, self.observation_dtype,
+                                     make_policy(self.agent, self.execution), make_diagnostics(self.agent, self.execution),
+                                     workers, s.eval_episodes, s.eval_envs, self.log)
+        self.online = online if s.online_steps else None
+        return Parts(OfflineChunks(chunks, dataset, placement), chunks.phases, placement, self.members.labels, s.agent,
+                     online=self.online,
+                     validation=None if validation is None else Validation.of_split(validation, placement, self.seeds, chunks))
 
     def _start_over_unless_saved(self) -> bool:
         """For a resumed run: removes the saves cut short (a process killed while saving), and
@@ -212,11 +225,11 @@ class Run:
             self.log('Members: ' + '; '.join(str(label) for label in self.members.labels))
 
     def _print_phases(self):
-        if len(self.chunks.phases) == 1:
+        phases = self.parts.phases
+        if len(phases) == 1:
             return
         first, last = self.first_agent_step, self.first_agent_step + self.total_steps
-        self.log('Phases start at agent step ' + ', '.join(f'{start:,} ({update.__name__})'
-                                                           for start, update in self.chunks.phases)
+        self.log('Phases start at agent step ' + ', '.join(f'{start:,} ({update.__name__})' for start, update in phases)
                  + f'; this run trains agent steps {first:,} to {last:,}.')
 
     def _description(self) -> dict:
@@ -238,180 +251,57 @@ class Run:
     def _require_disk_space(self, run_dir: str | None):
         """Refuses a run whose directory cannot hold its checkpoints, logs and report (flowrl.disk)."""
         # The episode records (actions up to the time limit per member) are small beside the buffers: left out.
-        carry = self._carry(self.total_steps, self.online_steps.abstract_buffers() if self.s.online_steps else None,
-                            None)
+        carry = dict(states=self.position.states, rngs=self.position.rngs)
+        if self.online is not None:
+            carry.update(online=self.online.abstract_buffers())
         size = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(carry))
         saved = [] if run_dir is None else checkpoints.steps(os.path.join(run_dir, run_files.CHECKPOINT_DIR))
         parts = disk.run_growth(self.s, self.total_steps, len(self.members.labels), size, saved,
                                 checkpoints.MAX_TO_KEEP, log_copies=len(parse_loggers(self.s.logger)))
         disk.require_run_space(self.s, run_dir, parts)
 
-    # -- the parts' state, by the names callers and tests use ------------------------------
-    states = property(lambda self: self.now.states, lambda self, value: setattr(self.now, 'states', value))
-    rngs = property(lambda self: self.now.rngs, lambda self, value: setattr(self.now, 'rngs', value))
-    step = property(lambda self: self.now.step, lambda self, value: setattr(self.now, 'step', value))
-    alive = property(lambda self: self.now.alive)
-    diverged = property(lambda self: self.now.diverged)
-    online = property(lambda self: self.online_steps.buffers)  # member-stacked online replay buffers
-    online_envs = property(lambda self: self.online_steps.envs)
-    eval_envs = property(lambda self: self.evaluation.envs)
-    validation = property(lambda self: self.evaluation.validation)
-    validation_metrics = property(lambda self: self.evaluation.validation_metrics)
-    checkpoint_dir = property(lambda self: self.files.checkpoint_dir)
-
-    @property
-    def chunks(self):
-        """The ChunkRunner the offline chunks and the online steps share."""
-        return self.offline.chunks
-
-    @chunks.setter
-    def chunks(self, chunks):
-        self.offline.chunks = self.online_steps.chunks = chunks
-
-    # -- checkpoints -----------------------------------------------------------------------
-    def _carry(self, step: int, online, episodes) -> dict:
-        """What a checkpoint at `step` holds: states and keys, and once online transitions exist the
-        online buffers and the members' running episodes (OnlineSteps.episodes), which go on across
-        checkpoints and evaluations as in the authors' loop."""
-        carry = dict(states=self.now.states, rngs=self.now.rngs)
-        if step > self.s.offline_steps:
-            carry.update(online=online, episodes=episodes)
-        return carry
-
-    def save(self, attachments=None):
-        step = self.now.step
-        online = step > self.s.offline_steps
-        checkpoints.save(self.checkpoint_dir, step,
-                         self._carry(step, self.online_steps.buffers, self.online_steps.episodes() if online else None),
-                         attachments, writes_manifest=self.placement.writes_files)
-        self.placement.barrier(f'saved {step}')  # the manifest is written before anyone goes on
-
     def restore(self):
-        """Restores the newest checkpoint that passes verification (setting newer, damaged ones
-        aside) and the members that had diverged by then; drops log rows written after it."""
-        now, files = self.now, self.files
+        """Continues from the newest checkpoint that passes verification (flowrl.run.record)."""
         require_same_padding(self.run_dir, self.placement)
-        # Process 0 checks the checkpoints and sets damaged ones aside; every process reads its choice.
-        step = self.placement.on_writer(lambda: checkpoints.pick_step(self.checkpoint_dir, log=self.log,
-                                                                      set_aside=True))
-        online = step > self.s.offline_steps
-        if online:
-            self.online_steps.make_envs()
-        like = self._carry(step, self.online_steps.abstract_buffers(),
-                           self.online_steps.abstract_episodes() if online else None)
-        tree = checkpoints.read(self.checkpoint_dir, like, step)
-        now.states, now.rngs, now.step = tree['states'], tree['rngs'], step
-        self.online_steps.restore(tree.get('online'), tree['episodes'] if online else None)
-        now.diverged = files.diverged_by(step)
-        files.rewind(step, now.diverged)
-        now.alive[list(now.diverged)] = False
-        steps = np.asarray(self.placement.gather(getattr(now.states, 'step', np.zeros(0))))[now.alive]
-        if steps.size:  # the agents' own count says where their schedules are (a --restore_path run's offset)
-            now.first_agent_step = int(steps.max()) - step
+        self.position = self.record.restored(self.position)
 
     # -- training --------------------------------------------------------------------------
-    def evaluate(self):
-        """Evaluates every member (flowrl.run.evaluating) and logs eval.csv rows; returns the statistics."""
-        stats = self.evaluation.episodes(self.now.states, self.now.step, self.now.alive)
-        self.files.log_rows('eval', self.now.rows(self.members.labels, stats))
-        return stats
-
-    def _evaluate_and_show(self, progress):
-        stats = self.evaluate()
-        progress.evaluated(self.now.step, float(np.nanmean(np.asarray(stats['score'])[self.now.alive])))
-
     def train(self) -> dict:
-        """Trains to the end (`_train`) and returns the results. A stop signal ends the run at the
-        next safe point with a checkpoint (flowrl.stopping), a full disk with one sentence
+        """Trains to the end (flowrl.run.loop) and returns the results. A stop signal ends the run at
+        the next safe point with a checkpoint (flowrl.stopping), a full disk with one sentence
         (flowrl.disk); either way the environments' workers end with it."""
+        record = self.record
         try:
             with stopping.at_safe_points(self._abandoned_line):
-                return self._train()
+                record.progress = Progress(self.total_steps, self.position.step, agent_name(self.s.agent), self.log,
+                                           interactive=None if self.placement.writes_files else False)
+                self.position = loop.train(self.position, self.schedule, self.parts, record, record.progress,
+                                           ChunkPacer())
+                self.files.loggers.close()
+                self._close_environments()
+                return self.write_results()
         except disk.NoSpace as error:
             newest = checkpoints.newest_good_step(self.checkpoint_dir)
-            raise disk.NoSpace(error.what, disk.run_no_space_line(error.what, self.now.step, newest,
+            raise disk.NoSpace(error.what, disk.run_no_space_line(error.what, self._step_reached(), newest,
                                                                   self.run_dir)) from error
         finally:
             self._close_environments()
 
-    def _train(self) -> dict:
-        s, now = self.s, self.now
-        progress = Progress(self.total_steps, now.step, agent_name(s.agent), self.log,
-                            interactive=None if self.placement.writes_files else False)
-        pacer = ChunkPacer()
-        if self.evaluation.due(now.step, self.total_steps) and not self.files.evaluated_at(now.step):
-            # Resumed from the checkpoint saved just before an evaluation that did not finish.
-            self._evaluate_and_show(progress)
-        # Metric sums since the last train.csv row, kept on the device and added to in update
-        # order, so a row does not depend on how the updates before it were cut into chunks.
-        totals, counted = self._row_sums_at(now.step)  # those of a run stopped between two rows
-        phase_starts = self.chunks.schedule_steps(now.first_agent_step, self.total_steps) + [s.offline_steps]
-        for stop in chunk_boundaries(now.step, self.total_steps, (s.log_interval, s.eval_interval, s.save_interval),
-                                     phase_starts):
-            if stop <= s.offline_steps:
-                totals, counted, means = self.offline.until(stop, totals, counted, pacer, progress)
-            else:
-                totals, counted, means = self.online_steps.until(stop, totals, counted, pacer, progress, s.agent)
-            if now.step < stop:  # a stop was requested
-                self._stop(progress, totals, counted)
-            evaluating = self.evaluation.due(stop, self.total_steps)
-            # A checkpoint before every evaluation: a crash while evaluating loses no training.
-            saving = bool(s.save_interval and stop % s.save_interval == 0) or stop == self.total_steps or evaluating
-            # Rows are also written at checkpoints, whose resumes start with empty sums.
-            if stop % s.log_interval == 0 or saving:
-                validation = self.evaluation.validation_row(now.states, now.step, now.first_agent_step)
-                row = {**means, **validation, **self.online_steps.exploration()}
-                self.files.log_rows('train', now.rows(self.members.labels, row))
-                progress.logged()
-                totals, counted = None, 0
-            if saving:
-                self.save()
-            if self._stop_requested():
-                self._stop(progress, totals, counted)
-            if evaluating:
-                self._evaluate_and_show(progress)
-        progress.close()
-        self.files.loggers.close()
-        self._close_environments()
-        return self.write_results()
-
-    # -- stops and a full disk (flowrl.stopping, flowrl.disk) ------------------------------
-    def _stop(self, progress, totals, counted: int):
-        """Ends the run at a stop request, between chunks: a checkpoint at this update (unless
-        one was just saved) that also holds the metric sums since the last train.csv row, so the
-        resumed run writes the rows an uninterrupted one would; then `Stopped` with its line."""
-        step = self.now.step
-        if self.placement.on_writer(lambda: checkpoints.latest_step(self.checkpoint_dir)) != step:
-            sums = run_files.row_sums_bytes(self.placement.gather(totals), counted) if counted else None
-            self.save(attachments=None if sums is None else {run_files.ROW_SUMS_FILE: sums})
-        progress.close()
-        signum = self._stop_requested()
-        raise stopping.Stopped(signum, stopping.stopped_line(signum, step, self.total_steps, self.checkpoint_dir,
-                                                             self.run_dir))
-
-    def _row_sums_at(self, step: int):
-        """(metric sums on the devices, updates) since the last row, as saved with checkpoint `step`
-        by a stop between two rows; (None, 0) otherwise."""
-        sums, counted = self.files.row_sums_at(step)
-        return (None, 0) if sums is None else (self.placement.put(sums), counted)
-
-    def _stop_requested(self) -> int | None:
-        """The stop signal received (flowrl.stopping), by any process of the run: every process
-        makes the same calls, so all of them stop at the same boundary (one small gather per
-        chunk with several processes)."""
-        signum = stopping.requested() or 0
-        if self.placement.multi_process:
-            signum = int(np.max(self.placement.gather(np.asarray([signum], np.int64))))
-        return signum or None
+    def _step_reached(self) -> int:
+        """The update the loop has reached (the progress line counts it), for the lines of a run
+        that ends in the middle of it."""
+        progress = self.record.progress
+        return self.position.step if progress is None else progress.step
 
     def _abandoned_line(self, stop) -> str:
-        return stopping.abandoned_line(stop, self.now.step, checkpoints.latest_step(self.checkpoint_dir),
+        return stopping.abandoned_line(stop, self._step_reached(), checkpoints.latest_step(self.checkpoint_dir),
                                        self.run_dir)
 
     def _close_environments(self):
         """Ends the environments' worker processes (closing twice is harmless); the objects stay,
         so the shapes of the episode records can still be read."""
-        self.online_steps.close()
+        if self.online is not None:
+            self.online.close()
         self.evaluation.close()
 
     # -- results ---------------------------------------------------------------------------
@@ -420,9 +310,9 @@ class Run:
         self.placement.barrier('results')  # every process has finished training and evaluating
         if not self.placement.writes_files:
             return None
-        results = summarize_results(self.files.eval_log.read(), self.members.labels, self.now.diverged,
+        results = summarize_results(self.files.eval_log.read(), self.members.labels, self.position.diverged,
                                     self.task.metric)
-        results.update(env=self.task.name, agent=self.s.agent, steps=self.now.step, run_dir=self.run_dir,
+        results.update(env=self.task.name, agent=self.s.agent, steps=self.position.step, run_dir=self.run_dir,
                        **self.task.description(self.s))
         self.files.write_results(results)
         for line in results_lines(results):
@@ -462,5 +352,5 @@ def resume(run_dir: str, changes: dict | None = None, log=console_line) -> dict:
         run.log(f'{run_dir} has no checkpoint yet (stopped before the first save): starting it over from update 0 '
                 'with its saved settings.')
     else:
-        run.log(f'Resumed {run_dir} at update {run.step:,} of {run.total_steps:,}.')
+        run.log(f'Resumed {run_dir} at update {run.position.step:,} of {run.total_steps:,}.')
     return run.train()
