@@ -1,4 +1,4 @@
-"""D4RL's locomotion recipe made here (flowrl.suites.data.locomotion): SAC on HalfCheetah-v4 at a tiny size
+"""D4RL's locomotion recipe made here (flowrl.making.locomotion): SAC on HalfCheetah-v4 at a tiny size
 writes Minari datasets that Minari reads back and main.py trains on; an interrupted run continues
 to the same data; flowrl/<env>/<dataset> ids score with D4RL's reference returns."""
 
@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from flowrl.suites.data import locomotion, minari_writer
+from flowrl.making import locomotion, minari_writer
 from flowrl.suites.data.__main__ import main as data_main
 from flowrl.errors import UserError
 from flowrl.suites import d4rl

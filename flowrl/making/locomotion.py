@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowrl import run_files
-from flowrl.suites.data import minari_writer
+from flowrl.making import minari_writer
 from flowrl.errors import UserError
 
 DATASETS = ('medium', 'medium-replay', 'expert', 'medium-expert')
