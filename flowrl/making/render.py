@@ -280,7 +280,7 @@ def _metadata(plan: RenderPlan, split: _Split, workers: int, seconds: float, fra
     source = split.state.metadata or {}
     episodes = split.state.episodes
     return {
-        "generator": "flowrl.suites.data.render",
+        "generator": "flowrl.suites.data.render",  # its name when files began to record it
         "generator_version": RENDER_VERSION,
         **software_metadata(),
         "dataset": plan.name,
