@@ -98,6 +98,7 @@ class OnlineTraining:
     def restore(self, directory, step: int, saved_capacity: int) -> None:
         """Continues from checkpoint `step` (checked by the caller), whose buffer has `saved_capacity`
         rows (a run continued with more steps than it started with gets a larger buffer)."""
+        self.actions = np.zeros_like(self.envs.actions_taken[:, 0])  # shapes only: read from the checkpoint
         like = self._tree()
         like['buffers'] = empty_buffers(self.dataset, 1, saved_capacity, None)
         tree = checkpoints.read(directory, like, step)
