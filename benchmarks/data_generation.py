@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flowrl.suites.data.generate import EpisodeCollector, build_dataset, default_workers, plan_generation  # noqa: E402
+from flowrl.making.generate import EpisodeCollector, build_dataset, default_workers  # noqa: E402
+from flowrl.suites.data.plans import plan_generation  # noqa: E402
 
 
 def _quiet(*args, **kwargs):

@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from flowrl.suites.data.generate import build_dataset, default_workers, format_duration  # noqa: E402
-from flowrl.suites.data.render import StateRenderer, plan_rendering, render_dataset  # noqa: E402
+from flowrl.making.generate import build_dataset, default_workers, format_duration  # noqa: E402
+from flowrl.making.render import StateRenderer, render_dataset  # noqa: E402
+from flowrl.suites.data.plans import plan_rendering  # noqa: E402
 
 SHORT_STEPS = 20  # steps per episode of the end-to-end measurement's dataset
 

@@ -164,7 +164,7 @@ def short_manipulation_episodes(monkeypatch, steps: int = 6) -> None:
     """Makes the manipulation datasets built in this process (with workers=1) have `steps`-step
     episodes, so that a test builds a reduced visual dataset through the normal name resolution
     from a few dozen rendered frames (about 0.2 s each on a CPU) instead of 1001 per episode, e.g.
-    `resolve_dataset_files('visual-cube-single-play-v0', dataset_episodes=1, workers=1, ...)`. The
+    `flowrl.making.ogbench.produce_dataset('visual-cube-single-play-v0', dataset_episodes=1, workers=1, ...)`. The
     files keep their normal names ('visual-cube-single-play-v0-ep1.npz'), so a later process (a
     main.py run given the same --dataset_dir and --dataset_episodes) finds and uses them."""
     monkeypatch.setattr('flowrl.suites.data.protocol.MANIPULATION_STEPS', steps)

@@ -1,4 +1,5 @@
-"""Tests for flowrl.suites.data: generation per the OGBench protocol, integrity, resolution, loading.
+"""Tests for flowrl.suites.data and flowrl.making's OGBench generation: generation per the OGBench protocol,
+integrity, resolution, loading, and the seam between them (a missing dataset reported, then made).
 
 Datasets here are tiny (2-3 episodes) but use the real protocol episode lengths, except the
 worker-count determinism test, which uses the test-only `_steps_per_episode` override to stay
@@ -18,9 +19,11 @@ import numpy as np
 import ogbench
 import pytest
 
-from flowrl.suites.data import Datasets, generate_dataset, load_singletask_data
+from flowrl.making.generate import build_dataset, generate_dataset
+from flowrl.making.ogbench import loaded_with_making
+from flowrl.suites.data import Datasets, DatasetOrder, MissingDataset, load_singletask_data
 from flowrl.suites.data import files
-from flowrl.suites.data.generate import build_dataset, plan_generation
+from flowrl.suites.data.plans import plan_generation
 from flowrl.suites.data.loading import ACTION_CLIP
 from flowrl.errors import UserError
 
@@ -94,7 +97,7 @@ def test_full_size_protocol_without_generating():
 
 
 def test_collection_env_uses_protocol_episode_length():
-    from flowrl.suites.data.generate import EpisodeCollector
+    from flowrl.making.generate import EpisodeCollector
 
     collector = EpisodeCollector(plan_generation("pointmaze-giant-navigate-v0").spec, 2001)
     assert collector.env.spec.max_episode_steps == 2001
@@ -240,7 +243,7 @@ def test_missing_validation_file_is_refused(data_cube_copy):
 
 
 def test_interrupted_generation_leaves_nothing_behind(tmp_path, monkeypatch):
-    from flowrl.suites.data import generate as generate_module
+    from flowrl.making import generate as generate_module
 
     calls = []
     original_collect = generate_module.EpisodeCollector.collect
@@ -294,10 +297,24 @@ def test_load_singletask_data_uses_existing_generated_files(data_cube_copy):
     np.testing.assert_array_equal(datasets.train["actions"], np.clip(reference["actions"], -ACTION_CLIP, ACTION_CLIP))
 
 
+def test_a_missing_dataset_is_reported_with_its_order_and_nothing_is_written(tmp_path):
+    """The suites only read: a dataset flowrl makes is reported missing, with what to make."""
+    messages = []
+    with pytest.raises(MissingDataset, match=r"make it with `python -m flowrl.suites.data generate "
+                                             rf"pointmaze-medium-stitch-v0 --episodes 2 --dataset_dir {tmp_path}`\.$") as error:
+        load_singletask_data("pointmaze-medium-stitch-singletask-task1-v0", dataset_dir=str(tmp_path),
+                             dataset_episodes=2, workers=1, seed=3, log=messages.append)
+    assert error.value.order == DatasetOrder("pointmaze-medium-stitch-v0", str(tmp_path), 2, 1, 3, True)
+    assert messages == [f"Dataset {tmp_path}/pointmaze-medium-stitch-v0-ep2.npz not found (reduced datasets are only "
+                        "built locally)."]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_load_singletask_data_generates_when_missing(tmp_path):
     messages = []
-    datasets = load_singletask_data("pointmaze-medium-stitch-singletask-task1-v0", dataset_dir=str(tmp_path),
-                                    dataset_episodes=2, workers=1, seed=3, log=messages.append)
+    datasets = loaded_with_making(lambda: load_singletask_data(
+        "pointmaze-medium-stitch-singletask-task1-v0", dataset_dir=str(tmp_path), dataset_episodes=2, workers=1,
+        seed=3, log=messages.append), messages.append)
     assert any(message.startswith("Generating pointmaze-medium-stitch-v0-ep2 locally") and "about" in message
                for message in messages)
     assert "generated locally" in datasets.source and "seed 3" in datasets.source
@@ -395,7 +412,7 @@ def test_unguarded_main_script_fails_fast_instead_of_hanging(tmp_path):
     """Spawned workers re-import the main script; without a __main__ guard we must say so, not hang."""
     script = tmp_path / "unguarded.py"
     script.write_text(
-        "from flowrl.suites.data import generate_dataset\n"
+        "from flowrl.making.generate import generate_dataset\n"
         f"generate_dataset('pointmaze-medium-stitch-v0', dataset_dir={str(tmp_path / 'data')!r}, episodes=2, workers=2)\n"
     )
     env = {"FLOWRL_NO_DOWNLOAD": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
@@ -415,7 +432,7 @@ def test_unguarded_main_script_fails_fast_instead_of_hanging(tmp_path):
 def test_verify_of_a_missing_dataset_says_how_to_get_it(tmp_path, capsys, dataset, remedy):
     """`verify` was asked to check files, not to generate: its message says the file does not
     exist and how to get it (not that "generation is disabled")."""
-    from flowrl.suites.data.__main__ import main as data_main
+    from flowrl.suites.data.__main__ import main as data_main  # the command's entry, as users run it
 
     name, *options = dataset.split()
     assert data_main(["verify", name, *options, f"--dataset_dir={tmp_path}"]) == 1

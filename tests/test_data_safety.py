@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from flowrl import stopping
-from flowrl.suites.data import files, generate_dataset, load_singletask_data
+from flowrl.making.generate import generate_dataset
+from flowrl.suites.data import files, load_singletask_data
 from flowrl.suites.data.__main__ import main as data_cli
 from flowrl.errors import UserError
 

@@ -1,6 +1,7 @@
-"""D4RL's locomotion recipe made here (flowrl.suites.data.locomotion): SAC on HalfCheetah-v4 at a tiny size
-writes Minari datasets that Minari reads back and main.py trains on; an interrupted run continues
-to the same data; flowrl/<env>/<dataset> ids score with D4RL's reference returns."""
+"""D4RL's locomotion recipe made here (flowrl.making.locomotion): SAC on HalfCheetah-v4 at a tiny size,
+trained through the engine's online path, writes Minari datasets that Minari reads back and main.py
+trains on; an interrupted run continues to the same data; flowrl/<env>/<dataset> ids score with
+D4RL's reference returns."""
 
 import dataclasses
 import json
@@ -9,8 +10,9 @@ import os
 import numpy as np
 import pytest
 
-from flowrl.suites.data import locomotion, minari_writer
+from flowrl.making import locomotion, minari_writer
 from flowrl.suites.data.__main__ import main as data_main
+from flowrl.engine.online import reset_seed
 from flowrl.errors import UserError
 from flowrl.suites import d4rl
 
@@ -76,13 +78,18 @@ def test_medium_replay_is_the_buffer_up_to_the_medium_point_and_medium_expert_bo
     root, _, _ = made
     replay = _episodes(_load(root, IDS['medium-replay'], monkeypatch))
     assert [len(e['rewards']) for e in replay] == [50, 50]  # the 100 steps SAC took before its medium evaluation
-    env = locomotion.make_env(locomotion.RecipeSettings(**TINY))
-    first, _ = env.reset(seed=locomotion.episode_seed(0, locomotion.TRAIN, 0))
+    settings = locomotion.RecipeSettings(**TINY)
+    env = locomotion.make_env(settings)
+    first, _ = env.reset(seed=reset_seed(0, 0))  # the engine's online episodes: the member's seed, the step
     np.testing.assert_allclose(replay[0]['observations'][0], first, rtol=1e-6)  # float32 in the buffer
-    env.reset(seed=locomotion.episode_seed(0, locomotion.TRAIN, 0))
+    env.reset(seed=reset_seed(0, 0))
     for t in range(3):  # the buffer's next observations are the env's
         observation = env.step(replay[0]['actions'][t])[0]
         np.testing.assert_allclose(replay[0]['observations'][t + 1], observation, rtol=1e-5, atol=1e-6)
+    # The 100 random steps are numpy's uniform stream of the seed, stored without an update.
+    actions = np.concatenate([e['actions'] for e in replay])
+    np.testing.assert_array_equal(actions, np.random.default_rng(0).uniform(-1, 1, (100, 6)).astype(np.float32))
+    assert replay[1]['observations'][0] == pytest.approx(env.reset(seed=reset_seed(0, 50))[0], rel=1e-6)
     medium = _episodes(_load(root, IDS['medium'], monkeypatch))
     expert = _episodes(_load(root, IDS['expert'], monkeypatch))
     both = _episodes(_load(root, IDS['medium-expert'], monkeypatch))
@@ -118,12 +125,15 @@ def test_main_trains_on_a_dataset_made_here_and_scores_it_with_d4rls_returns(mad
 
 
 def test_an_interrupted_run_continues_to_the_same_data(made, tmp_path, monkeypatch):
+    """Checkpoints every 130 steps (the reference's every 200): the run stopped at step 250 continues
+    from step 130, in the middle of a 50-step episode, which the resumed run replays (as a resumed
+    main.py --online_steps does); the data does not depend on where checkpoints fall."""
     reference_root, _, _ = made
     monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
-    settings = locomotion.RecipeSettings(**TINY, work_dir=str(tmp_path / 'work'))
+    settings = locomotion.RecipeSettings(**{**TINY, 'checkpoint_interval': 130}, work_dir=str(tmp_path / 'work'))
 
     def interrupt(step):
-        if step == 250:  # after the checkpoints of steps 100 (medium) and 200, before the one of 400
+        if step == 250:  # after the checkpoints of steps 100 (medium) and 130, before the one of 260
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -131,7 +141,7 @@ def test_an_interrupted_run_continues_to_the_same_data(made, tmp_path, monkeypat
     assert minari_writer.exists(IDS['medium']) and not minari_writer.exists(IDS['expert'])
     lines = []
     progress = locomotion.make_datasets(settings, log=lines.append)
-    assert 'Continuing from the checkpoint of step 200' in lines[0]
+    assert 'Continuing from the checkpoint of step 130' in lines[0]
     assert progress.step == 400 and progress.expert is not None
     for name in ('medium-replay', 'expert', 'medium-expert'):
         ours = _episodes(_load(tmp_path / 'minari', IDS[name], monkeypatch))
@@ -158,14 +168,8 @@ def test_a_policy_that_never_reaches_the_medium_return_is_said_and_its_run_can_g
     longer = dataclasses.replace(settings, sac_steps=300, medium_return=1e9)
     with pytest.raises(UserError, match='in 300 steps'):
         locomotion.make_datasets(longer, log=lambda line: None)
-    progress = locomotion.load_checkpoint(settings.work_path / locomotion.CHECKPOINT, longer, _like_state(longer))[4]
+    progress = locomotion.read_progress(longer)
     assert progress.step == 300 and [row['env_step'] for row in progress.curve] == [100, 200, 300]
-
-
-def _like_state(settings):
-    agent = locomotion.sac_agent()
-    example = dict(observations=np.zeros((1, 17), np.float32), actions=np.zeros((1, 6), np.float32))
-    return agent.init(locomotion.jax.random.PRNGKey(0), example, locomotion.sac_config(agent, settings))
 
 
 def test_ctrl_c_says_the_checkpoint_is_kept(monkeypatch, capsys):
@@ -188,19 +192,27 @@ def test_a_checkpoint_of_other_settings_or_datasets_without_one_are_refused(made
         locomotion.make_datasets(elsewhere, log=lambda line: None)
 
 
-def test_buffer_episodes_split_at_ends_and_checkpoint_cuts():
-    buffer = locomotion.Buffer(8, observation_dim=1, action_dim=1)
-    ends = {2: 'terminated', 4: 'truncated'}
-    for t in range(6):
-        buffer.add([t], [0.1 * t], float(t), [t + 1], ends.get(t) == 'terminated', ends.get(t) == 'truncated')
-    buffer.cut_last_episode()  # step 5 ends the running episode [5]
-    episodes = buffer.episodes(6)
+def test_buffer_episodes_split_at_ends_and_cut_the_running_one():
+    """The engine's transitions (episode ends in `terminals`, masks 0 where terminated) as Minari's
+    episodes: terminations and truncations apart, the running episode cut at the end (truncated)."""
+    t = np.arange(7, dtype=np.float32)
+    terminals, masks = np.zeros(7, np.float32), np.ones(7, np.float32)
+    terminals[[2, 4]], masks[2] = 1, 0  # step 2 terminated, step 4 truncated (an end with mask 1)
+    transitions = dict(observations=t[:, None], actions=0.1 * t[:, None], rewards=t, terminals=terminals, masks=masks,
+                       next_observations=t[:, None] + 1)
+    episodes = locomotion.buffer_episodes(transitions, 6)  # rows [0, 6): step 5 runs on
     assert [e['rewards'].tolist() for e in episodes] == [[0, 1, 2], [3, 4], [5]]
     assert episodes[0]['observations'][:, 0].tolist() == [0, 1, 2, 3]  # the last next observation appended
     assert episodes[0]['terminations'].tolist() == [False, False, True]
+    assert not episodes[0]['truncations'].any() and not episodes[1]['terminations'].any()
     assert episodes[1]['truncations'].tolist() == [False, True] and episodes[2]['truncations'].tolist() == [True]
-    batch = buffer.sample(np.random.default_rng(0), 64)
-    np.testing.assert_array_equal(batch['masks'], 1.0 - (batch['rewards'] == 2))  # only step 2 terminated
+
+
+def test_a_checkpoint_of_the_recipes_own_loop_is_refused_in_one_sentence(tmp_path):
+    settings = locomotion.RecipeSettings(**TINY, work_dir=str(tmp_path))
+    (tmp_path / locomotion.OLD_CHECKPOINT).write_bytes(b'')
+    with pytest.raises(UserError, match=r'written by an older flowrl, .* pass --force to start again\.$'):
+        locomotion.make_datasets(settings, log=lambda line: None)
 
 
 def test_medium_target_is_a_third_of_d4rls_expert_return_unless_given():

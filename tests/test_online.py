@@ -296,6 +296,25 @@ def test_online_step_appends_in_place_without_copying_the_buffer(members):
     assert copies == []
 
 
+def test_append_alone_stores_the_steps_transitions_without_an_update():
+    """`OnlineProgram.append`, the store that `step` starts with, alone (the locomotion recipe's
+    random steps, flowrl.making.online_sac): each call writes the next row, nothing else is compiled."""
+    from flowrl.agents import fql
+    from flowrl.engine.online import OnlineProgram, empty_buffers
+    from flowrl.testing import synthetic_batch
+
+    dataset = {k: np.asarray(v) for k, v in synthetic_batch(batch_size=8).items() if k != 'next_actions'}
+    online = empty_buffers(dataset, 1, CAPACITY, None)
+    program = OnlineProgram(fql, 4, 'auto', False, CAPACITY)
+    for row in range(3):
+        online = program.append(online, {k: v[row:row + 1] for k, v in dataset.items()})
+    assert int(online.size[0]) == 3 and int(online.insert[0]) == 3
+    for key, values in dataset.items():
+        np.testing.assert_array_equal(online.data[key][0, :3], values[:3])
+        assert not np.any(online.data[key][0, 3:])
+    assert list(program._compiled) == [('store', 1)]
+
+
 def test_an_ogbench_episode_replays_bit_for_bit_in_worker_processes():
     """The premise of resuming mid-episode: OGBench's MuJoCo environments, reset with the same seed
     and given the same actions, reach the same state (here replayed in two worker processes)."""

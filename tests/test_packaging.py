@@ -104,7 +104,7 @@ def test_an_installed_copy_trains_from_a_directory_outside_the_repository(wheel,
     home = tmp_path / 'home'  # a fresh HOME: the data goes to OGBench's default directory in it
     with pytest.MonkeyPatch.context() as patch:  # 1 + 1 validation episodes of 6 steps
         short_manipulation_episodes(patch, 6)
-        from flowrl.suites.data.loading import produce_dataset
+        from flowrl.making.ogbench import produce_dataset
 
         produce_dataset('cube-single-play-v0', dataset_dir=str(home / '.ogbench' / 'data'), dataset_episodes=1,
                         workers=1, log=lambda *a: None, download=False)

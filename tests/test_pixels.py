@@ -317,7 +317,7 @@ def test_frame_stack_env_matches_dataset_stacking():
 def visual_home(tmp_path_factory):
     """A HOME whose ~/.ogbench/data (the default dataset directory) holds visual-cube-single-play-v0-ep1
     with 6-step episodes (1 + 1 validation episode, 12 frames)."""
-    from flowrl.suites.data.loading import produce_dataset
+    from flowrl.making.ogbench import produce_dataset
 
     home = tmp_path_factory.mktemp('visual')
     with pytest.MonkeyPatch.context() as patch:

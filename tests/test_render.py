@@ -1,4 +1,4 @@
-"""Tests for flowrl.suites.data.render: visual datasets rendered from state datasets.
+"""Tests for flowrl.making.render: visual datasets rendered from state datasets.
 
 Rendering costs ~0.2 s a frame on a CPU, so the whole file renders about 40 frames: the datasets
 here have 6-step episodes (flowrl.testing.short_manipulation_episodes) and are built in-process
@@ -12,9 +12,12 @@ import shutil
 import numpy as np
 import pytest
 
-from flowrl.suites.data import files, render
+from flowrl.making import render
+from flowrl.making.ogbench import loaded_with_making
+from flowrl.making.render import StateRenderer, render_dataset
+from flowrl.suites.data import files
 from flowrl.suites.data.loading import resolve_dataset_files
-from flowrl.suites.data.render import StateRenderer, plan_rendering, render_dataset
+from flowrl.suites.data.plans import plan_rendering
 from flowrl.suites.ogbench_envs import gym_make
 from flowrl.errors import UserError
 from flowrl.testing import short_manipulation_episodes
@@ -35,9 +38,11 @@ def _quiet(*args, **kwargs):
 
 
 def _resolve(name: str, directory, episodes: int | None = 1, **kwargs):
+    """Resolves `name` as a run does: a missing dataset that flowrl makes is made, then resolved."""
     settings = dict(dataset_path=None, dataset_dir=str(directory), dataset_episodes=episodes, generate=True,
                     workers=1, seed=0, log=_quiet)
-    return resolve_dataset_files(name, **{**settings, **kwargs})
+    settings.update(kwargs)
+    return loaded_with_making(lambda: resolve_dataset_files(name, **settings), settings['log'])
 
 
 def _record_pixel_episode(env_id: str, steps: int, seed: int):

@@ -117,6 +117,20 @@ def test_sampling_with_the_dataset_draws_exactly_the_authors_buffer(dataset_rows
         online = replay.append(online, _dataset(1, start=1000 + n))
 
 
+def test_sampling_with_a_dataset_of_no_rows_draws_the_online_buffer_alone():
+    """Training from scratch (the locomotion recipe's SAC): no dataset row beside the buffer, so the
+    authors' buffer is the online one: the same rows `sample` draws with the same key, never a
+    row at or above the size."""
+    online = _with_sentinel_rows(_filled(5, capacity=8))
+    empty = {k: jnp.asarray(v[:0]) for k, v in _dataset(1).items()}
+    rng = jax.random.PRNGKey(3)
+    batch = replay.sample_with_dataset(empty, online, rng, 256, buffer_size=8)
+    expected = replay.sample(online, rng, 256)
+    for key in batch:
+        np.testing.assert_array_equal(batch[key], expected[key])
+    assert set(np.asarray(batch['rewards']).astype(int)) == set(range(5))
+
+
 def test_online_capacity_is_what_the_run_can_write_before_wrapping():
     assert replay.online_capacity(1_000_000, 1_000_000, 2_000_000, balanced=False) == 1_000_000
     assert replay.online_capacity(3_000_000, 1_000_000, 2_000_000, balanced=False) == 2_000_000

@@ -134,8 +134,7 @@ class OnlineProgram:
         program) `draw` each member's batch and `update_and_act`. Returns (states, rngs, totals,
         online, first_bad, actions); the keys, totals and buffers are donated (not the states: `keep_if`)."""
         members = rngs.shape[0]
-        online = self._sharded(('store', members), jax.vmap(store), members, member_args=2, donate=(0,))(
-            online, transitions)
+        online = self.append(online, transitions)
 
         def local(states, rngs, totals, alive, online, observations, dataset):
             batches, rngs, update_rngs, act_rngs = jax.vmap(lambda *m: draw(self.sample, *m, dataset))(online, rngs)
@@ -148,6 +147,14 @@ class OnlineProgram:
                                 donate=STEP_DONATION)
         states, rngs, totals, first_bad, actions = program(states, rngs, totals, alive, online, observations, dataset)
         return states, rngs, totals, online, first_bad, actions
+
+    def append(self, online, transitions):
+        """All members' online buffers with one environment step's transitions [members, ...]
+        appended (`store`, donated: written in place). `step` starts with it; alone, it stores
+        steps that train nothing (the locomotion recipe's random steps)."""
+        members = jax.tree.leaves(transitions)[0].shape[0]
+        return self._sharded(('store', members), jax.vmap(store), members, member_args=2, donate=(0,))(
+            online, transitions)
 
     def first_actions(self, states, rngs, observations):
         """(rngs, actions) of all members at their episodes' first observations."""

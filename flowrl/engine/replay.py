@@ -142,8 +142,12 @@ def sample_with_dataset(dataset: dict, online: ReplayBuffer, rng, batch_size: in
     without building it. Online transition k sits at buffer row (D + k) mod C and here at online
     row k mod C; buffer row v therefore holds online row (v - D) mod C if that row has been
     written, else dataset row v. The online buffer must have min(online steps, C) rows
-    (`online_capacity`), so an online row that has been written is always present."""
+    (`online_capacity`), so an online row that has been written is always present. A dataset of
+    no rows (fields with their row shapes: training from scratch, e.g. the locomotion recipe's
+    SAC) leaves the online buffer alone: rows drawn uniformly below its size (`sample`)."""
     rows = _rows(dataset)
+    if rows == 0:  # static: D = 0 makes the single buffer the online one (C = buffer_size)
+        return sample(online, rng, batch_size)
     capacity = max(rows, buffer_size)
     virtual_size = jnp.minimum(rows + online.size, capacity)
     v = jax.random.randint(rng, (batch_size,), 0, virtual_size)

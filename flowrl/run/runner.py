@@ -29,6 +29,7 @@ from flowrl.engine.training import ChunkRunner, init_members, resolve_member_exe
 from flowrl.errors import UserError
 from flowrl.kit import contract, pixels
 from flowrl.kit.agent_loading import agent_name, load_agent
+from flowrl.making.ogbench import loaded_with_making
 from flowrl.results.scores import results_lines, summarize_results
 from flowrl.run.evaluating import Evaluation, Validation
 from flowrl.run.files import RunFiles, new_run_dir
@@ -54,7 +55,8 @@ def eval_workers(requested: int) -> int:
 def load_dataset(s: RunSettings, task, log=console_line) -> suites.LoadedData:
     """Where data enters a run: the task's data as stored, with the task's reward rule applied
     once (the same rule the online transitions get) and checked once (both splits)."""
-    data = suites.with_run_rewards(task.load(s, log), task.reward_function(s))
+    # A dataset flowrl makes (generated, rendered) is made here when the task reports it missing.
+    data = suites.with_run_rewards(loaded_with_making(lambda: task.load(s, log), log), task.reward_function(s))
     observation_shape, action_dim = data.env_shapes or (None, None)
     for split, name in zip(data[:2], ('training', 'validation')):
         if split is not None:

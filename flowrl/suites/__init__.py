@@ -27,7 +27,9 @@ the rest of flowrl needs to know about an environment name:
 No code outside this package asks which suite a task belongs to.
 
 Layer: the suites (with their data, `flowrl.suites.data`, and OGBench's names, `ogbench_envs`) may
-import the base modules and flowrl.kit (the pixel batch format); never the engine, results or run.
+import the base modules and flowrl.kit (the pixel batch format); never the engine, making, results
+or run. They read and describe data; making it is flowrl.making's (a missing dataset that flowrl
+makes is reported as `flowrl.suites.data.MissingDataset`, and the run's loading has it made).
 """
 
 from __future__ import annotations

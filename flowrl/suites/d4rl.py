@@ -110,7 +110,7 @@ def _entries() -> dict:
 
 ENTRIES = _entries()
 _MINARI_ID = re.compile(r'^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+-v\d+$')
-# Datasets made here by D4RL's locomotion recipe (flowrl.suites.data.locomotion): flowrl/<env>/<dataset>-v<k>.
+# Datasets made here by D4RL's locomotion recipe (flowrl.making.locomotion): flowrl/<env>/<dataset>-v<k>.
 MADE_HERE = re.compile(r'^flowrl/([a-z0-9]+)/([a-z-]+)-v\d+$')
 
 
@@ -232,7 +232,7 @@ class D4RLTask:
 
     @property
     def made_here(self) -> bool:
-        """A dataset flowrl makes (flowrl.suites.data.locomotion), which no server has."""
+        """A dataset flowrl makes (flowrl.making.locomotion), which no server has."""
         return self.minari_id is not None and MADE_HERE.match(self.minari_id) is not None
 
     def _missing_message(self) -> str:

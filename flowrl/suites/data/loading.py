@@ -4,9 +4,14 @@ Resolution order (first that applies wins):
 1. `dataset_path` given explicitly: used as is (its '-val.npz' sibling is optional);
 2. `<dataset_dir>/<dataset>.npz` and `-val.npz` (OGBench's names; official or generated);
 3. OGBench's server, when reachable within a few seconds (skipped if FLOWRL_NO_DOWNLOAD=1);
-4. local generation with OGBench's oracles (only if `generate=True`).
-A reduced dataset (`dataset_episodes=N`) skips 3: it is only ever generated locally, under its
-own name '<dataset>-ep<N>.npz'.
+4. a dataset flowrl can make (generated with OGBench's oracles, or rendered): this layer does not
+   make it (making is flowrl.making's, a layer above the suites) but raises `MissingDataset`,
+   which says what is missing and carries the order to make it (`DatasetOrder`); the caller that
+   runs the loading makes it and loads again (`flowrl.making.ogbench.loaded_with_making`, which
+   flowrl.run.runner.load_dataset uses). Uncaught, it is the one sentence of a `UserError` saying
+   which command makes the dataset.
+A reduced dataset (`dataset_episodes=N`) skips 3: it is only ever made locally, under its own name
+'<dataset>-ep<N>.npz'.
 
 Every file is verified before use (see `files.verify_dataset_file`) and refused with a one
 sentence `UserError` naming the remedy. Rewards and masks come from OGBench's own
@@ -15,13 +20,14 @@ sentence `UserError` naming the remedy. Rewards and masks come from OGBench's ow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from flowrl.suites.data import files
-from flowrl.suites.data.generate import build_dataset, default_workers, plan_generation
+from flowrl.suites.data.plans import plan_generation, plan_rendering
 from flowrl.suites.data.protocol import (
     VISUAL_FRAME_SHAPE,
     can_produce,
@@ -31,7 +37,6 @@ from flowrl.suites.data.protocol import (
     require_spec,
     singletask_env_id,
 )
-from flowrl.suites.data.render import plan_rendering, render_dataset
 from flowrl.suites.ogbench_envs import gym_make, is_visual
 from flowrl.errors import UserError
 
@@ -39,6 +44,30 @@ from flowrl.errors import UserError
 ACTION_CLIP = 1.0 - 1e-5
 TRANSITION_KEYS = ("observations", "actions", "rewards", "masks", "terminals", "next_observations")
 FRAME_TRANSITION_KEYS = ("actions", "rewards", "masks", "terminals")  # visual: observations are frames
+
+
+@dataclass(frozen=True)
+class DatasetOrder:
+    """What to make for a dataset that is missing: the arguments of
+    `flowrl.making.ogbench.produce_dataset` (`seed` and `workers` of a generation, and whether the
+    state dataset of a visual one may be downloaded)."""
+
+    dataset_name: str
+    dataset_dir: str
+    dataset_episodes: int | None = None
+    workers: int | None = None
+    seed: int = 0
+    download: bool = True
+
+
+class MissingDataset(UserError):
+    """A dataset flowrl can make is not on disk (`order` says what to make). Raised by the loading
+    (a layer that reads data and never makes it); whoever runs the loading and can make data
+    catches it, makes `order` and loads again."""
+
+    def __init__(self, message: str, order: DatasetOrder):
+        super().__init__(message)
+        self.order = order
 
 
 class Datasets(NamedTuple):
@@ -62,11 +91,11 @@ def load_singletask_data(
     """env_name is a full OGBench singletask name, e.g. 'cube-double-play-singletask-task2-v0'.
 
     Resolves (explicit path -> dataset_dir official name -> ogbench download if network ->
-    local generation), verifies integrity, relabels with OGBench's own relabelling, clips
-    actions to +-(1 - 1e-5) and returns float32 numpy arrays (the training loop moves them to
-    the device). A visual dataset's images stay uint8 frames with `frame_stack` frames per
-    observation (flowrl.kit.pixels). `seed` and `workers` only matter when the dataset has to be
-    generated. `dataset_dir=None` (a run without --dataset_dir) is OGBench's default directory.
+    `MissingDataset` for a dataset flowrl makes, with `generate`), verifies integrity, relabels
+    with OGBench's own relabelling, clips actions to +-(1 - 1e-5) and returns float32 numpy arrays
+    (the training loop moves them to the device). A visual dataset's images stay uint8 frames with
+    `frame_stack` frames per observation (flowrl.kit.pixels). `seed` and `workers` only go into the
+    order of a missing dataset. `dataset_dir=None` (a run without --dataset_dir) is OGBench's default directory.
     """
     dataset_dir = dataset_dir or files.DEFAULT_DATASET_DIR
     dataset_name = dataset_name_for_env(env_name)
@@ -115,10 +144,10 @@ def resolve_dataset_files(
     log=print,
     download: bool = True,
 ) -> tuple[Path, str]:
-    """Verified training file for `dataset_name` (generating it if allowed) and a source line.
-
-    A visual dataset missing from `dataset_dir` (and not downloadable) is rendered from its state
-    dataset, which is itself resolved exactly as this function resolves the state name.
+    """Verified training file for `dataset_name` and a source line. A missing dataset flowrl can
+    make raises `MissingDataset` (with `generate`; a plain UserError without, as a check of
+    existing files does): a visual one is made by rendering its state dataset, which is itself
+    resolved exactly as this function resolves the state name (flowrl.making.ogbench).
     """
     fields = files.required_fields(dataset_name)
     frame_shape = VISUAL_FRAME_SHAPE if is_visual(dataset_name) else None
@@ -138,13 +167,13 @@ def resolve_dataset_files(
         _download_or_explain(dataset_name, dataset_dir, log)
 
     if not train_file.exists():
+        missing = f"Dataset {files.display_path(train_file)} does not exist; " + _how_to_get(
+            dataset_name, dataset_episodes, dataset_dir, train_file) + "."
         if not generate:  # a check of existing files (`verify`): say how to get the dataset
-            raise UserError(f"Dataset {files.display_path(train_file)} does not exist; "
-                            + _how_to_get(dataset_name, dataset_episodes, dataset_dir, train_file) + ".")
+            raise UserError(missing)
         reason = "it could not be downloaded" if dataset_episodes is None else "reduced datasets are only built locally"
         log(f"Dataset {files.display_path(train_file)} not found ({reason}).")
-        produce_dataset(dataset_name, dataset_dir=dataset_dir, dataset_episodes=dataset_episodes, workers=workers,
-                        seed=seed, log=log, download=download)
+        raise MissingDataset(missing, DatasetOrder(dataset_name, dataset_dir, dataset_episodes, workers, seed, download))
 
     return _verified_directory_files(train_file, fields, dataset_name, dataset_episodes, frame_shape)
 
@@ -155,32 +184,6 @@ def _how_to_get(dataset_name: str, dataset_episodes: int | None, dataset_dir: st
         return f"make it with `{files.cli_command('generate', dataset_name, dataset_episodes, dataset_dir)}`"
     return (f"download {files.OFFICIAL_URL}/{train_file.name} and its -val.npz into "
             f"{files.display_path(train_file.parent)}")
-
-
-def produce_dataset(
-    dataset_name: str,
-    *,
-    dataset_dir: str,
-    dataset_episodes: int | None = None,
-    workers: int | None = None,
-    seed: int = 0,
-    log=print,
-    download: bool = True,
-) -> Path:
-    """Build `dataset_name` (full, or reduced to `dataset_episodes`) in `dataset_dir`, replacing files
-    of that name; returns the training file. A state dataset is generated with OGBench's oracles; a
-    visual one is rendered from its state dataset, resolved as loading the state name would (files
-    in `dataset_dir`, a download when `download`, or generation with `seed`)."""
-    workers = workers or default_workers()
-    if not is_visual(dataset_name):
-        return build_dataset(plan_generation(dataset_name, dataset_episodes), dataset_dir, workers, seed, log)
-    plan = plan_rendering(dataset_name, dataset_episodes)
-    state_file, source = resolve_dataset_files(
-        plan.state.spec.name, dataset_path=None, dataset_dir=dataset_dir, dataset_episodes=dataset_episodes,
-        generate=True, workers=workers, seed=seed, log=log, download=download,
-    )
-    log(f"Rendering the state dataset: {source}.")
-    return render_dataset(plan, state_file, dataset_dir, workers, log)
 
 
 def _state_plan(dataset_name: str, dataset_episodes: int | None):

@@ -167,7 +167,7 @@ def needs_expert_policies(dataset_name: str) -> bool:
 
 
 # OGBench registers a pixel twin of these families' environments ('visual-cube-single-v0'), so their
-# visual datasets can be rendered from the state datasets (flowrl/suites/data/render.py).
+# visual datasets can be rendered from the state datasets (flowrl/making/render.py).
 RENDERABLE_FAMILIES = MANIPULATION_FAMILIES
 # OGBench registers its pixel environments at 64x64 (ogbench/manipspace/__init__.py: visual_dict).
 VISUAL_FRAME_SHAPE = (64, 64, 3)

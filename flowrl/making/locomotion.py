@@ -7,22 +7,25 @@ data). docs/DATA.md ("Locomotion datasets made here") has the recipe, its source
 D4RL (Fu et al. 2020, section 5 and appendix): `medium` = rollouts of a SAC policy stopped when it
 reaches about a third of the expert's return, `medium-replay` = that SAC's replay buffer up to
 then, `expert` = rollouts of the fully trained policy, `medium-expert` = medium + expert. Here:
-1. SAC (agents/sac.py with the standard SAC settings, `sac_config`) acts in the env (random
-   actions for `random_steps`, then samples of its policy), one update per env step after that;
+1. SAC (agents/sac.py, loaded by flowrl.kit.agent_loading, with the standard SAC settings,
+   `sac_config`) trains through the engine's online path, the program `main.py --online_steps`
+   runs (flowrl.engine.online: `MemberEnvs` steps the env, `OnlineProgram` appends to the
+   on-device replay buffer, updates and acts; one member, no dataset beside the buffer): uniform
+   random actions for `random_steps` (stored, no update), then one update per env step;
 2. every `eval_interval` steps the policy's mode is evaluated; the first evaluation at or above
    the medium return (`medium_return`, else `medium_return_fraction` x D4RL's expert reference
    return of the env) writes `flowrl/<env>/medium-replay-v0` (every transition so far) and
    `flowrl/<env>/medium-v0` (`rollout_episodes` episodes of the policy's samples);
 3. at `sac_steps`, `expert-v0` (rollouts of the final policy) and `medium-expert-v0`.
-Datasets hold terminations and truncations apart; reference returns are D4RL's, so normalised
-scores are D4RL's. SAC's learning curve goes to `sac_curve.csv` beside the datasets.
+Datasets hold terminations and truncations apart (from the engine's masks and episode ends);
+reference returns are D4RL's, so normalised scores are D4RL's. SAC's learning curve goes to
+`sac_curve.csv` beside the datasets.
 
-Resumable: every `checkpoint_interval` steps (and at the medium point) the SAC state, the buffer,
-both random generators, the curve and the recipe's progress go to `<work_dir>/checkpoint.npz`
-(temporary file + rename); rerunning the command continues from it. Every checkpoint starts new
-episodes (a cut episode is a truncation), so a resumed run makes the same data as an
-uninterrupted one. With the default sizes no episode is cut (1000-step episodes, checkpoints
-every 10000 steps, and HalfCheetah never terminates).
+Resumable: every `checkpoint_interval` steps (and at the medium point) the engine's checkpoint
+(flowrl.engine.checkpoints: orbax, checksums) holds the SAC state, its key, the replay buffer and
+the running episode, with the curve and the recipe's progress beside it (`recipe.json`); rerunning
+the command continues from it, replaying the running episode as a resumed `main.py --online_steps`
+run does, so a resumed run makes the same data as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -41,17 +44,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowrl import run_files
-from flowrl.suites.data import minari_writer
+from flowrl.engine import checkpoints
+from flowrl.making.online_sac import OnlineTraining
+from flowrl.making import minari_writer
 from flowrl.errors import UserError
 
 DATASETS = ('medium', 'medium-replay', 'expert', 'medium-expert')
-CHECKPOINT = 'checkpoint.npz'
+CHECKPOINTS = 'checkpoints'  # the engine's checkpoints (flowrl.engine.checkpoints) in the work dir
+RECORD = 'recipe.json'  # beside each checkpoint's arrays: settings and progress
+OLD_CHECKPOINT = 'checkpoint.npz'  # of the recipe's own SAC loop (before it trained through the engine)
 CURVE_FILE = 'sac_curve.csv'
 CURVE_COLUMNS = ('env_step', 'eval_return', 'eval_return_std', 'train_return', 'train_episodes', 'alpha',
                  'wall_s')
 ALGORITHM = 'flowrl SAC, D4RL locomotion recipe'
 RESUMABLE_CHANGES = ('sac_steps', 'work_dir', 'force')  # settings a rerun may change
-FORMAT = 1  # of the checkpoint
+FORMAT = 2  # of the checkpoint's record (1: the recipe's own checkpoint.npz)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,29 +144,23 @@ def sac_config(agent, s: RecipeSettings):
     return config
 
 
-class SacProgram:
-    """SAC's compiled pieces: one update then the next exploring action (one dispatch per env
-    step), an exploring action alone, and the policy's mode."""
+class SacPolicy:
+    """SAC's policy for evaluation and rollouts, compiled once: an exploring action (a sample of
+    the policy, as D4RL's data) and the policy's mode. Training is the engine's (online_sac)."""
 
     def __init__(self, agent):
-        def learn_and_act(state, key, batch, observation):
-            key, update_key, act_key = jax.random.split(key, 3)
-            state, _ = agent.update(state, batch, update_key)
-            return state, key, agent.explore_actions(state, observation[None], act_key)[0]
-
         def explore(state, key, observation):
             key, act_key = jax.random.split(key)
             return key, agent.explore_actions(state, observation[None], act_key)[0]
 
-        self.learn_and_act = jax.jit(learn_and_act, donate_argnums=(0,))
         self.explore = jax.jit(explore)
         self.mode = jax.jit(lambda state, observation: agent.sample_actions(state, observation[None], None)[0])
 
 
 @functools.lru_cache(maxsize=None)
-def sac_program() -> SacProgram:
-    """One SacProgram per process, so that its compiled functions serve every run in it (tests)."""
-    return SacProgram(sac_agent())
+def sac_policy() -> SacPolicy:
+    """One SacPolicy per process, so that its compiled functions serve every run in it (tests)."""
+    return SacPolicy(sac_agent())
 
 
 def temperature(state) -> float:
@@ -174,12 +175,19 @@ def make_env(s: RecipeSettings) -> gymnasium.Env:
 
 
 def episode_seed(seed: int, stream: int, index: int) -> int:
-    """The reset seed of episode `index` of one stream (1 training, 2 evaluation, 3 medium
-    rollouts, 4 expert rollouts) of the run with `seed`."""
+    """The reset seed of episode `index` of one stream (2 evaluation, 3 medium rollouts, 4 expert
+    rollouts) of the run with `seed`. Training episodes are the engine's (flowrl.engine.online.reset_seed)."""
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
 
 
-TRAIN, EVAL, MEDIUM_ROLLOUTS, EXPERT_ROLLOUTS = 1, 2, 3, 4
+EVAL, MEDIUM_ROLLOUTS, EXPERT_ROLLOUTS = 2, 3, 4
+
+
+def random_actions(s: RecipeSettings, action_dim: int) -> np.ndarray:
+    """The actions of the first `random_steps` steps [random_steps, action_dim], uniform in [-1, 1]:
+    one stream of numpy's generator seeded with the seed, as the recipe drew them before it trained
+    through the engine (row t is the action of step t + 1), so nothing of it is checkpointed."""
+    return np.random.default_rng(s.seed).uniform(-1.0, 1.0, (s.random_steps, action_dim)).astype(np.float32)
 
 
 def run_episode(env, act, seed: int) -> dict:
@@ -224,55 +232,22 @@ def rollouts(s, program, state, stream: int) -> list[dict]:
         env.close()
 
 
-# -- replay buffer -----------------------------------------------------------------------
-BUFFER_FIELDS = ('observations', 'actions', 'rewards', 'next_observations', 'terminations', 'truncations')
-
-
-class Buffer:
-    """Every transition SAC made, in order (D4RL's medium-replay is this buffer up to the medium
-    point). `truncations` also marks episodes cut at a checkpoint."""
-
-    def __init__(self, capacity: int, observation_dim: int, action_dim: int, arrays: dict | None = None):
-        shapes = dict(observations=(observation_dim,), actions=(action_dim,), rewards=(), next_observations=(observation_dim,),
-                      terminations=(), truncations=())
-        dtypes = dict(terminations=bool, truncations=bool)
-        self.arrays = {k: np.zeros((capacity,) + shapes[k], dtypes.get(k, np.float32)) for k in BUFFER_FIELDS}
-        self.size = 0
-        if arrays is not None:
-            self.size = len(arrays['actions'])
-            for key in BUFFER_FIELDS:
-                self.arrays[key][:self.size] = arrays[key]
-
-    def add(self, observation, action, reward, next_observation, terminated, truncated) -> None:
-        row = self.size
-        for key, value in zip(BUFFER_FIELDS, (observation, action, reward, next_observation, terminated, truncated)):
-            self.arrays[key][row] = value
-        self.size += 1
-
-    def cut_last_episode(self) -> None:
-        """The running episode ends here (a checkpoint starts new episodes)."""
-        if self.size and not (self.arrays['terminations'][self.size - 1] or self.arrays['truncations'][self.size - 1]):
-            self.arrays['truncations'][self.size - 1] = True
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> dict:
-        rows = rng.integers(0, self.size, batch_size)
-        a = self.arrays
-        return dict(observations=a['observations'][rows], actions=a['actions'][rows], rewards=a['rewards'][rows],
-                    next_observations=a['next_observations'][rows],
-                    masks=1.0 - a['terminations'][rows].astype(np.float32))
-
-    def filled(self) -> dict:
-        return {k: v[:self.size] for k, v in self.arrays.items()}
-
-    def episodes(self, end: int) -> list[dict]:
-        """The transitions [0, end) as episodes (each ends at a termination or truncation)."""
-        a = {k: v[:end] for k, v in self.arrays.items()}
-        ends = np.nonzero(a['terminations'] | a['truncations'])[0]
-        starts = np.r_[0, ends[:-1] + 1]
-        return [dict(observations=np.concatenate([a['observations'][i:j + 1], a['next_observations'][j:j + 1]]),
-                     actions=a['actions'][i:j + 1], rewards=a['rewards'][i:j + 1],
-                     terminations=a['terminations'][i:j + 1], truncations=a['truncations'][i:j + 1])
-                for i, j in zip(starts, ends)]
+# -- the replay buffer as episodes ---------------------------------------------------------
+def buffer_episodes(transitions: dict, end: int) -> list[dict]:
+    """The engine buffer's transitions [0, end) as episodes: each ends at an episode end
+    (`terminals`), and the last at `end` (a running episode is cut there: a truncation);
+    terminations are the transitions whose mask is 0, truncations the other episode ends."""
+    t = {k: v[:end] for k, v in transitions.items()}
+    terminations = t['masks'] == 0
+    ends = t['terminals'] > 0
+    ends[-1] = True
+    truncations = ends & ~terminations
+    last = np.nonzero(ends)[0]
+    first = np.r_[0, last[:-1] + 1]
+    return [dict(observations=np.concatenate([t['observations'][i:j + 1], t['next_observations'][j:j + 1]]),
+                 actions=t['actions'][i:j + 1], rewards=t['rewards'][i:j + 1],
+                 terminations=terminations[i:j + 1], truncations=truncations[i:j + 1])
+            for i, j in zip(first, last)]
 
 
 # -- the run's state and its checkpoint --------------------------------------------------
@@ -285,45 +260,40 @@ class Progress:
     expert: dict | None = None
     wall_s: float = 0.0  # SAC's wall time so far, over all sessions
     train_returns: list = dataclasses.field(default_factory=list)  # of episodes ended since the last evaluation
+    running_return: float = 0.0  # of the training episode under way
 
 
-def save_checkpoint(path: Path, settings: RecipeSettings, state, key, rng: np.random.Generator, buffer: Buffer,
-                    progress: Progress) -> None:
-    arrays = {f'state/{i}': np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
-    arrays.update({f'buffer/{k}': v for k, v in buffer.filled().items()})
-    arrays['key'] = np.asarray(key)
-    meta = dict(format=FORMAT, settings=settings.recorded(), rng=rng.bit_generator.state,
-                progress=dataclasses.asdict(progress))
-    arrays['meta'] = np.asarray(json.dumps(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name('.' + path.name + '.tmp')
-    with open(temporary, 'wb') as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def recipe_record(settings: RecipeSettings, progress: Progress) -> bytes:
+    """What a checkpoint holds beside the engine's arrays: the settings it was made with and the progress."""
+    return json.dumps(dict(format=FORMAT, settings=settings.recorded(), progress=dataclasses.asdict(progress))).encode()
 
 
-def load_checkpoint(path: Path, settings: RecipeSettings, like_state):
-    """(state, key, rng, buffer arrays, progress) of the checkpoint at `path`, refused in one
-    sentence when it was made with other settings (only `RESUMABLE_CHANGES` may differ)."""
+def checkpoint_dir(settings: RecipeSettings) -> Path:
+    return settings.work_path / CHECKPOINTS
+
+
+def read_record(settings: RecipeSettings, log=print) -> tuple[int, dict]:
+    """(step, recipe record) of the newest good checkpoint, refused in one sentence when it was made
+    with other settings (only `RESUMABLE_CHANGES` may differ)."""
+    directory = checkpoint_dir(settings)
+    step = checkpoints.pick_step(directory, log=log)
     try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays['meta']))
-    except (OSError, ValueError, KeyError) as error:
-        raise UserError(f'The checkpoint {path} is unreadable ({error}); pass --force to start again.') from None
-    recorded, wanted = meta['settings'], settings.recorded()
+        record = json.loads(checkpoints.attachment(directory, step, RECORD))
+    except (TypeError, ValueError) as error:
+        raise UserError(f'The checkpoint {step} in {directory} has no readable {RECORD} ({error}); pass --force to '
+                        'start again.') from None
+    recorded, wanted = record['settings'], settings.recorded()
     changed = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and recorded.get(k) != wanted[k])
     if changed:
-        raise UserError(f'The checkpoint {path} was made with other settings ({", ".join(f"--{k}={recorded.get(k)}" for k in changed)}): '
+        raise UserError(f'The checkpoint {directory} was made with other settings '
+                        f'({", ".join(f"--{k}={recorded.get(k)}" for k in changed)}): '
                         'rerun with those to continue, or pass --force to start again.')
-    leaves, treedef = jax.tree.flatten(like_state)
-    state = jax.tree.unflatten(treedef, [jnp.asarray(arrays[f'state/{i}'], leaf.dtype) for i, leaf in enumerate(leaves)])
-    rng = np.random.default_rng()
-    rng.bit_generator.state = meta['rng']
-    buffer = {k: arrays[f'buffer/{k}'] for k in BUFFER_FIELDS}
-    return state, jnp.asarray(arrays['key']), rng, buffer, Progress(**meta['progress'])
+    return step, record
+
+
+def read_progress(settings: RecipeSettings) -> Progress:
+    """The recipe's progress in its newest checkpoint."""
+    return Progress(**read_record(settings, log=lambda line: None)[1]['progress'])
 
 
 # -- datasets --------------------------------------------------------------------------------
@@ -400,20 +370,24 @@ def _csv_value(value) -> str:
 
 # -- the recipe --------------------------------------------------------------------------------
 def prepare(settings: RecipeSettings, log) -> bool:
-    """Refuses to overwrite datasets this run did not make; with --force removes the checkpoint
+    """Refuses to overwrite datasets this run did not make; with --force removes the checkpoints
     and the datasets. True when a checkpoint is there to continue from."""
-    checkpoint = settings.work_path / CHECKPOINT
     if settings.force:
         shutil.rmtree(settings.work_path, ignore_errors=True)
         for dataset in DATASETS:
             minari_writer.remove(dataset_id(settings.env, dataset))
         return False
-    if checkpoint.is_file():
+    old = settings.work_path / OLD_CHECKPOINT
+    if old.is_file():
+        raise UserError(f'{old} was written by an older flowrl, whose recipe trained SAC with a loop of its own; this '
+                        'one trains through the engine and cannot continue it: pass --force to start again.')
+    if checkpoints.latest_step(checkpoint_dir(settings)) is not None:
         return True
     present = [dataset_id(settings.env, d) for d in DATASETS if minari_writer.exists(dataset_id(settings.env, d))]
     if present:
-        raise UserError(f'{", ".join(present)} already exist in {minari_writer.minari_root()} and {checkpoint} is not '
-                        'there to continue from: pass --force to make them again.')
+        raise UserError(f'{", ".join(present)} already exist in {minari_writer.minari_root()} and '
+                        f'{checkpoint_dir(settings)} holds no checkpoint to continue from: pass --force to make them '
+                        'again.')
     return False
 
 
@@ -423,36 +397,36 @@ def make_datasets(settings: RecipeSettings, log=print, on_step=None) -> Progress
     check_settings(settings)
     resume = prepare(settings, log)
     settings.work_path.mkdir(parents=True, exist_ok=True)
-    agent = sac_agent()
-    config = sac_config(agent, settings)
-    probe = make_env(settings)
-    observation_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
-    probe.close()
-    example = dict(observations=np.zeros((1, observation_dim), np.float32), actions=np.zeros((1, action_dim), np.float32))
-    # Copied leaf by leaf: init's targets share their params' buffers, which the update donates.
-    state = jax.tree.map(jnp.array, agent.init(jax.random.PRNGKey(settings.seed), example, config))
-    key, rng, progress = jax.random.PRNGKey(settings.seed + 1), np.random.default_rng(settings.seed), Progress()
-    buffer = Buffer(settings.sac_steps, observation_dim, action_dim)
-    path = settings.work_path / CHECKPOINT
+    progress, step = Progress(), None
     if resume:
-        state, key, rng, arrays, progress = load_checkpoint(path, settings, state)
+        step, record = read_record(settings, log)
+        progress = Progress(**record['progress'])
         if progress.step > settings.sac_steps:
-            raise UserError(f'The checkpoint {path} is at step {progress.step}, past --sac_steps={settings.sac_steps}.')
+            raise UserError(f'The checkpoint in {checkpoint_dir(settings)} is at step {progress.step}, past '
+                            f'--sac_steps={settings.sac_steps}.')
         if progress.expert is not None and progress.step == settings.sac_steps:
             log(f'The datasets of this run are made already (step {progress.step}); --force makes them again.')
             return progress
-        buffer = Buffer(settings.sac_steps, observation_dim, action_dim, arrays)
-        log(f'Continuing from the checkpoint of step {progress.step} in {path}.')
-    sac = dict(config={k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()},
-               target_entropy=-float(action_dim), update_every_env_step=True)
-    target = medium_target(settings)
-    log(f'SAC on {make_env_id(settings)} for {settings.sac_steps} steps; the medium policy is the first whose evaluation '
-        f'return reaches {target:.1f}.')
-    env, eval_env = make_env(settings), make_env(settings)
+    agent = sac_agent()
+    config = sac_config(agent, settings)
+    training = OnlineTraining(agent, config, functools.partial(make_env, settings), settings.seed, settings.sac_steps,
+                              settings.batch_size)
+    eval_env = make_env(settings)
     try:
-        _train(settings, env, eval_env, sac_program(), state, key, rng, buffer, progress, sac, target, log, on_step)
+        action_dim = eval_env.action_space.shape[0]
+        if resume:
+            training.restore(checkpoint_dir(settings), step, record['settings']['sac_steps'])
+            log(f'Continuing from the checkpoint of step {progress.step} in {checkpoint_dir(settings)}.')
+        else:
+            training.start(0, random_actions(settings, action_dim)[0])
+        sac = dict(config={k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()},
+                   target_entropy=-float(action_dim), update_every_env_step=True)
+        target = medium_target(settings)
+        log(f'SAC on {make_env_id(settings)} for {settings.sac_steps} steps; the medium policy is the first whose '
+            f'evaluation return reaches {target:.1f}.')
+        _train(settings, training, eval_env, progress, sac, target, log, on_step)
     finally:
-        env.close()
+        training.close()
         eval_env.close()
     return progress
 
@@ -464,95 +438,79 @@ def _medium_not_reached(s, progress, target) -> UserError:
                      'again (--force) with a lower --medium_return.')
 
 
-def _train(s, env, eval_env, program, state, key, rng, buffer, progress, sac, target, log, on_step):
+def _train(s, training, eval_env, progress, sac, target, log, on_step):
+    """SAC's environment steps up to `sac_steps`, with the evaluations, datasets and checkpoints on the way."""
     if progress.step == s.sac_steps and progress.medium is None:  # a rerun of a run that ended so
         raise _medium_not_reached(s, progress, target)
     started = time.perf_counter() - progress.wall_s
-    observation, action, key = _start_episodes(s, env, program, state, key, rng, progress.step)
-    returns, episode_return = progress.train_returns, 0.0
+    randoms = random_actions(s, eval_env.action_space.shape[0])
+    policy = sac_policy()
     while progress.step < s.sac_steps:
-        next_observation, reward, terminated, truncated, _ = env.step(action)
-        buffer.add(observation, action, reward, next_observation, terminated, truncated)
-        episode_return += float(reward)
-        progress.step += 1
-        step = progress.step
-        if terminated or truncated:
-            returns.append(episode_return)
-            episode_return = 0.0
-            next_observation, _ = env.reset(seed=episode_seed(s.seed, TRAIN, step))
-        observation = np.asarray(next_observation, np.float32)
-        if step >= s.random_steps:
-            state, key, action = program.learn_and_act(state, key, buffer.sample(rng, s.batch_size), observation)
-            action = np.asarray(action)
-        else:
-            action = rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32)
+        step = progress.step + 1
+        learn = step >= s.random_steps
+        transition = training.step(step, learn, None if learn else randoms[step])
+        progress.step = step
+        _count_return(progress, transition)
         if on_step is not None:
             on_step(step)
         checkpoint = step % s.checkpoint_interval == 0 or step == s.sac_steps
         if step % s.eval_interval == 0 or step == s.sac_steps:
-            eval_returns = evaluate(eval_env, program, state, s.seed, step, s.eval_episodes)
+            eval_returns = evaluate(eval_env, policy, training.state, s.seed, step, s.eval_episodes)
             progress.wall_s = time.perf_counter() - started
-            _log_curve(s, progress, eval_returns, returns, state, log)
-            returns.clear()
+            _log_curve(s, progress, eval_returns, training.state, log)
             if progress.medium is None and eval_returns.mean() >= target:
-                _write_medium(s, env.spec, program, state, buffer, eval_returns, progress, sac, log)
+                _write_medium(s, eval_env.spec, policy, training, eval_returns, progress, sac, log)
                 checkpoint = True
         if step == s.sac_steps:
             if progress.medium is None:
-                _save(s, state, key, rng, buffer, progress)
+                _save(s, training, progress)
                 raise _medium_not_reached(s, progress, target)
-            _write_expert(s, env.spec, program, state, eval_returns, progress, sac, log)
+            _write_expert(s, eval_env.spec, policy, training.state, eval_returns, progress, sac, log)
         if checkpoint:
-            buffer.cut_last_episode()
             progress.wall_s = time.perf_counter() - started
-            _save(s, state, key, rng, buffer, progress)
-            if step < s.sac_steps:
-                observation, action, key = _start_episodes(s, env, program, state, key, rng, step)
-                episode_return = 0.0
-    return state, key
+            _save(s, training, progress)
 
 
-def _start_episodes(s, env, program, state, key, rng, step):
-    """A new training episode at `step` and its first action (at the start and after every checkpoint)."""
-    observation, _ = env.reset(seed=episode_seed(s.seed, TRAIN, step))
-    observation = np.asarray(observation, np.float32)
-    if step >= s.random_steps:
-        key, action = program.explore(state, key, observation)
-        return observation, np.asarray(action), key
-    return observation, rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32), key
+def _count_return(progress: Progress, transition: dict) -> None:
+    """Adds the step's reward to the running episode's return; an ended episode's goes to the curve's list."""
+    progress.running_return += float(transition['rewards'][0])
+    if transition['terminals'][0] > 0:
+        progress.train_returns.append(progress.running_return)
+        progress.running_return = 0.0
 
 
-def _save(s, state, key, rng, buffer, progress):
-    save_checkpoint(s.work_path / CHECKPOINT, s, state, key, rng, buffer, progress)
+def _save(s, training, progress):
+    training.save(checkpoint_dir(s), progress.step, {RECORD: recipe_record(s, progress)})
 
 
-def _log_curve(s, progress, eval_returns, train_returns, state, log):
+def _log_curve(s, progress, eval_returns, state, log):
+    returns = progress.train_returns
     row = dict(env_step=progress.step, eval_return=float(eval_returns.mean()), eval_return_std=float(eval_returns.std()),
-               train_return=float(np.mean(train_returns)) if train_returns else None, train_episodes=len(train_returns),
+               train_return=float(np.mean(returns)) if returns else None, train_episodes=len(returns),
                alpha=temperature(state), wall_s=round(progress.wall_s, 1))
     progress.curve.append(row)
     write_curve(s, progress.curve)
-    train = f'{row["train_return"]:.1f}' if train_returns else 'n/a'
+    train = f'{row["train_return"]:.1f}' if returns else 'n/a'
     log(f'step {progress.step:>8}  eval return {row["eval_return"]:9.1f} ± {row["eval_return_std"]:.1f}  '
         f'train return {train}  alpha {row["alpha"]:.3g}  {progress.wall_s:.0f} s')
+    progress.train_returns = []
 
 
-def _write_medium(s, env_spec, program, state, buffer, eval_returns, progress, sac, log):
+def _write_medium(s, env_spec, policy, training, eval_returns, progress, sac, log):
     """D4RL's medium point: the buffer so far (medium-replay) and rollouts of this policy (medium)."""
     step = progress.step
-    buffer.cut_last_episode()
-    episodes = rollouts(s, program, state, MEDIUM_ROLLOUTS)
+    episodes = rollouts(s, policy, training.state, MEDIUM_ROLLOUTS)
     medium = policy_record(step, eval_returns, episodes)
     log(f'Medium policy at step {step}: evaluation return {medium["eval_return_mean"]:.1f}, rollouts '
         f'{medium["rollout_return_mean"]:.1f}.')
     save_rollouts(rollouts_path(s), episodes)
-    write_dataset(s, 'medium-replay', buffer.episodes(step), env_spec, dict(medium=medium), sac, log)
+    write_dataset(s, 'medium-replay', buffer_episodes(training.filled(), step), env_spec, dict(medium=medium), sac, log)
     write_dataset(s, 'medium', episodes, env_spec, dict(medium=medium), sac, log)
     progress.medium = medium
 
 
-def _write_expert(s, env_spec, program, state, eval_returns, progress, sac, log):
-    episodes = rollouts(s, program, state, EXPERT_ROLLOUTS)
+def _write_expert(s, env_spec, policy, state, eval_returns, progress, sac, log):
+    episodes = rollouts(s, policy, state, EXPERT_ROLLOUTS)
     expert = policy_record(progress.step, eval_returns, episodes)
     log(f'Expert (final) policy at step {progress.step}: evaluation return {expert["eval_return_mean"]:.1f}, rollouts '
         f'{expert["rollout_return_mean"]:.1f}.')

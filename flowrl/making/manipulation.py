@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from flowrl.suites.data.protocol import NOISY_STD_FACTORS, NOISY_XI_MAX, DatasetSpec, draw_stack_probability
-from flowrl.suites.data.records import EpisodeRecord
+from flowrl.making.records import EpisodeRecord
 from flowrl.suites.ogbench_envs import gym_make
 
 # Scene health check bounds (protocol): the cube must stay in view unless it is in the drawer.

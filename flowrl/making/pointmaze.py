@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 
 from flowrl.suites.data.protocol import POINTMAZE_ACTION_NOISE, POINTMAZE_STITCH_DISTANCE, DatasetSpec
-from flowrl.suites.data.records import EpisodeRecord
+from flowrl.making.records import EpisodeRecord
 from flowrl.suites.ogbench_envs import gym_make
 
 _NEIGHBOUR_OFFSETS = ((-1, 0), (0, -1), (1, 0), (0, 1))

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,79 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from flowrl.suites.data import files
-from flowrl.suites.data.generate import (
-    GenerationPlan,
-    Progress,
-    format_duration,
-    plan_generation,
-    run_tasks,
-    software_metadata,
-)
-from flowrl.suites.data.protocol import VISUAL_FRAME_SHAPE, VISUAL_PREFIX, find_render_source, require_spec
+from flowrl.making.generate import Progress, format_duration, run_tasks, software_metadata
+from flowrl.suites.data.plans import RenderPlan
+from flowrl.suites.data.protocol import VISUAL_FRAME_SHAPE
 from flowrl.errors import UserError
 
 RENDER_VERSION = "1"
-
-# Frames per second of one rendering worker while every core renders (set_state + render at 64x64,
-# MUJOCO_GL=egl through Mesa's llvmpipe on the 2-core CPU dev machine, mujoco 4.0.0): 1 / CPU-seconds
-# per frame (0.23, 0.23, 0.25), since llvmpipe spreads one render over more than one core (a lone
-# process reaches ~5.6 frames/s); and compressed bytes per stored row (frame ~1,600-2,200 + state
-# arrays). From benchmarks/render_throughput.py; used only for the announcement before rendering.
-_APPROX_FRAMES_PER_SEC = {"cube": 4.3, "scene": 4.4, "puzzle": 4.0}
-_APPROX_BYTES_PER_FRAME = {"cube": 2100.0, "scene": 1900.0, "puzzle": 2500.0}
-
-
-@dataclass(frozen=True)
-class RenderPlan:
-    """What rendering a visual dataset will produce, computable without rendering."""
-
-    name: str  # the visual dataset, e.g. 'visual-cube-single-play-v0'
-    state: GenerationPlan  # the state dataset it shows (full or reduced, as the visual name)
-
-    @property
-    def file_stem(self) -> str:
-        return VISUAL_PREFIX + self.state.file_stem
-
-    @property
-    def render_env_id(self) -> str:
-        """OGBench's pixel twin of the collection environment, e.g. 'visual-cube-single-v0'."""
-        return VISUAL_PREFIX + self.state.spec.env_id
-
-    @property
-    def reduced(self) -> bool:
-        return self.state.reduced
-
-    @property
-    def frames(self) -> int:
-        return self.state.total_steps
-
-    @property
-    def frame_bytes(self) -> int:
-        return math.prod(VISUAL_FRAME_SHAPE)
-
-    def uncompressed_bytes(self) -> int:
-        """The frames in memory once loaded (uint8)."""
-        return self.frames * self.frame_bytes
-
-    def approx_bytes(self) -> float:
-        return self.frames * _APPROX_BYTES_PER_FRAME[self.state.spec.family]
-
-    @property
-    def approx_frames_per_sec(self) -> float:
-        return _APPROX_FRAMES_PER_SEC[self.state.spec.family]
-
-    def approx_seconds(self, workers: int) -> float:
-        return self.frames / (self.approx_frames_per_sec * max(1, workers))
-
-
-def plan_rendering(visual_name: str, episodes: int | None = None) -> RenderPlan:
-    """The visual twin of `plan_generation(name without 'visual-', episodes)`, or a UserError that
-    says why this name cannot be rendered."""
-    spec = find_render_source(visual_name)
-    if spec is None:
-        require_spec(visual_name)  # raises the sentence that fits this name
-    return RenderPlan(visual_name, plan_generation(spec.name, episodes))
-
 
 def describe_render_plan(plan: RenderPlan, workers: int, dataset_dir: str) -> str:
     """The announcement printed before rendering: what, from what, how big, how long."""
@@ -348,7 +280,7 @@ def _metadata(plan: RenderPlan, split: _Split, workers: int, seconds: float, fra
     source = split.state.metadata or {}
     episodes = split.state.episodes
     return {
-        "generator": "flowrl.suites.data.render",
+        "generator": "flowrl.suites.data.render",  # its name when files began to record it
         "generator_version": RENDER_VERSION,
         **software_metadata(),
         "dataset": plan.name,

@@ -30,77 +30,13 @@ from tqdm import tqdm
 
 from flowrl import stopping
 from flowrl.suites.data import files
-from flowrl.suites.data.protocol import DatasetSpec, reduced_dataset_name, require_spec
+from flowrl.suites.data.plans import GenerationPlan, plan_generation
+from flowrl.suites.data.protocol import DatasetSpec
 from flowrl.errors import UserError
 
 GENERATOR_VERSION = "1"
 # A scene episode is redone when the cube leaves the view; give up after this many tries.
 MAX_EPISODE_ATTEMPTS = 50
-
-
-@dataclass(frozen=True)
-class GenerationPlan:
-    """What a generation run will produce, computable without running it."""
-
-    spec: DatasetSpec
-    file_stem: str  # '<dataset>' for the full protocol, '<dataset>-ep<N>' for a reduced one
-    train_episodes: int
-    val_episodes: int
-    steps_per_episode: int
-
-    @property
-    def reduced(self) -> bool:
-        return self.file_stem != self.spec.name
-
-    @property
-    def total_episodes(self) -> int:
-        return self.train_episodes + self.val_episodes
-
-    @property
-    def train_steps(self) -> int:
-        return self.train_episodes * self.steps_per_episode
-
-    @property
-    def val_steps(self) -> int:
-        return self.val_episodes * self.steps_per_episode
-
-    @property
-    def total_steps(self) -> int:
-        return self.train_steps + self.val_steps
-
-    @property
-    def train_transitions(self) -> int:
-        """Transitions after loading: OGBench drops each episode's last observation."""
-        return self.train_episodes * (self.steps_per_episode - 1)
-
-    @property
-    def val_transitions(self) -> int:
-        return self.val_episodes * (self.steps_per_episode - 1)
-
-    def approx_bytes(self) -> float:
-        return self.total_steps * self.spec.approx_bytes_per_step
-
-    def approx_seconds(self, workers: int) -> float:
-        return self.total_steps / (self.spec.approx_steps_per_sec * max(1, workers))
-
-
-def plan_generation(dataset_name: str, episodes: int | None = None, *, _steps_per_episode: int | None = None) -> GenerationPlan:
-    """The published protocol for `dataset_name`, or a reduced one with `episodes` episodes.
-
-    `_steps_per_episode` is a test-only override; such files get a name that says so.
-    """
-    spec = require_spec(dataset_name)
-    steps = spec.steps_per_episode if _steps_per_episode is None else int(_steps_per_episode)
-    if episodes is None:
-        if _steps_per_episode is not None:
-            raise UserError("A shortened episode length needs a reduced episode count.")
-        return GenerationPlan(spec, spec.name, spec.episodes, spec.val_episodes, steps)
-    if episodes < 1:
-        raise UserError(f"The number of episodes must be at least 1, not {episodes}; pass a positive --dataset_episodes.")
-    stem = reduced_dataset_name(spec.name, episodes)
-    if _steps_per_episode is not None:
-        stem = f"{stem}-test{steps}steps"
-    return GenerationPlan(spec, stem, episodes, max(1, episodes // 10), steps)
 
 
 def default_workers() -> int:
@@ -151,19 +87,19 @@ class EpisodeCollector:
         self.spec = spec
         self.steps = steps_per_episode
         if spec.family == "pointmaze":
-            from flowrl.suites.data.pointmaze import make_pointmaze_env
+            from flowrl.making.pointmaze import make_pointmaze_env
 
             self.env = make_pointmaze_env(spec, steps_per_episode)
             self.oracles = None
         else:
-            from flowrl.suites.data.manipulation import make_manipulation_env, make_oracles
+            from flowrl.making.manipulation import make_manipulation_env, make_oracles
 
             self.env = make_manipulation_env(spec, steps_per_episode)
             self.oracles = make_oracles(spec, self.env)
 
     def collect(self, seed: int, index: int) -> tuple[int, dict[str, np.ndarray], int]:
         """(index, arrays, redone attempts) for episode `index` of the sequence seeded by `seed`."""
-        from flowrl.suites.data.manipulation import UnhealthyEpisode
+        from flowrl.making.manipulation import UnhealthyEpisode
 
         for attempt in range(MAX_EPISODE_ATTEMPTS):
             seeds = episode_seeds(seed, index, attempt)
@@ -178,10 +114,10 @@ class EpisodeCollector:
 
     def _collect_once(self, seeds: EpisodeSeeds) -> dict[str, np.ndarray]:
         if self.spec.family == "pointmaze":
-            from flowrl.suites.data.pointmaze import collect_pointmaze_episode
+            from flowrl.making.pointmaze import collect_pointmaze_episode
 
             return collect_pointmaze_episode(self.spec, self.env, seeds.rng, seeds.env_seed, self.steps)
-        from flowrl.suites.data.manipulation import collect_manipulation_episode
+        from flowrl.making.manipulation import collect_manipulation_episode
 
         return collect_manipulation_episode(self.spec, self.env, self.oracles, seeds.rng, seeds.env_seed, self.steps)
 
