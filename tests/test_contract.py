@@ -1,5 +1,7 @@
 """The contract every agent in agents/ must honour (docs/DESIGN.md, "The agent contract")."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +55,9 @@ def test_update_changes_params(agent):
 def test_jit_traces_once_and_dynamic_values_do_not_retrace(agent):
     traces = []
 
+    # Named as the update it wraps, so its program is test_shapes_and_types' own: the session's
+    # compilation cache (tests/conftest.py) serves it instead of compiling it again.
+    @functools.wraps(agent.update)
     def counted_update(state, batch, rng):
         traces.append(1)
         return agent.update(state, batch, rng)

@@ -26,6 +26,10 @@ TINY_ARGS = ['--sac_steps=400', '--random_steps=100', '--medium_return=-1e9', '-
              '--hidden_dims=16,16', '--batch_size=16']
 IDS = {name: f'flowrl/halfcheetah/{name}-v0' for name in locomotion.DATASETS}
 
+# One xdist worker runs the recipe once (`made`, a module fixture) for every test that reads it;
+# spread over both workers, each built it (84 s of the loaded 2-core machine each).
+pytestmark = pytest.mark.xdist_group('test_locomotion_recipe')
+
 
 @pytest.fixture(scope='module')
 def made(tmp_path_factory):
