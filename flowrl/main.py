@@ -11,7 +11,7 @@ and print the --resume command that continues it (exit status 130, 143, 138; flo
 Flag names follow the official FQL command line, so the paper's commands run unchanged.
 `--agent.KEY=VALUE` overrides a key of the agent's config (see get_config() in the file).
 `--agent=agents/X.py` names a file in the current directory or, failing that, flowrl's own agent X
-(flowrl.kit.agent_loading), so the commands work from any directory. The same command is
+(flowrl.registry.agent_loading), so the commands work from any directory. The same command is
 `python -m flowrl.main ...` and, installed, `flowrl-train ...` (the repository's main.py runs `script`).
 """
 

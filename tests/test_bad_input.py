@@ -19,7 +19,7 @@ import pytest
 
 from flowrl.agents import fql, ifql, qfql, qipo
 from flowrl import run_files
-from flowrl.kit.agent_loading import load_agent
+from flowrl.registry.agent_loading import load_agent
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps
 from flowrl.suites.ogbench_envs import DATASET_FAMILIES, parse_env_name
 from flowrl.errors import UserError

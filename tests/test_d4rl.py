@@ -159,7 +159,7 @@ def _settings_from_command(command: str) -> RunSettings:
 
 @pytest.mark.parametrize('command', FQL_README_D4RL)
 def test_fql_readme_d4rl_commands_are_accepted_and_presets_give_their_values(command):
-    from flowrl.kit.agent_loading import load_agent
+    from flowrl.registry.agent_loading import load_agent
     from flowrl.run.settings import check_settings, resolve_members
 
     settings = _settings_from_command(command)

@@ -2,7 +2,7 @@
 
 It owns the settings and their flags (`settings`), config overrides, sweeps and rules
 (`config_overrides`, `config_rules`; the presets of configs/ they apply are read by
-flowrl.suites.presets), loggers (`loggers`),
+flowrl.registry.presets), loggers (`loggers`),
 the progress line and chunk pacing (`progress`) and the runner (`runner.Run`, `runner.resume`),
 split into its parts: offline chunks (`offline`), online steps (`online_steps`), evaluation and
 validation (`evaluating`), the run directory's files (`files`), saved runs read back (`saved`)

@@ -20,7 +20,7 @@ from absl import flags
 from flowrl import run_files, suites
 from flowrl.engine import checkpoints, placement
 from flowrl.run import runner
-from flowrl.kit.agent_loading import load_agent
+from flowrl.registry.agent_loading import load_agent
 from flowrl.run.config_overrides import parse_sweeps, run_command, sweep_grid
 from flowrl.errors import UserError
 from flowrl.engine.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes

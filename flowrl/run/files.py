@@ -9,7 +9,7 @@ import time
 
 from flowrl import run_files
 from flowrl.engine import checkpoints
-from flowrl.kit.agent_loading import agent_name
+from flowrl.registry.agent_loading import agent_name
 from flowrl.run.loggers import DIRECTORIES, Loggers, parse_loggers
 
 # What a run writes to its directory besides flags.json and its checkpoints: a run that starts

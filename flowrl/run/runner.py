@@ -27,7 +27,7 @@ from flowrl.engine.training import (ChunkRunner, chunk_boundaries, init_members,
                                     resolve_member_execution)
 from flowrl.errors import UserError
 from flowrl.kit import contract, pixels
-from flowrl.kit.agent_loading import agent_name, load_agent
+from flowrl.registry.agent_loading import agent_name, load_agent
 from flowrl.results.scores import results_lines, summarize_results
 from flowrl.run.evaluating import Evaluation
 from flowrl.run.files import RunFiles, new_run_dir
@@ -39,7 +39,7 @@ from flowrl.run.saved import (example_record, refuse_changed_configs, require_sa
                               restore_start, settings_from_run_dir, starting_agents)
 from flowrl.run.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
                                  check_settings, fit_schedules, resolve_members)
-from flowrl.suites.presets import default_config
+from flowrl.registry.presets import default_config
 from flowrl.run.state import Divergence, RunState
 
 

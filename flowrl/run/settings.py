@@ -12,7 +12,7 @@ from flowrl.run.config_overrides import apply_overrides, check_config, parse_swe
 from flowrl.errors import UserError
 from flowrl.kit import contract
 from flowrl.run.loggers import WANDB_MODES, parse_loggers
-from flowrl.suites.presets import apply_presets, presets_for, presets_name, unpublished_key_values
+from flowrl.registry.presets import apply_presets, presets_for, presets_name, unpublished_key_values
 from flowrl.engine.training import MEMBER_EXECUTIONS
 
 

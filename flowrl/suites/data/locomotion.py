@@ -123,7 +123,7 @@ def check_settings(s: RecipeSettings) -> None:
 # -- SAC ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def sac_agent():
-    from flowrl.kit.agent_loading import AGENTS_DIR, load_agent
+    from flowrl.registry.agent_loading import AGENTS_DIR, load_agent
 
     return load_agent(os.path.join(AGENTS_DIR, 'sac.py'))
 
