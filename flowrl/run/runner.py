@@ -38,7 +38,7 @@ from flowrl.run.progress import ChunkPacer, Progress, console_line
 from flowrl.run.saved import (example_record, refuse_changed_configs, require_same_data, require_same_padding,
                               restore_start, settings_from_run_dir, starting_agents)
 from flowrl.run.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
-                                 check_settings, fit_schedules, resolve_members)
+                                 check_settings, fit_schedules, resolve_members, task_settings)
 from flowrl.registry.presets import default_config
 from flowrl.run.state import Divergence, RunState
 
@@ -50,7 +50,7 @@ def eval_workers(requested: int) -> int:
 def load_dataset(s: RunSettings, task, log=console_line) -> suites.LoadedData:
     """Where data enters a run: the task's data as stored, with the task's reward rule applied
     once (the same rule the online transitions get) and checked once (both splits)."""
-    data = suites.with_run_rewards(task.load(s, log), task.reward_function(s))
+    data = suites.with_run_rewards(task.load(task_settings(s), log), task.reward_function(task_settings(s)))
     observation_shape, action_dim = data.env_shapes or (None, None)
     for split, name in zip(data[:2], ('training', 'validation')):
         if split is not None:
@@ -67,7 +67,7 @@ def data_size(train: dict) -> dict:
 
 def env_factory(s: RunSettings, task, data_record: dict):
     """A picklable () -> evaluation environment for the data the run read."""
-    return task.env_factory(s, data_record)
+    return task.env_factory(task_settings(s), data_record)
 
 
 class Run:
@@ -115,7 +115,7 @@ class Run:
         members = resolve_members(s, self.agent, self.task, log)
         self.members = fit_schedules(self.agent, members, self.first_agent_step,
                                      self.first_agent_step + self.total_steps, log)
-        self.task.check_settings(s, self.members.configs)
+        suites.check_settings(self.task, task_settings(s), self.members.configs)
 
     def _require_writable(self, run_dir: str | None):
         s = self.s
@@ -169,8 +169,8 @@ class Run:
                                 placement=placement)
         workers = eval_workers(s.eval_workers)
         self.online_steps = OnlineSteps(s, program, chunks, self.dataset, placement, self.now, self.make_env,
-                                        self.seeds, self.task.reward_function(s), self.observation_dtype, workers,
-                                        divergence, self._stop_requested)
+                                        self.seeds, self.task.reward_function(task_settings(s)), self.observation_dtype,
+                                        workers, divergence, self._stop_requested)
         # The validation split (when the dataset has one): validation/<metric> columns in train.csv;
         # computed by each process for its own members.
         self.evaluation = Evaluation(
@@ -224,7 +224,7 @@ class Run:
                     configs=[c.to_dict() for c in self.members.configs], default_config=self._default_config(),
                     jax_backend=jax.default_backend(),
                     data=self.data_record, placement=self._placement_record(), example=example_record(self.example),
-                    **self.task.description(self.s))
+                    **self.task.description(task_settings(self.s)))
 
     def _placement_record(self) -> dict:
         """How the members were laid out: a checkpoint's arrays hold `padded_members` rows."""
@@ -423,7 +423,7 @@ class Run:
         results = summarize_results(self.files.eval_log.read(), self.members.labels, self.now.diverged,
                                     self.task.metric)
         results.update(env=self.task.name, agent=self.s.agent, steps=self.now.step, run_dir=self.run_dir,
-                       **self.task.description(self.s))
+                       **self.task.description(task_settings(self.s)))
         self.files.write_results(results)
         for line in results_lines(results):
             self.log(line)

@@ -14,6 +14,7 @@ from flowrl.kit import contract
 from flowrl.run.loggers import WANDB_MODES, parse_loggers
 from flowrl.registry.presets import apply_presets, presets_for, presets_name, unpublished_key_values
 from flowrl.engine.training import MEMBER_EXECUTIONS
+from flowrl.suites.options import TaskSettings
 
 
 RESTORE_SCHEDULES = ('continue', 'restart')
@@ -121,8 +122,14 @@ def settings_from_values(values: dict, agent_overrides: dict) -> RunSettings:
     return RunSettings(**{k: v for k, v in values.items() if k in names}, agent_overrides=dict(agent_overrides))
 
 
+def task_settings(s: RunSettings) -> TaskSettings:
+    """What the run's task reads of its settings (flowrl.suites.options.TaskSettings: fields of the
+    same names as RunSettings')."""
+    return TaskSettings(**{field.name: getattr(s, field.name) for field in dataclasses.fields(TaskSettings)})
+
+
 def check_settings(s: RunSettings) -> None:
-    """Refuses bad values in one sentence (what needs the task: its suite's `check_settings`)."""
+    """Refuses bad values in one sentence (what needs the task: flowrl.suites.check_settings)."""
     positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
     non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
                         eval_episodes=s.eval_episodes, save_interval=s.save_interval)
