@@ -6,7 +6,8 @@
     python main.py --resume=exp/Debug/fql_cube-double-play_sd000_20261121_120000
 
 Ctrl-C, SIGTERM or SIGUSR1 stop a run after the chunk of updates in flight, with a checkpoint,
-and print the --resume command that continues it (exit status 130, 143, 138; flowrl.stopping).
+and print the --resume command that continues it (exit status 130, 143, 138; flowrl.stopping,
+flowrl.run.resume_lines).
 
 Flag names follow the official FQL command line, so the paper's commands run unchanged.
 `--agent.KEY=VALUE` overrides a key of the agent's config (see get_config() in the file).
@@ -20,13 +21,14 @@ import sys
 
 from absl import flags, logging
 
-from flowrl import stopping
 from flowrl.run.config_overrides import run_command
 from flowrl.errors import UserError
 from flowrl.engine.placement import ProcessLost, join
 from flowrl.engine.placement import define_flags as define_start_up_flags
 from flowrl.run.settings import RESUME_CHANGES, define_flags, settings_from_values
-from flowrl.stopping import Stopped, resume_command, signal_name
+from flowrl.run import resume_lines
+from flowrl.run.resume_lines import resume_command
+from flowrl.stopping import Stopped, signal_name
 
 FLAGS = flags.FLAGS
 # absl's --help lists the flags of the module named by the script's path (sys.argv[0]): main.py,
@@ -95,7 +97,7 @@ def run():
 def script():
     """The command: main.py, `python -m flowrl.main` and the installed `flowrl-train`."""
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
-    stopping.TRAIN_COMMAND = stopping.train_command(LAUNCHER, __file__)
+    resume_lines.TRAIN_COMMAND = resume_lines.train_command(LAUNCHER, __file__)
     run()
 
 

@@ -163,7 +163,7 @@ def test_main_py_runs_from_another_directory(tmp_path):
 
 
 def test_resume_lines_give_the_command_that_was_started():
-    from flowrl.stopping import train_command
+    from flowrl.run.resume_lines import train_command
 
     module = os.path.join(REPO, 'flowrl', 'main.py')
     assert train_command('/venv/bin/flowrl-train', module) == 'flowrl-train'

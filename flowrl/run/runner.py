@@ -30,16 +30,18 @@ from flowrl.kit import contract, pixels
 from flowrl.registry.agent_loading import agent_name, load_agent
 from flowrl.results.scores import results_lines, summarize_results
 from flowrl.run.evaluating import Evaluation
-from flowrl.run.files import RunFiles, new_run_dir
+from flowrl.run.files import ROW_SUMS_FILE, RunFiles, new_run_dir, require_writable_dir, row_sums_bytes
 from flowrl.run.loggers import parse_loggers
 from flowrl.run.offline import OfflineChunks
 from flowrl.run.online_steps import OnlineSteps
 from flowrl.run.progress import ChunkPacer, Progress, console_line
+from flowrl.run.resume_lines import abandoned_line, no_space_line, stopped_line
 from flowrl.run.saved import (example_record, refuse_changed_configs, require_same_data, require_same_padding,
                               restore_start, settings_from_run_dir, starting_agents)
 from flowrl.run.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
                                  check_settings, fit_schedules, resolve_members, task_settings)
 from flowrl.registry.presets import default_config
+from flowrl.run.space import require_run_space, run_growth
 from flowrl.run.state import Divergence, RunState
 
 
@@ -120,10 +122,10 @@ class Run:
     def _require_writable(self, run_dir: str | None):
         s = self.s
         if run_dir is None:
-            run_files.require_writable_dir(os.path.join(os.path.expanduser(s.save_dir), s.run_group),
-                                           f'--save_dir {s.save_dir!r}')
+            where = os.path.join(os.path.expanduser(s.save_dir), s.run_group)
+            require_writable_dir(where, f'--save_dir {s.save_dir!r}')
         else:
-            run_files.require_writable_dir(run_dir, f'The run directory {run_dir!r}')
+            require_writable_dir(run_dir, f'The run directory {run_dir!r}')
 
     def _load_data(self, run_dir: str | None):
         """(training split, validation split or None) as the agent prepares them, on the host; the
@@ -236,15 +238,15 @@ class Run:
         return default_config(self.agent, self.s.agent, self.task, self.s.online_steps > 0).to_dict()
 
     def _require_disk_space(self, run_dir: str | None):
-        """Refuses a run whose directory cannot hold its checkpoints, logs and report (flowrl.disk)."""
+        """Refuses a run whose directory cannot hold its checkpoints, logs and report (flowrl.run.space)."""
         # The episode records (actions up to the time limit per member) are small beside the buffers: left out.
         carry = self._carry(self.total_steps, self.online_steps.abstract_buffers() if self.s.online_steps else None,
                             None)
         size = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(carry))
         saved = [] if run_dir is None else checkpoints.steps(os.path.join(run_dir, run_files.CHECKPOINT_DIR))
-        parts = disk.run_growth(self.s, self.total_steps, len(self.members.labels), size, saved,
-                                checkpoints.MAX_TO_KEEP, log_copies=len(parse_loggers(self.s.logger)))
-        disk.require_run_space(self.s, run_dir, parts)
+        parts = run_growth(self.s, self.total_steps, len(self.members.labels), size, saved,
+                           checkpoints.MAX_TO_KEEP, log_copies=len(parse_loggers(self.s.logger)))
+        require_run_space(self.s, run_dir, parts)
 
     # -- the parts' state, by the names callers and tests use ------------------------------
     states = property(lambda self: self.now.states, lambda self, value: setattr(self.now, 'states', value))
@@ -329,8 +331,7 @@ class Run:
                 return self._train()
         except disk.NoSpace as error:
             newest = checkpoints.newest_good_step(self.checkpoint_dir)
-            raise disk.NoSpace(error.what, disk.run_no_space_line(error.what, self.now.step, newest,
-                                                                  self.run_dir)) from error
+            raise disk.NoSpace(error.what, no_space_line(error.what, self.now.step, newest, self.run_dir)) from error
         finally:
             self._close_environments()
 
@@ -382,12 +383,11 @@ class Run:
         resumed run writes the rows an uninterrupted one would; then `Stopped` with its line."""
         step = self.now.step
         if self.placement.on_writer(lambda: checkpoints.latest_step(self.checkpoint_dir)) != step:
-            sums = run_files.row_sums_bytes(self.placement.gather(totals), counted) if counted else None
-            self.save(attachments=None if sums is None else {run_files.ROW_SUMS_FILE: sums})
+            sums = row_sums_bytes(self.placement.gather(totals), counted) if counted else None
+            self.save(attachments=None if sums is None else {ROW_SUMS_FILE: sums})
         progress.close()
         signum = self._stop_requested()
-        raise stopping.Stopped(signum, stopping.stopped_line(signum, step, self.total_steps, self.checkpoint_dir,
-                                                             self.run_dir))
+        raise stopping.Stopped(signum, stopped_line(signum, step, self.total_steps, self.checkpoint_dir, self.run_dir))
 
     def _row_sums_at(self, step: int):
         """(metric sums on the devices, updates) since the last row, as saved with checkpoint `step`
@@ -405,8 +405,7 @@ class Run:
         return signum or None
 
     def _abandoned_line(self, stop) -> str:
-        return stopping.abandoned_line(stop, self.now.step, checkpoints.latest_step(self.checkpoint_dir),
-                                       self.run_dir)
+        return abandoned_line(stop, self.now.step, checkpoints.latest_step(self.checkpoint_dir), self.run_dir)
 
     def _close_environments(self):
         """Ends the environments' worker processes (closing twice is harmless); the objects stay,
