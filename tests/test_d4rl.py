@@ -181,11 +181,8 @@ def _settings_from_command(command: str) -> RunSettings:
     from flowrl.run.config_overrides import split_agent_flags
     from flowrl.run.settings import define_flags, settings_from_values
 
-    values = flags.FlagValues()
-    # main.py's flags, defined on a FlagValues of the test's own (absl's DEFINE_* bound to it).
-    bound = SimpleNamespace(**{name: functools.partial(getattr(flags, name), flag_values=values)
-                               for name in dir(flags) if name.startswith('DEFINE_')})
-    names = define_flags(bound, 'fql_readme')
+    values = flags.FlagValues()  # main.py's settings flags, in a registry of the test's own
+    names = define_flags(values, 'fql_readme')
     rest, overrides = split_agent_flags(['main.py'] + shlex.split(command))
     values(rest)
     return settings_from_values({name: values[name].value for name in names}, overrides)

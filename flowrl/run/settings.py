@@ -8,6 +8,8 @@ them), their checks, and how they resolve into the members' agent configs
 import dataclasses
 import typing
 
+from absl import flags
+
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import UserError
 from flowrl.kit import contract
@@ -97,23 +99,28 @@ RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', '
                   'wandb_mode')
 
 
-def define_flags(flags, module_name: str) -> list[str]:
-    """Defines one absl flag per RunSettings field (its default, help and type) as flags of the
-    module `module_name` (what --help lists and what the module's flag lookups find); returns their names."""
-    names = []
-    for field in dataclasses.fields(RunSettings):
-        if not field.metadata.get('flag', True):
-            continue
+def setting_flag_names() -> list[str]:
+    """The RunSettings fields that are flags, in their order."""
+    return [field.name for field in dataclasses.fields(RunSettings) if field.metadata.get('flag', True)]
+
+
+def define_flags(flag_values: flags.FlagValues, module_name: str) -> list[str]:
+    """Defines in the registry `flag_values` one absl flag per RunSettings field (its default, help
+    and type) as flags of the module `module_name` (what --help lists and what the module's flag
+    lookups find); returns their names."""
+    fields = {field.name: field for field in dataclasses.fields(RunSettings)}
+    for name in setting_flag_names():
+        field = fields[name]
         default = field.default_factory() if field.default is dataclasses.MISSING else field.default
         help_text, kind = field.metadata['help'], _base_type(field.type)
+        where = dict(flag_values=flag_values, module_name=module_name)
         if 'choices' in field.metadata:
-            flags.DEFINE_enum(field.name, default, list(field.metadata['choices']), help_text, module_name=module_name)
+            flags.DEFINE_enum(name, default, list(field.metadata['choices']), help_text, **where)
         else:
             define = {list: flags.DEFINE_multi_string, bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
                       float: flags.DEFINE_float, str: flags.DEFINE_string}[kind]
-            define(field.name, default, help_text, module_name=module_name)
-        names.append(field.name)
-    return names
+            define(name, default, help_text, **where)
+    return setting_flag_names()
 
 
 def settings_from_values(values: dict, agent_overrides: dict) -> RunSettings:
