@@ -1,12 +1,14 @@
 """The run around the engine: from flags to a trained run directory.
 
-It owns the settings and their flags (`settings`), config overrides, sweeps and rules
-(`config_overrides`, `config_rules`; the presets of configs/ they apply are read by
-flowrl.registry.presets), loggers (`loggers`),
-the progress line and chunk pacing (`progress`) and the runner (`runner.Run`, `runner.resume`),
-split into its parts: offline chunks (`offline`), online steps (`online_steps`), evaluation and
-validation (`evaluating`), the run directory's files (`files`), saved runs read back (`saved`)
-and the state those parts share (`state`); plus `evaluate_run` (a saved run at other dynamic
-hyperparameters). It is the top layer: it may import every other one (base, kit, engine,
-suites, results); nothing below imports it.
+It owns the settings and their flags (`settings`; `task_settings`, what the task reads of them),
+how a command runs (`command`: its own flag registry, one sentence for bad input), config
+overrides, sweeps and rules (`config_overrides`, `config_rules`; the presets of configs/ they
+apply are read by flowrl.registry.presets), loggers (`loggers`), the progress line and chunk
+pacing (`progress`) and the runner (`runner.Run`, `runner.resume`), split into its parts:
+offline chunks (`offline`), online steps (`online_steps`), evaluation and validation
+(`evaluating`), the run directory's files (`files`), the space the run needs there (`space`), the
+lines that end a run with the command that continues it (`resume_lines`), saved runs read back
+(`saved`) and the state those parts share (`state`); plus `evaluate_run` (a saved run at other
+dynamic hyperparameters). It is the top layer: it may import every other one (base, kit,
+engine, suites, registry, results); nothing below imports it.
 """
