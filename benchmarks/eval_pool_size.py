@@ -50,7 +50,7 @@ def one_evaluation(args) -> dict:
 
     from flowrl.engine.evaluation import BLOCK, EvalEnvs, make_policy, member_keys, run_episodes
     from flowrl.engine.training import init_members
-    from flowrl.kit.agent_loading import load_agent
+    from flowrl.registry.agent_loading import load_agent
     from flowrl.suites.ogbench_envs import parse_env_name
 
     spec = parse_env_name(args.env_name)

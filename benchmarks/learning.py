@@ -35,7 +35,7 @@ sys.path.insert(0, REPO)
 
 from flowrl import suites  # noqa: E402
 from flowrl.results.report import write_report  # noqa: E402
-from flowrl.suites.presets import unpublished_key_values  # noqa: E402
+from flowrl.registry.presets import unpublished_key_values  # noqa: E402
 from flowrl.testing import agent_names  # noqa: E402
 
 DATASET, ENV = 'cube-single-play-v0', 'cube-single-play'

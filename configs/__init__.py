@@ -4,7 +4,7 @@ its file's name) holds `PRESETS`, a dict from an OGBench
 environment family (the singletask name without '-singletask-...-v0', e.g. 'cube-double-play')
 or a family plus task ('cube-double-play-task3') to the config values the paper used there.
 A task key refines its family. Presets apply unless the user sets the key on the command
-line; `flowrl.suites.presets` does the lookup. An agent may also hold `ONLINE_PRESETS`, the values of
+line; `flowrl.registry.presets` does the lookup. An agent may also hold `ONLINE_PRESETS`, the values of
 offline-to-online runs (`--online_steps` > 0), which refine `PRESETS`.
 
 Values every agent shares are held once here, and an agent's table extends them
@@ -20,7 +20,7 @@ Values every agent shares are held once here, and an agent's table extends them
 Only published values are preset, each with its source beside it. An agent's file may name its
 key values, `KEY_VALUES`: the config keys whose per-task value should come from its paper. A run
 on a task where no preset gives one says so on its first screen
-(flowrl.suites.presets.unpublished_key_values), since the agent's default then stands in. Still unknown here (the agent's default
+(flowrl.registry.presets.unpublished_key_values), since the agent's default then stands in. Still unknown here (the agent's default
 applies; pass the value on the command line when you have it):
 - IQL `alpha` and ReBRAC `alpha_actor`/`alpha_critic` on D4RL (the FQL paper took those numbers
   from prior work and lists no values); every OGBench environment has the FQL paper's (Table 6).

@@ -9,7 +9,7 @@ of the long-horizon environments (configs/__init__.py).
 from flowrl.configs import with_shared
 
 # The value its paper tunes per dataset (none is published): a run says so on its first screen
-# (flowrl.suites.presets).
+# (flowrl.registry.presets).
 KEY_VALUES = ('lambda',)
 
 PRESETS = with_shared({})

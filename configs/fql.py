@@ -8,7 +8,7 @@ encoder 'impala_small'; the commands' --p_aug=0.5 --frame_stack=3 are run flags,
 from flowrl.configs import with_shared
 
 # "The most important hyperparameter is the BC coefficient" (the FQL paper, Section 5.2): a run on a
-# task without one says so on its first screen (flowrl.suites.presets).
+# task without one says so on its first screen (flowrl.registry.presets).
 KEY_VALUES = ('alpha',)
 
 PRESETS = with_shared({

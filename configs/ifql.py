@@ -16,7 +16,7 @@ Every environment the paper ran has its N here; elsewhere (D4RL locomotion and k
 
 from flowrl.configs import with_shared
 
-# The value the paper tunes per task; a run on a task without one says so (flowrl.suites.presets).
+# The value the paper tunes per task; a run on a task without one says so (flowrl.registry.presets).
 KEY_VALUES = ('num_samples',)
 
 PRESETS = with_shared({

@@ -20,7 +20,7 @@ applies, and a run says so on its first screen (KEY_VALUES).
 
 from flowrl.configs import with_shared
 
-# The values the paper tunes per task; a run on a task without one says so (flowrl.suites.presets).
+# The values the paper tunes per task; a run on a task without one says so (flowrl.registry.presets).
 KEY_VALUES = ('alpha',)
 
 # Appendix E.2 (IQL): 4 x 256 MLPs on state-based manipulation.

@@ -12,7 +12,7 @@ inference: a trained run can be re-evaluated at other values (python -m flowrl.r
 
 from flowrl.configs import with_shared
 
-# The value the paper tunes per task; a run on a task without one says so (flowrl.suites.presets).
+# The value the paper tunes per task; a run on a task without one says so (flowrl.registry.presets).
 KEY_VALUES = ('guidance',)
 
 PRESETS = with_shared({

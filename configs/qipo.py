@@ -11,7 +11,7 @@ long-horizon environments (configs/__init__.py).
 from flowrl.configs import with_shared
 
 # The phase lengths K1, K2 are not published for any dataset: a run says so on its first screen
-# (flowrl.suites.presets). beta is not listed: the paper gives 3 (but no per-dataset values).
+# (flowrl.registry.presets). beta is not listed: the paper gives 3 (but no per-dataset values).
 KEY_VALUES = ('bc_steps', 'critic_steps')
 
 ANTMAZE = dict(critic_support=32)  # QIPO: M = 32 on antmaze

@@ -17,7 +17,7 @@ run says so on its first screen (KEY_VALUES).
 
 from flowrl.configs import with_shared
 
-# The values the paper tunes per task; a run on a task without them says so (flowrl.suites.presets).
+# The values the paper tunes per task; a run on a task without them says so (flowrl.registry.presets).
 KEY_VALUES = ('alpha_actor', 'alpha_critic')
 
 

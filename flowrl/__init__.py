@@ -3,16 +3,18 @@
 Layers (docs/DESIGN.md, "Layers"; tests/test_layers.py keeps them), each importing only those
 below it:
 
-    run       settings, overrides, loggers, progress, the runner and its parts, evaluate_run
+    run       settings, overrides, the command, loggers, progress, the runner and its parts,
+              the run's files, space and end lines, evaluate_run
     results   final scores, report, statistics, published numbers
+    registry  agents loaded from their files, the presets of configs/ (imports both by name)
     engine    compiled training, online and evaluation programs, replay, env pools, checkpoints,
-              placement                     | suites  OGBench and D4RL tasks, their data, envs, presets
-    kit       what agents are made of: state, networks, encoders, flow, losses, pixel batches
+              placement                     | suites  OGBench and D4RL tasks, their options, data, envs
+    kit       what agents are made of: state, networks, encoders, flow, losses, pixel batches, contract
     base      this package's top modules: errors, headless, stopping, disk, run_files, time_limits, host_memory
 
 The engine and the suites stand side by side: neither imports the other. agents/ import the
-kit and base; configs/ also the suites (OGBench's family names). flowrl.testing (test helpers)
-may import anything.
+kit and base; configs/ also the suites (OGBench's family names); the registry stands above
+both. flowrl.testing (test helpers) may import anything.
 
 The agents and their presets are the subpackages `flowrl.agents` and `flowrl.configs`, kept in
 the repository's top-level folders agents/ and configs/ (the FQL repository's layout). An

@@ -3,7 +3,8 @@ lack of space turned into `NoSpace` once their half-written file is removed.
 
 Writers (checkpoints, CSV logs, JSON files, dataset files) remove what they were writing when it
 fails and raise `NoSpace` naming it (`naming_no_space`); the run loop adds the update, the newest
-good checkpoint and the resume command (flowrl.run.runner); a command prints the sentence and exits 1.
+good checkpoint and the resume command (flowrl.run.resume_lines); a command prints the sentence and
+exits 1. What a run needs is the run's to estimate (flowrl.run.space); `require_space` refuses it.
 """
 
 import contextlib
@@ -12,10 +13,6 @@ import os
 import shutil
 
 from flowrl.errors import UserError
-from flowrl.stopping import resume_command
-
-ROW_BYTES = 2048  # one member's train.csv or eval.csv row, generously (FQL's online rows: ~1 KB)
-REPORT_BYTES = 4 * 2**20  # report/: a table and a few plots
 
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How a lack of space reads in errors that carry no errno (orbax/TensorStore's ValueError:
@@ -97,46 +94,3 @@ def require_space(path: str, parts: dict, what: str, remedy: str) -> None:
     listed = ', '.join(f'{description}: {format_bytes(size)}' for description, size in parts.items())
     raise UserError(f'{what} has {format_bytes(free)} free and this run needs about {format_bytes(needed)} there '
                     f'({listed}); {remedy}.')
-
-
-def save_points(s, total_steps: int, after: int = 0) -> set:
-    """The updates after `after` at which a run with settings `s` saves a checkpoint: every
-    --save_interval, before every evaluation, at the end."""
-    points = {total_steps}
-    for interval in (s.save_interval, s.eval_interval if s.eval_episodes else 0):
-        if interval:
-            points.update(range(interval, total_steps + 1, interval))
-    return {point for point in points if point > after}
-
-
-def run_growth(s, total_steps: int, members: int, checkpoint_bytes: int, saved_steps: list, max_to_keep: int,
-               log_copies: int = 0) -> dict:
-    """What a run with settings `s` adds to its directory at most, {description: bytes}: the
-    checkpoints it will save, up to `max_to_keep` kept and one being written (less those already
-    there, `saved_steps`), and its logs (with `log_copies` loggers writing a copy of each row) and report."""
-    to_come = len(save_points(s, total_steps, after=saved_steps[-1] if saved_steps else 0))
-    count = max(0, min(to_come, max_to_keep + 1 - len(saved_steps)))
-    rows = total_steps // s.log_interval + len(save_points(s, total_steps))
-    rows += total_steps // s.eval_interval if s.eval_interval and s.eval_episodes else 0
-    logs = rows * members * ROW_BYTES * (1 + log_copies)
-    return {f'{count} checkpoint(s) of {format_bytes(checkpoint_bytes)}': count * checkpoint_bytes,
-            'logs and report': logs + (REPORT_BYTES if s.report else 0)}
-
-
-def require_run_space(s, run_dir: str | None, parts: dict) -> None:
-    """`require_space` for a new run under --save_dir (`run_dir` None) or a resumed one."""
-    if run_dir is None:
-        where = os.path.join(os.path.expanduser(s.save_dir), s.run_group)
-        require_space(where, parts, f'--save_dir {s.save_dir!r}', 'free some space or pass another --save_dir')
-    else:
-        require_space(run_dir, parts, f'The run directory {run_dir!r}', 'free some space first')
-
-
-def run_no_space_line(what: str, step: int, newest_good_checkpoint: int | None, run_dir: str) -> str:
-    """The sentence that ends a run whose write of `what` failed for lack of space."""
-    then = (f'no checkpoint was saved yet; free some space, then start it over with: {resume_command(run_dir)}'
-            if newest_good_checkpoint is None
-            else f'the newest good checkpoint is update {newest_good_checkpoint:,}; free some space, then continue '
-                 f'with: {resume_command(run_dir)}')
-    return (f'No space left on the device for {what} at update {step:,}: the half-written file was removed and '
-            f'nothing else was changed; {then}.')

@@ -1,5 +1,8 @@
-"""Files of a run directory: flags.json, train.csv, eval.csv, results.json, diverged.json,
-checkpoints/.
+"""The formats of a run directory that more than the run reads: the names of flags.json,
+train.csv, eval.csv, results.json, diverged.json and checkpoints/, the rows' labels, the CSV logs,
+and the atomic JSON and text writes that checkpoints and datasets use too. The results read runs
+through it (flowrl.results); what only the run writes and reads (a stop's metric sums, the
+directory's checks, the files a run writes) is flowrl.run.files.
 
 JSON files are written to a temporary name and renamed, with null for non-finite numbers
 (JSON has no NaN). CSVs are appended row by row while training; on resume they are rewritten
@@ -18,34 +21,15 @@ import tempfile
 import numpy as np
 
 from flowrl.disk import naming_no_space
-from flowrl.errors import UserError
 
 FLAGS_FILE, TRAIN_CSV, EVAL_CSV, RESULTS_FILE, CHECKPOINT_DIR = (
     'flags.json', 'train.csv', 'eval.csv', 'results.json', 'checkpoints')
 DIVERGED_FILE = 'diverged.json'  # members of a sweep that diverged: update and metrics
-# Beside a checkpoint saved between two train.csv rows (a stop, flowrl.stopping): the metric sums
-# of the updates since the last row, so that the resumed run writes the rows an uninterrupted one would.
-ROW_SUMS_FILE = 'flowrl_row_sums.npz'
-_SUM = 'sum:'
 # The columns of a train.csv or eval.csv row that label it (which update, which member); every
 # other column but a sweep's swept values is a metric (loggers, report plots).
 ROW_LABELS = ('step', 'member', 'seed')
 # train.csv: an update's metrics on the validation split are `<prefix><metric>` beside `<metric>`.
 VALIDATION_PREFIX = 'validation/'
-
-
-def row_sums_bytes(sums: dict, counted: int) -> bytes:
-    """ROW_SUMS_FILE's content: the metric sums (arrays, kept exactly) of `counted` updates."""
-    buffer = io.BytesIO()
-    np.savez(buffer, counted=np.int64(counted), **{_SUM + name: np.asarray(v) for name, v in sums.items()})
-    return buffer.getvalue()
-
-
-def read_row_sums(data: bytes) -> tuple[dict, int]:
-    """(metric sums, updates) from ROW_SUMS_FILE's content."""
-    with np.load(io.BytesIO(data)) as saved:
-        sums = {name[len(_SUM):]: saved[name] for name in saved.files if name.startswith(_SUM)}
-        return sums, int(saved['counted'])
 
 
 def _jsonable(value):
@@ -85,25 +69,6 @@ def write_atomic(path: str, text: str | bytes) -> None:
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
-
-
-def require_writable_dir(path: str, what: str) -> None:
-    """Refuses, before any expensive work, a directory that cannot be created or written;
-    `what` names it in the message (e.g. "--save_dir 'exp/'").
-
-    Probes by creating (and removing) a temporary directory in `path` or in its nearest
-    existing ancestor, since permission bits lie for root and on special filesystems (/proc).
-    """
-    existing = os.path.abspath(os.path.expanduser(path))
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UserError(f'{what} cannot be created: {existing!r} is a file, not a directory.')
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix='.flowrl-write-test-', dir=existing))
-    except OSError as error:
-        raise UserError(f'{what} is not writable ({error.strerror} in {existing!r}); '
-                        'pass a directory you can write to.') from None
 
 
 def as_written(data):

@@ -8,7 +8,8 @@ SIGTERM, 138 for SIGUSR1, as a shell reports a process the signal killed).
 
 The training loop runs inside `at_safe_points()`: there the handler only records the request
 (no race with the code it interrupts: it sets a flag), and the loop looks at `requested()`
-between chunks, saves a checkpoint and raises `Stopped` with the line to print. Work that is
+between chunks, saves a checkpoint and raises `Stopped` with the line to print (the run's lines,
+with the command that continues it: flowrl.run.resume_lines). Work that is
 redone anyway (an evaluation) is abandoned through `raise_if_requested()`. A second Ctrl-C
 raises at once. Steps that must not be split (a checkpoint's save, the renames that publish a
 dataset) run inside `held_back()`, which delivers the signals that arrive during them afterwards.
@@ -22,7 +23,6 @@ killed outright.
 import contextlib
 import ctypes
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -39,41 +39,6 @@ def signal_name(signum: int) -> str:
 def exit_code(signum: int) -> int:
     """The status a shell reports for a process ended by `signum` (130 for SIGINT, 143 for SIGTERM)."""
     return 128 + int(signum)
-
-
-# The training command as the stop lines spell it; flowrl.main.script sets how it was started.
-TRAIN_COMMAND = 'python main.py'
-
-
-def train_command(launcher: str, module_file: str) -> str:
-    """The training command as it was started (`launcher`: sys.argv[0]; `module_file`: flowrl/main.py)."""
-    if os.path.basename(launcher) == 'flowrl-train':
-        return 'flowrl-train'
-    if os.path.isfile(launcher) and os.path.samefile(launcher, module_file):
-        return 'python -m flowrl.main'
-    return 'python main.py'
-
-
-def resume_command(run_dir: str) -> str:
-    return f'{TRAIN_COMMAND} --resume={shlex.quote(str(run_dir))}'
-
-
-def stopped_line(signum: int, step: int, total_steps: int, checkpoint_dir: str, run_dir: str) -> str:
-    """The line of a run stopped at a safe point, with a checkpoint at `step`."""
-    return (f'Stopped by {signal_name(signum)} at update {step:,} of {total_steps:,}, with a checkpoint in '
-            f'{checkpoint_dir}; continue with: {resume_command(run_dir)}')
-
-
-def abandoned_line(stop: 'Stopped', step: int, latest_checkpoint: int | None, run_dir: str) -> str:
-    """The line of a run stopped elsewhere: in an evaluation (abandoned at a safe point, redone
-    on resume), or at once by a second Ctrl-C."""
-    name, resume = signal_name(stop.signum), resume_command(run_dir)
-    if not stop.at_once:
-        return (f'Stopped by {name} during the evaluation at update {step:,}; the checkpoint saved before it is kept '
-                f'and the resumed run evaluates again; continue with: {resume}')
-    if latest_checkpoint is None:
-        return f'Stopped at once by {name} at update {step:,}, before any checkpoint was saved; start it over with: {resume}'
-    return f'Stopped at once by {name} at update {step:,}; continue from update {latest_checkpoint:,} with: {resume}'
 
 
 class Stopped(KeyboardInterrupt):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowrl.kit.agent_loading import own_agent_names
+from flowrl.registry.agent_loading import own_agent_names
 from flowrl.suites import LoadedData
 
 

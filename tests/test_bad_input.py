@@ -19,8 +19,9 @@ import pytest
 
 from flowrl.agents import fql, ifql, qfql, qipo
 from flowrl import run_files
-from flowrl.kit.agent_loading import load_agent
+from flowrl.registry.agent_loading import load_agent
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps
+from flowrl.run.files import require_writable_dir
 from flowrl.suites.ogbench_envs import DATASET_FAMILIES, parse_env_name
 from flowrl.errors import UserError
 from flowrl.results.scores import summarize_results
@@ -172,12 +173,12 @@ def test_unwritable_save_dir_is_refused(path, message):
     if not os.path.exists(path.rsplit('/', 1)[0]):
         pytest.skip(f'{path} needs a Linux /proc or /etc/hostname')
     with pytest.raises(UserError) as error:
-        run_files.require_writable_dir(os.path.join(path, 'Debug'), f'--save_dir {path!r}')
+        require_writable_dir(os.path.join(path, 'Debug'), f'--save_dir {path!r}')
     assert message in str(error.value) and one_sentence(str(error.value))
 
 
 def test_writable_save_dir_is_accepted_and_left_untouched(tmp_path):
-    run_files.require_writable_dir(str(tmp_path / 'new' / 'Debug'), '--save_dir')
+    require_writable_dir(str(tmp_path / 'new' / 'Debug'), '--save_dir')
     assert list(tmp_path.iterdir()) == []
 
 

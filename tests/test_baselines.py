@@ -267,14 +267,14 @@ def test_presets_name_existing_keys(name):
 ])
 def test_published_values_are_preset(agent, env, values):
     from flowrl import suites
-    from flowrl.suites.presets import presets_for
+    from flowrl.registry.presets import presets_for
     assert presets_for(agent, suites.resolve(env)) == values
 
 
 def test_offline_to_online_values_refine_the_offline_ones():
     """The FQL paper's Table 7: IFQL N 128 on the cloned adroit tasks online (pen-cloned: 32 offline)."""
     from flowrl import suites
-    from flowrl.suites.presets import presets_for
+    from flowrl.registry.presets import presets_for
     task = suites.resolve('pen-cloned-v1')
     assert presets_for('ifql', task)['num_samples'] == 32
     assert presets_for('ifql', task, online=True)['num_samples'] == 128
@@ -284,7 +284,7 @@ def test_offline_to_online_values_refine_the_offline_ones():
 def _resolve(agent_name, env, log=None, **settings):
     """The members' first config and the lines resolve_members logs, through the run's own preset path."""
     from flowrl import suites
-    from flowrl.kit.agent_loading import load_agent
+    from flowrl.registry.agent_loading import load_agent
     from flowrl.run.settings import RunSettings, check_settings, resolve_members
     s = RunSettings(agent=f'agents/{agent_name}.py', env_name=env, **settings)
     check_settings(s)
@@ -328,7 +328,7 @@ def test_only_the_key_values_the_user_did_not_set_are_named():
 
 def test_agents_without_key_values_never_warn():
     from flowrl import suites
-    from flowrl.suites.presets import unpublished_key_values
+    from flowrl.registry.presets import unpublished_key_values
     for name in ('flow_bc', 'sac'):
         assert unpublished_key_values(name, suites.resolve('pointmaze-medium-navigate')) == (), name
     assert unpublished_key_values('ifql', suites.resolve('halfcheetah-medium-v2')) == ('num_samples',)
@@ -342,7 +342,7 @@ def test_the_documented_table_of_baseline_values_is_the_presets():
     import re
 
     from flowrl import suites
-    from flowrl.suites.presets import presets_for
+    from flowrl.registry.presets import presets_for
     text = (pathlib.Path(__file__).parent.parent / 'docs' / 'ALGORITHMS.md').read_text()
     rows = re.findall(r'^\| ([a-z0-9-]+) \| ([\d.]+)( \(4×256\))? \| \(([\d.]+), ([\d.]+)\) \| (\d+) \|$', text, re.M)
     assert len(rows) == 15
@@ -366,7 +366,7 @@ def test_key_values_are_config_keys(name):
 def test_shared_long_horizon_discount_is_preset_for_every_agent(name):
     from flowrl.configs import LONG_HORIZON_FAMILIES
     from flowrl.suites.ogbench_envs import EnvSpec
-    from flowrl.suites.presets import presets_for
+    from flowrl.registry.presets import presets_for
     from flowrl.suites.ogbench import OGBenchTask
     for family in LONG_HORIZON_FAMILIES:
         assert presets_for(name, OGBenchTask(EnvSpec(family, None)))['discount'] == 0.995, family
@@ -402,7 +402,7 @@ def test_a_copied_agent_file_keeps_its_presets(tmp_path):
     import shutil
 
     from flowrl import suites
-    from flowrl.kit.agent_loading import load_agent
+    from flowrl.registry.agent_loading import load_agent
     from flowrl.run.settings import RunSettings, resolve_members
     copy = tmp_path / 'my_fql.py'
     shutil.copy('agents/fql.py', copy)

@@ -7,7 +7,7 @@ import pytest
 
 from flowrl import run_files
 from flowrl.errors import UserError
-from flowrl.kit.agent_loading import load_agent
+from flowrl.registry.agent_loading import load_agent
 from flowrl.run.core import train
 from flowrl.run.runner import Run
 from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_run_settings, use_fake_world

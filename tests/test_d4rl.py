@@ -20,8 +20,8 @@ import pytest
 
 from flowrl import suites
 from flowrl.errors import UserError
-from flowrl.run.settings import RunSettings
-from flowrl.suites import d4rl, d4rl_data
+from flowrl.run.settings import RunSettings, task_settings
+from flowrl.suites import TaskSettings, d4rl, d4rl_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--agent.actor_hidden_dims=16,16', '--agent.batch_size=8']
@@ -96,8 +96,8 @@ def test_scores_are_d4rls_normalised_return_and_antmaze_success():
     antmaze = suites.resolve('antmaze-large-play-v2')
     assert antmaze.episode_scores([1.0, 0.0], [1.0, 0.0]).tolist() == [1.0, 0.0] and antmaze.metric == 'success'
     # Online and offline rewards of antmaze are D4RL's minus 1 (the FQL code, after IQL).
-    assert antmaze.reward_function(RunSettings())(np.array([0.0, 1.0])).tolist() == [-1.0, 0.0]
-    assert pen.reward_function(RunSettings())(np.array([2.5])).tolist() == [2.5]
+    assert antmaze.reward_function(TaskSettings())(np.array([0.0, 1.0])).tolist() == [-1.0, 0.0]
+    assert pen.reward_function(TaskSettings())(np.array([2.5])).tolist() == [2.5]
 
 
 # ---- names ----
@@ -116,11 +116,45 @@ def test_names_resolve_to_their_suite_and_typos_get_the_nearest():
 
 
 def test_ogbench_only_options_are_refused_on_d4rl():
+    """From OGBench's declaration of its options (flowrl.suites.ogbench.OPTIONS), one sentence each."""
     task = suites.resolve('hopper-medium-v2')
-    with pytest.raises(UserError, match='--sparse applies to OGBench environments'):
-        task.check_settings(RunSettings(env_name='hopper-medium-v2', sparse=True), [])
+    with pytest.raises(UserError, match='^--sparse applies to OGBench environments, not to the D4RL task '
+                                        'hopper-medium-v2; leave it out.$'):
+        suites.check_settings(task, TaskSettings(sparse=True), [])
     with pytest.raises(UserError, match='--dataset_episodes applies to OGBench'):
-        task.check_settings(RunSettings(env_name='hopper-medium-v2', dataset_episodes=3), [])
+        suites.check_settings(task, TaskSettings(dataset_episodes=3), [])
+    with pytest.raises(UserError, match=r'--frame_stack applies to pixel observations \(visual-\* environments\), '
+                                        'not to the D4RL task hopper-medium-v2'):
+        suites.check_settings(task, TaskSettings(frame_stack=1), [])
+    for name in ('success_timing', 'dataset_workers', 'p_aug'):
+        with pytest.raises(UserError, match=f'--{name} applies to'):
+            suites.check_settings(task, TaskSettings(**{name: dict(success_timing='pre').get(name, 2)}), [])
+    suites.check_settings(task, TaskSettings(dataset_dir='d', dataset_path='f.hdf5', online_steps=5), [])
+
+
+def test_suite_options_are_declared_once_and_read_as_typed_settings():
+    """Each declared option is a TaskSettings field; TaskSettings is the run settings' fields of the
+    same names, types and defaults, and the run's task_settings copies their values."""
+    import dataclasses
+
+    from flowrl.suites import ogbench
+
+    task_fields = {field.name: field for field in dataclasses.fields(TaskSettings)}
+    run_fields = {field.name: field for field in dataclasses.fields(RunSettings)}
+    assert {option.name for option in suites.declared_options()} == {
+        'sparse', 'success_timing', 'dataset_episodes', 'dataset_workers', 'frame_stack', 'p_aug'}
+    assert set(task_fields) <= set(run_fields)
+    for name, field in task_fields.items():
+        assert (field.type, field.default) == (run_fields[name].type, run_fields[name].default), name
+    given = RunSettings(sparse=True, success_timing='post', dataset_episodes=3, dataset_workers=2, frame_stack=3,
+                        p_aug=0.5, dataset_dir='d', dataset_path='p', online_steps=7)
+    assert task_settings(given) == TaskSettings(**{name: getattr(given, name) for name in task_fields})
+    state, pixels = suites.resolve('cube-single-play'), suites.resolve('visual-cube-single-play')
+    assert set(state.accepted_options) == {'sparse', 'success_timing', 'dataset_episodes', 'dataset_workers'}
+    assert pixels.accepted_options == tuple(option.name for option in ogbench.OPTIONS)
+    suites.check_settings(state, TaskSettings(sparse=True, success_timing='pre', dataset_episodes=2), [])
+    with pytest.raises(UserError, match='^--p_aug applies to pixel observations'):
+        suites.check_settings(state, TaskSettings(p_aug=0.0), [])  # given, even at 0: only pixel tasks crop
 
 
 # The FQL README's D4RL commands, as written (18 offline, 10 offline-to-online).
@@ -147,11 +181,8 @@ def _settings_from_command(command: str) -> RunSettings:
     from flowrl.run.config_overrides import split_agent_flags
     from flowrl.run.settings import define_flags, settings_from_values
 
-    values = flags.FlagValues()
-    # main.py's flags, defined on a FlagValues of the test's own (absl's DEFINE_* bound to it).
-    bound = SimpleNamespace(**{name: functools.partial(getattr(flags, name), flag_values=values)
-                               for name in dir(flags) if name.startswith('DEFINE_')})
-    names = define_flags(bound, 'fql_readme')
+    values = flags.FlagValues()  # main.py's settings flags, in a registry of the test's own
+    names = define_flags(values, 'fql_readme')
     rest, overrides = split_agent_flags(['main.py'] + shlex.split(command))
     values(rest)
     return settings_from_values({name: values[name].value for name in names}, overrides)
@@ -159,7 +190,7 @@ def _settings_from_command(command: str) -> RunSettings:
 
 @pytest.mark.parametrize('command', FQL_README_D4RL)
 def test_fql_readme_d4rl_commands_are_accepted_and_presets_give_their_values(command):
-    from flowrl.kit.agent_loading import load_agent
+    from flowrl.registry.agent_loading import load_agent
     from flowrl.run.settings import check_settings, resolve_members
 
     settings = _settings_from_command(command)
@@ -167,7 +198,7 @@ def test_fql_readme_d4rl_commands_are_accepted_and_presets_give_their_values(com
     task = suites.resolve(settings.env_name)
     agent = load_agent(settings.agent)
     configs = resolve_members(settings, agent, task, log=lambda *_: None).configs
-    task.check_settings(settings, configs)
+    suites.check_settings(task, task_settings(settings), configs)
     # Without its --agent flags the command gets the same config from the presets.
     bare = resolve_members(RunSettings(env_name=settings.env_name, online_steps=settings.online_steps), agent, task,
                            log=lambda *_: None).configs
@@ -233,7 +264,7 @@ def test_missing_data_says_what_to_download_and_where(tmp_path, monkeypatch, no_
     monkeypatch.setenv('D4RL_DATASET_DIR', str(tmp_path / 'd4rl'))
     monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
     with pytest.raises(UserError) as error:
-        suites.resolve('pen-human-v1').load(RunSettings(env_name='pen-human-v1'), log=lambda *_: None)
+        suites.resolve('pen-human-v1').load(TaskSettings(), log=lambda *_: None)
     text = str(error.value)
     assert 'hand_dapg_v1/pen-human-v1.hdf5' in text and 'minari download D4RL/pen/human-v2' in text
     assert str(tmp_path / 'd4rl') in text
@@ -251,7 +282,7 @@ def test_a_file_is_downloaded_to_a_temporary_name_checked_and_renamed(tmp_path, 
         monkeypatch.setenv('FLOWRL_NO_DOWNLOAD', '0')
         monkeypatch.setenv('D4RL_DATASET_DIR', str(tmp_path / 'cache'))
         lines = []
-        data = suites.resolve('walker2d-medium-v2').load(RunSettings(env_name='walker2d-medium-v2'), log=lines.append)
+        data = suites.resolve('walker2d-medium-v2').load(TaskSettings(), log=lines.append)
     finally:
         server.shutdown()
     cached = tmp_path / 'cache' / 'walker2d_medium-v2.hdf5'
@@ -467,8 +498,8 @@ minari.create_dataset_from_buffers('D4RL/antmaze/umaze-v1', buffer=buffers, env=
     monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
     monkeypatch.setenv('D4RL_DATASET_DIR', str(tmp_path / 'd4rl'))
     task, lines = suites.resolve('antmaze-umaze-v2'), []
-    data = task.load(RunSettings(env_name='antmaze-umaze-v2'), log=lines.append)
-    made_env = task.env_factory(RunSettings(), data.record)()
+    data = task.load(TaskSettings(), log=lines.append)
+    made_env = task.env_factory(TaskSettings(), data.record)()
     assert any('not comparable with the papers' in line for line in lines)
     assert data.train['observations'].shape == (11, 29) and data.record['source'] == 'minari'
     # Reward 1 at each episode's last step reached the goal: a terminal state, as in D4RL's data.

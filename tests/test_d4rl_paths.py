@@ -19,7 +19,7 @@ from flowrl import suites
 from flowrl.engine.evaluation import EvalEnvs, episode_seed, run_episodes
 from flowrl.engine.online import MemberEnvs
 from flowrl.run import runner
-from flowrl.run.settings import RunSettings
+from flowrl.run.settings import RunSettings, task_settings
 from flowrl.suites import d4rl, d4rl_envs
 
 QUIET = dict(log=lambda *_: None)
@@ -144,7 +144,7 @@ def test_antmaze_trains_on_rewards_minus_one_and_masks_zero_exactly_at_the_goal(
     assert data.train['terminals'].tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0, 1]
     assert data.rewards == 'run'
     # The suite itself returns the rewards as stored: it never applies the rule.
-    stored_data = suites.resolve('antmaze-umaze-v2').load(RunSettings(env_name='antmaze-umaze-v2'), **QUIET)
+    stored_data = suites.resolve('antmaze-umaze-v2').load(suites.TaskSettings(), **QUIET)
     assert stored_data.train['rewards'].tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 1, 0]
 
 
@@ -336,7 +336,7 @@ def test_one_step_online_and_the_same_step_from_a_file_get_the_same_reward_and_m
         write_minari_kitchen('mixed') if task.domain == 'kitchen' else write_minari_adroit(task.entry.minari_id,
                                                                                            task.entry.env)
     make_env = runner.env_factory(settings, task, record)
-    envs = MemberEnvs(lambda: LastStep(make_env()), [0], reward_fn=task.reward_function(settings))
+    envs = MemberEnvs(lambda: LastStep(make_env()), [0], reward_fn=task.reward_function(task_settings(settings)))
     envs.restart(0)
     env = envs.pool.local.envs[0]
     script(env)

@@ -18,7 +18,6 @@ import importlib.util
 import pathlib
 import re
 import shlex
-import types
 
 import pytest
 from absl import flags
@@ -65,42 +64,20 @@ def anchors_of(path: pathlib.Path) -> set[str]:
 
 # ----------------------------------------------------------------------------- main.py
 
-class _PrivateFlags(types.ModuleType):
-    """absl.flags with its DEFINE_* functions bound to a FlagValues of our own, and FLAGS that one."""
-
-    def __init__(self):
-        super().__init__('absl.flags')
-        self.FLAGS = flags.FlagValues()
-
-    def __getattr__(self, name):
-        value = getattr(flags, name)
-        return functools.partial(value, flag_values=self.FLAGS) if name.startswith('DEFINE') else value
-
-
 @functools.cache
 def main_flags():
-    """main.py's flags, as its command (flowrl.main) defines them, without running it and without
-    touching absl's global FLAGS: flowrl/main.py is executed as a module of its own with absl.flags
-    standing for a private FlagValues (this process may already have imported flowrl.main, whose
-    flags are defined once per process)."""
-    import absl
+    """main.py's flags, as its command (flowrl.main) defines them, in a registry of their own
+    (never absl's global one, which this process may already have parsed)."""
+    from flowrl.main import LAUNCHER, command_flags
 
-    private = _PrivateFlags()
-    spec = importlib.util.spec_from_file_location('test_docs_flowrl_main', ROOT / 'flowrl' / 'main.py')
-    module = importlib.util.module_from_spec(spec)
-    real, absl.flags = absl.flags, private
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        absl.flags = real
-    return {flag.name: flag for flag in private.FLAGS.get_flags_for_module(module.LAUNCHER)}
+    return {flag.name: flag for flag in command_flags().get_flags_for_module(LAUNCHER)}
 
 
 def fresh_main_flag_values() -> flags.FlagValues:
     values = flags.FlagValues()
     for name, flag in main_flags().items():
         values[name] = copy.deepcopy(flag)
-        values[name].unparse()  # another test may have parsed absl's FLAGS in this process
+        values[name].unparse()  # another test of this process may have parsed them
     return values
 
 

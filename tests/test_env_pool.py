@@ -40,19 +40,18 @@ def test_success_timing_reaches_the_env_and_is_recorded():
     import pytest
 
     from flowrl.errors import UserError
-    from flowrl.run.runner import RunSettings
-    from flowrl.suites import resolve
+    from flowrl.suites import TaskSettings, resolve
 
     task = resolve('cube-single-play')
     default = make_env(task.spec).unwrapped._success_timing  # what this OGBench does when not told
     for requested, expected in ((None, default), ('pre', 'pre'), ('post', 'post')):
-        settings = RunSettings(success_timing=requested)
+        settings = TaskSettings(success_timing=requested)
         assert task.env_factory(settings)().unwrapped._success_timing == expected
         assert task.description(settings)['success_timing'] == expected
     installed = importlib.metadata.version('ogbench')
-    assert task.description(RunSettings())['ogbench_version'] == installed
+    assert task.description(TaskSettings())['ogbench_version'] == installed
     with pytest.raises(UserError, match="--success_timing must be 'pre' or 'post'"):
-        task.check_settings(RunSettings(success_timing='after'), [])
+        task.check_settings(TaskSettings(success_timing='after'), [])
 
 
 def _noisy_linear_actions(state, observations, rng):

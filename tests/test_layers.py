@@ -1,8 +1,11 @@
 """The package's layers (docs/DESIGN.md, "Layers"): every module of flowrl/, agents/ and configs/
 imports only from its own layer and the layers below it, and the modules' import graph has no
 cycle. Imports are read from the source (ast), function-level ones included: a cycle through a
-lazy import is still a cycle of the design. A package's __init__ is a module of its own; importing
-a submodule is an edge to the submodule, not to the package that Python also initialises."""
+lazy import is still a cycle of the design. So are imports by name at run time,
+`importlib.import_module(...)` and `__import__(...)`, whose name is a string constant or begins
+with one (an f-string or a `+`): `import_module(f'flowrl.agents.{name}')` is an edge to the
+package flowrl.agents. A package's __init__ is a module of its own; importing a submodule is an
+edge to the submodule, not to the package that Python also initialises."""
 
 import ast
 import os
@@ -20,14 +23,16 @@ MAY_IMPORT = {
     'kit': {'base'},
     'engine': {'base', 'kit'},
     'suites': {'base', 'kit'},
-    'making': {'base', 'kit', 'engine', 'suites'},
-    'results': {'base', 'kit', 'suites'},
-    'run': {'base', 'kit', 'engine', 'suites', 'making', 'results'},
     'agents': {'base', 'kit'},
     'configs': {'base', 'kit', 'suites'},
-    'top': {'base', 'kit', 'engine', 'suites', 'making', 'results', 'run', 'agents', 'configs'},
+    # Loads agents and their presets by name: above them, below what uses it.
+    'registry': {'base', 'kit', 'suites', 'agents', 'configs'},
+    'making': {'base', 'kit', 'engine', 'suites', 'registry'},
+    'results': {'base', 'kit', 'suites', 'registry'},
+    'run': {'base', 'kit', 'engine', 'suites', 'making', 'results', 'registry'},
+    'top': {'base', 'kit', 'engine', 'suites', 'registry', 'making', 'results', 'run', 'agents', 'configs'},
 }
-SUBPACKAGE_LAYERS = ('kit', 'engine', 'suites', 'making', 'results', 'run')
+SUBPACKAGE_LAYERS = ('kit', 'engine', 'suites', 'registry', 'making', 'results', 'run')
 # The entry points and the test helpers: anything. `python -m flowrl.suites.data` is the dataset
 # command's entry (flowrl.making.command), kept where users type it.
 TOP_MODULES = ('main', 'flowrl.main', 'flowrl.testing', 'flowrl.suites.data.__main__')
@@ -59,12 +64,56 @@ def module_files(root: str = REPO) -> dict:
     return found
 
 
+# Calls that import a module named by a string at run time.
+IMPORT_CALLS = ('import_module', '__import__')
+
+
+def constant_prefix(node) -> str | None:
+    """The text a string expression surely begins with: a constant, an f-string's leading constant,
+    the left end of a `+`; None when it begins with something only known at run time."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values:
+        return constant_prefix(node.values[0])
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return constant_prefix(node.left)
+    return None
+
+
+def imported_by_call(node) -> str | None:
+    """The module an `import_module(...)` / `__import__(...)` call imports: its whole name when
+    the name is a constant, else the package its constant beginning names (`'flowrl.agents.' +
+    name`: flowrl.agents); None for other calls and for names with no constant beginning."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    function = node.func
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, 'id', None)
+    if name not in IMPORT_CALLS:
+        return None
+    argument = node.args[0]
+    prefix = constant_prefix(argument)
+    if not prefix or prefix.startswith('.'):  # unknown, or relative to a package given apart
+        return None
+    whole = isinstance(argument, ast.Constant)
+    return prefix if whole else prefix.rpartition('.')[0]  # the last part may be incomplete
+
+
+def folder_name(target: str) -> str:
+    """The module name of a file of agents/ or configs/ (how module_files names them) for its
+    installed name: flowrl.agents.fql is agents.fql."""
+    parts = target.split('.')
+    return '.'.join(parts[1:]) if parts[:2] in (['flowrl', 'agents'], ['flowrl', 'configs']) else target
+
+
 def imports_of(source: str, module: str, is_package: bool, known) -> set:
     """The internal modules `source` (module `module`) imports anywhere in its body."""
     found = set()
     package = module if is_package else module.rpartition('.')[0]
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
+        called = imported_by_call(node)
+        if called:
+            targets = [called]
+        elif isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ''
@@ -74,7 +123,7 @@ def imports_of(source: str, module: str, is_package: bool, known) -> set:
             targets = [f'{base}.{alias.name}' if f'{base}.{alias.name}' in known else base for alias in node.names]
         else:
             continue
-        for target in targets:
+        for target in map(folder_name, targets):
             while target and target not in known:  # `import a.b.c` of a name inside a module
                 target = target.rpartition('.')[0]
             if target and target.split('.')[0] in INTERNAL:
@@ -134,6 +183,9 @@ def test_the_layers_are_subpackages_and_every_module_has_one(graph):
         assert ast.get_docstring(ast.parse(open(module_files()[f'flowrl.{layer}']).read()))
     assert 'flowrl.main' in graph['main'] and 'flowrl.run.runner' in graph['flowrl.main']
     assert 'flowrl.kit.agent_state' in graph['agents.fql']
+    # Imports by name are edges too: the registry imports the agents and the configs.
+    assert 'agents' in graph['flowrl.registry.agent_loading']
+    assert 'configs' in graph['flowrl.registry.presets']
 
 
 def test_no_module_imports_from_a_higher_layer(graph):
@@ -153,6 +205,29 @@ def test_the_checks_find_a_planted_violation_and_cycle():
     assert layer_violations({'flowrl.kit.flow': edges}) == [
         'flowrl.kit.flow (kit) imports flowrl.run.runner (run)']
     assert imports_of('from . import flow\n', 'flowrl.kit', True, known) == {'flowrl.kit.flow'}
+    assert layer_violations({'agents.fql': {'flowrl.registry.presets'}, 'configs.fql': {'flowrl.registry'}}) == [
+        'agents.fql (agents) imports flowrl.registry.presets (registry)',
+        'configs.fql (configs) imports flowrl.registry (registry)']
     cyclic = {'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}
     assert find_cycle(cyclic) == ['a', 'b', 'c', 'a']
     assert find_cycle({'a': {'b'}, 'b': set(), 'c': {'a', 'b'}}) is None
+
+
+def test_the_checks_follow_imports_by_name():
+    """`importlib.import_module` and `__import__` of a constant name, or of a name that begins with
+    one, are edges: an upward one from a kit module is a violation like an import statement."""
+    known = {'flowrl.kit.flow', 'flowrl.run.runner', 'flowrl.run', 'agents', 'agents.fql', 'configs'}
+    upward = 'import importlib\ndef f():\n    return importlib.import_module(\'flowrl.run.runner\')\n'
+    edges = imports_of(upward, 'flowrl.kit.flow', False, known)
+    assert edges == {'flowrl.run.runner'}
+    assert layer_violations({'flowrl.kit.flow': edges}) == ['flowrl.kit.flow (kit) imports flowrl.run.runner (run)']
+    by_name = ('from importlib import import_module\n'
+               'a = import_module(f\'flowrl.agents.{name}\')\n'
+               'b = __import__(\'flowrl.configs.\' + name)\n'
+               'c = import_module(\'flowrl.ru\' + rest)\n'  # an incomplete last part: its package
+               'd = import_module(name)\n'  # nothing known: no edge
+               'e = import_module(\'.fql\', \'flowrl.agents\')\n')  # relative to a package given apart: no edge
+    assert imports_of(by_name, 'flowrl.kit.flow', False, known) == {'agents', 'configs'}
+    assert imports_of('import_module("flowrl.agents.fql")', 'flowrl.kit.flow', False, known) == {'agents.fql'}
+    assert imports_of('import_module("flowrl.run" + x)', 'flowrl.kit.flow', False, known) == set()  # 'flowrl'
+    assert imports_of('importlib.import_module(f"flowrl.run.{x}")', 'flowrl.kit.flow', False, known) == {'flowrl.run'}

@@ -178,7 +178,7 @@ def test_help_is_a_success_that_names_both_suites(flag, tmp_path):
 
 
 def test_only_help_asked_for_counts_as_help():
-    from flowrl.run.config_overrides import asks_for_help
+    from flowrl.run.command import asks_for_help
 
     assert asks_for_help(['main.py', '--help']) and asks_for_help(['main.py', '--env_name=x', '-helpfull'])
     assert asks_for_help(['main.py', '-?']) and asks_for_help(['main.py', '--help=true'])
@@ -309,13 +309,35 @@ def assert_same_checkpoint(directory, reference_directory, step):
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
-def test_main_and_evaluate_run_import_into_one_process_and_evaluate_run_defines_its_flags_when_run():
-    """absl has one flag registry per process: evaluate_run's flags (some of main.py's names) are
-    defined by its command, not by importing it, so a program may use both modules (the command
-    itself: test_evaluate_cli_gives_one_row_per_seed_and_value)."""
-    script = ('import flowrl.main, flowrl.run.evaluate_run\n'
-              'from absl import flags\n'
-              'assert "env_name" in flags.FLAGS and "run_dir" not in flags.FLAGS\n')
+def test_main_and_evaluate_run_import_into_one_process_each_with_its_own_flag_registry():
+    """absl has one global registry per process, and the two commands share flag names
+    (--eval_episodes, the start-up flags): each defines its flags in a registry of its own and
+    joins it to absl's only when it runs (flowrl.run.command), so a program may import both
+    and parse each command line (the commands themselves: test_evaluate_cli_gives_one_row_per_seed_and_value,
+    test_help_is_a_success_that_names_both_suites)."""
+    script = '''
+from absl import flags
+import flowrl.main, flowrl.run.evaluate_run
+from flowrl.run.command import join_flags
+
+assert not {"env_name", "run_dir", "eval_episodes", "distributed"} & set(flags.FLAGS)  # importing defined none
+train, evaluate = flowrl.main.FLAGS, flowrl.run.evaluate_run.FLAGS
+assert "run_dir" not in train and "env_name" not in evaluate
+assert train(["main.py", "--env_name=pen-human-v1", "--eval_episodes=3", "--distributed=off"]) == ["main.py"]
+assert evaluate(["evaluate_run", "--run_dir=exp/x", "--eval_episodes=7", "--step=5"]) == ["evaluate_run"]
+assert (train.env_name, train.eval_episodes, train.distributed) == ("pen-human-v1", 3, "off")
+assert (evaluate.run_dir, evaluate.eval_episodes, evaluate.step, evaluate.distributed) == ("exp/x", 7, 5, "auto")
+join_flags(evaluate)  # what running the command does: its flags join absl's registry...
+join_flags(evaluate)  # ...once, however often it runs in one process
+assert flags.FLAGS["eval_episodes"] is evaluate["eval_episodes"] and "run_dir" in flags.FLAGS
+assert flags.FLAGS.get_flags_for_module("flowrl.run.evaluate_run")  # --help lists them under their module
+try:
+    join_flags(train)  # a second command in the same process: absl refuses the same name twice
+except flags.DuplicateFlagError:
+    pass
+else:
+    raise AssertionError("two commands joined one registry")
+'''
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, JAX_PLATFORMS='cpu'))
     assert result.returncode == 0, result.stderr[-2000:]

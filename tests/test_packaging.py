@@ -2,7 +2,7 @@
 index's `flowrl` is another project), holds the package `flowrl` only (agents/ and
 configs/ become flowrl.agents and flowrl.configs), and a copy installed from it trains from a
 directory outside the repository. `--agent=agents/X.py` names flowrl's agent X from any directory,
-as one module object (flowrl.kit.agent_loading)."""
+as one module object (flowrl.registry.agent_loading)."""
 
 import importlib
 import os
@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from flowrl.kit.agent_loading import AGENTS_DIR, load_agent, resolve_agent_path
+from flowrl.registry.agent_loading import AGENTS_DIR, load_agent, resolve_agent_path
 from flowrl.errors import UserError
 from flowrl.testing import short_manipulation_episodes
 
@@ -163,7 +163,7 @@ def test_main_py_runs_from_another_directory(tmp_path):
 
 
 def test_resume_lines_give_the_command_that_was_started():
-    from flowrl.stopping import train_command
+    from flowrl.run.resume_lines import train_command
 
     module = os.path.join(REPO, 'flowrl', 'main.py')
     assert train_command('/venv/bin/flowrl-train', module) == 'flowrl-train'

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from flowrl import run_files, suites
-from flowrl.kit.agent_loading import load_agent
+from flowrl.registry.agent_loading import load_agent
 from flowrl.results.report import write_report
 from flowrl.run.runner import data_size
-from flowrl.suites.presets import default_config
+from flowrl.registry.presets import default_config
 from flowrl.results.stats import iqm, mean_ci_per_step, stratified_bootstrap, stratified_bootstrap_ci
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

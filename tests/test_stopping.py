@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from flowrl import disk, run_files, stopping
+from flowrl.run import space
+from flowrl.run.files import ROW_SUMS_FILE
 from flowrl.engine import checkpoints
 from flowrl.engine.env_pool import EnvPool
 from flowrl.errors import UserError
@@ -167,7 +169,7 @@ def test_a_stopped_run_saves_where_it_stopped_and_resumes_exactly(straight, tmp_
                         rf'{re.escape(run.checkpoint_dir)}; {resume_command(run)}', stop.message)
     assert checkpoints.steps(run.checkpoint_dir) == [stop_at]
     assert checkpoints.damage(run.checkpoint_dir, stop_at) is None  # the sums are covered by the checksums
-    sums = checkpoints.attachment(run.checkpoint_dir, stop_at, run_files.ROW_SUMS_FILE)
+    sums = checkpoints.attachment(run.checkpoint_dir, stop_at, ROW_SUMS_FILE)
     assert (sums is not None) == (stop_at % 2 == 1)
     assert sorted({int(r['step']) for r in read(run.run_dir, run_files.TRAIN_CSV)}) == rows
     assert read(run.run_dir, run_files.EVAL_CSV) == []
@@ -354,7 +356,7 @@ def test_disk_space_is_checked_before_a_run_starts(world, tmp_path, monkeypatch)
     size = sum(x.nbytes for x in jax.tree.leaves(dict(states=run.position.states, rngs=run.position.rngs)))
     # Two checkpoints (at 4 and 8; orbax would keep two and write a third); rows: 4 logged, 2 at
     # checkpoints, 2 evaluations, of 2 members each.
-    logs = (4 + 2 + 2) * 2 * disk.ROW_BYTES
+    logs = (4 + 2 + 2) * 2 * space.ROW_BYTES
     free['bytes'] = 2 * size + logs - 1
     save_dir = str(tmp_path / 'second')
     with pytest.raises(UserError) as error:

@@ -31,6 +31,7 @@ import os
 
 import jax
 import numpy as np
+from absl import flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowrl.errors import UserError
@@ -280,21 +281,22 @@ def data_digest(dataset: dict) -> bytes:
 
 
 # -- joining the multi-controller runtime ------------------------------------------------------
-def define_flags(flags, module_name: str) -> None:
+def define_flags(flag_values: flags.FlagValues, module_name: str) -> None:
     """The start-up flags of main.py and flowrl.run.evaluate_run (not run settings: a resumed run may
-    use other ones, within what its checkpoints allow)."""
+    use other ones, within what its checkpoints allow), in the command's registry `flag_values`."""
     flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
                       'Join JAX\'s multi-controller runtime (one process per host of a TPU pod slice or per task of '
                       'a Slurm/Open MPI job; every process runs the same command): on (jax.distributed.initialize '
                       'with JAX\'s cluster detection), off, or auto (on when --coordinator_address is given or the '
-                      'environment names more than one Slurm task or Open MPI rank).', module_name=module_name)
+                      'environment names more than one Slurm task or Open MPI rank).',
+                      flag_values=flag_values, module_name=module_name)
     flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for processes started by hand '
                         '(e.g. CPU processes on one machine); with --num_processes and --process_id.',
-                        module_name=module_name)
+                        flag_values=flag_values, module_name=module_name)
     flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).',
-                         module_name=module_name)
+                         flag_values=flag_values, module_name=module_name)
     flags.DEFINE_integer('process_id', None, 'This process\'s index, 0 .. num_processes - 1 (with '
-                         '--coordinator_address).', module_name=module_name)
+                         '--coordinator_address).', flag_values=flag_values, module_name=module_name)
 
 
 def _environment_processes() -> int:

@@ -7,7 +7,7 @@ data). docs/DATA.md ("Locomotion datasets made here") has the recipe, its source
 D4RL (Fu et al. 2020, section 5 and appendix): `medium` = rollouts of a SAC policy stopped when it
 reaches about a third of the expert's return, `medium-replay` = that SAC's replay buffer up to
 then, `expert` = rollouts of the fully trained policy, `medium-expert` = medium + expert. Here:
-1. SAC (agents/sac.py, loaded by flowrl.kit.agent_loading, with the standard SAC settings,
+1. SAC (agents/sac.py, loaded by flowrl.registry.agent_loading, with the standard SAC settings,
    `sac_config`) trains through the engine's online path, the program `main.py --online_steps`
    runs (flowrl.engine.online: `MemberEnvs` steps the env, `OnlineProgram` appends to the
    on-device replay buffer, updates and acts; one member, no dataset beside the buffer): uniform
@@ -130,7 +130,7 @@ def check_settings(s: RecipeSettings) -> None:
 # -- SAC ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def sac_agent():
-    from flowrl.kit.agent_loading import AGENTS_DIR, load_agent
+    from flowrl.registry.agent_loading import AGENTS_DIR, load_agent
 
     return load_agent(os.path.join(AGENTS_DIR, 'sac.py'))
 

@@ -39,14 +39,14 @@ import textwrap
 import numpy as np
 
 from flowrl import run_files
-from flowrl.kit.agent_loading import agent_name, load_agent
+from flowrl.registry.agent_loading import agent_name, load_agent
 from flowrl import suites
 from flowrl.suites import METRICS
 from flowrl.results.departures import Recorded, departures, departures_text, protocol_text, recorded_protocol
 from flowrl.errors import UserError
 from flowrl.results.published import SOURCE_PROTOCOLS, TIMING_NOTE, published_score
 from flowrl.results.scores import member_score
-from flowrl.suites.presets import default_config
+from flowrl.registry.presets import default_config
 from flowrl.results.stats import iqm, mean_ci_per_step, stratified_bootstrap_ci
 
 LABEL_KEYS = ('member', 'seed')

@@ -6,14 +6,10 @@ a value of the wrong type) is one clear sentence instead of a traceback.
 
 import ast
 import itertools
-import sys
 
 import ml_collections
-from absl import app
 
-from flowrl import stopping
 from flowrl.run.config_rules import config_problems, value_problem
-from flowrl.disk import is_no_space, no_space_sentence
 from flowrl.errors import UserError
 
 AGENT_PREFIX = '--agent.'
@@ -31,41 +27,6 @@ def split_agent_flags(argv):
         else:
             rest.append(token)
     return rest, raw
-
-
-HELP_FLAGS = ('help', 'helpshort', 'helpfull', 'helpxml', '?')  # absl's, each also written -NAME
-
-
-def asks_for_help(argv) -> bool:
-    """Whether the command line (before a `--` that ends the flags) asks absl for its help."""
-    flags = argv[1:argv.index('--')] if '--' in argv else argv[1:]
-    return any(arg.startswith('-') and arg.lstrip('-').partition('=')[0] in HELP_FLAGS
-               and arg.partition('=')[2].lower() not in ('false', '0') for arg in flags)
-
-
-def run_command(main):
-    """Runs a command line through absl with `main(argv, agent_overrides)`, the `--agent.*`
-    flags split off first; a UserError (a full disk included) ends it with its one sentence on
-    stderr and status 1, a stop signal with its line and 128 + the signal's number
-    (flowrl.stopping)."""
-    try:
-        with stopping.stop_signals_raise():
-            rest, agent_overrides = split_agent_flags(sys.argv)
-            app.run(lambda argv: main(argv, agent_overrides), argv=rest)
-    except SystemExit as exit:
-        # absl ends --help (and --helpfull, --helpshort, --helpxml) with status 1; help asked for is a success.
-        sys.exit(0 if exit.code == 1 and asks_for_help(sys.argv) else exit.code)
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(1)
-    except stopping.Stopped as stop:
-        print(stop.message or f'Stopped by {stopping.signal_name(stop.signum)}.', file=sys.stderr)
-        sys.exit(stop.exit_code)
-    except Exception as error:
-        if not is_no_space(error):
-            raise
-        print(f'error: {no_space_sentence(error)}', file=sys.stderr)
-        sys.exit(1)
 
 
 def parse_value(key: str, raw: str, default, flag: str | None = None):

@@ -20,29 +20,36 @@ from absl import flags
 from flowrl import run_files, suites
 from flowrl.engine import checkpoints, placement
 from flowrl.run import runner
-from flowrl.kit.agent_loading import load_agent
-from flowrl.run.config_overrides import parse_sweeps, run_command, sweep_grid
+from flowrl.registry.agent_loading import load_agent
+from flowrl.run.command import run_command
+from flowrl.run.config_overrides import parse_sweeps, sweep_grid
 from flowrl.errors import UserError
 from flowrl.engine.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes
 from flowrl.run.saved import read_saved_agents, recorded_example, settings_from_run_dir
 from flowrl.run.settings import EVAL_EPISODES, resolve_members
 from flowrl.engine.training import init_members
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """The command's flags, defined when it runs (`run`), not when the module is imported: some
-    share main.py's names (--eval_episodes, the start-up flags), and absl has one registry per
-    process, so a process that runs main.py can still import this module's functions."""
-    flags.DEFINE_string('run_dir', None, 'Run directory written by main.py.')
-    flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); default: the run\'s --eval_episodes.')
-    flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
-    flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).')
-    flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).')
+def command_flags() -> flags.FlagValues:
+    """The command's flags, in a registry of their own (joined to absl's only when the command
+    runs: flowrl.run.command): some share main.py's names (--eval_episodes, the start-up flags),
+    so a process may import both commands."""
+    values = flags.FlagValues()
+    flags.DEFINE_string('run_dir', None, 'Run directory written by main.py.', flag_values=values)
+    flags.DEFINE_integer('eval_episodes', None, 'Episodes per (member, value); default: the run\'s --eval_episodes.',
+                         flag_values=values)
+    flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).', flag_values=values)
+    flags.DEFINE_integer('eval_workers', None, 'Processes stepping the environments (default: the run\'s setting).',
+                         flag_values=values)
+    flags.DEFINE_integer('eval_envs', None, 'Environments alive at once (default: the run\'s setting; 0: automatic).',
+                         flag_values=values)
     # Launched on every host of a multi-process job, every process reads the checkpoint (orbax reads
     # it together) and evaluates every member on its own host; process 0 alone prints and writes the table.
-    placement.define_flags(flags, __name__)
+    placement.define_flags(values, __name__)
+    return values
+
+
+FLAGS = command_flags()
+
 
 def example_batch(new_env):
     """Zero observations and actions shaped as the run's environments give them: the example of a
@@ -137,8 +144,7 @@ def main(argv, overrides):
 
 
 def run():
-    define_flags()
-    run_command(main)
+    run_command(main, FLAGS)
 
 
 if __name__ == '__main__':

@@ -1,21 +1,65 @@
 """A run's directory and what is written to it while it trains (flowrl.run_files holds the
-formats): the directory itself, flags.json, the train.csv and eval.csv rows and the loggers'
-copies, diverged.json, the metric sums a stop saves beside its checkpoint, results.json and the
+formats that the results read too): the directory itself and its check (`require_writable_dir`),
+flags.json, the train.csv and eval.csv rows and the loggers' copies, diverged.json, the metric
+sums a stop saves beside its checkpoint (their format: `row_sums_bytes`), results.json and the
 report. Process 0 alone writes (`placement.writes_files`); every process may read."""
 
+import io
 import os
 import shutil
+import tempfile
 import time
+
+import numpy as np
 
 from flowrl import run_files
 from flowrl.engine import checkpoints
-from flowrl.kit.agent_loading import agent_name
+from flowrl.errors import UserError
+from flowrl.registry.agent_loading import agent_name
 from flowrl.run.loggers import DIRECTORIES, Loggers, parse_loggers
 
 # What a run writes to its directory besides flags.json and its checkpoints: a run that starts
 # over (`RunFiles.start_over`) removes what it finds of them.
 WRITTEN_FILES = (run_files.TRAIN_CSV, run_files.EVAL_CSV, run_files.DIVERGED_FILE, run_files.RESULTS_FILE)
 WRITTEN_DIRECTORIES = ('report', *DIRECTORIES.values())
+
+# Beside a checkpoint saved between two train.csv rows (a stop): the metric sums of the updates
+# since the last row, so that the resumed run writes the rows an uninterrupted one would.
+ROW_SUMS_FILE = 'flowrl_row_sums.npz'
+_SUM = 'sum:'
+
+
+def row_sums_bytes(sums: dict, counted: int) -> bytes:
+    """ROW_SUMS_FILE's content: the metric sums (arrays, kept exactly) of `counted` updates."""
+    buffer = io.BytesIO()
+    np.savez(buffer, counted=np.int64(counted), **{_SUM + name: np.asarray(v) for name, v in sums.items()})
+    return buffer.getvalue()
+
+
+def read_row_sums(data: bytes) -> tuple[dict, int]:
+    """(metric sums, updates) from ROW_SUMS_FILE's content."""
+    with np.load(io.BytesIO(data)) as saved:
+        sums = {name[len(_SUM):]: saved[name] for name in saved.files if name.startswith(_SUM)}
+        return sums, int(saved['counted'])
+
+
+def require_writable_dir(path: str, what: str) -> None:
+    """Refuses, before any expensive work, a directory that cannot be created or written;
+    `what` names it in the message (e.g. "--save_dir 'exp/'").
+
+    Probes by creating (and removing) a temporary directory in `path` or in its nearest
+    existing ancestor, since permission bits lie for root and on special filesystems (/proc).
+    """
+    existing = os.path.abspath(os.path.expanduser(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f'{what} cannot be created: {existing!r} is a file, not a directory.')
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix='.flowrl-write-test-', dir=existing))
+    except OSError as error:
+        raise UserError(f'{what} is not writable ({error.strerror} in {existing!r}); '
+                        'pass a directory you can write to.') from None
 
 
 def new_run_dir(s, task) -> str:
@@ -104,10 +148,10 @@ class RunFiles:
     def row_sums_at(self, step: int):
         """(metric sums as host arrays, updates) since the last train.csv row, as saved with
         checkpoint `step` by a stop between two rows; (None, 0) otherwise."""
-        data = checkpoints.attachment(self.checkpoint_dir, step, run_files.ROW_SUMS_FILE)
+        data = checkpoints.attachment(self.checkpoint_dir, step, ROW_SUMS_FILE)
         if data is None:
             return None, 0
-        return run_files.read_row_sums(data)
+        return read_row_sums(data)
 
     def write_results(self, results: dict) -> None:
         """results.json (process 0 alone)."""

@@ -5,8 +5,10 @@ a stop. It is the loop's Recorder; a checkpoint read back is a Position again (`
 
 import numpy as np
 
-from flowrl import run_files, stopping
+from flowrl import stopping
 from flowrl.engine import checkpoints
+from flowrl.run.files import ROW_SUMS_FILE, row_sums_bytes
+from flowrl.run.resume_lines import stopped_line
 from flowrl.run.state import Position
 
 
@@ -105,11 +107,10 @@ class RunRecord:
         resumed run writes the rows an uninterrupted one would; then `Stopped` with its line."""
         step = position.step
         if self.placement.on_writer(lambda: checkpoints.latest_step(self.checkpoint_dir)) != step:
-            sums = (run_files.row_sums_bytes(self.placement.gather(position.totals), position.counted)
-                    if position.counted else None)
-            self.save(position, attachments=None if sums is None else {run_files.ROW_SUMS_FILE: sums})
+            sums = row_sums_bytes(self.placement.gather(position.totals), position.counted) if position.counted else None
+            self.save(position, attachments=None if sums is None else {ROW_SUMS_FILE: sums})
         if self.progress is not None:
             self.progress.close()
         signum = self.stop_requested()
-        raise stopping.Stopped(signum, stopping.stopped_line(signum, step, self.total_steps, self.checkpoint_dir,
-                                                             self.files.run_dir))
+        raise stopping.Stopped(signum, stopped_line(signum, step, self.total_steps, self.checkpoint_dir,
+                                                    self.files.run_dir))

@@ -28,24 +28,26 @@ from flowrl.engine.placement import Placement, tell_checkpoints_with
 from flowrl.engine.training import ChunkRunner, init_members, resolve_member_execution
 from flowrl.errors import UserError
 from flowrl.kit import contract, pixels
-from flowrl.kit.agent_loading import agent_name, load_agent
 from flowrl.making.ogbench import loaded_with_making
 from flowrl.results.scores import results_lines, summarize_results
 from flowrl.run.evaluating import Evaluation, Validation
-from flowrl.run.files import RunFiles, new_run_dir
+from flowrl.registry.agent_loading import agent_name, load_agent
+from flowrl.registry.presets import default_config
+from flowrl.run.files import RunFiles, new_run_dir, require_writable_dir
 from flowrl.run.loggers import parse_loggers
 from flowrl.run.offline import OfflineChunks
 from flowrl.run.online_steps import OnlineSteps
 from flowrl.run.progress import ChunkPacer, Progress, console_line
+from flowrl.run.resume_lines import abandoned_line, no_space_line
 from flowrl.run.saved import (example_record, refuse_changed_configs, require_same_data, require_same_padding,
                               restore_start, settings_from_run_dir, starting_agents)
 from flowrl.run.settings import (RESUME_CHANGES, Members, RunSettings,  # noqa: F401 (re-exported)
-                                 check_settings, fit_schedules, resolve_members)
+                                 check_settings, fit_schedules, resolve_members, task_settings)
+from flowrl.run.space import require_run_space, run_growth
 from flowrl.run import loop
 from flowrl.run.loop import Parts, Schedule
 from flowrl.run.record import RunRecord
 from flowrl.run.state import Position
-from flowrl.suites.presets import default_config
 
 
 def eval_workers(requested: int) -> int:
@@ -56,7 +58,9 @@ def load_dataset(s: RunSettings, task, log=console_line) -> suites.LoadedData:
     """Where data enters a run: the task's data as stored, with the task's reward rule applied
     once (the same rule the online transitions get) and checked once (both splits)."""
     # A dataset flowrl makes (generated, rendered) is made here when the task reports it missing.
-    data = suites.with_run_rewards(loaded_with_making(lambda: task.load(s, log), log), task.reward_function(s))
+    settings = task_settings(s)
+    data = suites.with_run_rewards(loaded_with_making(lambda: task.load(settings, log), log),
+                                   task.reward_function(settings))
     observation_shape, action_dim = data.env_shapes or (None, None)
     for split, name in zip(data[:2], ('training', 'validation')):
         if split is not None:
@@ -73,7 +77,7 @@ def data_size(train: dict) -> dict:
 
 def env_factory(s: RunSettings, task, data_record: dict):
     """A picklable () -> evaluation environment for the data the run read."""
-    return task.env_factory(s, data_record)
+    return task.env_factory(task_settings(s), data_record)
 
 
 class Run:
@@ -131,15 +135,15 @@ class Run:
         members = resolve_members(s, self.agent, self.task, log)
         self.members = fit_schedules(self.agent, members, self.first_agent_step,
                                      self.first_agent_step + self.total_steps, log)
-        self.task.check_settings(s, self.members.configs)
+        suites.check_settings(self.task, task_settings(s), self.members.configs)
 
     def _require_writable(self, run_dir: str | None):
         s = self.s
         if run_dir is None:
-            run_files.require_writable_dir(os.path.join(os.path.expanduser(s.save_dir), s.run_group),
-                                           f'--save_dir {s.save_dir!r}')
+            where = os.path.join(os.path.expanduser(s.save_dir), s.run_group)
+            require_writable_dir(where, f'--save_dir {s.save_dir!r}')
         else:
-            run_files.require_writable_dir(run_dir, f'The run directory {run_dir!r}')
+            require_writable_dir(run_dir, f'The run directory {run_dir!r}')
 
     def _load_data(self, run_dir: str | None):
         """(training split, validation split or None) as the agent prepares them, on the host; the
@@ -185,7 +189,7 @@ class Run:
         capacity = (online_capacity(s.online_steps, pixels.num_transitions(dataset), s.buffer_size,
                                     bool(s.balanced_sampling)) if s.online_steps else None)
         online = OnlineSteps(program, chunks, dataset, placement, self.make_env, self.seeds,
-                             self.task.reward_function(s), self.observation_dtype, workers, capacity)
+                             self.task.reward_function(task_settings(s)), self.observation_dtype, workers, capacity)
         self.evaluation = Evaluation(self.task, placement, self.make_env, self.seeds, self.observation_dtype,
                                      make_policy(self.agent, self.execution), make_diagnostics(self.agent, self.execution),
                                      workers, s.eval_episodes, s.eval_envs, self.log)
@@ -239,7 +243,7 @@ class Run:
                     configs=[c.to_dict() for c in self.members.configs], default_config=self._default_config(),
                     jax_backend=jax.default_backend(),
                     data=self.data_record, placement=self._placement_record(), example=example_record(self.example),
-                    **self.task.description(self.s))
+                    **self.task.description(task_settings(self.s)))
 
     def _placement_record(self) -> dict:
         """How the members were laid out: a checkpoint's arrays hold `padded_members` rows."""
@@ -251,16 +255,16 @@ class Run:
         return default_config(self.agent, self.s.agent, self.task, self.s.online_steps > 0).to_dict()
 
     def _require_disk_space(self, run_dir: str | None):
-        """Refuses a run whose directory cannot hold its checkpoints, logs and report (flowrl.disk)."""
+        """Refuses a run whose directory cannot hold its checkpoints, logs and report (flowrl.run.space)."""
         # The episode records (actions up to the time limit per member) are small beside the buffers: left out.
         carry = dict(states=self.position.states, rngs=self.position.rngs)
         if self.online is not None:
             carry.update(online=self.online.abstract_buffers())
         size = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(carry))
         saved = [] if run_dir is None else checkpoints.steps(os.path.join(run_dir, run_files.CHECKPOINT_DIR))
-        parts = disk.run_growth(self.s, self.total_steps, len(self.members.labels), size, saved,
-                                checkpoints.MAX_TO_KEEP, log_copies=len(parse_loggers(self.s.logger)))
-        disk.require_run_space(self.s, run_dir, parts)
+        parts = run_growth(self.s, self.total_steps, len(self.members.labels), size, saved,
+                           checkpoints.MAX_TO_KEEP, log_copies=len(parse_loggers(self.s.logger)))
+        require_run_space(self.s, run_dir, parts)
 
     def restore(self):
         """Continues from the newest checkpoint that passes verification (flowrl.run.record)."""
@@ -284,8 +288,7 @@ class Run:
                 return self.write_results()
         except disk.NoSpace as error:
             newest = checkpoints.newest_good_step(self.checkpoint_dir)
-            raise disk.NoSpace(error.what, disk.run_no_space_line(error.what, self._step_reached(), newest,
-                                                                  self.run_dir)) from error
+            raise disk.NoSpace(error.what, no_space_line(error.what, self._step_reached(), newest, self.run_dir)) from error
         finally:
             self._close_environments()
 
@@ -296,8 +299,7 @@ class Run:
         return self.position.step if progress is None else progress.step
 
     def _abandoned_line(self, stop) -> str:
-        return stopping.abandoned_line(stop, self._step_reached(), checkpoints.latest_step(self.checkpoint_dir),
-                                       self.run_dir)
+        return abandoned_line(stop, self._step_reached(), checkpoints.latest_step(self.checkpoint_dir), self.run_dir)
 
     def _close_environments(self):
         """Ends the environments' worker processes (closing twice is harmless); the objects stay,
@@ -315,7 +317,7 @@ class Run:
         results = summarize_results(self.files.eval_log.read(), self.members.labels, self.position.diverged,
                                     self.task.metric)
         results.update(env=self.task.name, agent=self.s.agent, steps=self.position.step, run_dir=self.run_dir,
-                       **self.task.description(self.s))
+                       **self.task.description(task_settings(self.s)))
         self.files.write_results(results)
         for line in results_lines(results):
             self.log(line)

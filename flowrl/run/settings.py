@@ -8,12 +8,15 @@ them), their checks, and how they resolve into the members' agent configs
 import dataclasses
 import typing
 
+from absl import flags
+
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import UserError
 from flowrl.kit import contract
 from flowrl.run.loggers import WANDB_MODES, parse_loggers
-from flowrl.suites.presets import apply_presets, presets_for, presets_name, unpublished_key_values
+from flowrl.registry.presets import apply_presets, presets_for, presets_name, unpublished_key_values
 from flowrl.engine.training import MEMBER_EXECUTIONS
+from flowrl.suites.options import TaskSettings
 
 
 RESTORE_SCHEDULES = ('continue', 'restart')
@@ -96,23 +99,28 @@ RESUME_CHANGES = ('offline_steps', 'eval_envs', 'eval_workers', 'dataset_dir', '
                   'wandb_mode')
 
 
-def define_flags(flags, module_name: str) -> list[str]:
-    """Defines one absl flag per RunSettings field (its default, help and type) as flags of the
-    module `module_name` (what --help lists and what the module's flag lookups find); returns their names."""
-    names = []
-    for field in dataclasses.fields(RunSettings):
-        if not field.metadata.get('flag', True):
-            continue
+def setting_flag_names() -> list[str]:
+    """The RunSettings fields that are flags, in their order."""
+    return [field.name for field in dataclasses.fields(RunSettings) if field.metadata.get('flag', True)]
+
+
+def define_flags(flag_values: flags.FlagValues, module_name: str) -> list[str]:
+    """Defines in the registry `flag_values` one absl flag per RunSettings field (its default, help
+    and type) as flags of the module `module_name` (what --help lists and what the module's flag
+    lookups find); returns their names."""
+    fields = {field.name: field for field in dataclasses.fields(RunSettings)}
+    for name in setting_flag_names():
+        field = fields[name]
         default = field.default_factory() if field.default is dataclasses.MISSING else field.default
         help_text, kind = field.metadata['help'], _base_type(field.type)
+        where = dict(flag_values=flag_values, module_name=module_name)
         if 'choices' in field.metadata:
-            flags.DEFINE_enum(field.name, default, list(field.metadata['choices']), help_text, module_name=module_name)
+            flags.DEFINE_enum(name, default, list(field.metadata['choices']), help_text, **where)
         else:
             define = {list: flags.DEFINE_multi_string, bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
                       float: flags.DEFINE_float, str: flags.DEFINE_string}[kind]
-            define(field.name, default, help_text, module_name=module_name)
-        names.append(field.name)
-    return names
+            define(name, default, help_text, **where)
+    return setting_flag_names()
 
 
 def settings_from_values(values: dict, agent_overrides: dict) -> RunSettings:
@@ -121,8 +129,14 @@ def settings_from_values(values: dict, agent_overrides: dict) -> RunSettings:
     return RunSettings(**{k: v for k, v in values.items() if k in names}, agent_overrides=dict(agent_overrides))
 
 
+def task_settings(s: RunSettings) -> TaskSettings:
+    """What the run's task reads of its settings (flowrl.suites.options.TaskSettings: fields of the
+    same names as RunSettings')."""
+    return TaskSettings(**{field.name: getattr(s, field.name) for field in dataclasses.fields(TaskSettings)})
+
+
 def check_settings(s: RunSettings) -> None:
-    """Refuses bad values in one sentence (what needs the task: its suite's `check_settings`)."""
+    """Refuses bad values in one sentence (what needs the task: flowrl.suites.check_settings)."""
     positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
     non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
                         eval_episodes=s.eval_episodes, save_interval=s.save_interval)

@@ -10,8 +10,12 @@ the rest of flowrl needs to know about an environment name:
 - presets: `preset_tables(online)` (the tables of configs/<agent>.py it reads, in order, e.g.
   ('PRESETS', 'ONLINE_PRESETS') or ('D4RL_PRESETS',)) and `preset_keys` (a family key, then a
   task key that refines it), so that two suites' names never share a table;
-- settings: `check_settings(settings, configs)` refuses the options that do not apply to it
-  (`--sparse`, `--success_timing`, pixel options, `--dataset_episodes`...);
+- settings: every method that depends on the run's settings takes a `TaskSettings` (the part
+  of them tasks read, typed: flowrl.suites.options); `accepted_options`, the suite options (each
+  suite module's `OPTIONS`: `--sparse`, `--success_timing`, pixel options...) it accepts, and
+  `option_subject`, how their refusal names it; `check_settings(settings, configs)` refuses
+  what else does not apply to it (an image encoder without pixels). `check_settings(task,
+  settings, configs)` here runs both: options refused from the suites' declarations, then the task's own;
 - data: `load(settings, log) -> LoadedData` (training split, validation split or None, one
   source line, a record of what was read: file hash, data source; the environment's observation
   and action sizes where the suite knows them), with rewards as the source stores them;
@@ -37,6 +41,7 @@ from __future__ import annotations
 import difflib
 
 from flowrl.errors import UserError
+from flowrl.suites.options import Option, TaskSettings, refuse_options  # noqa: F401 (the seam's names)
 from flowrl.suites.transitions import (METRICS, TRANSITION_FIELDS, LoadedData, Metric,  # noqa: F401 (the seam's names)
                                        as_float32, check_transitions, with_run_rewards)
 
@@ -61,3 +66,15 @@ def resolve(name: str):
         '(antmaze-large-play-v2, pen-human-v1, halfcheetah-medium-v2, kitchen-mixed-v0) or a Minari dataset id '
         '(D4RL/pen/human-v2).')
     raise UserError(f'Unknown environment {name!r}{hint}')
+
+
+def declared_options() -> tuple:
+    """Every suite's options (its module's OPTIONS), in the order of the suites."""
+    return tuple(option for suite in _suites() for option in suite.OPTIONS)
+
+
+def check_settings(task, settings: TaskSettings, configs) -> None:
+    """Refuses what does not apply to `task`: an option of a suite that the task does not accept
+    (from the suites' declarations, one sentence for all), then what the task itself refuses."""
+    refuse_options(task, settings, declared_options())
+    task.check_settings(settings, configs)

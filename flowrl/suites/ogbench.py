@@ -15,9 +15,22 @@ import numpy as np
 
 from flowrl.suites import ogbench_envs as envs
 from flowrl.errors import UserError
+from flowrl.suites.options import Option, TaskSettings
 from flowrl.suites.transitions import LoadedData, as_float32
 
 SUITE = 'ogbench'
+OGBENCH = 'OGBench environments'
+PIXELS = 'pixel observations (visual-* environments)'
+# The options only OGBench's tasks accept (flowrl.suites.options); the pixel ones only its visual-* tasks.
+OPTIONS = (
+    Option('sparse', OGBENCH, 'rewards -1 unless the task is fully solved (the Q-chunking repository\'s --sparse)'),
+    Option('success_timing', OGBENCH, 'when OGBench computes success and reward: before or after the step'),
+    Option('dataset_episodes', OGBENCH, 'a reduced dataset of this many episodes, generated with OGBench\'s oracles'),
+    Option('dataset_workers', OGBENCH, 'worker processes of that generation'),
+    Option('frame_stack', PIXELS, 'frames stacked per observation'),
+    Option('p_aug', PIXELS, 'probability that a training batch is randomly cropped'),
+)
+PIXEL_OPTIONS = tuple(option.name for option in OPTIONS if option.applies_to == PIXELS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,12 +78,18 @@ class OGBenchTask:
         return (self.spec.family,) + task
 
     # -- settings -------------------------------------------------------------------------
-    def check_settings(self, s, configs) -> None:
-        """Pixel options only for pixel observations, which need an image encoder and stay offline."""
-        for name in ('frame_stack', 'p_aug'):
-            if not self.pixels and getattr(s, name) is not None:
-                raise UserError(f'--{name} applies to pixel observations (visual-* environments), not to '
-                                f'{self.short_name}; leave it out.')
+    @property
+    def accepted_options(self) -> tuple:
+        """OGBench's options (OPTIONS); the pixel ones only with pixel observations."""
+        return tuple(option.name for option in OPTIONS if self.pixels or option.name not in PIXEL_OPTIONS)
+
+    @property
+    def option_subject(self) -> str:
+        return self.short_name
+
+    def check_settings(self, s: TaskSettings, configs) -> None:
+        """Pixel observations need an image encoder and stay offline; success timing must be one
+        OGBench knows. (Options the task does not accept: flowrl.suites.check_settings.)"""
         if self.pixels and any(config.get('encoder') is None for config in configs):
             raise UserError(f'{self.short_name} has pixel observations, which need an image encoder: pass '
                             '--agent.encoder=impala_small.')
@@ -82,7 +101,7 @@ class OGBenchTask:
         envs.resolve_success_timing(self.spec, s.success_timing)
 
     # -- data -----------------------------------------------------------------------------
-    def load(self, s, log=print) -> LoadedData:
+    def load(self, s: TaskSettings, log=print) -> LoadedData:
         from flowrl.suites.data import load_singletask_data
 
         data = load_singletask_data(self.spec.name, dataset_path=s.dataset_path, dataset_dir=s.dataset_dir,
@@ -90,12 +109,12 @@ class OGBenchTask:
                                     frame_stack=s.frame_stack or 1, log=log)
         return LoadedData(data.train, data.val, data.source, dict(source=data.source))
 
-    def reward_function(self, s):
+    def reward_function(self, s: TaskSettings):
         """The run's rewards from OGBench's, for the dataset and for online transitions alike."""
         return sparse_rewards if s.sparse else as_float32
 
     # -- evaluation -----------------------------------------------------------------------
-    def env_factory(self, s, data_record: dict | None = None):
+    def env_factory(self, s: TaskSettings, data_record: dict | None = None):
         """A picklable () -> evaluation env with the run's success timing (whatever file was read)."""
         return functools.partial(envs.make_env, self.spec,
                                  success_timing=envs.resolve_success_timing(self.spec, s.success_timing),
@@ -105,7 +124,7 @@ class OGBenchTask:
     def episode_scores(returns, successes):
         return np.asarray(successes, np.float64)
 
-    def description(self, s) -> dict:
+    def description(self, s: TaskSettings) -> dict:
         """What decides how success is counted (docs/ALGORITHMS.md, "Evaluation timing")."""
         return dict(suite=SUITE, metric=self.metric, ogbench_version=envs.ogbench_version(),
                     success_timing=envs.resolve_success_timing(self.spec, s.success_timing))

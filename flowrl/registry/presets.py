@@ -3,7 +3,7 @@ configs/__init__.py for the format). Keys the user set on the command line or sw
 
 import importlib
 
-from flowrl.kit.agent_loading import agent_name
+from flowrl.registry.agent_loading import agent_name
 
 
 def _presets_module(agent_name: str):

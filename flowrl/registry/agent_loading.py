@@ -10,7 +10,8 @@ from flowrl.errors import UserError
 from flowrl.kit.contract import missing_names
 
 # flowrl's own agents: the checkout's agents/ folder, or flowrl/agents in an installed copy.
-# Found, not imported: the agents import the kit, so the kit naming them would be a cycle.
+# Found from the package's spec, without importing it: the agent modules are imported one by one,
+# when a run names them (`load_agent`).
 AGENTS_DIR = os.path.abspath(importlib.util.find_spec('flowrl.agents').submodule_search_locations[0])
 
 
