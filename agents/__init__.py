@@ -23,6 +23,10 @@ program run at those steps) or None; its updates then get the batch's dataset ro
 `batch['rows']` and must also work without them. A module whose training has stretches of
 different work may define `phase_updates(config)`: ((first_step, update), ...), the update the loop
 runs from each first step on (QIPO's three phases; `update` must stay right at every step). A module
+that trains on sequences of H steps (action chunking, Q-chunking) defines `sequence_horizon(config)
+-> H` (it then takes the run's --horizon_length) and, if it acts with chunks of H' actions,
+`action_horizon(config) -> H'`: its `sample_actions` returns [B, H' * A], executed open loop
+(flowrl/kit/chunking.py; agents/acfql.py). A module
 may define `action_diagnostics(state, observations, rng)`: a dict of scalars computed at every
 evaluation, written to eval.csv (QFQL's grad_a Q norms). The list is declared once, with each
 hook's stand-in, in flowrl/kit/contract.py (docs/DESIGN.md, "The agent contract").

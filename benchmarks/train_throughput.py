@@ -28,7 +28,8 @@ import numpy as np
 
 from flowrl.agents import fql
 from flowrl.engine.costs import matmul_flops, matmul_peak
-from flowrl.engine.training import ChunkRunner, init_members, member_shardings, sample_batch
+from flowrl.engine.sampling import sample_batch
+from flowrl.engine.training import ChunkRunner, init_members, member_shardings
 from flowrl.kit import contract
 
 OBS_DIM, ACTION_DIM, DATASET_SIZE = 40, 5, 100_000
@@ -151,7 +152,7 @@ class EfficiencyCase:
         update = [u for start, u in self.runner.phases if start <= first_step][-1]
         one = jax.tree.map(lambda x: x[0], self.states)
         key = jax.random.PRNGKey(0)
-        batch = sample_batch(self.data, key, config.batch_size, with_rows=self.runner.with_rows)
+        batch = self.runner.sampler.from_dataset(self.data, key)
         self.gflop = matmul_flops(update, one, batch, key) / 1e9
         self.step = first_step
         self._chunk()  # compile

@@ -15,6 +15,7 @@ import pytest
 from flowrl import run_files
 from flowrl.errors import UserError
 from flowrl.engine.online import EXPLORATION_KEYS, MemberEnvs
+from flowrl.engine.sampling import Sampler
 from flowrl.run.record import RunRecord
 from flowrl.run.runner import Run, resume
 from flowrl.testing import index, max_abs_diff, tiny_run_settings, use_fake_world
@@ -279,7 +280,7 @@ def test_online_step_appends_in_place_without_copying_the_buffer(members):
     online = empty_buffers(dataset, members, CAPACITY, member_sharding)
     program = OnlineProgram(fql, config.batch_size, 'auto', False, CAPACITY)
     one = jax.tree.map(lambda x: x[0], states)
-    totals = {k: jnp.zeros((members,), jnp.float32) for k in metric_names(fql.update, one, dataset, config.batch_size)}
+    totals = {k: jnp.zeros((members,), jnp.float32) for k in metric_names(fql.update, one, dataset, Sampler(config.batch_size))}
     alive = jnp.ones((members,), bool)
     transitions = {k: np.repeat(np.asarray(v[:1]), members, axis=0) for k, v in dataset.items()}
     observations = np.asarray(dataset['observations'][:members])
@@ -363,7 +364,7 @@ def test_online_step_freezes_diverged_members_without_copying_their_state():
     dataset = jax.device_put(dataset, replicated)
     online = empty_buffers(dataset, 2, CAPACITY, member_sharding)
     program = OnlineProgram(fql, 4, 'auto', False, CAPACITY)
-    names = metric_names(update, jax.tree.map(lambda x: x[0], states), dataset, 4)
+    names = metric_names(update, jax.tree.map(lambda x: x[0], states), dataset, Sampler(4))
     zeros = lambda: {k: jnp.zeros((2,), jnp.float32) for k in names}  # the step donates the totals and keys
     transitions = {k: np.repeat(np.asarray(v[:1]), 2, axis=0) for k, v in dataset.items()}
     observations = np.asarray(dataset['observations'][:2])

@@ -22,7 +22,7 @@ from flowrl.errors import UserError
 from flowrl.kit.flow import euler_integrate, euler_samples
 from flowrl.kit.networks import VelocityField
 from flowrl.testing import short_manipulation_episodes, synthetic_batch, tiny_config
-from flowrl.engine.training import sample_batch
+from flowrl.engine.sampling import sample_batch
 
 AGENTS = ('flow_bc', 'fql', 'ifql', 'iql', 'rebrac', 'sac', 'qfql', 'flowq', 'qipo')
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowrl.engine import replay
+from flowrl.engine import replay, sampling
 
 SENTINEL = -7.0
 
@@ -62,7 +62,7 @@ def test_append_casts_to_the_buffer_dtype_and_refuses_mismatched_transitions():
 
 @jax.jit
 def _many_samples(buffer, rng):
-    return jax.vmap(lambda r: replay.sample(buffer, r, 32))(jax.random.split(rng, 200))
+    return jax.vmap(lambda r: sampling.buffer_batch(buffer, r, 32))(jax.random.split(rng, 200))
 
 
 def test_sample_never_draws_at_or_above_the_size():
@@ -98,7 +98,7 @@ def _authors_buffer(dataset_rows, buffer_size, online_ids):
 
 @functools.partial(jax.jit, static_argnums=2)
 def _union_samples(dataset, online, buffer_size, rng):
-    sample = lambda r: replay.sample_with_dataset(dataset, online, r, 64, buffer_size)
+    sample = lambda r: sampling.single_buffer_batch(dataset, online, r, 64, buffer_size)
     return jax.vmap(sample)(jax.random.split(rng, 100))
 
 
@@ -119,13 +119,13 @@ def test_sampling_with_the_dataset_draws_exactly_the_authors_buffer(dataset_rows
 
 def test_sampling_with_a_dataset_of_no_rows_draws_the_online_buffer_alone():
     """Training from scratch (the locomotion recipe's SAC): no dataset row beside the buffer, so the
-    authors' buffer is the online one: the same rows `sample` draws with the same key, never a
+    authors' buffer is the online one: the same rows `buffer_batch` draws with the same key, never a
     row at or above the size."""
     online = _with_sentinel_rows(_filled(5, capacity=8))
     empty = {k: jnp.asarray(v[:0]) for k, v in _dataset(1).items()}
     rng = jax.random.PRNGKey(3)
-    batch = replay.sample_with_dataset(empty, online, rng, 256, buffer_size=8)
-    expected = replay.sample(online, rng, 256)
+    batch = sampling.single_buffer_batch(empty, online, rng, 256, buffer_size=8)
+    expected = sampling.buffer_batch(online, rng, 256)
     for key in batch:
         np.testing.assert_array_equal(batch[key], expected[key])
     assert set(np.asarray(batch['rewards']).astype(int)) == set(range(5))
@@ -157,7 +157,7 @@ def test_successor_fields_follow_the_next_transition_within_an_episode():
 
 @jax.jit
 def _balanced(offline, online, rng):
-    return replay.balanced_sample(offline, online, rng, 10)
+    return sampling.balanced_batch(offline, online, rng, 10)
 
 
 def test_balanced_sampling_takes_exactly_half_from_each():
@@ -183,7 +183,7 @@ def test_balanced_sampling_with_a_small_or_empty_online_buffer():
 
 def test_balanced_sampling_odd_batch_keeps_its_size():
     offline, online = _dataset(8), _filled(8, capacity=8, start=100)
-    rewards = np.asarray(replay.balanced_sample(offline, online, jax.random.PRNGKey(0), 7)['rewards'])
+    rewards = np.asarray(sampling.balanced_batch(offline, online, jax.random.PRNGKey(0), 7)['rewards'])
     assert rewards.shape == (7,) and np.all(rewards[:4] < 8) and np.all(rewards[4:] >= 100)
 
 

@@ -17,8 +17,8 @@ from flowrl.run.runner import Run
 from flowrl.suites import LoadedData
 from flowrl.testing import index, max_abs_diff, synthetic_batch, tiny_config
 from flowrl.errors import UserError
-from flowrl.engine.training import (ChunkRunner, chunk_boundaries, init_members, resolve_member_execution, sample_batch,
-                             train_member)
+from flowrl.engine.sampling import Sampler, sample_batch
+from flowrl.engine.training import ChunkRunner, chunk_boundaries, init_members, resolve_member_execution, train_member
 
 DATASET = synthetic_batch(batch_size=256)
 CONFIG = tiny_config(fql, batch_size=16)
@@ -192,9 +192,9 @@ def test_chunk_reports_the_first_nonfinite_update_and_keeps_the_state_before_it(
         state = state + 1.0
         return state, {'a': jnp.where(state == 3.0, jnp.nan, state), 'b': jnp.zeros(())}
 
-    state, rng, totals, first_bad = train_member(update, 4, 5, jnp.float32(0.0), jax.random.PRNGKey(0), DATASET)
+    state, rng, totals, first_bad = train_member(update, Sampler(4), 5, jnp.float32(0.0), jax.random.PRNGKey(0), DATASET)
     assert int(first_bad) == 2 and float(state) == 0.0 and np.isnan(totals['a']) and float(totals['b']) == 0.0
-    state, rng, totals, first_bad = train_member(update, 4, 2, jnp.float32(0.0), jax.random.PRNGKey(0), DATASET)
+    state, rng, totals, first_bad = train_member(update, Sampler(4), 2, jnp.float32(0.0), jax.random.PRNGKey(0), DATASET)
     assert int(first_bad) == -1 and float(state) == 2.0 and float(totals['a']) == 3.0
 
 

@@ -33,6 +33,7 @@ from flowrl.engine.env_pool import EnvPool
 from flowrl.errors import UserError
 from flowrl.kit import contract
 from flowrl.engine.evaluation import observation_dtype
+from flowrl.engine.sampling import Sampler
 from flowrl.engine.training import all_finite, member_mesh, member_program, over_members
 
 STEP_DONATION = (1, 2)  # rngs and totals; the states are not: see `keep_if`
@@ -48,11 +49,11 @@ def explore_function(agent):
     return contract.hook(agent, 'explore_actions')
 
 
-def batch_source(balanced: bool, buffer_size: int, batch_size: int):
-    """(dataset, online buffer, rng) -> a training batch, as `--balanced_sampling` says."""
-    if balanced:
-        return lambda dataset, online, rng: replay.balanced_sample(dataset, online, rng, batch_size)
-    return lambda dataset, online, rng: replay.sample_with_dataset(dataset, online, rng, batch_size, buffer_size)
+def batch_source(balanced: bool, buffer_size: int, batch_size: int, horizon: int = 1):
+    """(dataset, online buffer, rng) -> a training batch of `horizon`-step rows, as
+    `--balanced_sampling` says (flowrl.engine.sampling)."""
+    sampler = Sampler(batch_size, horizon)
+    return lambda dataset, online, rng: sampler.from_dataset_and_online(dataset, online, rng, balanced, buffer_size)
 
 
 def store(online, transition):
@@ -112,10 +113,12 @@ class OnlineProgram:
     """The compiled online step and first-action programs for all members (members sharded over
     devices and run as `execution` says, like flowrl.engine.training.ChunkRunner)."""
 
-    def __init__(self, agent, batch_size: int, execution: str, balanced: bool, buffer_size: int, placement=None):
+    def __init__(self, agent, batch_size: int, execution: str, balanced: bool, buffer_size: int, placement=None,
+                 horizon: int = 1):
+        """`horizon`: steps per batch row (flowrl.engine.sampling; the run's ChunkRunner's)."""
         self.placement = placement  # flowrl.engine.placement.Placement: the run's member mesh (None: member_mesh)
         self.act = explore_function(agent)
-        self.sample = batch_source(balanced, buffer_size, batch_size)
+        self.sample = batch_source(balanced, buffer_size, batch_size, horizon)
         self.execution = execution
         self._compiled = {}
 

@@ -2,19 +2,20 @@
 
 A buffer is a pytree: a dict of fixed-capacity arrays (one row per transition) with `size`, the
 number of rows that hold transitions, and `insert`, the row the next transition goes to (int32
-scalars). Sampling draws rows uniformly below `size`, which may be a traced value, so one
-compiled program serves every fill level. Everything here is written for one member; a run
+scalars). Batches are drawn from it by flowrl.engine.sampling (`Sampler.from_dataset_and_online`),
+rows uniformly below `size`, which may be a traced value, so one compiled program serves every
+fill level. Everything here is written for one member; a run
 maps it over its members' online buffers, while the dataset is one array shared by all.
 
 Semantics of the authors' FQL code (`main.py`, `utils/datasets.py`), `--buffer_size` B (2M):
 - `--balanced_sampling=0`: the dataset (D rows) is the start of one replay buffer of capacity
   C = max(D, B); online transitions go to rows D, D + 1, ... and wrap around to row 0 at C,
-  overwriting the oldest (dataset rows first). `sample_with_dataset` samples exactly that
+  overwriting the oldest (dataset rows first). `flowrl.engine.sampling.single_buffer_source` samples exactly that
   buffer without copying the dataset: online transition k lives in the member's online buffer
   at row (k mod C) (see there), so each member owns only its online rows and the members share
   one dataset. The online buffer needs min(online steps, C) rows.
 - `--balanced_sampling=1`: the dataset is kept apart and never written to, online transitions
-  go to a buffer of capacity B, and `balanced_sample` draws half of each batch from each.
+  go to a buffer of capacity B, and the sampler draws half of each batch from each (`balanced`).
 - One difference: the authors' buffer sets `size = max(pointer, size)` after advancing the
   pointer, so once it wraps its last row is written but never sampled (its size stops at
   capacity - 1), which is why they allocate D + 1 rows. Here every row written is sampled.
@@ -66,17 +67,6 @@ def empty_like(dataset: dict, capacity: int) -> ReplayBuffer:
     return ReplayBuffer(data=data, size=_scalar(0), insert=_scalar(0))
 
 
-def uniform_rows(data: dict, size, rng, batch_size: int) -> dict:
-    """`batch_size` rows of `data` drawn uniformly with replacement below `size` (row 0 if 0)."""
-    idx = jax.random.randint(rng, (batch_size,), 0, jnp.maximum(size, 1))
-    return jax.tree.map(lambda x: x[idx], data)
-
-
-def sample(buffer: ReplayBuffer, rng, batch_size: int) -> dict:
-    """`batch_size` rows drawn uniformly with replacement below `buffer.size` (row 0 if empty)."""
-    return uniform_rows(buffer.data, buffer.size, rng, batch_size)
-
-
 SUCCESSOR_PREFIX = 'next_'
 EPISODE_END = 'terminals'
 
@@ -87,7 +77,7 @@ def successor_fields(buffer_data: dict, transitions: dict) -> list[str]:
             and k[len(SUCCESSOR_PREFIX):] in transitions]
 
 
-def _check_fields(buffer_data: dict, transitions: dict, what: str, derived=()) -> None:
+def check_fields(buffer_data: dict, transitions: dict, what: str, derived=()) -> None:
     if set(transitions) | set(derived) != set(buffer_data):
         raise ValueError(f'{what} have fields {sorted(transitions)}, the buffer has {sorted(buffer_data)}.')
     for key in transitions:
@@ -119,7 +109,7 @@ def append(buffer: ReplayBuffer, transitions: dict) -> ReplayBuffer:
     modulo capacity (the oldest rows are overwritten once it is full). Under jit with the buffer
     donated, the arrays are updated where they are instead of copied."""
     derived = successor_fields(buffer.data, transitions)
-    _check_fields(buffer.data, transitions, 'Transitions', derived)
+    check_fields(buffer.data, transitions, 'Transitions', derived)
     k, capacity = _rows(transitions), buffer.capacity
     if k > capacity:
         raise ValueError(f'Cannot append {k} transitions at once to a buffer of {capacity} rows.')
@@ -134,46 +124,6 @@ def online_capacity(online_steps: int, dataset_rows: int, buffer_size: int, bala
     wrap-around length is buffer_size (balanced) or max(dataset rows, buffer_size) (see the module doc)."""
     wrap = buffer_size if balanced else max(dataset_rows, buffer_size)
     return max(1, min(online_steps, wrap))
-
-
-def sample_with_dataset(dataset: dict, online: ReplayBuffer, rng, batch_size: int, buffer_size: int) -> dict:
-    """`--balanced_sampling=0`: a uniform batch from the authors' single buffer (the dataset's D
-    rows, then the online transitions, capacity C = max(D, buffer_size), wrapping to row 0)
-    without building it. Online transition k sits at buffer row (D + k) mod C and here at online
-    row k mod C; buffer row v therefore holds online row (v - D) mod C if that row has been
-    written, else dataset row v. The online buffer must have min(online steps, C) rows
-    (`online_capacity`), so an online row that has been written is always present. A dataset of
-    no rows (fields with their row shapes: training from scratch, e.g. the locomotion recipe's
-    SAC) leaves the online buffer alone: rows drawn uniformly below its size (`sample`)."""
-    rows = _rows(dataset)
-    if rows == 0:  # static: D = 0 makes the single buffer the online one (C = buffer_size)
-        return sample(online, rng, batch_size)
-    capacity = max(rows, buffer_size)
-    virtual_size = jnp.minimum(rows + online.size, capacity)
-    v = jax.random.randint(rng, (batch_size,), 0, virtual_size)
-    online_row = (v - rows) % capacity
-    from_online = online_row < online.size
-    online_part = jax.tree.map(lambda x: x[jnp.minimum(online_row, online.capacity - 1)], online.data)
-    offline_part = jax.tree.map(lambda x: x[jnp.minimum(v, rows - 1)], dataset)
-    pick = lambda o, d: jnp.where(from_online.reshape((-1,) + (1,) * (o.ndim - 1)), o, d)
-    return jax.tree.map(pick, online_part, {k: offline_part[k] for k in online_part})
-
-
-def balanced_sample(dataset: dict, online: ReplayBuffer, rng, batch_size: int) -> dict:
-    """`--balanced_sampling=1`: rows [0, batch_size - batch_size // 2) drawn from `dataset`, the last
-    batch_size // 2 from `online` (uniformly below each size, with replacement, so an online buffer
-    smaller than its half gives repeated rows, as in the authors' code). The authors append before
-    every update, so their online buffer is never empty when sampled; here, while it is empty the
-    online half is drawn from the dataset too. (For an odd batch_size the authors' batch has
-    batch_size - 1 rows, half from each; this one keeps batch_size rows.)"""
-    _check_fields(online.data, dataset, 'Dataset fields')
-    online_rows, dataset_rows = batch_size // 2, _rows(dataset)
-    offline_rng, online_rng, fallback_rng = jax.random.split(rng, 3)
-    offline_part = uniform_rows(dataset, dataset_rows, offline_rng, batch_size - online_rows)
-    online_part = sample(online, online_rng, online_rows)
-    fallback = uniform_rows(dataset, dataset_rows, fallback_rng, online_rows)
-    online_part = jax.tree.map(lambda o, f: jnp.where(online.size > 0, o, f), online_part, fallback)
-    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), offline_part, online_part)
 
 
 def device_bytes(buffer: ReplayBuffer) -> int:

@@ -29,8 +29,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from flowrl import host_memory
 from flowrl.engine.placement import MEMBER_AXIS
 from flowrl.errors import UserError
-from flowrl.kit import contract, pixels
-from flowrl.kit.dataset_work import ROWS_KEY, DatasetWork
+from flowrl.engine.sampling import Sampler
+from flowrl.kit import chunking, contract, pixels
+from flowrl.kit.dataset_work import DatasetWork
 
 NONFINITE_KEY = 'nonfinite_update'  # index in the chunk of the first update with a non-finite metric, or -1
 MEMBER_EXECUTIONS = ('auto', 'vmap', 'map')
@@ -95,32 +96,18 @@ def all_finite(metrics: dict):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
 
 
-def sample_batch(dataset: dict, rng, batch_size: int, p_aug: float = 0.0, with_rows: bool = False) -> dict:
-    """Uniformly sampled transitions (with replacement), gathered on the device; image
-    observations are stacked from their frames and, with probability `p_aug` per batch,
-    randomly cropped (flowrl.kit.pixels). `with_rows`: the batch also holds their row indices
-    (ROWS_KEY), with which an agent reads what its dataset work stored per row."""
-    idx = jax.random.randint(rng, (batch_size,), 0, pixels.num_transitions(dataset))
-    batch = pixels.gather_transitions(dataset, idx)
-    if p_aug > 0:
-        batch = pixels.augment(batch, jax.random.fold_in(rng, pixels.AUGMENT_STREAM), p_aug)
-    if with_rows:
-        batch[ROWS_KEY] = idx
-    return batch
-
-
-def metric_names(update, state, dataset, batch_size: int, with_rows: bool = False) -> list:
-    """The names of the metrics `update` returns, found by tracing it (without running it)."""
+def metric_names(update, state, dataset, sampler: Sampler) -> list:
+    """The names of the metrics `update` returns on `sampler`'s batches of `dataset`, found by
+    tracing it (without running it)."""
     # Everything abstract: `state` and `dataset` may be shapes only, or arrays of another process's mesh.
-    metrics = jax.eval_shape(
-        lambda s, d, rng: update(s, sample_batch(d, rng, batch_size, with_rows=with_rows), rng)[1],
-        state, dataset, jax.random.PRNGKey(0))
+    metrics = jax.eval_shape(lambda s, d, rng: update(s, sampler.from_dataset(d, rng), rng)[1],
+                             state, dataset, jax.random.PRNGKey(0))
     return list(metrics)
 
 
-def train_member(update, batch_size: int, num_updates, state, rng, dataset, alive=True, totals=None, p_aug=0.0,
-                 with_rows=False):
-    """`num_updates` calls of `update` on one member; returns (state, rng, totals, first_bad).
+def train_member(update, sampler: Sampler, num_updates, state, rng, dataset, alive=True, totals=None):
+    """`num_updates` calls of `update` on one member, each on a batch `sampler` draws from
+    `dataset`; returns (state, rng, totals, first_bad).
 
     `num_updates` may be a traced value: one compiled program serves every chunk length, so the
     loop can cut chunks by wall time (flowrl.run.progress) without compiling again. `totals` are
@@ -132,12 +119,12 @@ def train_member(update, batch_size: int, num_updates, state, rng, dataset, aliv
     state and rng it had before the chunk: a diverged member of a sweep stays frozen
     while the others train (this holds one more copy of the state on the device)."""
     if totals is None:
-        totals = {k: jnp.zeros((), jnp.float32) for k in metric_names(update, state, dataset, batch_size, with_rows)}
+        totals = {k: jnp.zeros((), jnp.float32) for k in metric_names(update, state, dataset, sampler)}
 
     def one_update(i, carry):
         state, rng, totals, first_bad = carry
         rng, batch_rng, update_rng = jax.random.split(rng, 3)
-        state, metrics = update(state, sample_batch(dataset, batch_rng, batch_size, p_aug, with_rows), update_rng)
+        state, metrics = update(state, sampler.from_dataset(dataset, batch_rng), update_rng)
         first_bad = jnp.where((first_bad < 0) & ~all_finite(metrics), i, first_bad)
         totals = {k: totals[k] + jnp.asarray(metrics[k], jnp.float32) for k in totals}
         return state, rng, totals, first_bad
@@ -152,15 +139,16 @@ def train_member(update, batch_size: int, num_updates, state, rng, dataset, aliv
     return state, rng, new_totals, first_bad  # the totals show which metrics turned non-finite
 
 
-def make_validation_metrics(batch_size: int, execution: str = 'auto', p_aug: float = 0.0):
-    """jit((update, states, dataset, keys [members]) -> the metrics `update` reports on a batch of
-    `dataset` drawn with each member's key, per member; the updated states are dropped)."""
+def make_validation_metrics(sampler: Sampler, execution: str = 'auto'):
+    """jit((update, states, dataset, keys [members]) -> the metrics `update` reports on a batch
+    `sampler` draws from `dataset` with each member's key, per member; the updated states are dropped)."""
     execution = resolve_member_execution(execution)
+    sampler = sampler._replace(with_rows=False)  # validation rows are not the rows the dataset work stored
 
     def metrics(update, states, dataset, keys):
         def one(state, key):
             batch_key, update_key = jax.random.split(key)
-            return update(state, sample_batch(dataset, batch_key, batch_size, p_aug), update_key)[1]
+            return update(state, sampler.from_dataset(dataset, batch_key), update_key)[1]
 
         return over_members(one, execution)(states, keys)
 
@@ -240,11 +228,12 @@ class ChunkRunner:
                  placement=None):
         """`placement` (flowrl.engine.placement.Placement): the member mesh of a run, e.g. over every
         process's devices; None: `member_mesh` of the member count (one process)."""
-        self.agent, self.batch_size, self.p_aug, self.placement = agent, batch_size, p_aug, placement
+        self.agent, self.placement = agent, placement
         self.execution = resolve_member_execution(execution)
         self.phases = update_phases(agent, config) if config is not None else [(0, agent.update)]
         self.work = dataset_work(agent, config)  # DatasetWork or None
-        self.with_rows = self.work is not None
+        horizon = 1 if config is None else chunking.sequence_horizon(agent, config)
+        self.sampler = Sampler(batch_size, horizon, p_aug, with_rows=self.work is not None)
         self._compiled, self._metric_names = {}, {}
 
     def function(self, num_members: int = 1, update=None):
@@ -252,8 +241,7 @@ class ChunkRunner:
         key = (num_members, update)
         if key not in self._compiled:
             def local(states, rngs, totals, alive, dataset, num_updates):
-                one = lambda s, r, t, a: train_member(update, self.batch_size, num_updates, s, r, dataset, a, t,
-                                                      self.p_aug, self.with_rows)
+                one = lambda s, r, t, a: train_member(update, self.sampler, num_updates, s, r, dataset, a, t)
                 return over_members(one, self.execution)(states, rngs, totals, alive)
 
             self._compiled[key] = member_program(local, self._mesh(num_members), member_args=4, replicated_args=2,
@@ -272,7 +260,7 @@ class ChunkRunner:
         """Member-stacked zero sums of the metrics `update` returns."""
         if update not in self._metric_names:  # finding them traces the update: once
             one_member = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), states)
-            self._metric_names[update] = metric_names(update, one_member, dataset, self.batch_size, self.with_rows)
+            self._metric_names[update] = metric_names(update, one_member, dataset, self.sampler)
         num_members = jax.tree.leaves(states)[0].shape[0]
         return {k: jnp.zeros((num_members,), jnp.float32) for k in self._metric_names[update]}
 

@@ -39,6 +39,12 @@ HOOKS = {
                             lambda agent: lambda dataset: dataset),
     'explore_actions': Hook('explore_actions(state, observations, rng) -> actions: online acting (SAC samples '
                             'its policy)', lambda agent: agent.sample_actions),
+    'sequence_horizon': Hook('sequence_horizon(config) -> H: the agent trains on batches of sequences of H steps '
+                             '(action chunking, flowrl.kit.chunking; the run\'s --horizon_length is its config\'s '
+                             'horizon_length)', lambda agent: lambda config: 1),
+    'action_horizon': Hook('action_horizon(config) -> H: `sample_actions` returns chunks of H actions [B, H * A], '
+                           'which evaluation and online acting execute open loop (flowrl.kit.chunking)',
+                           lambda agent: lambda config: 1),
     'action_diagnostics': Hook('action_diagnostics(state, observations, rng) -> dict of scalars: eval.csv columns '
                                'at every evaluation (QFQL\'s grad_a Q norms)'),
 }
@@ -53,6 +59,13 @@ def hook(agent, name: str):
         return function
     stand_in = HOOKS[name].stand_in
     return None if stand_in is None else stand_in(agent)
+
+
+def defines(agent, name: str) -> bool:
+    """Whether the agent defines the optional `name` itself (not its stand-in)."""
+    if name not in HOOKS:
+        raise KeyError(f'{name!r} is not a hook of the agent contract (flowrl.kit.contract.HOOKS).')
+    return getattr(agent, name, None) is not None
 
 
 def missing_names(names) -> list:

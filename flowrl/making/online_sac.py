@@ -1,7 +1,7 @@
 """An agent trained from scratch in an environment through the engine's online path: the pieces
 `main.py --online_steps` runs (flowrl.engine.online.MemberEnvs and OnlineProgram, the on-device
 replay buffer of flowrl.engine.replay, flowrl.engine.checkpoints), for one member and with no
-dataset beside the buffer (a dataset of no rows: `replay.sample_with_dataset` then samples the
+dataset beside the buffer (a dataset of no rows: `flowrl.engine.sampling` then samples the
 buffer alone). The locomotion recipe trains its SAC with it (flowrl.making.locomotion).
 
 Per environment step (`step`): the environment takes the pending action (MemberEnvs: reset seeds
@@ -24,6 +24,7 @@ import numpy as np
 from flowrl.engine import checkpoints, replay
 from flowrl.engine.online import TRANSITION_KEYS, MemberEnvs, OnlineProgram, empty_buffers
 from flowrl.engine.training import metric_names
+from flowrl.engine.sampling import Sampler
 
 EXECUTION = 'vmap'  # one member: over_members runs it without a member axis either way
 ALIVE = np.ones(1, bool)
@@ -49,7 +50,7 @@ class OnlineTraining:
         one_member = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), self.states)
         batch_shapes = {k: jax.ShapeDtypeStruct((batch_size,) + v.shape[1:], v.dtype) for k, v in self.dataset.items()}
         self.totals = {k: jnp.zeros((1,), jnp.float32)
-                       for k in metric_names(agent.update, one_member, batch_shapes, batch_size)}
+                       for k in metric_names(agent.update, one_member, batch_shapes, Sampler(batch_size))}
         self.actions = None  # [1, action]: what the environment takes next
 
     @property

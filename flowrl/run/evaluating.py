@@ -50,9 +50,9 @@ class Validation:
     @classmethod
     def of_split(cls, split: dict, placement, seeds: list, chunks) -> 'Validation':
         """The validation part of `split` (host arrays) for the members that `chunks` (the run's
-        ChunkRunner: batch size, member execution, crops, phases) trains; each process computes the
+        ChunkRunner: its batches, member execution and phases) trains; each process computes the
         rows of its own members."""
-        metrics = make_validation_metrics(chunks.batch_size, chunks.execution, chunks.p_aug)
+        metrics = make_validation_metrics(chunks.sampler, chunks.execution)
         return cls(placement, seeds, jax.device_put(split, placement.local_replicated), metrics, chunks.phases)
 
     def row(self, states, step: int, first_agent_step: int) -> dict:

@@ -184,7 +184,7 @@ class Run:
         chunks = ChunkRunner(self.agent, batch_size, self.execution, self.members.configs[0], p_aug=s.p_aug or 0.0,
                              placement=placement)
         program = OnlineProgram(self.agent, batch_size, self.execution, bool(s.balanced_sampling), s.buffer_size,
-                                placement=placement)
+                                placement=placement, horizon=chunks.sampler.horizon)
         workers = eval_workers(s.eval_workers)
         capacity = (online_capacity(s.online_steps, pixels.num_transitions(dataset), s.buffer_size,
                                     bool(s.balanced_sampling)) if s.online_steps else None)

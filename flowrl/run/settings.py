@@ -12,7 +12,7 @@ from absl import flags
 
 from flowrl.run.config_overrides import apply_overrides, check_config, parse_sweeps, sweep_grid
 from flowrl.errors import UserError
-from flowrl.kit import contract
+from flowrl.kit import chunking, contract
 from flowrl.run.loggers import WANDB_MODES, parse_loggers
 from flowrl.registry.presets import apply_presets, presets_for, presets_name, unpublished_key_values
 from flowrl.engine.training import MEMBER_EXECUTIONS
@@ -47,6 +47,9 @@ class RunSettings:
     buffer_size: int = setting(2_000_000, 'Replay buffer capacity of online fine-tuning (the dataset is its start '
                                'unless --balanced_sampling=1).')
     balanced_sampling: int = setting(0, '1: online batches are half dataset, half online transitions (RLPD).')
+    horizon_length: int = setting(1, 'Action chunk length H (the Q-chunking repository\'s --horizon_length): batches hold '
+                                  'sequences of H steps and the agent acts with chunks of H actions, executed open loop '
+                                  '(agents that declare chunking: agents/acfql.py); 1: single transitions and actions.')
     restore_path: str | None = setting(None, 'Run directory whose checkpointed agents this run starts from.')
     restore_epoch: int | None = setting(None, 'Checkpoint step of --restore_path (default: its newest good one).')
     restore_schedule: str = setting('continue', "What --restore_path does with the saved agents' step, which drives "
@@ -152,6 +155,8 @@ def check_settings(s: RunSettings) -> None:
             raise UserError(f'--{name} must be zero ({meaning}) or a positive integer, got {getattr(s, name)}.')
     if s.offline_steps + s.online_steps == 0:
         raise UserError('--offline_steps and --online_steps are both 0: there is nothing to train.')
+    if s.horizon_length < 1:
+        raise UserError(f'--horizon_length must be a positive integer, got {s.horizon_length}.')
     if s.balanced_sampling not in (0, 1):
         raise UserError(f'--balanced_sampling must be 0 or 1, got {s.balanced_sampling}.')
     if s.restore_epoch is not None and s.restore_path is None:
@@ -218,10 +223,26 @@ def unpublished_line(keys: list, config, family: str, preset_name: str) -> str:
             f'{" ".join(f"--agent.{k}=VALUE" for k in keys)} to set {"them" if plural else "it"}.')
 
 
+def with_horizon(config, agent, s: RunSettings):
+    """`config` with the run's --horizon_length, for an agent that trains on sequences
+    (flowrl.kit.chunking); any other agent takes only 1."""
+    if not chunking.takes_horizon(agent):
+        if s.horizon_length != 1:
+            raise UserError(f'{s.agent} does not train on action chunks, so --horizon_length must be 1 (got '
+                            f'{s.horizon_length}); agents that do: agents/acfql.py.')
+        return config
+    if chunking.HORIZON_KEY in s.agent_overrides:
+        raise UserError(f'The horizon is a run flag: use --horizon_length={s.agent_overrides[chunking.HORIZON_KEY]} '
+                        f'instead of --agent.{chunking.HORIZON_KEY}.')
+    config[chunking.HORIZON_KEY] = s.horizon_length
+    return config
+
+
 def resolve_members(s: RunSettings, agent, task, log=print) -> Members:
-    """Agent config = defaults <- env presets <- command-line overrides; then the sweep grid x seeds."""
+    """Agent config = defaults <- env presets <- command-line overrides (and --horizon_length);
+    then the sweep grid x seeds."""
     source = s.agent
-    config = apply_overrides(agent.get_config(), s.agent_overrides, source)
+    config = with_horizon(apply_overrides(agent.get_config(), s.agent_overrides, source), agent, s)
     sweeps = parse_sweeps(s.sweep, config, agent.DYNAMIC_KEYS, source)
     keep = set(s.agent_overrides) | {key for key, _ in sweeps}
     preset_name = presets_name(config, s.agent)
