@@ -131,10 +131,10 @@ def _shared_chunk_runner(agent, batch_size, execution='auto', config=None, p_aug
 
 
 @functools.cache
-def _shared_online_program(agent, batch_size, execution, balanced, buffer_size, placement=None):
+def _shared_online_program(agent, batch_size, execution, balanced, buffer_size, placement=None, horizon=1):
     from flowrl.engine.online import OnlineProgram
 
-    return OnlineProgram(agent, batch_size, execution, balanced, buffer_size, placement)
+    return OnlineProgram(agent, batch_size, execution, balanced, buffer_size, placement, horizon)
 
 
 @functools.cache
