@@ -50,12 +50,12 @@ def unpublished(agent: str) -> str:
     return ', '.join(unpublished_key_values(agent, suites.resolve(ENV)))
 
 
-def dataset_file(dataset_dir, episodes, workers):
+def dataset_file(dataset_dir, episodes, workers, dataset=DATASET):
     """The reduced dataset's train file, generated with flowrl's generator unless it exists."""
-    path = os.path.join(os.path.expanduser(dataset_dir), f'{DATASET}-ep{episodes}.npz')
+    path = os.path.join(os.path.expanduser(dataset_dir), f'{dataset}-ep{episodes}.npz')
     if not os.path.exists(path):
         print(f'Generating {path} ({episodes} episodes) ...', flush=True)
-        subprocess.run([sys.executable, '-m', 'flowrl.suites.data', 'generate', DATASET, f'--episodes={episodes}',
+        subprocess.run([sys.executable, '-m', 'flowrl.suites.data', 'generate', dataset, f'--episodes={episodes}',
                         f'--dataset_dir={dataset_dir}', f'--workers={workers}'], cwd=REPO, check=True)
     return path
 
