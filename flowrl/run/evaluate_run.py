@@ -112,7 +112,7 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=
     envs = EvalEnvs(make_env, len(labels), episodes, workers, max_envs)
     log(envs.describe())
     stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step,
-                         make_diagnostics(agent), evaluated)
+                         make_diagnostics(agent), evaluated, settings.horizon_length)  # acts on chunks as trained
     stats.pop('env_steps_per_s')
     stats = dict(score=task.episode_scores(stats['episode_return'], stats['success']), **stats)
     rows = [dict(step=step, **label, **{k: float(v[i]) for k, v in stats.items()}, episodes=episodes)

@@ -189,10 +189,11 @@ class Run:
         capacity = (online_capacity(s.online_steps, pixels.num_transitions(dataset), s.buffer_size,
                                     bool(s.balanced_sampling)) if s.online_steps else None)
         online = OnlineSteps(program, chunks, dataset, placement, self.make_env, self.seeds,
-                             self.task.reward_function(task_settings(s)), self.observation_dtype, workers, capacity)
+                             self.task.reward_function(task_settings(s)), self.observation_dtype, workers, capacity,
+                             s.horizon_length)
         self.evaluation = Evaluation(self.task, placement, self.make_env, self.seeds, self.observation_dtype,
                                      make_policy(self.agent, self.execution), make_diagnostics(self.agent, self.execution),
-                                     workers, s.eval_episodes, s.eval_envs, self.log)
+                                     workers, s.eval_episodes, s.eval_envs, self.log, s.horizon_length)
         self.online = online if s.online_steps else None
         return Parts(OfflineChunks(chunks, dataset, placement), chunks.phases, placement, self.members.labels, s.agent,
                      online=self.online,

@@ -47,6 +47,9 @@ class RunSettings:
     buffer_size: int = setting(2_000_000, 'Replay buffer capacity of online fine-tuning (the dataset is its start '
                                'unless --balanced_sampling=1).')
     balanced_sampling: int = setting(0, '1: online batches are half dataset, half online transitions (RLPD).')
+    horizon_length: int = setting(1, "Action chunk length H (the Q-chunking repository's --horizon_length): batches "
+                                  'hold H consecutive steps and the agent acts with chunks of H actions, executed '
+                                  'open loop; 1: single transitions and actions.')
     restore_path: str | None = setting(None, 'Run directory whose checkpointed agents this run starts from.')
     restore_epoch: int | None = setting(None, 'Checkpoint step of --restore_path (default: its newest good one).')
     restore_schedule: str = setting('continue', "What --restore_path does with the saved agents' step, which drives "
@@ -137,7 +140,8 @@ def task_settings(s: RunSettings) -> TaskSettings:
 
 def check_settings(s: RunSettings) -> None:
     """Refuses bad values in one sentence (what needs the task: flowrl.suites.check_settings)."""
-    positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
+    positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size,
+                    horizon_length=s.horizon_length)
     non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
                         eval_episodes=s.eval_episodes, save_interval=s.save_interval)
     automatic = dict(eval_workers='one per core', eval_envs='chosen from cores and memory')
