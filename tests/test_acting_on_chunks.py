@@ -95,6 +95,8 @@ def test_a_queue_plays_its_chunk_in_order_and_is_refilled_when_used_up_or_its_ep
         queues.next_actions()
     with pytest.raises(ValueError, match='not chunks of 3 actions'):
         as_chunks(np.zeros((2, 4)), H)
+    with pytest.raises(ValueError, match=r'\[batch, 3 x 3\]'):  # an agent that gives single actions of 3
+        ActionQueues.fresh(np.zeros((2, 3)), H, action_size=3)
 
 
 def test_a_queue_record_continues_it_and_h1_records_the_next_actions_as_before_chunking():

@@ -17,13 +17,16 @@ import dataclasses
 import numpy as np
 
 
-def as_chunks(actions, horizon_length: int) -> np.ndarray:
-    """[..., H * A] actions of the convention above as [..., H, A] (H = 1: [..., 1, A])."""
+def as_chunks(actions, horizon_length: int, action_size: int | None = None) -> np.ndarray:
+    """[..., H * A] actions of the convention above as [..., H, A] (H = 1: [..., 1, A]); with
+    `action_size`, A must be it (an agent that ignores --horizon_length is refused, not misread)."""
     actions = np.asarray(actions)
-    if actions.shape[-1] % horizon_length:
-        raise ValueError(f'Actions of size {actions.shape[-1]} are not chunks of {horizon_length} actions: '
-                         f'an agent acting on chunks returns [batch, horizon_length * action_dim].')
-    return actions.reshape(actions.shape[:-1] + (horizon_length, actions.shape[-1] // horizon_length))
+    size = actions.shape[-1]
+    if size % horizon_length or (action_size is not None and size != horizon_length * action_size):
+        expected = 'horizon_length * action_dim' if action_size is None else f'{horizon_length} x {action_size}'
+        raise ValueError(f'Actions of size {size} are not chunks of {horizon_length} actions: an agent acting on '
+                         f'chunks returns [batch, {expected}] (flowrl.engine.action_queue).')
+    return actions.reshape(actions.shape[:-1] + (horizon_length, size // horizon_length))
 
 
 # The checkpoint record of a queue of one action (H = 1) is that action, under the name and shape of the
@@ -41,9 +44,10 @@ class ActionQueues:
     taken: np.ndarray
 
     @classmethod
-    def fresh(cls, actions, horizon_length: int) -> 'ActionQueues':
-        """Queues holding the new chunks `actions` [N, H * A], none of their actions taken."""
-        chunks = as_chunks(actions, horizon_length)
+    def fresh(cls, actions, horizon_length: int, action_size: int | None = None) -> 'ActionQueues':
+        """Queues holding the new chunks `actions` [N, H * A] (A: `action_size` when given), none
+        of their actions taken."""
+        chunks = as_chunks(actions, horizon_length, action_size)
         return cls(chunks, np.zeros(len(chunks), np.int32))
 
     @property

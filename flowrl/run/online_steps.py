@@ -80,8 +80,9 @@ class OnlineSteps:
         if position.queues is None:
             observations = placement.put_local(self.envs.restart(position.step))
             rngs, actions = self.program.first_actions(position.states, position.rngs, observations)
+            action_size = self.envs.actions_taken.shape[-1]  # the environments' (checked once: the first chunks)
             position = position.replace(rngs=rngs, queues=ActionQueues.fresh(placement.local(actions),
-                                                                            self.horizon_length))
+                                                                            self.horizon_length, action_size))
         return position
 
     def step(self, position: Position, update):
