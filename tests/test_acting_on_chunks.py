@@ -22,6 +22,7 @@ from flowrl.engine.online import MemberEnvs
 from flowrl.engine.training import init_members
 from flowrl.errors import UserError
 from flowrl.registry.agent_loading import load_agent
+from flowrl.run.record import RunRecord
 from flowrl.run.runner import Run, resume
 from flowrl.run.settings import check_settings
 from flowrl.testing import FakeEnv, synthetic_batch, tiny_run_settings, use_fake_world
@@ -270,3 +271,26 @@ def test_a_run_stopped_mid_chunk_resumes_exactly(straight, tmp_path, monkeypatch
         assert read(run.run_dir, name) == read(straight.run_dir, name), name
     same = jax.tree.map(np.array_equal, jax.device_get(resumed.position.buffers), jax.device_get(straight.position.buffers))
     assert all(jax.tree.leaves(same))
+
+
+def test_a_run_that_crashed_mid_chunk_resumes_exactly_from_its_checkpoint(straight, tmp_path, monkeypatch):
+    """A crash while evaluating at update 8 (four online steps in): the checkpoint saved before that
+    evaluation holds the chunks partly executed, and the resumed run's logs equal the uninterrupted ones."""
+    original = RunRecord.evaluate
+
+    def crash_at_update_8(self, position):
+        if position.step == 8:
+            raise KeyboardInterrupt
+        return original(self, position)
+
+    monkeypatch.setattr(RunRecord, 'evaluate', crash_at_update_8)
+    run = chunked_run(tmp_path, num_seeds=2)
+    with pytest.raises(KeyboardInterrupt):
+        run.train()
+    monkeypatch.setattr(RunRecord, 'evaluate', original)
+    like = dict(episodes=run.online.abstract_episodes())
+    taken = np.asarray(checkpoints.read_part(run.checkpoint_dir, like, 8)['episodes']['chunk_taken'])
+    assert np.any((taken > 0) & (taken < H)), taken
+    resume(run.run_dir, log=QUIET)
+    for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
+        assert read(run.run_dir, name) == read(straight.run_dir, name), name
