@@ -294,3 +294,16 @@ def test_a_run_that_crashed_mid_chunk_resumes_exactly_from_its_checkpoint(straig
     resume(run.run_dir, log=QUIET)
     for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
         assert read(run.run_dir, name) == read(straight.run_dir, name), name
+
+
+def test_evaluating_a_saved_chunked_run_acts_on_its_chunks(straight):
+    """flowrl.run.evaluate_run reads --horizon_length from the run: its table at the last
+    checkpoint is the run's own last evaluation."""
+    from flowrl.run.evaluate_run import evaluate_values
+
+    rows = evaluate_values(straight.run_dir, {}, workers=1, log=QUIET)
+    logged = [r for r in read(straight.run_dir, run_files.EVAL_CSV) if int(r['step']) == 12]
+    assert len(rows) == len(logged) == 2
+    for row, expected in zip(rows, logged):
+        for key in ('success', 'episode_return', 'episode_length'):
+            assert row[key] == float(expected[key]), key
