@@ -269,8 +269,8 @@ def test_a_run_stopped_mid_chunk_resumes_exactly(straight, tmp_path, monkeypatch
     resumed.train()
     for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
         assert read(run.run_dir, name) == read(straight.run_dir, name), name
-    same = jax.tree.map(np.array_equal, jax.device_get(resumed.position.buffers), jax.device_get(straight.position.buffers))
-    assert all(jax.tree.leaves(same))
+    buffers = [jax.device_get(run.position.buffers) for run in (resumed, straight)]
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, *buffers)))
 
 
 def test_a_run_that_crashed_mid_chunk_resumes_exactly_from_its_checkpoint(straight, tmp_path, monkeypatch):

@@ -74,7 +74,8 @@ class ActionQueues:
         """The queues with the new chunks `actions` [N, H * A] where `needed`, the others as they were."""
         needed = np.asarray(needed, bool)
         chunks = np.where(needed[:, None, None], as_chunks(actions, self.horizon_length), self.chunks)
-        return ActionQueues(chunks.astype(self.chunks.dtype, copy=False), np.where(needed, 0, self.taken).astype(np.int32))
+        taken = np.where(needed, 0, self.taken).astype(np.int32)
+        return ActionQueues(chunks.astype(self.chunks.dtype, copy=False), taken)
 
     def record(self) -> dict:
         """What a checkpoint holds to continue the queues exactly (float32 actions, int32 indices)."""

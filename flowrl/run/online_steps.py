@@ -47,8 +47,9 @@ class OnlineSteps:
         record = {k: (v.shape[1:], v.dtype) for k, v in self.envs.record().items()}
         queues = ActionQueues.record_shapes(1, self.horizon_length, self.envs.actions_taken.shape[2:])
         record.update({k: (shape[1:], dtype) for k, (shape, dtype) in queues.items()})
-        return {k: jax.ShapeDtypeStruct((self.placement.padded,) + shape, dtype,
-                                        sharding=self.placement.member_sharding) for k, (shape, dtype) in record.items()}
+        sharding = self.placement.member_sharding
+        return {k: jax.ShapeDtypeStruct((self.placement.padded,) + shape, dtype, sharding=sharding)
+                for k, (shape, dtype) in record.items()}
 
     def make_envs(self):
         """The environments of this process's members, made once."""
