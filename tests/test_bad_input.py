@@ -273,6 +273,7 @@ def test_command_lines_fail_in_one_sentence(tmp_path):
         (['--offline_steps=0'], '--offline_steps and --online_steps are both 0'),
         (['--online_steps=-5'], '--online_steps must be zero (off) or a positive integer'),
         (['--balanced_sampling=2'], '--balanced_sampling must be 0 or 1'),
+        (['--horizon_length=0'], '--horizon_length must be a positive integer, got 0.'),
         (['--p_aug=0.5'], '--p_aug applies to pixel observations (visual-* environments)'),
         (['--restore_epoch=5'], '--restore_epoch needs --restore_path'),
         (['--restore_schedule=restart'], '--restore_schedule=restart needs --restore_path'),

@@ -12,6 +12,12 @@ Results do not depend on the pool size nor on which environment ran an episode:
   jitted, member-vmapped call per block with running episodes. The shape matters: XLA's CPU
   matmuls give a row results that differ in the last bit with the batch width, but not with
   the row's position in a batch of fixed width (checked for FQL, IFQL and QFQL).
+With --horizon_length=H the policy returns chunks of H actions (flowrl.engine.action_queue) and
+each episode executes them open loop: at episode time t with t % H == 0 its slot takes a new
+chunk, sampled with the key of (member seed, step, episode, t), then plays its H actions one per
+step; an episode that ends mid-chunk drops the rest, and the next episode in the slot starts with
+a new chunk. The policy runs only on the blocks where some running slot needs a new chunk, so a
+chunk costs one call, not H (H = 1: every running slot, every step, as without chunks).
 Seeds derive from (member seed, training step), so a resumed run evaluates exactly as an
 uninterrupted one. A stop request (flowrl.stopping) abandons an evaluation between two steps
 of its environments: the run resumes from the checkpoint saved before it and evaluates again.
@@ -24,6 +30,7 @@ import jax
 import numpy as np
 
 from flowrl import stopping
+from flowrl.engine.action_queue import as_chunks
 from flowrl.engine.env_pool import ENV_MEMORY_BYTES, EnvPool, default_env_count
 from flowrl.errors import UserError
 from flowrl.kit import contract
@@ -85,10 +92,12 @@ def member_keys(member_seeds, step: int):
 
 
 class _Slots:
-    """Episode slots [member, column] and the environment running each one."""
+    """Episode slots [member, column], the environment running each one, and the chunk of
+    actions each one executes (`chunks` [member, column, H, A], from the first policy call)."""
 
-    def __init__(self, num_members: int, episodes: int, num_envs: int):
-        self.episodes = episodes
+    def __init__(self, num_members: int, episodes: int, num_envs: int, horizon_length: int = 1):
+        self.episodes, self.horizon_length = episodes, horizon_length
+        self.chunks = None
         width = -(-episodes // BLOCK) * BLOCK
         self.episode = np.zeros((num_members, width), np.int32)
         self.time = np.zeros((num_members, width), np.int32)
@@ -106,20 +115,36 @@ class _Slots:
         self.occupied[self.member[envs], self.column[envs]] = False
         self.member[envs] = -1
 
-    def blocks(self):
-        """Column slices of the blocks where some episode is running."""
-        starts = range(0, self.occupied.shape[1], BLOCK)
-        return [slice(b, b + BLOCK) for b in starts if self.occupied[:, b:b + BLOCK].any()]
+    def needing_chunks(self):
+        """[member, column] bool: the running episodes at the start of a chunk (t % H == 0)."""
+        return self.occupied & (self.time % self.horizon_length == 0)
+
+    def blocks(self, wanted):
+        """Column slices of the blocks where some slot is `wanted` [member, column]."""
+        starts = range(0, wanted.shape[1], BLOCK)
+        return [slice(b, b + BLOCK) for b in starts if wanted[:, b:b + BLOCK].any()]
+
+    def receive(self, block: slice, chunks, needed):
+        """Keeps the new `chunks` [member, BLOCK, H, A] of `block` where `needed`, the others' as they were."""
+        if self.chunks is None:
+            self.chunks = np.zeros(self.occupied.shape + chunks.shape[2:], chunks.dtype)
+        self.chunks[:, block] = np.where(needed[:, block, None, None], chunks, self.chunks[:, block])
+
+    def actions(self, members, columns):
+        """The actions the slots (members, columns) take now: action t % H of their chunks."""
+        return self.chunks[members, columns, self.time[members, columns] % self.horizon_length]
 
 
-def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagnostics=None, members=None):
-    """Runs `envs.episodes` episodes for every member (or those where `members` is True);
-    returns per-member arrays of success, return, length and the scalars of `diagnostics` (see
-    make_diagnostics) on the episodes' first observations (NaN for members not evaluated)."""
+def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagnostics=None, members=None,
+                 horizon_length: int = 1):
+    """Runs `envs.episodes` episodes for every member (or those where `members` is True), acting
+    on chunks of `horizon_length` actions (see above); returns per-member arrays of success,
+    return, length and the scalars of `diagnostics` (see make_diagnostics) on the episodes' first
+    observations (NaN for members not evaluated)."""
     m, e, pool = envs.num_members, envs.episodes, envs.pool
     members = np.ones(m, bool) if members is None else np.asarray(members, bool)
     pending = collections.deque((i, j) for j in range(e) for i in range(m) if members[i])  # members take turns
-    slots = _Slots(m, e, envs.size)
+    slots = _Slots(m, e, envs.size, horizon_length)
     returns, lengths, success = np.zeros((m, e)), np.zeros((m, e), np.int64), np.zeros((m, e))
     base_keys, obs, first_obs = member_keys(member_seeds, step), None, None
     started = time.time()
@@ -130,10 +155,10 @@ def run_episodes(policy, states, envs: EvalEnvs, member_seeds, step: int, diagno
         running = slots.member >= 0
         if not running.any():
             break
-        actions = _policy_actions(policy, states, obs, base_keys, slots)
+        _take_new_chunks(policy, states, obs, base_keys, slots)
         rows, cols = slots.member[running], slots.column[running]
-        env_actions = np.zeros((envs.size,) + actions.shape[2:], actions.dtype)
-        env_actions[running] = actions[rows, cols]
+        env_actions = np.zeros((envs.size,) + slots.chunks.shape[3:], slots.chunks.dtype)
+        env_actions[running] = slots.actions(rows, cols)
         new_obs, reward, terminated, truncated, final_success = pool.step(env_actions, running)
         done = terminated | truncated
         episodes = slots.episode[rows, cols]
@@ -190,15 +215,11 @@ def observation_dtype(observations, training_dtype=None) -> np.dtype:
     return np.dtype(training_dtype)
 
 
-def _policy_actions(policy, states, obs, base_keys, slots: _Slots):
-    """Actions [M, width, a] for the running slots (other entries are zero); every block is
-    dispatched before any result is pulled to the host."""
-    blocks = slots.blocks()
+def _take_new_chunks(policy, states, obs, base_keys, slots: _Slots):
+    """New chunks for the running slots at the start of a chunk, from one policy call per block
+    that holds one; every block is dispatched before any result is pulled to the host."""
+    needed = slots.needing_chunks()
+    blocks = slots.blocks(needed)
     outputs = [policy(states, obs[:, b], base_keys, slots.episode[:, b], slots.time[:, b]) for b in blocks]
-    actions = None
     for b, out in zip(blocks, outputs):
-        out = np.asarray(out)
-        if actions is None:
-            actions = np.zeros(obs.shape[:2] + out.shape[2:], out.dtype)
-        actions[:, b] = out
-    return actions
+        slots.receive(b, as_chunks(out, slots.horizon_length), needed)

@@ -17,7 +17,8 @@ Episodes: every reset of member m's environment at update u uses the seed (m's s
 episodes go on across checkpoints and evaluations, as in the authors' loop, so the transitions
 do not depend on `--eval_interval` or `--save_interval`. A checkpoint records each member's
 running episode (`MemberEnvs.record`: its reset seed, the actions taken so far in an array as long
-as the time limit, the observation to act on) and the actions it takes next; a resumed run resets
+as the time limit, the observation to act on) and its action queue (the chunk it executes and
+how much of it was taken: flowrl.engine.action_queue, flowrl.run.online_steps); a resumed run resets
 each environment with that seed and takes the same actions again (MuJoCo is deterministic),
 checks that this gives the recorded observation bit for bit (else it stops: the episode cannot be
 continued exactly), and goes on exactly as the uninterrupted run. Replaying costs at most one

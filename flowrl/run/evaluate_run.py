@@ -24,6 +24,7 @@ from flowrl.registry.agent_loading import load_agent
 from flowrl.run.command import run_command
 from flowrl.run.config_overrides import parse_sweeps, sweep_grid
 from flowrl.errors import UserError
+from flowrl.kit import chunking
 from flowrl.engine.evaluation import EvalEnvs, make_diagnostics, make_policy, observation_dtype, run_episodes
 from flowrl.run.saved import read_saved_agents, recorded_example, settings_from_run_dir
 from flowrl.run.settings import EVAL_EPISODES, resolve_members
@@ -112,7 +113,8 @@ def evaluate_values(run_dir, overrides: dict, episodes=None, step=None, workers=
     envs = EvalEnvs(make_env, len(labels), episodes, workers, max_envs)
     log(envs.describe())
     stats = run_episodes(make_policy(agent), states, envs, [label['seed'] for label in labels], step,
-                         make_diagnostics(agent), evaluated)
+                         make_diagnostics(agent), evaluated,
+                         chunking.action_horizon(agent, members.configs[0]))  # acts on chunks as trained
     stats.pop('env_steps_per_s')
     stats = dict(score=task.episode_scores(stats['episode_return'], stats['success']), **stats)
     rows = [dict(step=step, **label, **{k: float(v[i]) for k, v in stats.items()}, episodes=episodes)

@@ -12,14 +12,16 @@ from flowrl.engine.training import make_validation_metrics, phase_at
 
 class Evaluation:
     def __init__(self, task, placement, make_env, seeds: list, observation_dtype, policy, diagnostics,
-                 workers: int, episodes: int, envs_per_worker: int = 0, log=print):
+                 workers: int, episodes: int, envs_per_worker: int = 0, log=print, horizon_length: int = 1):
         """`seeds`: every member's seed (padded); `episodes` per member at each evaluation, on
         `envs_per_worker` environments per worker (0: flowrl.engine.env_pool's default); `policy`,
-        `diagnostics`: the compiled programs (flowrl.engine.evaluation.make_policy, make_diagnostics)."""
+        `diagnostics`: the compiled programs (flowrl.engine.evaluation.make_policy, make_diagnostics);
+        `horizon_length`: the actions of each chunk the policy returns, executed open loop."""
         self.task, self.placement, self.make_env, self.seeds = task, placement, make_env, seeds
         self.observation_dtype, self.policy, self.diagnostics, self.workers = (
             observation_dtype, policy, diagnostics, workers)
         self.num_episodes, self.envs_per_worker, self.log = episodes, envs_per_worker, log
+        self.horizon_length = horizon_length
         self.envs = None  # made at the first evaluation
 
     def episodes(self, states, step: int, alive) -> dict:
@@ -31,7 +33,7 @@ class Evaluation:
                                  self.observation_dtype)
             self.log(self.envs.describe())
         stats = run_episodes(self.policy, self.placement.local(states), self.envs, [self.seeds[i] for i in held],
-                             step, self.diagnostics, alive[held])
+                             step, self.diagnostics, alive[held], self.horizon_length)
         stats = self.placement.gather(stats)
         return dict(score=self.task.episode_scores(stats['episode_return'], stats['success']), **stats)
 

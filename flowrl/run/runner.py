@@ -27,7 +27,7 @@ from flowrl.engine.replay import online_capacity
 from flowrl.engine.placement import Placement, tell_checkpoints_with
 from flowrl.engine.training import ChunkRunner, init_members, resolve_member_execution
 from flowrl.errors import UserError
-from flowrl.kit import contract, pixels
+from flowrl.kit import chunking, contract, pixels
 from flowrl.making.ogbench import loaded_with_making
 from flowrl.results.scores import results_lines, summarize_results
 from flowrl.run.evaluating import Evaluation, Validation
@@ -186,13 +186,15 @@ class Run:
         program = OnlineProgram(self.agent, batch_size, self.execution, bool(s.balanced_sampling), s.buffer_size,
                                 placement=placement, horizon=chunks.sampler.horizon)
         workers = eval_workers(s.eval_workers)
+        acting = chunking.action_horizon(self.agent, self.members.configs[0])  # actions per sampled chunk
         capacity = (online_capacity(s.online_steps, pixels.num_transitions(dataset), s.buffer_size,
                                     bool(s.balanced_sampling)) if s.online_steps else None)
         online = OnlineSteps(program, chunks, dataset, placement, self.make_env, self.seeds,
-                             self.task.reward_function(task_settings(s)), self.observation_dtype, workers, capacity)
+                             self.task.reward_function(task_settings(s)), self.observation_dtype, workers, capacity,
+                             acting)
         self.evaluation = Evaluation(self.task, placement, self.make_env, self.seeds, self.observation_dtype,
                                      make_policy(self.agent, self.execution), make_diagnostics(self.agent, self.execution),
-                                     workers, s.eval_episodes, s.eval_envs, self.log)
+                                     workers, s.eval_episodes, s.eval_envs, self.log, acting)
         self.online = online if s.online_steps else None
         return Parts(OfflineChunks(chunks, dataset, placement), chunks.phases, placement, self.members.labels, s.agent,
                      online=self.online,

@@ -140,7 +140,8 @@ def task_settings(s: RunSettings) -> TaskSettings:
 
 def check_settings(s: RunSettings) -> None:
     """Refuses bad values in one sentence (what needs the task: flowrl.suites.check_settings)."""
-    positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size)
+    positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size,
+                    horizon_length=s.horizon_length)
     non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
                         eval_episodes=s.eval_episodes, save_interval=s.save_interval)
     automatic = dict(eval_workers='one per core', eval_envs='chosen from cores and memory')

@@ -1,7 +1,7 @@
 """Where a run is, as one explicit value (`Position`) that the loop (flowrl.run.loop) hands from
 part to part and each part returns changed: the member-stacked agent states and keys, the update
 reached, the agent step the run started at, which members still train or diverged, the metric
-sums since the last train.csv row, and once online the members' replay buffers and next actions.
+sums since the last train.csv row, and once online the members' replay buffers and action queues.
 Nothing here changes in place: a part returns `position.replace(...)`."""
 
 import dataclasses
@@ -21,7 +21,7 @@ class Position:
     totals: Any = None  # metric sums on the devices since the last train.csv row (None: none yet)
     counted: int = 0  # updates those sums hold
     buffers: Any = None  # member-stacked online replay buffers, from the first online step
-    actions: Any = None  # [this process's members, action] the members' next online actions (host)
+    queues: Any = None  # this process's members' online action queues (flowrl.engine.action_queue.ActionQueues, host)
 
     def replace(self, **changes) -> 'Position':
         return dataclasses.replace(self, **changes)
