@@ -32,7 +32,7 @@ H = 3
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'chunked_agent.py')
 ACTION_DIM = 3  # FakeEnv's and synthetic_batch's
 # The agent defines flowrl.kit.chunking's hooks, so the run's flag sets its config's horizon_length.
-CHUNKED = dict(agent=AGENT, horizon_length=H)
+CHUNKED = dict(agent=AGENT, agent_overrides={}, horizon_length=H)
 ONLINE = dict(offline_steps=4, online_steps=8, buffer_size=300)  # updates 1-4 offline, 5-12 online
 
 pytestmark = pytest.mark.xdist_group('test_acting_on_chunks')

@@ -46,8 +46,10 @@ def test_the_chunked_run_trains_evaluates_and_fine_tunes(chunked_run):
     flags = json.load(open(os.path.join(run_dir, 'flags.json')))
     assert flags['settings']['horizon_length'] == 5
     train = _rows(os.path.join(run_dir, 'train.csv'))
-    assert [int(r['step']) for r in train] == [30, 60, 90, 120]
-    assert all(float(r['exploration/episodes']) >= 0 for r in train[2:])  # online rows carry exploration columns
+    steps = [int(r['step']) for r in train]
+    assert {30, 60, 90, 120} <= set(steps) and steps[-1] == 120  # (and rows at the checkpoints)
+    online = [r for r in train if int(r['step']) > 60]
+    assert online and all(r['exploration/episodes'] not in ('', 'nan') for r in online)  # online rows count episodes
     evals = _rows(os.path.join(run_dir, 'eval.csv'))
     assert [int(r['step']) for r in evals] == [60, 120]
     assert all(float(r['episode_length']) > 0 for r in evals)
