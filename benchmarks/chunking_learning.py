@@ -31,16 +31,16 @@ from learning import dataset_file  # noqa: E402
 
 DATASET, ENV = 'cube-double-play-v0', 'cube-double-play'
 RUNS = {  # label -> main.py flags
-    'QC-FQL (acfql, H=5)': ['--agent=agents/acfql.py', '--horizon_length=5'],
-    'FQL (acfql, H=1)': ['--agent=agents/acfql.py', '--horizon_length=1'],
-    'FQL (agents/fql.py)': ['--agent=agents/fql.py'],
+    'QC-FQL: acfql H=5': ['--agent=agents/acfql.py', '--horizon_length=5'],
+    'FQL: acfql H=1': ['--agent=agents/acfql.py', '--horizon_length=1'],
+    'FQL: agents/fql.py': ['--agent=agents/fql.py'],
 }
 
 
 def train(label, flags, path, args, runs_dir):
     total = args.offline + args.online
     interval = total // args.evaluations
-    group = label.split(' ')[0].lower() + ''.join(c for c in label if c.isdigit())
+    group = ''.join(c if c.isalnum() else '_' for c in label)
     command = [sys.executable, os.path.join(REPO, 'main.py'), *flags, f'--env_name={ENV}', f'--dataset_path={path}',
                f'--num_seeds={args.seeds}', f'--offline_steps={args.offline}', f'--online_steps={args.online}',
                f'--log_interval={interval}', f'--eval_interval={interval}', f'--eval_episodes={args.eval_episodes}',
