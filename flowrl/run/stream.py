@@ -165,7 +165,7 @@ class ShardStream:
             shards = [self._take(shard) for shard in state.slots]
             self.device = self.place({k: np.concatenate([s[k] for s in shards]) for k in shards[0]})
         self.state = state
-        if self.interval:
+        if state.swaps < swaps_before(self.offline_steps, self.interval, self.offline_steps):  # another swap comes
             following = after_swap(state, self.seed, len(self.files))
             self._read_ahead(following.slots[state.swaps % self.window])
         for listener in self.listeners:
