@@ -244,3 +244,30 @@ def test_a_stopped_streamed_run_resumes_exactly(straight, world, tmp_path, monke
     assert any(line.startswith('Shards: 8 (fake shards in') and 'a window of 2' in line for line in resumed)
     for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
         assert read(run.run_dir, name) == read(straight.run_dir, name), name
+
+
+# ----------------------------------------------------------------------------- local shards
+def test_generate_writes_shards_of_whole_episodes_that_a_run_of_the_task_streams(tmp_path, monkeypatch, capsys):
+    from flowrl.making.command import main as data_main
+    from flowrl.suites import TaskSettings, resolve
+    from flowrl.testing import short_manipulation_episodes
+
+    short_manipulation_episodes(monkeypatch, steps=6)
+    directory = tmp_path / 'cube-single-play-shards'
+    assert data_main(['generate', 'cube-single-play-v0', '--shards=2', '--episodes=2', '--workers=1',
+                      f'--dataset_dir={directory}']) == 0
+    assert sorted(os.listdir(directory)) == ['cube-single-play-v0-000.npz', 'cube-single-play-v0-001.npz',
+                                             'cube-single-play-v0-val.npz']
+    for name in ('cube-single-play-v0-000.npz', 'cube-single-play-v0-001.npz'):
+        with np.load(directory / name) as shard:
+            terminals = shard['terminals']
+            assert len(terminals) == 2 * 6 and terminals[-1] == 1 and int(terminals.sum()) == 2  # 2 whole episodes
+            assert {'qpos', 'qvel', 'observations', 'actions'} <= set(shard.files)
+    found = resolve('cube-single-play').shards(TaskSettings(dataset_dir=str(directory)))
+    assert [os.path.basename(f) for f in found.files] == ['cube-single-play-v0-000.npz', 'cube-single-play-v0-001.npz']
+    transitions = found.read(found.files[0])  # OGBench's loading and relabelling, as a run's loading thread does
+    assert len(transitions['actions']) == 2 * 5 and transitions['terminals'].tolist() == ([0.0] * 4 + [1.0]) * 2
+    assert found.val is not None and len(found.val['actions']) == 5
+    assert data_main(['generate', 'cube-single-play-v0', '--shards=2', '--episodes=2', '--workers=1',
+                      f'--dataset_dir={directory}']) == 1
+    assert 'already exists; pass --force to replace the shards.' in capsys.readouterr().err
