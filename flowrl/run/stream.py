@@ -159,7 +159,7 @@ class ShardStream:
             return self.device
         if self.state is not None and state == after_swap(self.state, self.seed, len(self.files)):
             slot = self.state.swaps % self.window
-            self.device = self._replace(self.device, self.place(self._take(state.slots[slot])), slot * self.rows)
+            self.device = self._replace(self.device, self._take_placed(state.slots[slot]), slot * self.rows)
         else:
             self.device = None  # the old window goes before the new one is built
             shards = [self._take(shard) for shard in state.slots]
@@ -173,17 +173,26 @@ class ShardStream:
         return self.device
 
     def _take(self, shard: int) -> dict:
-        """The transitions of `shard`: read ahead, being read (waited for), or read now."""
+        """The transitions of `shard` on the host: read ahead, or read now."""
         if shard in self.ready:
             return self.ready.pop(shard)
         if self.loading is not None and self.loading[0] == shard:
-            future, self.loading = self.loading[1], None
-            return future.result()
+            return jax.device_get(self._take_placed(shard))
         return self.checked(shard, self.read(self.files[shard]))
 
+    def _take_placed(self, shard: int) -> dict:
+        """The transitions of `shard` on the devices: those read and placed in the background
+        (waited for when not done), or read and placed now."""
+        if self.loading is not None and self.loading[0] == shard:
+            future, self.loading = self.loading[1], None
+            return future.result()
+        return self.place(self._take(shard))
+
     def _read_ahead(self, shard: int) -> None:
-        if shard not in self.ready and (self.loading is None or self.loading[0] != shard):
-            self.loading = (shard, self.executor.submit(lambda: self.checked(shard, self.read(self.files[shard]))))
+        """Reads `shard` and copies it to the devices in the background thread, while chunks run."""
+        if self.loading is None or self.loading[0] != shard:
+            self.loading = (shard, self.executor.submit(
+                lambda: self.place(self.checked(shard, self.read(self.files[shard])))))
 
     def checked(self, shard: int, transitions: dict) -> dict:
         got = len(transitions['actions'])
