@@ -32,9 +32,9 @@ from flowrl.run.stream import ShardStream, peak_bytes, size_of
 from flowrl.suites.data.shards import episode_transitions, shard_files
 
 SIZES = dict(  # rows per shard, episode length, observation and action sizes, FQL's networks and batch
-    tiny=dict(rows=2_000, episode=100, obs_dim=8, action_dim=2, hidden=(32, 32), batch_size=16, interval=50,
+    tiny=dict(rows=2_000, episode=100, obs_dim=8, action_dim=2, hidden=(8, 8), flow_steps=2, batch_size=8, interval=50,
               chunks=4, shards=4, window=2),
-    paper=dict(rows=1_000_000, episode=1_000, obs_dim=40, action_dim=5, hidden=None, batch_size=256, interval=1000,
+    paper=dict(rows=1_000_000, episode=1_000, obs_dim=40, action_dim=5, hidden=None, flow_steps=None, batch_size=256, interval=1000,
                chunks=6, shards=4, window=2),
 )
 
@@ -56,6 +56,8 @@ def fql_config(size: dict):
     config = fql.get_config()
     if size['hidden'] is not None:
         config.actor_hidden_dims = config.value_hidden_dims = size['hidden']
+    if size['flow_steps'] is not None:
+        config.flow_steps = size['flow_steps']
     config.batch_size = size['batch_size']
     return config
 
