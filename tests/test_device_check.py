@@ -17,8 +17,8 @@ def test_the_device_check_runs_at_tiny_size_and_prints_one_table():
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     table = lines[lines.index("| measurement | flowrl | authors' code | note |"):]
-    assert table[1] == '|---|---:|---:|---|' and all(line.startswith('| ') for line in table)
-    cells = {line.split(' | ')[0][2:].strip(): line.split(' | ')[1:] for line in table[2:]}
+    assert table[1] == '|---|---:|---:|---|' and all(line.startswith('| ') and line.endswith(' |') for line in table[2:])
+    cells = {line[2:-2].split(' | ')[0].strip(): line[2:-2].split(' | ')[1:] for line in table[2:]}
     number = re.compile(r'^\d+(\.\d+)?$')
     measured = ['FQL updates/s, 1 member, training loop', 'offline updates/s, 1 seed(s) in one program (each seed)',
                 'offline updates/s, 8 seed(s) in one program (each seed)',
@@ -29,5 +29,5 @@ def test_the_device_check_runs_at_tiny_size_and_prints_one_table():
     (stream,) = [cells[label] for label in cells if label.startswith('updates/s streamed from shards (window 2 of 4')]
     assert float(stream[0]) > 0 and re.search(r'\d+\.\d % of one shard in memory', stream[2])
     assert cells["flowrl vs the authors' FQL code"] == [
-        'skipped', 'skipped', 'pass --official_dir=CHECKOUT of github.com/seohongpark/fql |']
+        'skipped', 'skipped', 'pass --official_dir=CHECKOUT of github.com/seohongpark/fql']
     assert re.search(r'\| --size tiny \| \d{4}-\d{2}-\d{2} \|', done.stdout)

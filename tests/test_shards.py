@@ -150,7 +150,8 @@ def test_a_window_larger_than_the_shards_or_the_memory_is_refused_in_one_sentenc
     with pytest.raises(UserError) as refused:
         Run(settings(tmp_path, world, shard_window=2), log=QUIET)
     message = str(refused.value)
-    assert message.startswith('A window of 2 shard(s) needs 0.00 GiB (the window plus one loading shard')
+    assert message.startswith('A window of 2 shard(s) needs 3.2 KiB (the window plus one loading shard, 1.1 KiB each) '
+                              'and 2.1 KiB is free;')
     assert message.endswith('pass a smaller --shard_window.') and '\n' not in message
     assert not os.path.exists(os.path.join(tmp_path, 'Debug'))  # before anything was made
 

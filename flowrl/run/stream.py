@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from flowrl import suites
-from flowrl.engine.training import free_bytes, gib
+from flowrl.engine.training import free_bytes
 from flowrl.errors import UserError
 
 HEADROOM = 0.5  # the default window takes at most this part of the free memory (states, programs: the rest)
@@ -97,8 +97,8 @@ def choose_window(requested: int, count: int, shard_bytes: int, free: int | None
     window = requested or (count if free is None else min(count, max(1, int(free * HEADROOM // shard_bytes) - 1)))
     need = peak_bytes(window, count, shard_bytes)
     if free is not None and need > free:
-        raise UserError(f'A window of {window} shard(s) needs {gib(need)} (the window plus one loading shard, '
-                        f'{gib(shard_bytes)} each) and {gib(free)} is free; pass a smaller --shard_window'
+        raise UserError(f'A window of {window} shard(s) needs {readable(need)} (the window plus one loading shard, '
+                        f'{readable(shard_bytes)} each) and {readable(free)} is free; pass a smaller --shard_window'
                         + (' or use a machine with more memory.' if window == 1 else '.'))
     return window
 
@@ -106,6 +106,14 @@ def choose_window(requested: int, count: int, shard_bytes: int, free: int | None
 def peak_bytes(window: int, count: int, shard_bytes: int) -> int:
     """The window plus the shard loading beside it (none when every shard is in the window)."""
     return (window + (window < count)) * shard_bytes
+
+
+def readable(count: int) -> str:
+    """A byte count in GiB, or MiB / KiB below one GiB (tiny shards: tests, local shards)."""
+    for unit, scale in (('GiB', 2**30), ('MiB', 2**20)):
+        if count >= scale:
+            return f'{count / scale:.2f} {unit}'
+    return f'{count / 2**10:.1f} KiB'
 
 
 def size_of(transitions: dict) -> int:
@@ -223,6 +231,8 @@ def open_stream(shards, read, placement, seed: int, requested_window: int, inter
     memory (process 0's on every process), and the first screen's lines."""
     from flowrl.suites.data.shards import require_equal_rows
 
+    names = '\n'.join(path.rsplit('/', 1)[-1] for path in shards.files)
+    placement.require_same_data(dict(shard_names=np.frombuffer(names.encode(), np.uint8)), shards.source)
     files = process_shards(list(shards.files), placement.process_index, placement.process_count)
     require_equal_rows(files)
     first_shard = nth_shard(seed, len(files), 0)
@@ -243,6 +253,6 @@ def open_stream(shards, read, placement, seed: int, requested_window: int, inter
     swaps = (f'the oldest replaced every {stream.interval:,} offline updates (--dataset_replace_interval), the next '
              'read in the background' if stream.interval else 'never swapped')
     log(f'Shards: {len(shards.files)} ({shards.source}){spread}; a window of {window} (--shard_window) of '
-        f'{rows:,} transitions each, {swaps}; peak memory {gib(peak_bytes(window, len(files), shard_bytes))} '
-        f'(the window plus one loading shard, {gib(shard_bytes)} each).')
+        f'{rows:,} transitions each, {swaps}; peak memory {readable(peak_bytes(window, len(files), shard_bytes))} '
+        f'(the window plus one loading shard, {readable(shard_bytes)} each).')
     return stream
