@@ -184,8 +184,8 @@ class ShardStream:
         """The transitions of `shard` on the host: read ahead, or read now."""
         if shard in self.ready:
             return self.ready.pop(shard)
-        if self.loading is not None and self.loading[0] == shard:
-            return jax.device_get(self._take_placed(shard))
+        if self.loading is not None and self.loading[0] == shard:  # this process's copy of what was placed
+            return jax.tree.map(lambda a: np.asarray(a.addressable_shards[0].data), self._take_placed(shard))
         return self.checked(shard, self.read(self.files[shard]))
 
     def _take_placed(self, shard: int) -> dict:
