@@ -119,6 +119,12 @@ def test_a_directory_of_shards_is_told_from_a_directory_of_whole_datasets(tmp_pa
     assert not shards.is_shard_directory(directory, 'fake-play-v0')
     assert not shards.is_shard_directory(write_fake_shards(tmp_path / 'one', shards=1), 'fake-play-v0')
     assert not shards.is_shard_directory(None, 'fake-play-v0')
+    whole = tmp_path / 'datasets'  # a directory of whole datasets without the one asked for: not shards
+    whole.mkdir()
+    for name in ('cube-double-play-v0', 'cube-double-play-v0-ep2', 'puzzle-3x3-play-v0'):
+        np.savez(whole / f'{name}.npz', terminals=np.ones(3))
+        np.savez(whole / f'{name}-val.npz', terminals=np.ones(3))
+    assert not shards.is_shard_directory(whole, 'scene-play-v0')
 
 
 def test_shard_sizes_come_from_the_file_headers_and_unequal_shards_are_refused(tmp_path):

@@ -6,12 +6,15 @@ code (seohongpark/horizon-reduction, ColinQiyangLi/qc) lists them as
 `sorted(glob(f'{dir}/*.npz'))` without the names ending in '-val.npz'; so does `shard_files`.
 
 A directory given with --dataset_dir is read as shards when it does not hold the dataset's own
-file (`<dataset>.npz`) and holds at least two shard files (`is_shard_directory`). This module
+file (`<dataset>.npz`) and holds at least two shard files, all numbered (`<name>-<digits>.npz`),
+so that a directory of whole datasets (`cube-double-play-v0.npz`, `puzzle-3x3-play-v0.npz`, ...)
+missing the one a run asks for is never taken for shards (`is_shard_directory`). This module
 only describes and reads the layout; streaming the shards through a run is flowrl.run.stream's.
 """
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -22,6 +25,7 @@ from flowrl.errors import UserError
 
 VAL_SUFFIX = "-val.npz"
 ROWS_FIELD = "terminals"  # every OGBench file holds it, one value per row
+NUMBERED = re.compile(r"^.+-\d+\.npz$")  # a shard's name: '<dataset>-000.npz'
 
 
 class Shards(NamedTuple):
@@ -47,12 +51,14 @@ def validation_file(directory: str | Path) -> Path | None:
 
 
 def is_shard_directory(directory: str | Path | None, dataset_name: str) -> bool:
-    """Whether `directory` holds `dataset_name` as shards: not its single file, and two shards or more."""
+    """Whether `directory` holds `dataset_name` as shards: not its single file, and two numbered
+    shards or more (every file but the -val.npz numbered)."""
     if directory is None or not Path(directory).expanduser().is_dir():
         return False
     if (Path(directory).expanduser() / f"{dataset_name}.npz").exists():
         return False
-    return len(shard_files(directory)) >= 2
+    found = shard_files(directory)
+    return len(found) >= 2 and all(NUMBERED.match(path.name) for path in found)
 
 
 def file_rows(path: str | Path) -> int:
