@@ -1,7 +1,7 @@
 """The record a run of the command keeps in its run directory while the loop (flowrl.run.loop)
 trains: train.csv rows, checkpoints of the Position (and, online, of the members' running
-episodes; with a sharded dataset, where its stream is), evaluations and their eval.csv rows, diverged members, and the checkpoint and line of
-a stop. It is the loop's Recorder; a checkpoint read back is a Position again (`restored`)."""
+episodes; with a sharded dataset, where its stream is), evaluations and their eval.csv rows,
+diverged members, and the checkpoint and line of a stop. It is the loop's Recorder; a checkpoint read back is a Position again (`restored`)."""
 
 import numpy as np
 
@@ -64,7 +64,8 @@ class RunRecord:
         position = like.replace(states=tree['states'], rngs=tree['rngs'], step=step, diverged=diverged, alive=alive,
                                 buffers=tree.get('online'))
         if 'stream' in tree:
-            position = position.replace(stream=StreamState.from_row(np.asarray(self.placement.gather(tree['stream']))[0]))
+            row = np.asarray(self.placement.gather(tree['stream']))[0]  # every member's row is the same
+            position = position.replace(stream=StreamState.from_row(row))
         if is_online:
             position = online.restored(position, tree['episodes'])
         steps = np.asarray(self.placement.gather(getattr(position.states, 'step', np.zeros(0))))[alive]

@@ -241,10 +241,10 @@ class Run:
                                      make_policy(self.agent, self.execution), make_diagnostics(self.agent, self.execution),
                                      workers, s.eval_episodes, s.eval_envs, self.log)
         self.online = online if s.online_steps else None
-        if self.stream is not None and self.online is not None:  # online fine-tuning goes on with the window in memory
+        if self.stream is not None and self.online is not None:  # online steps go on with the window in memory
             self.stream.listeners.append(lambda window: setattr(self.online, 'dataset', window))
-        return Parts(OfflineChunks(chunks, dataset, placement, self.stream), chunks.phases, placement, self.members.labels, s.agent,
-                     online=self.online,
+        offline = OfflineChunks(chunks, dataset, placement, self.stream)
+        return Parts(offline, chunks.phases, placement, self.members.labels, s.agent, online=self.online,
                      validation=None if validation is None else Validation.of_split(validation, placement, self.seeds, chunks))
 
     def _start_over_unless_saved(self) -> bool:
