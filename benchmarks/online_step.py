@@ -36,6 +36,34 @@ def synthetic_dataset(rows: int) -> dict:
                 next_observations=rng.normal(size=(rows, OBS_DIM)).astype(np.float32))
 
 
+def online_step_seconds(agent, config, rows: int, capacity: int, members: int, steps: int) -> float:
+    """Seconds per online step (append, batch from dataset and buffer, one update, next actions to
+    the host) of `members` members of `agent` with `config`, after three steps that compile it."""
+    dataset = synthetic_dataset(rows)
+    states, rngs = init_members(agent, [config] * members, list(range(members)), {k: v[:2] for k, v in dataset.items()})
+    member_sharding, replicated = member_shardings(members)
+    states, rngs = jax.device_put(states, member_sharding), jax.device_put(rngs, member_sharding)
+    dataset = jax.device_put(dataset, replicated)
+    online = empty_buffers(dataset, members, capacity, member_sharding)
+    program = OnlineProgram(agent, config.batch_size, 'auto', False, capacity)
+    one = jax.tree.map(lambda x: x[0], states)
+    totals = {k: jnp.zeros((members,), jnp.float32) for k in metric_names(agent.update, one, dataset, config.batch_size)}
+    alive = jnp.ones((members,), bool)
+    transitions = {k: np.repeat(np.asarray(v[:1]), members, axis=0) for k, v in dataset.items()}
+
+    def run(count, states, rngs, totals, online):
+        for _ in range(count):
+            states, rngs, totals, online, _, actions = program.step(agent.update, states, rngs, totals, alive, online,
+                                                                    transitions, transitions['observations'], dataset)
+            np.asarray(actions)  # the host needs them for the next environment step
+        return states, rngs, totals, online
+
+    carry = run(3, states, rngs, totals, online)
+    start = time.perf_counter()
+    run(steps, *carry)
+    return (time.perf_counter() - start) / steps
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--agent', default='fql')
@@ -50,6 +78,11 @@ def main():
     print(f'{platform.node()} | {jax.devices()[0].device_kind} | jax {jax.__version__}')
 
     agent = importlib.import_module(f'flowrl.agents.{args.agent}')
+    if not args.against_offline:
+        per_step = online_step_seconds(agent, agent.get_config(), args.rows, args.capacity, args.members, args.steps)
+        print(f'{args.agent} (paper size), {args.members} member(s), dataset {args.rows:,} rows, online buffer '
+              f'{args.capacity:,} rows: {per_step * 1e3:.1f} ms per online step')
+        return
     config = agent.get_config()
     dataset = synthetic_dataset(args.rows)
     states, rngs = init_members(agent, [config] * args.members, list(range(args.members)),
@@ -74,13 +107,6 @@ def main():
         return states, rngs, totals, online
 
     carry = steps(3, states, rngs, totals, online)
-    if not args.against_offline:
-        start = time.perf_counter()
-        steps(args.steps, *carry)
-        per_step = (time.perf_counter() - start) / args.steps
-        print(f'{args.agent} (paper size), {args.members} member(s), dataset {args.rows:,} rows, online buffer '
-              f'{args.capacity:,} rows: {per_step * 1e3:.1f} ms per online step')
-        return
     offline = init_members(agent, [config] * args.members, list(range(args.members)),
                            {k: v[:2] for k, v in dataset.items()}, rows=args.rows, log=lambda *_: None)
     offline = jax.device_put(offline, members)

@@ -43,9 +43,10 @@ def synthetic_dataset(size=DATASET_SIZE):
                 rewards=-np.ones(size, np.float32), terminals=np.zeros(size, np.float32))
 
 
-def scanned_updates_per_second(num_seeds, chunk, repeats, dataset, execution='auto'):
-    """(updates/s per seed, compile s, last chunk's mean critic loss, actor loss) of the main loop."""
-    config = fql.get_config()
+def scanned_updates_per_second(num_seeds, chunk, repeats, dataset, execution='auto', config=None):
+    """(updates/s per seed, compile s, last chunk's mean critic loss, actor loss) of the main loop
+    (FQL at paper size, or with `config`)."""
+    config = config or fql.get_config()
     members, replicated = member_shardings(num_seeds)
     states, rngs = init_members(fql, [config] * num_seeds, list(range(num_seeds)), {k: v[:2] for k, v in dataset.items()})
     states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
@@ -87,7 +88,7 @@ def host_loop_updates_per_second(updates, dataset):
     return updates / (time.perf_counter() - start)
 
 
-def eval_env_steps_per_second(episodes, steps):
+def eval_env_steps_per_second(episodes, steps, config=None):
     from flowrl.suites.ogbench_envs import make_env, parse_env_name
     from flowrl.engine.evaluation import BLOCK, make_policy, member_keys
 
@@ -97,7 +98,7 @@ def eval_env_steps_per_second(episodes, steps):
     first = np.stack([env.reset(seed=i)[0] for i, env in enumerate(envs)])
     obs = np.zeros((1, width, first.shape[-1]), np.float32)
     obs[0, :episodes] = first
-    config = fql.get_config()
+    config = config or fql.get_config()
     state = init_members(fql, [config], [0], dict(observations=obs[0, :2], actions=np.zeros((2, ACTION_DIM), np.float32)))[0]
     policy, keys = make_policy(fql), member_keys([0], 0)
     slots = np.arange(width, dtype=np.int32)[None]

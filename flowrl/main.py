@@ -41,6 +41,8 @@ def command_flags(launcher: str = LAUNCHER) -> flags.FlagValues:
     whose flags share names."""
     values = flags.FlagValues()
     define_flags(values, launcher)  # one flag per flowrl.run.settings.RunSettings field
+    # Q-chunking's name for a directory of shards (github.com/ColinQiyangLi/qc): the same flag.
+    flags.DEFINE_alias('ogbench_dataset_dir', 'dataset_dir', flag_values=values, module_name=launcher)
     flags.DEFINE_string('resume', None, 'Run directory to continue from its latest good checkpoint (with none yet: '
                         'to start over from update 0); only '
                         + ', '.join(f'--{name}' for name in RESUME_CHANGES) + ' may be given with it.',

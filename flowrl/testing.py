@@ -160,6 +160,52 @@ def use_fake_world(monkeypatch, validation: bool = False):
     monkeypatch.setattr('flowrl.run.evaluate_run.make_policy', _shared_policy)
 
 
+FAKE_SHARD_DATASET = 'fake-play-v0'  # the file names of `write_fake_shards`
+
+
+def write_fake_shards(directory, shards: int = 8, episodes: int = 3, steps: int = 6, seed: int = 0) -> str:
+    """A directory in OGBench's sharded layout (`<name>-000.npz`, ..., `<name>-val.npz`) of rows the
+    size of `synthetic_batch` (observations 6, actions 3): `shards` files of `episodes` whole
+    episodes of `steps` rows each (`terminals` 1 on an episode's last row), and a validation file
+    of one shard's size. Each shard's observations start at its index, so a test can tell the
+    shards apart. Returns the directory."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def rows(offset: float) -> dict:
+        count = episodes * steps
+        terminals = np.zeros(count, np.float32)
+        terminals[steps - 1::steps] = 1.0
+        return dict(observations=(offset + rng.normal(size=(count, 6))).astype(np.float32),
+                    actions=rng.uniform(-0.99, 0.99, size=(count, 3)).astype(np.float32),
+                    rewards=-rng.integers(0, 2, size=count).astype(np.float32), terminals=terminals)
+
+    for index in range(shards):
+        np.savez(os.path.join(directory, f'{FAKE_SHARD_DATASET}-{index:03d}.npz'), **rows(float(index)))
+    np.savez(os.path.join(directory, f'{FAKE_SHARD_DATASET}-val.npz'), **rows(-1.0))
+    return str(directory)
+
+
+def fake_shards(dataset_dir):
+    """The Shards (flowrl.suites.data.shards) of a `write_fake_shards` directory, read as OGBench's
+    files are (rows to transitions) without an environment's relabelling; None for another directory."""
+    from flowrl.suites.data import shards
+
+    if not shards.is_shard_directory(dataset_dir, FAKE_SHARD_DATASET):
+        return None
+    read = lambda path: shards.episode_transitions(dict(np.load(path)))  # noqa: E731
+    val_file = shards.validation_file(dataset_dir)
+    files = tuple(str(path) for path in shards.shard_files(dataset_dir))
+    source = f'fake shards in {dataset_dir}'
+    return shards.Shards(files, None if val_file is None else read(str(val_file)), read, source,
+                         dict(source=source, shard_names=[os.path.basename(path) for path in files]))
+
+
+def use_fake_shards(monkeypatch):
+    """With `use_fake_world`: a run whose --dataset_dir is a `write_fake_shards` directory streams it."""
+    monkeypatch.setattr('flowrl.run.runner.load_shards', lambda s, task, log=None: fake_shards(s.dataset_dir))
+
+
 def short_manipulation_episodes(monkeypatch, steps: int = 6) -> None:
     """Makes the manipulation datasets built in this process (with workers=1) have `steps`-step
     episodes, so that a test builds a reduced visual dataset through the normal name resolution

@@ -19,6 +19,7 @@ from flowrl import run_files
 from flowrl.engine import checkpoints
 from flowrl.run.runner import Run
 from flowrl.testing import use_fake_world
+from flowrl.testing import write_fake_shards
 from hosts_worker import run_settings
 
 # One xdist worker runs the module: its runs (module fixtures) are made once and shared.
@@ -155,6 +156,42 @@ def test_a_signal_to_one_process_stops_every_process_at_the_same_update_and_the_
     for code, _, err in run_processes(2, tmp_path, 'resume', run_dir):
         assert code == 0, err[-3000:]
     assert_same_run(run_dir, one_process)
+
+
+@pytest.fixture(scope='module')
+def streamed_on_two(tmp_path_factory):
+    """A streamed run on two processes (tests/hosts_worker.py `shard_settings`), never stopped."""
+    save_dir = tmp_path_factory.mktemp('streamed_on_two')
+    write_fake_shards(save_dir / 'shards', shards=8)
+    outcomes = run_processes(2, save_dir, 'shards')
+    for code, _, err in outcomes:
+        assert code == 0, err[-3000:]
+    return save_dir, outcomes
+
+
+def test_two_processes_stream_disjoint_shards_train_and_evaluate(streamed_on_two):
+    """Each process streams its own shards (process i: i, i+2, ...), and its members train on them."""
+    save_dir, outcomes = streamed_on_two
+    streamed = [next(line for line in out.splitlines() if line.startswith('SHARDS')) for _, out, _ in outcomes]
+    assert streamed == ['SHARDS 0 ' + ' '.join(f'fake-play-v0-00{i}.npz' for i in (0, 2, 4, 6)),
+                        'SHARDS 1 ' + ' '.join(f'fake-play-v0-00{i}.npz' for i in (1, 3, 5, 7))]
+    (run_dir,) = run_dirs(save_dir)
+    rows = read_rows(run_dir, run_files.TRAIN_CSV)
+    assert [(int(r['step']), int(r['member'])) for r in rows] == [(s, m) for s in (2, 4, 6, 8, 10, 12) for m in range(4)]
+    assert sorted({int(r['step']) for r in read_rows(run_dir, run_files.EVAL_CSV)}) == [4, 8, 12]
+
+
+@pytest.mark.slow  # the slowest tests: run with -m slow (pyproject.toml)
+def test_a_streamed_run_stopped_on_one_of_two_processes_resumes_exactly(streamed_on_two, tmp_path):
+    """A run stopped by a signal to one process resumes to the train.csv and eval.csv of the run never stopped."""
+    write_fake_shards(tmp_path / 'shards', shards=8)
+    for code, _, err in run_processes(2, tmp_path, 'shards_stop_on_one'):
+        assert code == 128 + 15, err[-3000:]
+    (run_dir,), (straight_dir,) = run_dirs(tmp_path), run_dirs(streamed_on_two[0])
+    for code, _, err in run_processes(2, tmp_path, 'resume', run_dir):
+        assert code == 0, err[-3000:]
+    for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
+        assert read_rows(run_dir, name) == read_rows(straight_dir, name), name
 
 
 def test_processes_that_loaded_other_data_all_refuse_to_train(tmp_path):

@@ -163,6 +163,17 @@ class Placement:
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self.member_sharding, np.asarray(x)),
                             tree)
 
+    def put_own(self, tree):
+        """Arrays whose values differ between processes (each process's own data: a stream of
+        shards, flowrl.run.stream) as arrays replicated over the mesh, every device of a process
+        holding that process's values; one process: `jax.device_put` replicated. A member's
+        program reads its own device's copy, so nothing ever compares the processes' copies."""
+        if not self.multi_process:
+            return jax.device_put(tree, self.replicated)
+        devices = [d for d in self.mesh.devices.flat if d.process_index == self.process_index]
+        return jax.tree.map(lambda x: jax.make_array_from_single_device_arrays(
+            np.shape(x), self.replicated, [jax.device_put(np.asarray(x), d) for d in devices]), tree)
+
     def local(self, tree):
         """This process's members' rows of member-stacked arrays, as arrays on its own devices
         (no copy): what the host-side work of a process (evaluation, validation) computes on."""

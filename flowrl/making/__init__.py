@@ -4,7 +4,8 @@
   following the published collection protocol (`generate.py`, `manipulation.py`, `pointmaze.py`,
   `records.py`), visual ones rendered from them with OGBench's pixel camera (`render.py`);
   `ogbench.loaded_with_making` makes a dataset the suites' loading reports as missing
-  (`flowrl.suites.data.loading.MissingDataset`) and loads again.
+  (`flowrl.suites.data.loading.MissingDataset`) and loads again; sharded datasets in OGBench's
+  100M/1B layout, generated and split at episode ends (`shards.py`).
 - D4RL's locomotion recipe (`locomotion.py`): SAC trained online through the engine's online
   path (flowrl.engine.online, replay, checkpoints: the program `main.py --online_steps` runs), its
   data written as Minari datasets (`minari_writer.py`).

@@ -1,6 +1,7 @@
 """Command line of flowrl's dataset making (`python -m flowrl.suites.data`, whose __main__ runs `main`).
 
     python -m flowrl.suites.data generate cube-double-play-v0 [--episodes N] [--workers W] [--seed S] [--dataset_dir D] [--force]
+    python -m flowrl.suites.data generate cube-double-play-v0 --shards N --episodes E --dataset_dir D   (OGBench's sharded layout)
     python -m flowrl.suites.data plan cube-double-play-v0 [--episodes N] [--workers W]
     python -m flowrl.suites.data verify cube-double-play-v0 [--episodes N] [--dataset_dir D]
     python -m flowrl.suites.data locomotion halfcheetah [--sac_steps N] [--medium_return_fraction F] [--rollout_episodes E] ...
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     generate.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     generate.add_argument("--force", action="store_true", help="replace files that already exist")
+    generate.add_argument("--shards", type=_positive_int, default=None,
+                          help="write N shard files of --episodes episodes each and a -val.npz into --dataset_dir "
+                               "(OGBench's sharded layout, streamed by main.py --dataset_dir)")
 
     plan = commands.add_parser("plan", help="print what generation would produce, without generating")
     _add_common_arguments(plan)
@@ -135,6 +139,8 @@ def run_generate(args) -> None:
     from flowrl.making.ogbench import produce_dataset
 
     dataset_name = _dataset_name(args.dataset)
+    if args.shards is not None:
+        return _generate_shards(dataset_name, args)
     plan = _plan(dataset_name, args.episodes, args.dataset_dir)
     train_file = files.train_path(args.dataset_dir, plan.file_stem)
     if train_file.exists() and not args.force:
@@ -146,6 +152,23 @@ def run_generate(args) -> None:
         raise UserError(f"--workers must be at least 1, not {args.workers}; omit it to use all cores.")
     produce_dataset(dataset_name, dataset_dir=args.dataset_dir, dataset_episodes=args.episodes,
                     workers=args.workers or default_workers(), seed=args.seed, log=print, download=False)
+
+
+def _generate_shards(dataset_name: str, args) -> None:
+    from flowrl.making.generate import default_workers
+    from flowrl.making.shards import make_shards
+    from flowrl.suites.ogbench_envs import is_visual
+
+    if args.episodes is None:
+        raise UserError("--shards needs --episodes, the episodes of each shard (e.g. --shards=8 --episodes=100).")
+    if is_visual(dataset_name):
+        raise UserError(f"--shards makes state datasets; {dataset_name} has pixel observations, which are not "
+                        "streamed from shards yet.")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, not {args.workers}; omit it to use all cores.")
+    _plan(dataset_name, args.shards * args.episodes, args.dataset_dir)  # refuses a name it cannot build
+    make_shards(dataset_name, args.dataset_dir, args.shards, args.episodes, args.workers or default_workers(),
+                args.seed, args.force, log=print)
 
 
 def _plan(dataset_name: str, episodes: int | None, dataset_dir: str):

@@ -35,11 +35,13 @@ class Schedule:
     save_interval: int  # 0: only before evaluations and at the end
     evaluates: bool = True  # False: no evaluation episodes (--eval_episodes=0)
     chunk_ends: tuple = ()  # other updates a chunk must end at (phase starts, dataset work)
+    swap_interval: int = 0  # a stream of shards swaps one at chunk starts at its multiples (0: no stream)
 
     def boundaries(self, start: int):
         """Updates after `start` at which a chunk must end, in increasing order: every multiple of
         each interval, each of `chunk_ends`, the switch from offline to online, and the end."""
-        return chunk_boundaries(start, self.total_steps, (self.log_interval, self.eval_interval, self.save_interval),
+        intervals = (self.log_interval, self.eval_interval, self.save_interval, self.swap_interval)
+        return chunk_boundaries(start, self.total_steps, intervals,
                                 (*self.chunk_ends, self.offline_steps))
 
     def evaluates_at(self, step: int) -> bool:

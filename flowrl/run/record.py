@@ -1,7 +1,7 @@
 """The record a run of the command keeps in its run directory while the loop (flowrl.run.loop)
 trains: train.csv rows, checkpoints of the Position (and, online, of the members' running
-episodes), evaluations and their eval.csv rows, diverged members, and the checkpoint and line of
-a stop. It is the loop's Recorder; a checkpoint read back is a Position again (`restored`)."""
+episodes; with a sharded dataset, where its stream is), evaluations and their eval.csv rows,
+diverged members, and the checkpoint and line of a stop. It is the loop's Recorder; a checkpoint read back is a Position again (`restored`)."""
 
 import numpy as np
 
@@ -10,6 +10,7 @@ from flowrl.engine import checkpoints
 from flowrl.run.files import ROW_SUMS_FILE, row_sums_bytes
 from flowrl.run.resume_lines import stopped_line
 from flowrl.run.state import Position
+from flowrl.run.stream import StreamState
 
 
 class RunRecord:
@@ -29,6 +30,8 @@ class RunRecord:
         online buffers and the members' running episodes (OnlineSteps.episodes), which go on across
         checkpoints and evaluations as in the authors' loop."""
         carry = dict(states=position.states, rngs=position.rngs)
+        if position.stream is not None:  # where a sharded dataset's stream is: one row per member, all equal
+            carry['stream'] = self.placement.put(np.tile(position.stream.as_row(), (self.placement.padded, 1)))
         if step > self.offline_steps:
             carry.update(online=online, episodes=episodes)
         return carry
@@ -60,6 +63,9 @@ class RunRecord:
         alive[list(diverged)] = False
         position = like.replace(states=tree['states'], rngs=tree['rngs'], step=step, diverged=diverged, alive=alive,
                                 buffers=tree.get('online'))
+        if 'stream' in tree:
+            row = np.asarray(self.placement.gather(tree['stream']))[0]  # every member's row is the same
+            position = position.replace(stream=StreamState.from_row(row))
         if is_online:
             position = online.restored(position, tree['episodes'])
         steps = np.asarray(self.placement.gather(getattr(position.states, 'step', np.zeros(0))))[alive]

@@ -25,7 +25,7 @@ from flowrl.engine.evaluation import make_diagnostics, make_policy
 from flowrl.engine.online import OnlineProgram
 from flowrl.engine.replay import online_capacity
 from flowrl.engine.placement import Placement, tell_checkpoints_with
-from flowrl.engine.training import ChunkRunner, init_members, resolve_member_execution
+from flowrl.engine.training import ChunkRunner, dataset_work, init_members, resolve_member_execution
 from flowrl.errors import UserError
 from flowrl.kit import chunking, contract, pixels
 from flowrl.making.ogbench import loaded_with_making
@@ -48,6 +48,7 @@ from flowrl.run import loop
 from flowrl.run.loop import Parts, Schedule
 from flowrl.run.record import RunRecord
 from flowrl.run.state import Position
+from flowrl.run.stream import open_stream, shard_reader
 
 
 def eval_workers(requested: int) -> int:
@@ -68,6 +69,12 @@ def load_dataset(s: RunSettings, task, log=console_line) -> suites.LoadedData:
     validation = '' if data.val is None else f' (validation: {len(data.val["actions"]):,})'
     log(f'Dataset: {data.source}; {len(data.train["actions"]):,} transitions{validation}.')
     return data._replace(record=dict(data.record, **data_size(data.train)))
+
+
+def load_shards(s: RunSettings, task, log=console_line):
+    """The task's dataset as shards to stream (flowrl.suites.data.shards.Shards: --dataset_dir
+    holds OGBench's sharded layout), or None: the dataset is read whole (`load_dataset`)."""
+    return task.shards(task_settings(s), log)
 
 
 def data_size(train: dict) -> dict:
@@ -101,14 +108,17 @@ class Run:
             refuse_changed_configs(run_dir, run_files.read_json(os.path.join(run_dir, run_files.FLAGS_FILE))['configs'],
                                    self.members.configs)
         self.placement = Placement.build(len(self.members.configs))
+        self.stream = None  # flowrl.run.stream.ShardStream with a sharded dataset
         self._print_config()
         self._require_writable(run_dir)
         dataset, validation = self._load_data(run_dir)
         states, rngs = self._start_states(dataset)
-        self.position = Position(states, rngs, 0, self.first_agent_step, self.placement.active.copy())
+        self.position = Position(states, rngs, 0, self.first_agent_step, self.placement.active.copy(),
+                                 stream=None if self.stream is None else self.stream.first())
         self.parts = self._make_parts(dataset, validation)
         self.schedule = Schedule(settings.offline_steps, self.total_steps, settings.log_interval,
                                  settings.eval_interval, settings.save_interval, evaluates=bool(settings.eval_episodes),
+                                 swap_interval=0 if self.stream is None else self.stream.interval,
                                  chunk_ends=tuple(self.parts.offline.chunks.schedule_steps(self.first_agent_step,
                                                                                            self.total_steps)))
         self._require_disk_space(run_dir)
@@ -124,7 +134,7 @@ class Run:
         # flags.json: a resumed run keeps its own; one that starts over writes it as a new run would.
         description = self._description() if run_dir is None or self.starts_over else None
         self.files.open(description, settings.logger, self.members.labels,
-                        [c.to_dict() for c in self.members.configs], dataclasses.asdict(settings))
+                        [c.to_dict() for c in self.members.configs], dataclasses.asdict(self.s))
 
     # -- set-up ---------------------------------------------------------------------------
     def _resolve_members(self):
@@ -147,7 +157,12 @@ class Run:
 
     def _load_data(self, run_dir: str | None):
         """(training split, validation split or None) as the agent prepares them, on the host; the
-        environment factory for the data read, and the observation dtype policies are compiled for."""
+        environment factory for the data read, and the observation dtype policies are compiled for.
+        A sharded dataset is streamed (`_open_stream`): the training split is then its first window,
+        on the devices."""
+        shards = load_shards(self.s, self.task, self.log)
+        if shards is not None:
+            return self._open_stream(shards, run_dir)
         data = load_dataset(self.s, self.task, self.log)
         dataset, validation, source, self.data_record = data.train, data.val, data.source, data.record
         self.placement.require_same_data(dataset, source)
@@ -160,6 +175,38 @@ class Run:
         self.example = pixels.gather_transitions(dataset, np.arange(2))
         self.observation_dtype = self.example['observations'].dtype  # what the policy is compiled for everywhere
         return dataset, None if validation is None else prepare(validation)
+
+    def _open_stream(self, shards, run_dir: str | None):
+        """(the stream's first window on the devices, the validation split or None): the shards
+        streamed within the memory bound (flowrl.run.stream); the window chosen (K) is written into
+        the settings, so a resume streams the same window whatever memory it finds."""
+        s, log = self.s, self.log
+        if dataset_work(self.agent, self.members.configs[0]) is not None:
+            raise UserError(f'{s.agent} does work over its whole dataset (the dataset_work hook), which a stream of '
+                            'shards does not hold at once; pass a single dataset file.')
+        prepare = contract.hook(self.agent, 'prepare_dataset')
+        observation_shape, action_dim = shards.env_shapes or (None, None)
+        rewards = self.task.reward_function(task_settings(s))
+        read = shard_reader(shards, rewards, prepare, observation_shape, action_dim)
+        self.stream = open_stream(shards, read, self.placement, s.seed, s.shard_window, s.dataset_replace_interval,
+                                  s.offline_steps, log)
+        self.s = dataclasses.replace(s, shard_window=self.stream.window)
+        rows, count = self.stream.rows, len(shards.files)
+        self.data_record = dict(shards.record, shard_window=self.stream.window, shard_transitions=rows,
+                                transitions=rows * count, episodes=self.stream.first_episodes * count)
+        if run_dir is not None:
+            require_same_data(run_dir, self.data_record)
+        self.make_env = env_factory(s, self.task, self.data_record)
+        self.example = self.stream.example
+        self.observation_dtype = self.example['observations'].dtype
+        validation = None
+        if shards.val is not None:
+            val = suites.with_run_rewards(suites.LoadedData(shards.val, None, shards.source, {}), rewards).train
+            suites.check_transitions(val, f'The validation data of {shards.source}', observation_shape, action_dim)
+            validation = prepare(val)
+        log(f'Dataset: {shards.source}; {rows * count:,} transitions in {count} shards of {rows:,}'
+            + ('' if validation is None else f' (validation: {len(validation["actions"]):,})') + '.')
+        return self.stream.window_for(self.stream.first()), validation
 
     def _start_states(self, dataset):
         """(states, rngs) of this process's members, placed: fresh, or a --restore_path checkpoint's
@@ -196,8 +243,10 @@ class Run:
                                      make_policy(self.agent, self.execution), make_diagnostics(self.agent, self.execution),
                                      workers, s.eval_episodes, s.eval_envs, self.log, acting)
         self.online = online if s.online_steps else None
-        return Parts(OfflineChunks(chunks, dataset, placement), chunks.phases, placement, self.members.labels, s.agent,
-                     online=self.online,
+        if self.stream is not None and self.online is not None:  # online steps go on with the window in memory
+            self.stream.listeners.append(lambda window: setattr(self.online, 'dataset', window))
+        offline = OfflineChunks(chunks, dataset, placement, self.stream)
+        return Parts(offline, chunks.phases, placement, self.members.labels, s.agent, online=self.online,
                      validation=None if validation is None else Validation.of_split(validation, placement, self.seeds, chunks))
 
     def _start_over_unless_saved(self) -> bool:
@@ -272,6 +321,8 @@ class Run:
         """Continues from the newest checkpoint that passes verification (flowrl.run.record)."""
         require_same_padding(self.run_dir, self.placement)
         self.position = self.record.restored(self.position)
+        if self.stream is not None:  # the window the checkpoint's stream holds (online steps read it too)
+            self.stream.window_for(self.position.stream)
 
     # -- training --------------------------------------------------------------------------
     def train(self) -> dict:
@@ -309,6 +360,8 @@ class Run:
         if self.online is not None:
             self.online.close()
         self.evaluation.close()
+        if self.stream is not None:
+            self.stream.close()
 
     # -- results ---------------------------------------------------------------------------
     def write_results(self) -> dict | None:

@@ -109,6 +109,14 @@ def require_same_data(run_dir: str, record: dict) -> None:
         raise UserError(f'{run_dir} was trained on data with sha256 {saved["sha256"][:12]}… but the data found now '
                         f'({record.get("file") or record.get("dataset_id")}) has {record["sha256"][:12]}…; put the '
                         'original data back to resume.')
+    if bool(saved.get('shard_names')) != bool(record.get('shard_names')):
+        how = ('a directory of shards', 'one dataset') if saved.get('shard_names') else ('one dataset', 'shards')
+        raise UserError(f'{run_dir} was trained on {how[0]} and the data found now is {how[1]}; pass the data it was '
+                        'trained on to resume.')
+    if saved.get('shard_names') and record.get('shard_names') and saved['shard_names'] != record['shard_names']:
+        raise UserError(f'{run_dir} streamed {len(saved["shard_names"])} shards ({saved["shard_names"][0]}, ...) and '
+                        f'the --dataset_dir given now holds {len(record["shard_names"])} others '
+                        f'({record["shard_names"][0]}, ...); pass the directory of its shards to resume.')
 
 
 def settings_from_run_dir(run_dir: str, purpose: str = 'resume') -> RunSettings:

@@ -71,7 +71,14 @@ class RunSettings:
                                        'present) or a D4RL .hdf5.')
     dataset_dir: str | None = setting(None, 'Dataset directory, official file names (default: ~/.ogbench/data for '
                                       'OGBench; $D4RL_DATASET_DIR or ~/.d4rl/datasets for D4RL files; Minari datasets '
-                                      'live in $MINARI_DATASETS_PATH).')
+                                      'live in $MINARI_DATASETS_PATH), or a directory of OGBench shards (several *.npz '
+                                      'besides *-val.npz: streamed within a memory bound); --ogbench_dataset_dir is '
+                                      'the same flag.')
+    dataset_replace_interval: int = setting(1000, 'With a --dataset_dir of shards: offline updates between two swaps '
+                                            'of the oldest shard in memory for the next one (0: never swap), as in '
+                                            'the horizon-reduction and Q-chunking code.')
+    shard_window: int = setting(0, 'With a --dataset_dir of shards: shards in memory at once (0: the most that half '
+                                'the free memory holds); a resumed run keeps the number it chose.')
     dataset_episodes: int | None = setting(None, 'Build and use a reduced dataset of this many episodes.')
     dataset_workers: int | None = setting(None, 'Worker processes for local dataset generation (default: all cores).')
     frame_stack: int | None = setting(None, 'Pixel observations (visual-* environments): frames stacked per '
@@ -143,7 +150,8 @@ def check_settings(s: RunSettings) -> None:
     positive = dict(log_interval=s.log_interval, num_seeds=s.num_seeds, buffer_size=s.buffer_size,
                     horizon_length=s.horizon_length)
     non_negative = dict(offline_steps=s.offline_steps, online_steps=s.online_steps, eval_interval=s.eval_interval,
-                        eval_episodes=s.eval_episodes, save_interval=s.save_interval)
+                        eval_episodes=s.eval_episodes, save_interval=s.save_interval,
+                        dataset_replace_interval=s.dataset_replace_interval, shard_window=s.shard_window)
     automatic = dict(eval_workers='one per core', eval_envs='chosen from cores and memory')
     for name, value in positive.items():
         if value <= 0:

@@ -1,7 +1,8 @@
 """Where a run is, as one explicit value (`Position`) that the loop (flowrl.run.loop) hands from
 part to part and each part returns changed: the member-stacked agent states and keys, the update
 reached, the agent step the run started at, which members still train or diverged, the metric
-sums since the last train.csv row, and once online the members' replay buffers and action queues.
+sums since the last train.csv row, once online the members' replay buffers and action queues,
+and with a sharded dataset where its stream is (which shards are in the window, the next one).
 Nothing here changes in place: a part returns `position.replace(...)`."""
 
 import dataclasses
@@ -22,6 +23,7 @@ class Position:
     counted: int = 0  # updates those sums hold
     buffers: Any = None  # member-stacked online replay buffers, from the first online step
     queues: Any = None  # this process's members' online action queues (flowrl.engine.action_queue.ActionQueues, host)
+    stream: Any = None  # flowrl.run.stream.StreamState of a sharded dataset (None: the dataset is in memory)
 
     def replace(self, **changes) -> 'Position':
         return dataclasses.replace(self, **changes)

@@ -19,6 +19,8 @@ the rest of flowrl needs to know about an environment name:
 - data: `load(settings, log) -> LoadedData` (training split, validation split or None, one
   source line, a record of what was read: file hash, data source; the environment's observation
   and action sizes where the suite knows them), with rewards as the source stores them;
+  `shards(settings, log) -> Shards | None`: the dataset as shards to stream (OGBench's 100M/1B
+  layout, flowrl.suites.data.shards), or None where it is one file (always, for D4RL);
 - rewards: `reward_function(settings)` maps stored or environment rewards to the run's. A suite
   never applies it: the run does, once, to the dataset (`with_run_rewards`, which refuses data
   whose rewards are already the run's) and to each online transition (flowrl.engine.online);

@@ -179,6 +179,10 @@ class D4RLTask:
             raise UserError(f'--agent.encoder applies to pixel observations, not to {self.name}; leave it out.')
 
     # -- data -----------------------------------------------------------------------------
+    def shards(self, s: TaskSettings, log=print):
+        """D4RL's datasets are single files: never shards (flowrl.suites.data.shards)."""
+        return None
+
     def load(self, s: TaskSettings, log=print) -> LoadedData:
         """The data as stored (rewards unchanged: the run applies `reward_function` once), with the
         evaluation environment's description and sizes. A file without `timeouts` is split into

@@ -109,6 +109,30 @@ class OGBenchTask:
                                     frame_stack=s.frame_stack or 1, log=log)
         return LoadedData(data.train, data.val, data.source, dict(source=data.source))
 
+    def shards(self, s: TaskSettings, log=print):
+        """The dataset as shards (flowrl.suites.data.shards.Shards) when --dataset_dir holds it so
+        (OGBench's 100M/1B layout: `*.npz` shards of whole episodes and a `-val.npz`); None otherwise."""
+        from flowrl.suites.data import shards
+        from flowrl.suites.data.protocol import dataset_name_for_env, singletask_env_id
+
+        if s.dataset_path is not None or not shards.is_shard_directory(s.dataset_dir, dataset_name_for_env(self.name)):
+            return None
+        if self.pixels:
+            raise UserError(f'{self.short_name} has pixel observations, which are not streamed from shards yet; '
+                            'pass a single dataset file.')
+        if s.dataset_episodes is not None:
+            raise UserError(f'--dataset_episodes reduces a single dataset file and {s.dataset_dir} holds shards; '
+                            'leave it out.')
+        from flowrl.suites.data.loading import read_shard
+
+        files = tuple(str(path) for path in shards.shard_files(s.dataset_dir))
+        val_file = shards.validation_file(s.dataset_dir)
+        read = functools.partial(read_shard, singletask_env_id(self.spec.name))
+        val = None if val_file is None else read(str(val_file))
+        source = f'{len(files)} shards in {s.dataset_dir}' + ('' if val_file else ' (no -val.npz: no validation)')
+        return shards.Shards(files, val, read, source, dict(source=source, shards=len(files),
+                                                             shard_names=[p.rsplit('/', 1)[-1] for p in files]))
+
     def reward_function(self, s: TaskSettings):
         """The run's rewards from OGBench's, for the dataset and for online transitions alike."""
         return sparse_rewards if s.sparse else as_float32

@@ -284,6 +284,12 @@ def relabel_files(env_id: str, train_file: Path, val_file: Path | None, frame_st
         env.close()
 
 
+def read_shard(env_id: str, path: str) -> dict[str, np.ndarray]:
+    """One shard of a sharded dataset (flowrl.suites.data.shards) as transitions, relabelled for
+    the task as a whole file is (`relabel_files`); called from a stream's loading thread."""
+    return relabel_files(env_id, Path(path), None)[0]
+
+
 def load_states(env_id: str, env, path: Path, frame_stack: int = 1) -> dict[str, np.ndarray]:
     """OGBench's own loader and relabelling: the six transition arrays, float32."""
     from ogbench.relabel_utils import relabel_dataset
