@@ -125,8 +125,24 @@ AGENTS = {
             Metric('actor/entropy', 'actor/entropy', 'policy entropy'),
             Metric('actor/std', 'actor/std', 'policy std'),
             Metric('actor/q', 'actor/q', 'mean Q on policy actions')),
+    # QC-FQL and QC (actor_type best-of-n): the authors' Q-chunking agent (ColinQiyangLi/qc). With
+    # best-of-n the QC code logs a distillation loss of 0 (no one-step policy) and flowrl none: the
+    # metric is then reported as not logged by both.
+    'acfql': (Metric('critic/loss', 'critic/critic_loss', 'critic loss'), *CRITIC_Q,
+              Metric('actor/loss', 'actor/actor_loss', 'actor loss'),
+              Metric('actor/bc_flow_loss', 'actor/bc_flow_loss', 'BC flow loss (valid chunk steps)'),
+              Metric('actor/distill_loss', 'actor/distill_loss', 'distillation loss')),
 }
 ONLINE_AGENTS = ('fql', 'sac')
+
+# The repository each agent's official code is in, and the driver (below) that runs its main.py's loop.
+REPOSITORIES = {'fql': 'seohongpark/fql', 'iql': 'seohongpark/fql', 'rebrac': 'seohongpark/fql',
+                'ifql': 'seohongpark/fql', 'sac': 'seohongpark/fql', 'acfql': 'ColinQiyangLi/qc'}
+# Agents trained on H-step sequences: both programs get the horizon (QC's --horizon_length, whose
+# main.py default is 5; flowrl's run flag of the same name).
+CHUNKING_AGENTS = {'acfql': 5}
+# Agent keys the harness sets with flags of its own (QC's variants: best-of-n with 32 samples is QC).
+VARIANT_KEYS = {'acfql': ('actor_type', 'actor_num_samples')}
 
 # Keys one code logs under a name whose quantity differs from the other's: not compared.
 NOT_COMPARABLE = {
@@ -137,10 +153,15 @@ NOT_COMPARABLE = {
              'critic/q_max': 'as critic/q_mean', 'critic/q_min': 'as critic/q_mean'},
     'rebrac': {'actor/std': 'a deterministic actor: not logged by flowrl'},
     'sac': {'actor/total_loss': 'not logged by flowrl (actor loss + temperature loss, both compared)'},
+    'acfql': {'actor/q_loss': 'not logged by the QC code (flowrl: -mean Q of the one-step policy)'},
 }
 
 # Official config keys that are not hyperparameters of the update.
 CONFIG_BOOKKEEPING = ('agent_name', 'encoder', 'action_dim')
+# Official keys flowrl does not have, at the value where the official code does what flowrl's
+# does (any other value is a feature flowrl lacks: the run stops). QC's `normalize_q_loss` is
+# not read by its acfql.py, and `fourier_feature_dim` only with Fourier features.
+OFFICIAL_ONLY_VALUES = {'acfql': {'use_fourier_features': False, 'weight_decay': 0.0}}
 
 # Runs in the official virtualenv with the official repository first on sys.path. It only calls
 # the official code's API (dataset loader, agents, Dataset/ReplayBuffer, evaluate) in the order
@@ -226,6 +247,52 @@ OFFICIAL_DRIVER = textwrap.dedent('''
 ''')
 
 
+# Runs in the same virtualenv with a checkout of ColinQiyangLi/qc first on sys.path: the offline
+# loop of its main.py (which imports wandb and robomimic helpers, so it is not run itself), with
+# its loader, `process_train_dataset` (Dataset.create; --sparse), seeding, example batch,
+# `sample_sequence` and `ACFQLAgent.update`. main.py sums the chunk's rewards with its --discount
+# flag and discounts the bootstrap with the agent's: both are the config's discount here, as in
+# flowrl, whose agent has the one discount.
+QC_DRIVER = textwrap.dedent('''
+    import functools, json, random, sys
+    spec = json.loads(sys.argv[1])
+    sys.path.insert(0, spec['repo'])
+    import jax, numpy as np, ogbench
+    ogbench.make_env_and_datasets = functools.partial(ogbench.make_env_and_datasets,
+                                                      dataset_path=spec['dataset_path'])
+    from envs.env_utils import make_env_and_datasets
+    from agents.acfql import ACFQLAgent, get_config
+    from utils.datasets import Dataset
+
+    config = get_config()
+    for key, value in spec['overrides'].items():
+        config[key] = tuple(value) if isinstance(value, list) else value
+    _, _, train, _ = make_env_and_datasets(spec['env_name'])
+    seed, horizon = spec['seed'], spec['horizon_length']
+    random.seed(seed)
+    np.random.seed(seed)
+    config['horizon_length'] = horizon
+    train = Dataset.create(**train)
+    if spec['sparse']:
+        train = Dataset.create(**dict(train, rewards=(train['rewards'] != 0.0) * -1.0))
+    example = train.sample(())  # main.py's example batch: one draw of numpy's global RNG
+    agent = ACFQLAgent.create(seed, example['observations'], example['actions'], config)
+
+    rows, window = [], []
+    for i in range(1, spec['offline_steps'] + 1):
+        batch = train.sample_sequence(config['batch_size'], sequence_length=horizon, discount=config['discount'])
+        agent, info = agent.update(batch)
+        window.append(jax.device_get(info))
+        if i % spec['log_interval'] == 0:
+            rows.append(dict(step=i, **{k: float(np.mean([w[k] for w in window])) for k in sorted(window[0])}))
+            window = []
+    with open(spec['out'], 'w') as f:
+        json.dump(dict(config=dict(agent.config), action_dim=int(example['actions'].shape[-1]), rows=rows,
+                       evaluation={}), f)
+''')
+DRIVERS = {'seohongpark/fql': OFFICIAL_DRIVER, 'ColinQiyangLi/qc': QC_DRIVER}
+
+
 # ---- the harness's rules (unit-tested in tests/test_parity.py) ----
 
 def normalized(value):
@@ -251,6 +318,35 @@ def compare_configs(official: dict, flowrl: dict):
     differing = {k: (normalized(official[k]), normalized(flowrl[k])) for k in shared
                  if normalized(official[k]) != normalized(flowrl[k])}
     return shared, differing, [k for k in keys if k not in flowrl]
+
+
+def official_only_conflicts(agent: str, official: dict) -> dict:
+    """The official keys flowrl lacks whose value asks the official code for something flowrl's
+    agent does not do ({key: (official value, the value matching flowrl)}; `OFFICIAL_ONLY_VALUES`)."""
+    required = OFFICIAL_ONLY_VALUES.get(agent, {})
+    return {k: (normalized(official[k]), v) for k, v in required.items() if k in official and normalized(official[k]) != v}
+
+
+def horizon_of(agent: str, requested: int | None) -> int:
+    """The H both programs train with: `requested`, or QC's main.py default for a chunking agent
+    and 1 for the others (which train on single transitions and take no other)."""
+    if requested is None:
+        return CHUNKING_AGENTS.get(agent, 1)
+    if requested < 1 or (requested != 1 and agent not in CHUNKING_AGENTS):
+        raise ValueError(f'--horizon_length must be 1 for {agent} (chunking agents: {", ".join(CHUNKING_AGENTS)}) '
+                         f'and a positive integer, got {requested}.')
+    return requested
+
+
+def variant_overrides(agent: str, variants: dict) -> dict:
+    """The agent keys given with the harness's variant flags (e.g. --actor_type best-of-n), refused
+    for an agent that has no such key."""
+    given = {k: v for k, v in variants.items() if v is not None}
+    unknown = sorted(set(given) - set(VARIANT_KEYS.get(agent, ())))
+    if unknown:
+        raise ValueError(f'--{unknown[0]} is a key of {", ".join(a for a, keys in VARIANT_KEYS.items() if unknown[0] in keys)}, '
+                         f'not of {agent}.')
+    return given
 
 
 def flowrl_value(row: dict, metric: Metric, action_dim: int) -> float:
@@ -383,14 +479,15 @@ def train_official(args, path, overrides, workdir):
     """Per-seed curves {step: row}, final evaluations, the official config and the action dimension."""
     driver = os.path.join(workdir, 'official_driver.py')
     with open(driver, 'w') as f:
-        f.write(OFFICIAL_DRIVER)
+        f.write(DRIVERS[REPOSITORIES[args.agent]])
     curves, evaluations, config, action_dim = [], [], None, None
     for seed in range(args.seeds):
         out = os.path.join(workdir, f'official_seed{seed}.json')
         spec = dict(repo=os.path.abspath(args.official_repo), dataset_path=path, env_name=ENV_NAME, seed=seed,
                     agent=args.agent, offline_steps=args.offline_steps, online_steps=args.online_steps,
                     balanced_sampling=args.balanced_sampling, buffer_size=args.buffer_size,
-                    log_interval=args.log_interval, eval_episodes=args.eval_episodes, overrides=overrides, out=out)
+                    log_interval=args.log_interval, eval_episodes=args.eval_episodes, overrides=overrides, out=out,
+                    horizon_length=args.horizon_length, sparse=args.sparse)
         print(f'Official {args.agent}, seed {seed} ...', flush=True)
         run_checked([args.official_python, driver, json.dumps(spec)], args.official_repo, f'official seed {seed}')
         with open(out) as f:
@@ -410,6 +507,10 @@ def train_flowrl(args, path, overrides, workdir):
              f'--buffer_size={args.buffer_size}', f'--log_interval={args.log_interval}',
              f'--eval_interval={total if args.eval_episodes else 0}', f'--eval_episodes={args.eval_episodes}',
              '--save_interval=0', f'--save_dir={workdir}', '--run_group=parity']
+    if args.agent in CHUNKING_AGENTS:
+        flags.append(f'--horizon_length={args.horizon_length}')
+    if args.sparse:
+        flags.append('--sparse=True')
     flags += [f'--agent.{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}' for k, v in overrides.items()]
     print(f'flowrl {args.agent}, {args.seeds} seed(s) in one program ...', flush=True)
     run_checked([sys.executable, os.path.join(REPO, 'main.py'), *flags], REPO, 'flowrl main.py')
@@ -432,13 +533,19 @@ def train_flowrl(args, path, overrides, workdir):
 
 
 def run_label(args):
-    return args.agent + ('_online' if args.online_steps else '')
+    variant = ''.join(f'_{v}' for v in variant_overrides(args.agent, variant_args(args)).values())
+    horizon = f'_h{args.horizon_length}' if args.agent in CHUNKING_AGENTS else ''
+    return args.agent + variant + horizon + ('_online' if args.online_steps else '')
+
+
+def variant_args(args) -> dict:
+    return dict(actor_type=args.actor_type, actor_num_samples=args.actor_num_samples)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--agent', default='fql', choices=sorted(AGENTS))
-    parser.add_argument('--official_repo', required=True, help='checkout of github.com/seohongpark/fql')
+    parser.add_argument('--official_repo', required=True, help='checkout of github.com/seohongpark/fql (acfql: github.com/ColinQiyangLi/qc)')
     parser.add_argument('--official_python', default=sys.executable,
                         help='python of a virtualenv where the official code imports (jax, flax, distrax, ogbench)')
     parser.add_argument('--seeds', type=int, default=3, help='seeds per program')
@@ -455,6 +562,12 @@ def main(argv=None):
     parser.add_argument('--set', action='append', metavar='KEY=JSON',
                         help="more config values for both programs, e.g. --set alpha=300 (default for fql: alpha=300, "
                              "cube-single's paper value)")
+    parser.add_argument('--horizon_length', type=int, default=None,
+                        help='H, both programs\' --horizon_length (acfql only; default 5, QC\'s main.py default)')
+    parser.add_argument('--actor_type', default=None, choices=('distill-ddpg', 'best-of-n'),
+                        help='acfql: distill-ddpg (QC-FQL, the default) or best-of-n (QC)')
+    parser.add_argument('--actor_num_samples', type=int, default=None, help='acfql best-of-n: samples per decision (QC: 32)')
+    parser.add_argument('--sparse', action='store_true', help='both programs\' --sparse (QC\'s flag; acfql)')
     parser.add_argument('--episodes', type=int, default=20, help='episodes of the generated dataset')
     parser.add_argument('--dataset_dir', default='~/.ogbench/data', help='where the reduced dataset is kept')
     parser.add_argument('--workers', type=int, default=2, help='worker processes for dataset generation')
@@ -467,10 +580,19 @@ def main(argv=None):
     if args.online_steps and args.agent not in ONLINE_AGENTS:
         sys.exit(f'Online parity is for {", ".join(ONLINE_AGENTS)} (the FQL README\'s online commands).')
     if not os.path.isfile(os.path.join(args.official_repo, 'agents', f'{args.agent}.py')):
-        sys.exit(f'{args.official_repo} is not a checkout of the FQL repository (no agents/{args.agent}.py).')
+        sys.exit(f'{args.official_repo} is not a checkout of {REPOSITORIES[args.agent]} (no agents/{args.agent}.py).')
+    if args.sparse and args.agent not in CHUNKING_AGENTS:
+        sys.exit('--sparse is a flag of the Q-chunking code: use it with --agent acfql.')
+    if args.online_steps and args.agent in CHUNKING_AGENTS:
+        sys.exit('Parity with the Q-chunking code is offline only for now: use --online_steps 0.')
+    try:
+        args.horizon_length = horizon_of(args.agent, args.horizon_length)
+        variants = variant_overrides(args.agent, variant_args(args))
+    except ValueError as error:
+        sys.exit(str(error))
 
     path = dataset_file(args.dataset_dir, args.episodes, args.workers)
-    overrides = overrides_from(args)
+    overrides = {**overrides_from(args), **variants}
     with tempfile.TemporaryDirectory(prefix='parity_') as workdir:
         official_curves, official_eval, official_config, action_dim = train_official(args, path, overrides, workdir)
         flowrl_curves, flowrl_eval, flowrl_config = train_flowrl(args, path, overrides, workdir)
@@ -478,6 +600,9 @@ def main(argv=None):
     shared, differing, only_official = compare_configs(official_config, flowrl_config)
     if differing:
         sys.exit(f'The two programs were not configured alike (official, flowrl): {differing}')
+    conflicts = official_only_conflicts(args.agent, official_config)
+    if conflicts:
+        sys.exit(f'The official config asks for what flowrl\'s agent does not do (official, flowrl\'s behaviour): {conflicts}')
     steps = list(range(args.log_interval, total_steps(args) + 1, args.log_interval))
     metrics = AGENTS[args.agent] + (EXPLORATION if args.online_steps else ())
     table = compare(official_curves, flowrl_curves, steps, metrics, action_dim)
@@ -487,7 +612,10 @@ def main(argv=None):
                              EVALUATION, action_dim))
     online = (f', then {args.online_steps} online steps (balanced_sampling={args.balanced_sampling})'
               if args.online_steps else '')
-    header = [f'{args.agent} parity on {DATASET} ({args.episodes} generated episodes, {path}): {args.seeds} seeds per '
+    variant = ''.join(f', {k}={v}' for k, v in variants.items())
+    chunks = f' (horizon_length={args.horizon_length}{variant}{", sparse" if args.sparse else ""})' \
+        if args.agent in CHUNKING_AGENTS else ''
+    header = [f'{args.agent}{chunks} parity on {DATASET} ({args.episodes} generated episodes, {path}): {args.seeds} seeds per '
               f'program, {args.offline_steps} offline updates{online}, window means over {args.log_interval} updates.',
               'Networks smaller than the paper\'s 4 x 512 (CPU-sized): ' + args.hidden + '.',
               'Config keys both programs have (checked equal): ' + ', '.join(f'{k}={v}' for k, v in shared.items()) + '.',
