@@ -8,6 +8,18 @@ same config, the same curves of every metric both codes log, offline and offline
 Agents: fql, iql, rebrac, ifql, sac (every agent the authors' repository implements). Online
 fine-tuning (`--online_steps`, `--balanced_sampling`, the FQL README's flags) for fql and sac.
 
+Q-chunking (github.com/ColinQiyangLi/qc, its `agents/acfql.py`), offline, in the same virtualenv:
+
+    python benchmarks/parity.py --agent acfql --official_repo PATH/TO/qc \
+        --official_python PATH/TO/fql-venv/bin/python --seeds 4 --offline_steps 3000 --hidden 64,64,64,64
+    python benchmarks/parity.py --agent acfql --actor_type best-of-n --actor_num_samples 32 ...   # QC
+
+`--agent acfql` is QC-FQL (alpha 100, the QC README's); `--actor_type best-of-n
+--actor_num_samples 32` is QC; `--horizon_length` (default 5, QC's main.py default) goes to both
+programs, `--set action_chunking=false` gives FQL-n/BFN-n, `--sparse` QC's flag. The QC driver
+runs its main.py's offline loop (Dataset.create, `--sparse`, the example batch, `sample_sequence`,
+`update`); its reward sum and its bootstrap both use the config's discount (flowrl's agent has one).
+
 1. Generates (or reuses) a reduced cube-single-play dataset with flowrl's generator
    (`python -m flowrl.suites.data generate cube-single-play-v0 --episodes N`), and points both programs
    at the same files: flowrl through `--dataset_path`, the official code through
@@ -51,6 +63,7 @@ import textwrap
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # flowrl of this checkout, for the rules that use its code (SAC's entropy, the sampler)
 DATASET = 'cube-single-play-v0'
 ENV_NAME = 'cube-single-play-singletask-v0'
 AGREEMENT_SE, AGREEMENT_FRACTION = 3.0, 0.8
@@ -269,12 +282,21 @@ QC_DRIVER = textwrap.dedent('''
         config[key] = tuple(value) if isinstance(value, list) else value
     _, _, train, _ = make_env_and_datasets(spec['env_name'])
     seed, horizon = spec['seed'], spec['horizon_length']
-    random.seed(seed)
-    np.random.seed(seed)
     config['horizon_length'] = horizon
     train = Dataset.create(**train)
     if spec['sparse']:
         train = Dataset.create(**dict(train, rewards=(train['rewards'] != 0.0) * -1.0))
+    if spec.get('batch_out'):
+        # One batch of sample_sequence and the start rows it drew (its first numpy draw, made
+        # again from the same seed), for the harness to rebuild with flowrl's sampler. Before
+        # main.py's seeding, so that training is as without it.
+        np.random.seed(spec['batch_seed'])
+        batch = train.sample_sequence(spec['batch_rows'], sequence_length=horizon, discount=config['discount'])
+        np.random.seed(spec['batch_seed'])
+        starts = np.random.randint(train.size - horizon + 1, size=spec['batch_rows'])
+        np.savez(spec['batch_out'], starts=starts, **{k: np.asarray(v) for k, v in batch.items()})
+    random.seed(seed)
+    np.random.seed(seed)
     example = train.sample(())  # main.py's example batch: one draw of numpy's global RNG
     agent = ACFQLAgent.create(seed, example['observations'], example['actions'], config)
 
@@ -347,6 +369,25 @@ def variant_overrides(agent: str, variants: dict) -> dict:
         raise ValueError(f'--{unknown[0]} is a key of {", ".join(a for a, keys in VARIANT_KEYS.items() if unknown[0] in keys)}, '
                          f'not of {agent}.')
     return given
+
+
+def as_qc_sequences(batch: dict, discount: float) -> dict:
+    """flowrl's sequence batch (flowrl.engine.sampling) in the fields and form of QC's
+    `sample_sequence`: rewards as running discounted sums (column i: sum_{j <= i} discount^j r_j),
+    and the next observation of the last step (QC's `next_observations[:, -1]`, what its agent reads)."""
+    rewards = np.asarray(batch['rewards'], np.float64)
+    running = np.cumsum(rewards * discount ** np.arange(rewards.shape[-1]), axis=-1)
+    fields = {k: np.asarray(batch[k]) for k in ('observations', 'actions', 'masks', 'terminals', 'valid')}
+    return dict(fields, rewards=running, next_observations=np.asarray(batch['next_observations']))
+
+
+def sequence_differences(official: dict, flowrl: dict, discount: float) -> list:
+    """The fields of QC's sequence batch that flowrl's batch from the same start rows does not
+    reproduce (within float32 rounding of the reward sums)."""
+    ours = as_qc_sequences(flowrl, discount)
+    theirs = dict(official, next_observations=np.asarray(official['next_observations'])[:, -1])
+    return [k for k in ours if np.shape(ours[k]) != np.shape(theirs[k])
+            or not np.allclose(ours[k], theirs[k], rtol=1e-5, atol=1e-5)]
 
 
 def flowrl_value(row: dict, metric: Metric, action_dim: int) -> float:
@@ -498,6 +539,37 @@ def train_official(args, path, overrides, workdir):
     return curves, evaluations, config, action_dim
 
 
+def check_sequence_batch(args, path, overrides, workdir, rows=1024):
+    """QC's `sample_sequence` batch against flowrl's sampler at the same start rows of the same
+    data (the rows of both loaders are equal): the fields that differ (exit when any does)."""
+    import jax.numpy as jnp
+
+    from flowrl.engine import sampling
+    from flowrl.suites.data.loading import load_singletask_data
+    from flowrl.suites.ogbench import sparse_rewards
+
+    driver, out = os.path.join(workdir, 'qc_batch_driver.py'), os.path.join(workdir, 'qc_batch.npz')
+    with open(driver, 'w') as f:
+        f.write(QC_DRIVER)
+    spec = dict(repo=os.path.abspath(args.official_repo), dataset_path=path, env_name=ENV_NAME, seed=0, offline_steps=0,
+                log_interval=1, overrides=overrides, horizon_length=args.horizon_length, sparse=args.sparse,
+                batch_out=out, batch_seed=12345, batch_rows=rows, out=os.path.join(workdir, 'qc_batch.json'))
+    run_checked([args.official_python, driver, json.dumps(spec)], args.official_repo, 'the QC batch')
+    official = dict(np.load(out))
+    data = load_singletask_data(ENV_NAME, dataset_path=path, log=lambda *_: None).train
+    if args.sparse:
+        data = dict(data, rewards=sparse_rewards(data['rewards']))
+    source = sampling.dataset_source({k: jnp.asarray(v) for k, v in data.items()})
+    ours = sampling.sequences(source, jnp.asarray(official['starts']), args.horizon_length)
+    import importlib
+    discount = float(overrides.get('discount', importlib.import_module(f'flowrl.agents.{args.agent}').get_config().discount))
+    differing = sequence_differences(official, ours, discount)
+    crossing = int((official['valid'][:, -1] == 0).sum())
+    if differing:
+        sys.exit(f'flowrl\'s sequence batch differs from QC\'s sample_sequence at the same start rows in: {differing}')
+    return f'{rows} sequences at the same start rows ({crossing} crossing an episode end): every field equal.'
+
+
 def train_flowrl(args, path, overrides, workdir):
     """Per-seed curves and final evaluations, and the resolved config of flowrl's main.py (all seeds in one program)."""
     total = total_steps(args)
@@ -594,6 +666,7 @@ def main(argv=None):
     path = dataset_file(args.dataset_dir, args.episodes, args.workers)
     overrides = {**overrides_from(args), **variants}
     with tempfile.TemporaryDirectory(prefix='parity_') as workdir:
+        batch_check = check_sequence_batch(args, path, overrides, workdir) if args.agent in CHUNKING_AGENTS else None
         official_curves, official_eval, official_config, action_dim = train_official(args, path, overrides, workdir)
         flowrl_curves, flowrl_eval, flowrl_config = train_flowrl(args, path, overrides, workdir)
     flowrl_config = resolved_flowrl_config(args.agent, flowrl_config, action_dim)
@@ -620,6 +693,7 @@ def main(argv=None):
               'Networks smaller than the paper\'s 4 x 512 (CPU-sized): ' + args.hidden + '.',
               'Config keys both programs have (checked equal): ' + ', '.join(f'{k}={v}' for k, v in shared.items()) + '.',
               'Official keys flowrl lacks: ' + (', '.join(only_official) or 'none') + '.',
+              *(['QC\'s sample_sequence against flowrl\'s sampler: ' + batch_check] if batch_check else []),
               'Not compared (a name the two codes use for different quantities): '
               + ('; '.join(f'{k}: {why}' for k, why in NOT_COMPARABLE.get(args.agent, {}).items()) or 'none') + '.']
     text, verdict = markdown(table, header)
