@@ -52,6 +52,7 @@ import argparse
 import csv
 import dataclasses
 import glob
+import importlib
 import json
 import math
 import os
@@ -561,7 +562,6 @@ def check_sequence_batch(args, path, overrides, workdir, rows=1024):
         data = dict(data, rewards=sparse_rewards(data['rewards']))
     source = sampling.dataset_source({k: jnp.asarray(v) for k, v in data.items()})
     ours = sampling.sequences(source, jnp.asarray(official['starts']), args.horizon_length)
-    import importlib
     discount = float(overrides.get('discount', importlib.import_module(f'flowrl.agents.{args.agent}').get_config().discount))
     differing = sequence_differences(official, ours, discount)
     crossing = int((official['valid'][:, -1] == 0).sum())

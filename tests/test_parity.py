@@ -163,6 +163,29 @@ def test_qc_variant_flags_set_acfql_keys_and_are_refused_for_other_agents(parity
         parity.variant_overrides('fql', dict(actor_type='best-of-n', actor_num_samples=None))
 
 
+def test_a_qc_sequence_batch_is_compared_with_flowrls_field_by_field(parity):
+    """QC's `sample_sequence` fields, computed by hand for three starts of a 6-row dataset with an
+    episode end at row 2 (running discounted reward sums, running masks and terminals, `valid`,
+    next observations per step), equal flowrl's sampler's batch at those starts; a changed field,
+    or another discount, is named."""
+    from flowrl.engine.sampling import dataset_source, sequences
+    rows = np.arange(6, dtype=np.float32)
+    data = dict(observations=rows[:, None], next_observations=rows[:, None] + 0.5, actions=rows[:, None] + 10,
+                rewards=np.array([-1, -1, 0, -1, -1, -1], np.float32), masks=np.array([1, 1, 0, 1, 1, 1], np.float32),
+                terminals=np.array([0, 0, 1, 0, 0, 1], np.float32))
+    qc = dict(observations=np.array([[0.], [1.], [3.]]),
+              actions=np.array([[10., 11., 12.], [11., 12., 13.], [13., 14., 15.]])[..., None],
+              rewards=np.array([[-1, -1.5, -1.5], [-1, -1, -1.25], [-1, -1.5, -1.75]]),  # discount 0.5
+              masks=np.array([[1., 1., 0.], [1., 0., 0.], [1., 1., 1.]]),
+              terminals=np.array([[0., 0., 1.], [0., 1., 1.], [0., 0., 1.]]),
+              valid=np.array([[1., 1., 1.], [1., 1., 0.], [1., 1., 1.]]),
+              next_observations=np.array([[0.5, 1.5, 2.5], [1.5, 2.5, 3.5], [3.5, 4.5, 5.5]])[..., None])
+    ours = sequences(dataset_source(data), jax.numpy.array([0, 1, 3]), 3)
+    assert parity.sequence_differences(qc, ours, discount=0.5) == []
+    assert parity.sequence_differences(dict(qc, valid=np.ones((3, 3))), ours, discount=0.5) == ['valid']
+    assert parity.sequence_differences(qc, ours, discount=0.9) == ['rewards']
+
+
 def test_every_agent_names_its_official_repository_and_driver(parity):
     assert set(parity.REPOSITORIES) == set(parity.AGENTS)
     assert set(parity.REPOSITORIES.values()) == set(parity.DRIVERS)
