@@ -8,6 +8,18 @@ same config, the same curves of every metric both codes log, offline and offline
 Agents: fql, iql, rebrac, ifql, sac (every agent the authors' repository implements). Online
 fine-tuning (`--online_steps`, `--balanced_sampling`, the FQL README's flags) for fql and sac.
 
+Q-chunking (github.com/ColinQiyangLi/qc, its `agents/acfql.py`), offline, in the same virtualenv:
+
+    python benchmarks/parity.py --agent acfql --official_repo PATH/TO/qc \
+        --official_python PATH/TO/fql-venv/bin/python --seeds 4 --offline_steps 3000 --hidden 64,64,64,64
+    python benchmarks/parity.py --agent acfql --actor_type best-of-n --actor_num_samples 32 ...   # QC
+
+`--agent acfql` is QC-FQL (alpha 100, the QC README's); `--actor_type best-of-n
+--actor_num_samples 32` is QC; `--horizon_length` (default 5, QC's main.py default) goes to both
+programs, `--set action_chunking=false` gives FQL-n/BFN-n, `--sparse` QC's flag. The QC driver
+runs its main.py's offline loop (Dataset.create, `--sparse`, the example batch, `sample_sequence`,
+`update`); its reward sum and its bootstrap both use the config's discount (flowrl's agent has one).
+
 1. Generates (or reuses) a reduced cube-single-play dataset with flowrl's generator
    (`python -m flowrl.suites.data generate cube-single-play-v0 --episodes N`), and points both programs
    at the same files: flowrl through `--dataset_path`, the official code through
@@ -40,6 +52,7 @@ import argparse
 import csv
 import dataclasses
 import glob
+import importlib
 import json
 import math
 import os
@@ -51,6 +64,7 @@ import textwrap
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # flowrl of this checkout, for the rules that use its code (SAC's entropy, the sampler)
 DATASET = 'cube-single-play-v0'
 ENV_NAME = 'cube-single-play-singletask-v0'
 AGREEMENT_SE, AGREEMENT_FRACTION = 3.0, 0.8
@@ -125,8 +139,24 @@ AGENTS = {
             Metric('actor/entropy', 'actor/entropy', 'policy entropy'),
             Metric('actor/std', 'actor/std', 'policy std'),
             Metric('actor/q', 'actor/q', 'mean Q on policy actions')),
+    # QC-FQL and QC (actor_type best-of-n): the authors' Q-chunking agent (ColinQiyangLi/qc). With
+    # best-of-n the QC code logs a distillation loss of 0 (no one-step policy) and flowrl none: the
+    # metric is then reported as not logged by both.
+    'acfql': (Metric('critic/loss', 'critic/critic_loss', 'critic loss'), *CRITIC_Q,
+              Metric('actor/loss', 'actor/actor_loss', 'actor loss'),
+              Metric('actor/bc_flow_loss', 'actor/bc_flow_loss', 'BC flow loss (valid chunk steps)'),
+              Metric('actor/distill_loss', 'actor/distill_loss', 'distillation loss')),
 }
 ONLINE_AGENTS = ('fql', 'sac')
+
+# The repository each agent's official code is in, and the driver (below) that runs its main.py's loop.
+REPOSITORIES = {'fql': 'seohongpark/fql', 'iql': 'seohongpark/fql', 'rebrac': 'seohongpark/fql',
+                'ifql': 'seohongpark/fql', 'sac': 'seohongpark/fql', 'acfql': 'ColinQiyangLi/qc'}
+# Agents trained on H-step sequences: both programs get the horizon (QC's --horizon_length, whose
+# main.py default is 5; flowrl's run flag of the same name).
+CHUNKING_AGENTS = {'acfql': 5}
+# Agent keys the harness sets with flags of its own (QC's variants: best-of-n with 32 samples is QC).
+VARIANT_KEYS = {'acfql': ('actor_type', 'actor_num_samples')}
 
 # Keys one code logs under a name whose quantity differs from the other's: not compared.
 NOT_COMPARABLE = {
@@ -137,10 +167,15 @@ NOT_COMPARABLE = {
              'critic/q_max': 'as critic/q_mean', 'critic/q_min': 'as critic/q_mean'},
     'rebrac': {'actor/std': 'a deterministic actor: not logged by flowrl'},
     'sac': {'actor/total_loss': 'not logged by flowrl (actor loss + temperature loss, both compared)'},
+    'acfql': {'actor/q_loss': 'not logged by the QC code (flowrl: -mean Q of the one-step policy)'},
 }
 
 # Official config keys that are not hyperparameters of the update.
 CONFIG_BOOKKEEPING = ('agent_name', 'encoder', 'action_dim')
+# Official keys flowrl does not have, at the value where the official code does what flowrl's
+# does (any other value is a feature flowrl lacks: the run stops). QC's `normalize_q_loss` is
+# not read by its acfql.py, and `fourier_feature_dim` only with Fourier features.
+OFFICIAL_ONLY_VALUES = {'acfql': {'use_fourier_features': False, 'weight_decay': 0.0}}
 
 # Runs in the official virtualenv with the official repository first on sys.path. It only calls
 # the official code's API (dataset loader, agents, Dataset/ReplayBuffer, evaluate) in the order
@@ -226,6 +261,61 @@ OFFICIAL_DRIVER = textwrap.dedent('''
 ''')
 
 
+# Runs in the same virtualenv with a checkout of ColinQiyangLi/qc first on sys.path: the offline
+# loop of its main.py (which imports wandb and robomimic helpers, so it is not run itself), with
+# its loader, `process_train_dataset` (Dataset.create; --sparse), seeding, example batch,
+# `sample_sequence` and `ACFQLAgent.update`. main.py sums the chunk's rewards with its --discount
+# flag and discounts the bootstrap with the agent's: both are the config's discount here, as in
+# flowrl, whose agent has the one discount.
+QC_DRIVER = textwrap.dedent('''
+    import functools, json, random, sys
+    spec = json.loads(sys.argv[1])
+    sys.path.insert(0, spec['repo'])
+    import jax, numpy as np, ogbench
+    ogbench.make_env_and_datasets = functools.partial(ogbench.make_env_and_datasets,
+                                                      dataset_path=spec['dataset_path'])
+    from envs.env_utils import make_env_and_datasets
+    from agents.acfql import ACFQLAgent, get_config
+    from utils.datasets import Dataset
+
+    config = get_config()
+    for key, value in spec['overrides'].items():
+        config[key] = tuple(value) if isinstance(value, list) else value
+    _, _, train, _ = make_env_and_datasets(spec['env_name'])
+    seed, horizon = spec['seed'], spec['horizon_length']
+    config['horizon_length'] = horizon
+    train = Dataset.create(**train)
+    if spec['sparse']:
+        train = Dataset.create(**dict(train, rewards=(train['rewards'] != 0.0) * -1.0))
+    if spec.get('batch_out'):
+        # One batch of sample_sequence and the start rows it drew (its first numpy draw, made
+        # again from the same seed), for the harness to rebuild with flowrl's sampler. Before
+        # main.py's seeding, so that training is as without it.
+        np.random.seed(spec['batch_seed'])
+        batch = train.sample_sequence(spec['batch_rows'], sequence_length=horizon, discount=config['discount'])
+        np.random.seed(spec['batch_seed'])
+        starts = np.random.randint(train.size - horizon + 1, size=spec['batch_rows'])
+        np.savez(spec['batch_out'], starts=starts, **{k: np.asarray(v) for k, v in batch.items()})
+    random.seed(seed)
+    np.random.seed(seed)
+    example = train.sample(())  # main.py's example batch: one draw of numpy's global RNG
+    agent = ACFQLAgent.create(seed, example['observations'], example['actions'], config)
+
+    rows, window = [], []
+    for i in range(1, spec['offline_steps'] + 1):
+        batch = train.sample_sequence(config['batch_size'], sequence_length=horizon, discount=config['discount'])
+        agent, info = agent.update(batch)
+        window.append(jax.device_get(info))
+        if i % spec['log_interval'] == 0:
+            rows.append(dict(step=i, **{k: float(np.mean([w[k] for w in window])) for k in sorted(window[0])}))
+            window = []
+    with open(spec['out'], 'w') as f:
+        json.dump(dict(config=dict(agent.config), action_dim=int(example['actions'].shape[-1]), rows=rows,
+                       evaluation={}), f)
+''')
+DRIVERS = {'seohongpark/fql': OFFICIAL_DRIVER, 'ColinQiyangLi/qc': QC_DRIVER}
+
+
 # ---- the harness's rules (unit-tested in tests/test_parity.py) ----
 
 def normalized(value):
@@ -251,6 +341,54 @@ def compare_configs(official: dict, flowrl: dict):
     differing = {k: (normalized(official[k]), normalized(flowrl[k])) for k in shared
                  if normalized(official[k]) != normalized(flowrl[k])}
     return shared, differing, [k for k in keys if k not in flowrl]
+
+
+def official_only_conflicts(agent: str, official: dict) -> dict:
+    """The official keys flowrl lacks whose value asks the official code for something flowrl's
+    agent does not do ({key: (official value, the value matching flowrl)}; `OFFICIAL_ONLY_VALUES`)."""
+    required = OFFICIAL_ONLY_VALUES.get(agent, {})
+    return {k: (normalized(official[k]), v) for k, v in required.items() if k in official and normalized(official[k]) != v}
+
+
+def horizon_of(agent: str, requested: int | None) -> int:
+    """The H both programs train with: `requested`, or QC's main.py default for a chunking agent
+    and 1 for the others (which train on single transitions and take no other)."""
+    if requested is None:
+        return CHUNKING_AGENTS.get(agent, 1)
+    if requested < 1 or (requested != 1 and agent not in CHUNKING_AGENTS):
+        raise ValueError(f'--horizon_length must be 1 for {agent} (chunking agents: {", ".join(CHUNKING_AGENTS)}) '
+                         f'and a positive integer, got {requested}.')
+    return requested
+
+
+def variant_overrides(agent: str, variants: dict) -> dict:
+    """The agent keys given with the harness's variant flags (e.g. --actor_type best-of-n), refused
+    for an agent that has no such key."""
+    given = {k: v for k, v in variants.items() if v is not None}
+    unknown = sorted(set(given) - set(VARIANT_KEYS.get(agent, ())))
+    if unknown:
+        raise ValueError(f'--{unknown[0]} is a key of {", ".join(a for a, keys in VARIANT_KEYS.items() if unknown[0] in keys)}, '
+                         f'not of {agent}.')
+    return given
+
+
+def as_qc_sequences(batch: dict, discount: float) -> dict:
+    """flowrl's sequence batch (flowrl.engine.sampling) in the fields and form of QC's
+    `sample_sequence`: rewards as running discounted sums (column i: sum_{j <= i} discount^j r_j),
+    and the next observation of the last step (QC's `next_observations[:, -1]`, what its agent reads)."""
+    rewards = np.asarray(batch['rewards'], np.float64)
+    running = np.cumsum(rewards * discount ** np.arange(rewards.shape[-1]), axis=-1)
+    fields = {k: np.asarray(batch[k]) for k in ('observations', 'actions', 'masks', 'terminals', 'valid')}
+    return dict(fields, rewards=running, next_observations=np.asarray(batch['next_observations']))
+
+
+def sequence_differences(official: dict, flowrl: dict, discount: float) -> list:
+    """The fields of QC's sequence batch that flowrl's batch from the same start rows does not
+    reproduce (within float32 rounding of the reward sums)."""
+    ours = as_qc_sequences(flowrl, discount)
+    theirs = dict(official, next_observations=np.asarray(official['next_observations'])[:, -1])
+    return [k for k in ours if np.shape(ours[k]) != np.shape(theirs[k])
+            or not np.allclose(ours[k], theirs[k], rtol=1e-5, atol=1e-5)]
 
 
 def flowrl_value(row: dict, metric: Metric, action_dim: int) -> float:
@@ -383,14 +521,15 @@ def train_official(args, path, overrides, workdir):
     """Per-seed curves {step: row}, final evaluations, the official config and the action dimension."""
     driver = os.path.join(workdir, 'official_driver.py')
     with open(driver, 'w') as f:
-        f.write(OFFICIAL_DRIVER)
+        f.write(DRIVERS[REPOSITORIES[args.agent]])
     curves, evaluations, config, action_dim = [], [], None, None
     for seed in range(args.seeds):
         out = os.path.join(workdir, f'official_seed{seed}.json')
         spec = dict(repo=os.path.abspath(args.official_repo), dataset_path=path, env_name=ENV_NAME, seed=seed,
                     agent=args.agent, offline_steps=args.offline_steps, online_steps=args.online_steps,
                     balanced_sampling=args.balanced_sampling, buffer_size=args.buffer_size,
-                    log_interval=args.log_interval, eval_episodes=args.eval_episodes, overrides=overrides, out=out)
+                    log_interval=args.log_interval, eval_episodes=args.eval_episodes, overrides=overrides, out=out,
+                    horizon_length=args.horizon_length, sparse=args.sparse)
         print(f'Official {args.agent}, seed {seed} ...', flush=True)
         run_checked([args.official_python, driver, json.dumps(spec)], args.official_repo, f'official seed {seed}')
         with open(out) as f:
@@ -399,6 +538,36 @@ def train_official(args, path, overrides, workdir):
         curves.append({row['step']: row for row in result['rows']})
         evaluations.append(result['evaluation'])
     return curves, evaluations, config, action_dim
+
+
+def check_sequence_batch(args, path, overrides, workdir, rows=1024):
+    """QC's `sample_sequence` batch against flowrl's sampler at the same start rows of the same
+    data (the rows of both loaders are equal): the fields that differ (exit when any does)."""
+    import jax.numpy as jnp
+
+    from flowrl.engine import sampling
+    from flowrl.suites.data.loading import load_singletask_data
+    from flowrl.suites.ogbench import sparse_rewards
+
+    driver, out = os.path.join(workdir, 'qc_batch_driver.py'), os.path.join(workdir, 'qc_batch.npz')
+    with open(driver, 'w') as f:
+        f.write(QC_DRIVER)
+    spec = dict(repo=os.path.abspath(args.official_repo), dataset_path=path, env_name=ENV_NAME, seed=0, offline_steps=0,
+                log_interval=1, overrides=overrides, horizon_length=args.horizon_length, sparse=args.sparse,
+                batch_out=out, batch_seed=12345, batch_rows=rows, out=os.path.join(workdir, 'qc_batch.json'))
+    run_checked([args.official_python, driver, json.dumps(spec)], args.official_repo, 'the QC batch')
+    official = dict(np.load(out))
+    data = load_singletask_data(ENV_NAME, dataset_path=path, log=lambda *_: None).train
+    if args.sparse:
+        data = dict(data, rewards=sparse_rewards(data['rewards']))
+    source = sampling.dataset_source({k: jnp.asarray(v) for k, v in data.items()})
+    ours = sampling.sequences(source, jnp.asarray(official['starts']), args.horizon_length)
+    discount = float(overrides.get('discount', importlib.import_module(f'flowrl.agents.{args.agent}').get_config().discount))
+    differing = sequence_differences(official, ours, discount)
+    crossing = int((official['valid'][:, -1] == 0).sum())
+    if differing:
+        sys.exit(f'flowrl\'s sequence batch differs from QC\'s sample_sequence at the same start rows in: {differing}')
+    return f'{rows} sequences at the same start rows ({crossing} crossing an episode end): every field equal.'
 
 
 def train_flowrl(args, path, overrides, workdir):
@@ -410,6 +579,10 @@ def train_flowrl(args, path, overrides, workdir):
              f'--buffer_size={args.buffer_size}', f'--log_interval={args.log_interval}',
              f'--eval_interval={total if args.eval_episodes else 0}', f'--eval_episodes={args.eval_episodes}',
              '--save_interval=0', f'--save_dir={workdir}', '--run_group=parity']
+    if args.agent in CHUNKING_AGENTS:
+        flags.append(f'--horizon_length={args.horizon_length}')
+    if args.sparse:
+        flags.append('--sparse=True')
     flags += [f'--agent.{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}' for k, v in overrides.items()]
     print(f'flowrl {args.agent}, {args.seeds} seed(s) in one program ...', flush=True)
     run_checked([sys.executable, os.path.join(REPO, 'main.py'), *flags], REPO, 'flowrl main.py')
@@ -432,13 +605,19 @@ def train_flowrl(args, path, overrides, workdir):
 
 
 def run_label(args):
-    return args.agent + ('_online' if args.online_steps else '')
+    variant = ''.join(f'_{v}' for v in variant_overrides(args.agent, variant_args(args)).values())
+    horizon = f'_h{args.horizon_length}' if args.agent in CHUNKING_AGENTS else ''
+    return args.agent + variant + horizon + ('_online' if args.online_steps else '')
+
+
+def variant_args(args) -> dict:
+    return dict(actor_type=args.actor_type, actor_num_samples=args.actor_num_samples)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--agent', default='fql', choices=sorted(AGENTS))
-    parser.add_argument('--official_repo', required=True, help='checkout of github.com/seohongpark/fql')
+    parser.add_argument('--official_repo', required=True, help='checkout of github.com/seohongpark/fql (acfql: github.com/ColinQiyangLi/qc)')
     parser.add_argument('--official_python', default=sys.executable,
                         help='python of a virtualenv where the official code imports (jax, flax, distrax, ogbench)')
     parser.add_argument('--seeds', type=int, default=3, help='seeds per program')
@@ -455,6 +634,12 @@ def main(argv=None):
     parser.add_argument('--set', action='append', metavar='KEY=JSON',
                         help="more config values for both programs, e.g. --set alpha=300 (default for fql: alpha=300, "
                              "cube-single's paper value)")
+    parser.add_argument('--horizon_length', type=int, default=None,
+                        help='H, both programs\' --horizon_length (acfql only; default 5, QC\'s main.py default)')
+    parser.add_argument('--actor_type', default=None, choices=('distill-ddpg', 'best-of-n'),
+                        help='acfql: distill-ddpg (QC-FQL, the default) or best-of-n (QC)')
+    parser.add_argument('--actor_num_samples', type=int, default=None, help='acfql best-of-n: samples per decision (QC: 32)')
+    parser.add_argument('--sparse', action='store_true', help='both programs\' --sparse (QC\'s flag; acfql)')
     parser.add_argument('--episodes', type=int, default=20, help='episodes of the generated dataset')
     parser.add_argument('--dataset_dir', default='~/.ogbench/data', help='where the reduced dataset is kept')
     parser.add_argument('--workers', type=int, default=2, help='worker processes for dataset generation')
@@ -467,17 +652,30 @@ def main(argv=None):
     if args.online_steps and args.agent not in ONLINE_AGENTS:
         sys.exit(f'Online parity is for {", ".join(ONLINE_AGENTS)} (the FQL README\'s online commands).')
     if not os.path.isfile(os.path.join(args.official_repo, 'agents', f'{args.agent}.py')):
-        sys.exit(f'{args.official_repo} is not a checkout of the FQL repository (no agents/{args.agent}.py).')
+        sys.exit(f'{args.official_repo} is not a checkout of {REPOSITORIES[args.agent]} (no agents/{args.agent}.py).')
+    if args.sparse and args.agent not in CHUNKING_AGENTS:
+        sys.exit('--sparse is a flag of the Q-chunking code: use it with --agent acfql.')
+    if args.online_steps and args.agent in CHUNKING_AGENTS:
+        sys.exit('Parity with the Q-chunking code is offline only for now: use --online_steps 0.')
+    try:
+        args.horizon_length = horizon_of(args.agent, args.horizon_length)
+        variants = variant_overrides(args.agent, variant_args(args))
+    except ValueError as error:
+        sys.exit(str(error))
 
     path = dataset_file(args.dataset_dir, args.episodes, args.workers)
-    overrides = overrides_from(args)
+    overrides = {**overrides_from(args), **variants}
     with tempfile.TemporaryDirectory(prefix='parity_') as workdir:
+        batch_check = check_sequence_batch(args, path, overrides, workdir) if args.agent in CHUNKING_AGENTS else None
         official_curves, official_eval, official_config, action_dim = train_official(args, path, overrides, workdir)
         flowrl_curves, flowrl_eval, flowrl_config = train_flowrl(args, path, overrides, workdir)
     flowrl_config = resolved_flowrl_config(args.agent, flowrl_config, action_dim)
     shared, differing, only_official = compare_configs(official_config, flowrl_config)
     if differing:
         sys.exit(f'The two programs were not configured alike (official, flowrl): {differing}')
+    conflicts = official_only_conflicts(args.agent, official_config)
+    if conflicts:
+        sys.exit(f'The official config asks for what flowrl\'s agent does not do (official, flowrl\'s behaviour): {conflicts}')
     steps = list(range(args.log_interval, total_steps(args) + 1, args.log_interval))
     metrics = AGENTS[args.agent] + (EXPLORATION if args.online_steps else ())
     table = compare(official_curves, flowrl_curves, steps, metrics, action_dim)
@@ -487,11 +685,15 @@ def main(argv=None):
                              EVALUATION, action_dim))
     online = (f', then {args.online_steps} online steps (balanced_sampling={args.balanced_sampling})'
               if args.online_steps else '')
-    header = [f'{args.agent} parity on {DATASET} ({args.episodes} generated episodes, {path}): {args.seeds} seeds per '
+    variant = ''.join(f', {k}={v}' for k, v in variants.items())
+    chunks = f' (horizon_length={args.horizon_length}{variant}{", sparse" if args.sparse else ""})' \
+        if args.agent in CHUNKING_AGENTS else ''
+    header = [f'{args.agent}{chunks} parity on {DATASET} ({args.episodes} generated episodes, {path}): {args.seeds} seeds per '
               f'program, {args.offline_steps} offline updates{online}, window means over {args.log_interval} updates.',
               'Networks smaller than the paper\'s 4 x 512 (CPU-sized): ' + args.hidden + '.',
               'Config keys both programs have (checked equal): ' + ', '.join(f'{k}={v}' for k, v in shared.items()) + '.',
               'Official keys flowrl lacks: ' + (', '.join(only_official) or 'none') + '.',
+              *(['QC\'s sample_sequence against flowrl\'s sampler: ' + batch_check] if batch_check else []),
               'Not compared (a name the two codes use for different quantities): '
               + ('; '.join(f'{k}: {why}' for k, why in NOT_COMPARABLE.get(args.agent, {}).items()) or 'none') + '.']
     text, verdict = markdown(table, header)

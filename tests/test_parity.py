@@ -74,7 +74,7 @@ def test_rebracs_mse_times_the_action_dimension_is_the_official_sum_over_dimensi
     assert parity.flowrl_value(row, metric, action_dim=3) == pytest.approx(summed, rel=1e-5)
 
 
-@pytest.mark.parametrize('agent', ['fql', 'iql', 'ifql', 'rebrac', 'sac'])
+@pytest.mark.parametrize('agent', ['fql', 'iql', 'ifql', 'rebrac', 'sac', 'acfql'])
 def test_every_compared_flowrl_metric_is_one_the_agent_logs(parity, agent):
     """A renamed metric would silently leave the comparison: each flowrl name in the table is a
     key of the agent's update metrics (shapes only: traced, not run)."""
@@ -86,6 +86,110 @@ def test_every_compared_flowrl_metric_is_one_the_agent_logs(parity, agent):
     if any(m.full_updates_only for m in parity.AGENTS[agent]):
         needed.add('actor/updated')
     assert needed <= set(info), needed - set(info)
+
+
+def _sequence_batch(horizon, rows=40, action_dim=3):
+    """A sequence batch of the sampler (flowrl.engine.sampling) from a synthetic dataset."""
+    from flowrl.engine.sampling import Sampler
+    data = {k: np.array(v) for k, v in synthetic_batch(batch_size=rows, action_dim=action_dim).items()}
+    data['terminals'][9::10] = 1.0
+    return Sampler(16, horizon).from_dataset(data, jax.random.PRNGKey(3))
+
+
+@pytest.mark.parametrize('actor_type', ['distill-ddpg', 'best-of-n'])
+def test_qc_metrics_are_logged_by_flowrls_acfql_on_chunks(parity, actor_type):
+    """At H = 5 on sequence batches, flowrl's acfql logs every compared metric; with best-of-n all
+    but the distillation loss (QC logs a constant 0 there: reported as not logged by both)."""
+    module = import_agent('acfql')
+    batch = _sequence_batch(horizon=5)
+    config = tiny_config(module, horizon_length=5, actor_type=actor_type, actor_num_samples=4)
+    state = module.init(jax.random.PRNGKey(0), batch, config)
+    _, info = jax.eval_shape(module.update, state, batch, jax.random.PRNGKey(1))
+    missing = {m.flowrl for m in parity.AGENTS['acfql']} - set(info)
+    assert missing == (set() if actor_type == 'distill-ddpg' else {'actor/distill_loss'})
+    if actor_type == 'distill-ddpg':  # the metric only flowrl logs is one of its one-step policy
+        assert set(parity.NOT_COMPARABLE['acfql']) <= set(info)
+
+
+def test_qc_metric_names_map_to_flowrls(parity):
+    """The QC code's names (critic/critic_loss, actor/actor_loss ...) against flowrl's, one to one."""
+    pairs = {(m.flowrl, m.official) for m in parity.AGENTS['acfql']}
+    assert pairs == {('critic/loss', 'critic/critic_loss'), ('critic/q_mean', 'critic/q_mean'),
+                     ('critic/q_max', 'critic/q_max'), ('critic/q_min', 'critic/q_min'),
+                     ('actor/loss', 'actor/actor_loss'), ('actor/bc_flow_loss', 'actor/bc_flow_loss'),
+                     ('actor/distill_loss', 'actor/distill_loss')}
+    assert all(m.official_per_flowrl == 1.0 and not m.full_updates_only for m in parity.AGENTS['acfql'])
+
+
+def test_qc_configs_match_on_the_chunking_keys(parity):
+    """The horizon and QC's switches are keys both configs have, so a run with another H, actor
+    type or sample count on one side stops; QC's `ob_dims` is only theirs."""
+    official = dict(agent_name='acfql', encoder=None, action_dim=5, ob_dims=[28], horizon_length=5,
+                    action_chunking=True, actor_type='best-of-n', actor_num_samples=32, alpha=100.0)
+    flowrl = dict(agent_name='acfql', encoder=None, action_dim=25, horizon_length=1, action_chunking=True,
+                  actor_type='distill-ddpg', actor_num_samples=32, alpha=100.0)
+    shared, differing, only_official = parity.compare_configs(official, flowrl)
+    assert differing == dict(horizon_length=(5, 1), actor_type=('best-of-n', 'distill-ddpg'))
+    assert set(shared) == {'horizon_length', 'action_chunking', 'actor_type', 'actor_num_samples', 'alpha'}
+    assert only_official == ['ob_dims']  # action_dim: A in theirs, H * A in flowrl's: bookkeeping
+
+
+def test_official_keys_flowrl_lacks_must_hold_flowrls_behaviour(parity):
+    """QC's Fourier time features and weight decay are features flowrl's acfql lacks: a config that
+    turns them on is refused, while the keys at their defaults (and keys not listed) pass."""
+    qc = dict(use_fourier_features=False, fourier_feature_dim=64, weight_decay=0.0, normalize_q_loss=True)
+    assert parity.official_only_conflicts('acfql', qc) == {}
+    assert parity.official_only_conflicts('acfql', dict(qc, use_fourier_features=True, weight_decay=1e-4)) == dict(
+        use_fourier_features=(True, False), weight_decay=(1e-4, 0.0))
+    assert parity.official_only_conflicts('fql', dict(qc, weight_decay=1e-4)) == {}  # not a key of FQL's code
+
+
+def test_the_horizon_is_qcs_default_for_chunking_agents_and_one_for_the_others(parity):
+    assert parity.horizon_of('acfql', None) == 5  # QC's main.py: --horizon_length 5
+    assert parity.horizon_of('acfql', 1) == 1 and parity.horizon_of('acfql', 3) == 3
+    assert parity.horizon_of('fql', None) == 1 and parity.horizon_of('fql', 1) == 1
+    with pytest.raises(ValueError, match='^--horizon_length must be 1 for fql'):
+        parity.horizon_of('fql', 5)
+    with pytest.raises(ValueError, match='positive integer, got 0'):
+        parity.horizon_of('acfql', 0)
+
+
+def test_qc_variant_flags_set_acfql_keys_and_are_refused_for_other_agents(parity):
+    given = dict(actor_type='best-of-n', actor_num_samples=32)
+    assert parity.variant_overrides('acfql', given) == given
+    assert parity.variant_overrides('acfql', dict(actor_type=None, actor_num_samples=None)) == {}
+    assert parity.variant_overrides('fql', dict(actor_type=None, actor_num_samples=None)) == {}
+    with pytest.raises(ValueError, match='^--actor_type is a key of acfql, not of fql'):
+        parity.variant_overrides('fql', dict(actor_type='best-of-n', actor_num_samples=None))
+
+
+def test_a_qc_sequence_batch_is_compared_with_flowrls_field_by_field(parity):
+    """QC's `sample_sequence` fields, computed by hand for three starts of a 6-row dataset with an
+    episode end at row 2 (running discounted reward sums, running masks and terminals, `valid`,
+    next observations per step), equal flowrl's sampler's batch at those starts; a changed field,
+    or another discount, is named."""
+    from flowrl.engine.sampling import dataset_source, sequences
+    rows = np.arange(6, dtype=np.float32)
+    data = dict(observations=rows[:, None], next_observations=rows[:, None] + 0.5, actions=rows[:, None] + 10,
+                rewards=np.array([-1, -1, 0, -1, -1, -1], np.float32), masks=np.array([1, 1, 0, 1, 1, 1], np.float32),
+                terminals=np.array([0, 0, 1, 0, 0, 1], np.float32))
+    qc = dict(observations=np.array([[0.], [1.], [3.]]),
+              actions=np.array([[10., 11., 12.], [11., 12., 13.], [13., 14., 15.]])[..., None],
+              rewards=np.array([[-1, -1.5, -1.5], [-1, -1, -1.25], [-1, -1.5, -1.75]]),  # discount 0.5
+              masks=np.array([[1., 1., 0.], [1., 0., 0.], [1., 1., 1.]]),
+              terminals=np.array([[0., 0., 1.], [0., 1., 1.], [0., 0., 1.]]),
+              valid=np.array([[1., 1., 1.], [1., 1., 0.], [1., 1., 1.]]),
+              next_observations=np.array([[0.5, 1.5, 2.5], [1.5, 2.5, 3.5], [3.5, 4.5, 5.5]])[..., None])
+    ours = sequences(dataset_source(data), jax.numpy.array([0, 1, 3]), 3)
+    assert parity.sequence_differences(qc, ours, discount=0.5) == []
+    assert parity.sequence_differences(dict(qc, valid=np.ones((3, 3))), ours, discount=0.5) == ['valid']
+    assert parity.sequence_differences(qc, ours, discount=0.9) == ['rewards']
+
+
+def test_every_agent_names_its_official_repository_and_driver(parity):
+    assert set(parity.REPOSITORIES) == set(parity.AGENTS)
+    assert set(parity.REPOSITORIES.values()) == set(parity.DRIVERS)
+    assert set(parity.CHUNKING_AGENTS) <= set(parity.AGENTS) and set(parity.VARIANT_KEYS) <= set(parity.AGENTS)
 
 
 # ---- the agreement test ----
