@@ -52,18 +52,8 @@ SIZES = dict(
 )
 
 
-def fql_config(size: dict):
-    config = fql.get_config()
-    if size['hidden'] is not None:
-        config.actor_hidden_dims = config.value_hidden_dims = size['hidden']
-    if size['flow_steps'] is not None:
-        config.flow_steps = size['flow_steps']
-    config.batch_size = size['batch_size']
-    return config
-
-
 def efficiency_rows(size: dict, dataset: dict) -> list:
-    case = train_throughput.EfficiencyCase('fql', fql, fql_config(size), 0, dataset, size['chunk'])
+    case = train_throughput.EfficiencyCase('fql', fql, shard_stream.fql_config(size), 0, dataset, size['chunk'])
     rate = case.updates_per_second(size['repeats'])
     peak = matmul_peak(size['peak_seconds']) / 1e9
     return [['FQL GFLOP per update (matrix products, from shapes)', f'{case.gflop:.3f}', '', ''],
@@ -76,21 +66,21 @@ def offline_rows(size: dict, dataset: dict) -> list:
     rows = []
     for seeds in size['seeds']:
         rate, compile_s, _, _ = train_throughput.scanned_updates_per_second(seeds, size['chunk'], size['repeats'],
-                                                                            dataset, config=fql_config(size))
+                                                                            dataset, config=shard_stream.fql_config(size))
         rows.append([f'offline updates/s, {seeds} seed(s) in one program (each seed)', f'{rate:.1f}', '',
                      f'{seeds * rate:.1f} member-updates/s; compile {compile_s:.1f} s'])
     return rows
 
 
 def online_rows(size: dict) -> list:
-    seconds = online_step.online_step_seconds(fql, fql_config(size), size['rows'],
+    seconds = online_step.online_step_seconds(fql, shard_stream.fql_config(size), size['rows'],
                                                                     size['capacity'], 1, size['online_steps'])
     return [['online steps/s, 1 member (one update each, no environment)', f"{1 / seconds:.1f}", '',
              f'{seconds * 1e3:.2f} ms per step']]
 
 
 def evaluation_rows(size: dict) -> list:
-    rate = train_throughput.eval_env_steps_per_second(size['eval_episodes'], size['eval_steps'], fql_config(size))
+    rate = train_throughput.eval_env_steps_per_second(size['eval_episodes'], size['eval_steps'], shard_stream.fql_config(size))
     return [[f'evaluation env steps/s, {size["eval_episodes"]} cube-double episodes, batched policy', f'{rate:.1f}',
              '', '']]
 

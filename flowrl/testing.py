@@ -232,3 +232,45 @@ def tensorboard_events(directory) -> list[tuple[str, int, float]]:
             offset += 12 + length + 4  # length, its crc, the record, its crc
             found += [(value.tag, event.step, value.simple_value) for value in event.summary.value]
     return found
+
+
+class OneUpdateChunks:
+    """A ChunkPacer (flowrl.run.progress) whose chunks are one update long: a stop lands on the
+    update a test names (patch it over flowrl.run.runner.ChunkPacer)."""
+
+    def size(self):
+        return 1
+
+    def record(self, updates, seconds):
+        pass
+
+
+def stop_online_after_step(monkeypatch, step: int):
+    """A stop request (SIGTERM, as a scheduler sends it) right after the online environment step of
+    update `step`."""
+    import signal
+    from flowrl.engine.online import MemberEnvs
+
+    original = MemberEnvs.step
+
+    def step_then_sigterm(self, actions, update):
+        result = original(self, actions, update)
+        if update == step:
+            signal.raise_signal(signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(MemberEnvs, 'step', step_then_sigterm)
+
+
+def crash_at_evaluation(monkeypatch, step: int):
+    """A crash (KeyboardInterrupt) as the run starts its evaluation at update `step`."""
+    from flowrl.run.record import RunRecord
+
+    original = RunRecord.evaluate
+
+    def crash(self, position):
+        if position.step == step:
+            raise KeyboardInterrupt
+        return original(self, position)
+
+    monkeypatch.setattr(RunRecord, 'evaluate', crash)

@@ -12,20 +12,18 @@ import jax
 import numpy as np
 import pytest
 
-import signal
 
 from flowrl import run_files, stopping
 from flowrl.engine import checkpoints
 from flowrl.engine.action_queue import ActionQueues, as_chunks
 from flowrl.engine.evaluation import EvalEnvs, make_policy, run_episodes
-from flowrl.engine.online import MemberEnvs
 from flowrl.engine.training import init_members
 from flowrl.errors import UserError
 from flowrl.registry.agent_loading import load_agent
-from flowrl.run.record import RunRecord
 from flowrl.run.runner import Run, resume
 from flowrl.run.settings import check_settings
-from flowrl.testing import FakeEnv, synthetic_batch, tiny_run_settings, use_fake_world
+from flowrl.testing import (FakeEnv, OneUpdateChunks, crash_at_evaluation, stop_online_after_step, synthetic_batch,
+                            tiny_run_settings, use_fake_world)
 
 QUIET = lambda *_: None
 H = 3
@@ -177,16 +175,6 @@ def test_chunked_evaluation_does_not_depend_on_the_pool_size():
 
 # ----------------------------------------------------------------------------- runs: online and resume
 
-class OneUpdateChunks:
-    """A ChunkPacer whose chunks are one update long: a stop lands on the update a test names."""
-
-    def size(self):
-        return 1
-
-    def record(self, updates, seconds):
-        pass
-
-
 @pytest.fixture(scope='module')
 def world():
     with pytest.MonkeyPatch.context() as patch:
@@ -241,18 +229,6 @@ def test_the_horizon_length_is_recorded_and_a_resume_cannot_change_it(straight):
         check_settings(tiny_run_settings('exp', horizon_length=0))
 
 
-def stop_online_after_step(monkeypatch, step: int):
-    original = MemberEnvs.step
-
-    def step_then_sigterm(self, actions, update):
-        result = original(self, actions, update)
-        if update == step:
-            signal.raise_signal(signal.SIGTERM)
-        return result
-
-    monkeypatch.setattr(MemberEnvs, 'step', step_then_sigterm)
-
-
 def test_a_run_stopped_mid_chunk_resumes_exactly(straight, tmp_path, monkeypatch):
     stop_online_after_step(monkeypatch, 10)  # 6 online steps: mid-chunk for a member whose episode began at 5 or 9
     run = chunked_run(tmp_path, num_seeds=2)
@@ -276,18 +252,11 @@ def test_a_run_stopped_mid_chunk_resumes_exactly(straight, tmp_path, monkeypatch
 def test_a_run_that_crashed_mid_chunk_resumes_exactly_from_its_checkpoint(straight, tmp_path, monkeypatch):
     """A crash while evaluating at update 8 (four online steps in): the checkpoint saved before that
     evaluation holds the chunks partly executed, and the resumed run's logs equal the uninterrupted ones."""
-    original = RunRecord.evaluate
-
-    def crash_at_update_8(self, position):
-        if position.step == 8:
-            raise KeyboardInterrupt
-        return original(self, position)
-
-    monkeypatch.setattr(RunRecord, 'evaluate', crash_at_update_8)
+    crash_at_evaluation(monkeypatch, 8)
     run = chunked_run(tmp_path, num_seeds=2)
     with pytest.raises(KeyboardInterrupt):
         run.train()
-    monkeypatch.setattr(RunRecord, 'evaluate', original)
+    monkeypatch.undo()
     like = dict(episodes=run.online.abstract_episodes())
     taken = np.asarray(checkpoints.read_part(run.checkpoint_dir, like, 8)['episodes']['chunk_taken'])
     assert np.any((taken > 0) & (taken < H)), taken

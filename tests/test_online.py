@@ -16,9 +16,8 @@ from flowrl import run_files
 from flowrl.errors import UserError
 from flowrl.engine.online import EXPLORATION_KEYS, MemberEnvs
 from flowrl.engine.sampling import Sampler
-from flowrl.run.record import RunRecord
 from flowrl.run.runner import Run, resume
-from flowrl.testing import index, max_abs_diff, tiny_run_settings, use_fake_world
+from flowrl.testing import crash_at_evaluation, index, max_abs_diff, tiny_run_settings, use_fake_world
 
 QUIET = lambda *_: None
 ONLINE = dict(offline_steps=4, online_steps=8, buffer_size=300)  # updates 1-4 offline, 5-12 online
@@ -132,18 +131,11 @@ def test_interrupted_online_run_resumes_exactly(straight, tmp_path, monkeypatch)
     """A crash while evaluating at update 8 (four online steps in): the checkpoint saved before
     that evaluation holds the buffers, and the resumed run's logs equal the uninterrupted ones."""
     reference, _ = straight
-    original = RunRecord.evaluate
-
-    def crash_at_update_8(self, position):
-        if position.step == 8:
-            raise KeyboardInterrupt
-        return original(self, position)
-
-    monkeypatch.setattr(RunRecord, 'evaluate', crash_at_update_8)
+    crash_at_evaluation(monkeypatch, 8)
     run = Run(tiny_run_settings(tmp_path, num_seeds=2, **ONLINE), log=QUIET)
     with pytest.raises(KeyboardInterrupt):
         run.train()
-    monkeypatch.setattr(RunRecord, 'evaluate', original)
+    monkeypatch.undo()
     resume(run.run_dir, log=QUIET)
     for name in (run_files.TRAIN_CSV, run_files.EVAL_CSV):
         assert read(run.run_dir, name) == read(reference.run_dir, name), name

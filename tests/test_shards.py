@@ -21,7 +21,7 @@ from flowrl.run.runner import Run, resume
 from flowrl.run.stream import (StreamState, after_swap, choose_window, first_state, nth_shard, process_shards,
                                shard_reader, swaps_before)
 from flowrl.suites.data import shards
-from flowrl.testing import tiny_run_settings, use_fake_shards, use_fake_world, write_fake_shards
+from flowrl.testing import OneUpdateChunks, tiny_run_settings, use_fake_shards, use_fake_world, write_fake_shards
 
 pytestmark = pytest.mark.xdist_group('test_shards')
 QUIET = lambda *_: None  # noqa: E731
@@ -29,16 +29,6 @@ QUIET = lambda *_: None  # noqa: E731
 # then 4 online steps on the last window; rows every 2, evaluations and checkpoints at 4, 8, 12.
 STREAM = dict(shard_window=2, dataset_replace_interval=3, offline_steps=8, online_steps=4, buffer_size=300,
               save_interval=0)
-
-
-class OneUpdateChunks:
-    """Chunks of one update: a stop lands on the update a test names."""
-
-    def size(self):
-        return 1
-
-    def record(self, updates, seconds):
-        pass
 
 
 @pytest.fixture(scope='module')

@@ -25,7 +25,7 @@ from flowrl.engine.env_pool import EnvPool
 from flowrl.errors import UserError
 from flowrl.engine.online import MemberEnvs
 from flowrl.run.runner import Run, resume
-from flowrl.testing import tiny_run_settings, use_fake_world
+from flowrl.testing import OneUpdateChunks, stop_online_after_step, tiny_run_settings, use_fake_world
 from flowrl.engine.training import ChunkRunner
 
 QUIET = lambda *_: None
@@ -33,16 +33,6 @@ SETTINGS = dict(num_seeds=2, save_interval=0)  # 8 updates, rows every 2, checkp
 ONLINE = dict(offline_steps=4, online_steps=8, buffer_size=300)  # updates 1-4 offline, 5-12 online
 
 pytestmark = pytest.mark.xdist_group('test_stopping')
-
-
-class OneUpdateChunks:
-    """A ChunkPacer whose chunks are one update long: a stop lands on the update a test names."""
-
-    def size(self):
-        return 1
-
-    def record(self, updates, seconds):
-        pass
 
 
 @pytest.fixture(scope='module')
@@ -226,18 +216,6 @@ def test_a_second_ctrl_c_stops_at_once_losing_only_what_follows_the_checkpoint(s
     monkeypatch.undo()
     resume(run.run_dir, log=QUIET)
     assert_same_run(run.run_dir, straight)
-
-
-def stop_online_after_step(monkeypatch, step: int):
-    original = MemberEnvs.step
-
-    def step_then_sigterm(self, actions, update):
-        result = original(self, actions, update)
-        if update == step:
-            signal.raise_signal(signal.SIGTERM)
-        return result
-
-    monkeypatch.setattr(MemberEnvs, 'step', step_then_sigterm)
 
 
 def test_a_run_stopped_online_saves_its_buffers_and_resumes(straight_online, tmp_path, monkeypatch):
