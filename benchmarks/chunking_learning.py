@@ -1,6 +1,6 @@
 """Does action chunking help at CPU size? QC-FQL (agents/acfql.py, H = 5) beside the same agent at
 H = 1 (FQL as the Q-chunking code runs it) and flowrl's FQL, offline then online, on a reduced
-cube-double-play dataset generated with flowrl's generator.
+dataset (cube-double-play by default, `--env`) generated with flowrl's generator.
 
     python benchmarks/chunking_learning.py --out_dir chunking_results          # ~30 min on 2 idle cores
     python benchmarks/chunking_learning.py --offline 2000 --online 2000 --episodes 20 --out_dir /tmp/c
@@ -9,7 +9,7 @@ Every run is main.py with `--seeds` seeds in one program, smaller networks than 
 (stated in the table), `--offline` updates then `--online` environment steps (one update each),
 evaluations every (offline + online) / `--evaluations` updates. alpha: the Q-chunking README's 100 for
 acfql (both horizons, so H is the only difference) and the FQL paper's preset for FQL (300 on
-cube-double). Writes chunking.md (success after the offline phase and at the end, per seed, and the
+cube-single and cube-double). Writes chunking.md (success after the offline phase and at the end, per seed, and the
 mean) and chunking.png (success vs updates, mean over seeds, seeds as thin lines) to --out_dir.
 """
 
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
 
 from learning import dataset_file  # noqa: E402
 
-DATASET, ENV = 'cube-double-play-v0', 'cube-double-play'
+ENV = 'cube-double-play'
 RUNS = {  # label -> main.py flags
     'QC-FQL: acfql H=5': ['--agent=agents/acfql.py', '--horizon_length=5'],
     'FQL: acfql H=1': ['--agent=agents/acfql.py', '--horizon_length=1'],
@@ -41,7 +41,7 @@ def train(label, flags, path, args, runs_dir):
     total = args.offline + args.online
     interval = total // args.evaluations
     group = ''.join(c if c.isalnum() else '_' for c in label)
-    command = [sys.executable, os.path.join(REPO, 'main.py'), *flags, f'--env_name={ENV}', f'--dataset_path={path}',
+    command = [sys.executable, os.path.join(REPO, 'main.py'), *flags, f'--env_name={args.env}', f'--dataset_path={path}',
                f'--num_seeds={args.seeds}', f'--offline_steps={args.offline}', f'--online_steps={args.online}',
                f'--log_interval={interval}', f'--eval_interval={interval}', f'--eval_episodes={args.eval_episodes}',
                '--save_interval=0', f'--save_dir={runs_dir}', f'--run_group={group}',
@@ -63,7 +63,7 @@ def train(label, flags, path, args, runs_dir):
 
 def table(results, args) -> str:
     offline_column = int(np.argmin(np.abs(next(iter(results.values()))['steps'] - args.offline)))
-    lines = [f'cube-double-play, {args.episodes} generated episodes; {args.offline:,} offline updates then '
+    lines = [f'{args.env}, {args.episodes} generated episodes; {args.offline:,} offline updates then '
              f'{args.online:,} online steps; networks {args.hidden}; {args.seeds} seeds; {args.eval_episodes} '
              f'evaluation episodes per seed; {platform.processor() or platform.machine()}, '
              f'{time.strftime("%Y-%m-%d")}.', '',
@@ -96,6 +96,7 @@ def plot(results, args, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out_dir', required=True)
+    parser.add_argument('--env', default=ENV, help='an OGBench manipulation family, e.g. cube-single-play')
     parser.add_argument('--dataset_dir', default='~/.ogbench/data')
     parser.add_argument('--episodes', type=int, default=200)
     parser.add_argument('--offline', type=int, default=20_000)
@@ -108,7 +109,7 @@ def main():
     parser.add_argument('--runs', default=','.join(RUNS), help='labels of RUNS, comma-separated')
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
-    path = dataset_file(args.dataset_dir, args.episodes, args.workers, DATASET)
+    path = dataset_file(args.dataset_dir, args.episodes, args.workers, f'{args.env}-v0')
     results = {label: train(label, RUNS[label], path, args, os.path.join(args.out_dir, 'runs'))
                for label in args.runs.split(',')}
     text = table(results, args)
