@@ -92,7 +92,8 @@ def qipo_support_entries(batch, work_rows: int):
     import numpy as np
 
     from flowrl.agents import flow_bc
-    from flowrl.engine.training import ROWS_KEY, with_zero_arrays
+    from flowrl.engine.training import with_zero_arrays
+    from flowrl.kit.dataset_work import ROWS_KEY
     config = qipo.get_config()
     rng = jax.random.PRNGKey(1)
     bc_state = flow_bc.init(jax.random.PRNGKey(0), batch, flow_bc.get_config())

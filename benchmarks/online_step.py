@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowrl.engine.online import OnlineProgram, empty_buffers
+from flowrl.engine.sampling import Sampler
 from flowrl.engine.training import ChunkRunner, init_members, member_shardings, metric_names
 
 OBS_DIM, ACTION_DIM = 40, 5
@@ -47,7 +48,7 @@ def online_step_seconds(agent, config, rows: int, capacity: int, members: int, s
     online = empty_buffers(dataset, members, capacity, member_sharding)
     program = OnlineProgram(agent, config.batch_size, 'auto', False, capacity)
     one = jax.tree.map(lambda x: x[0], states)
-    totals = {k: jnp.zeros((members,), jnp.float32) for k in metric_names(agent.update, one, dataset, config.batch_size)}
+    totals = {k: jnp.zeros((members,), jnp.float32) for k in metric_names(agent.update, one, dataset, Sampler(config.batch_size))}
     alive = jnp.ones((members,), bool)
     transitions = {k: np.repeat(np.asarray(v[:1]), members, axis=0) for k, v in dataset.items()}
 
@@ -94,7 +95,7 @@ def main():
     program = OnlineProgram(agent, config.batch_size, 'auto', False, args.capacity)
     one = jax.tree.map(lambda x: x[0], states)
     totals = {k: jnp.zeros((args.members,), jnp.float32)
-              for k in metric_names(agent.update, one, dataset, config.batch_size)}
+              for k in metric_names(agent.update, one, dataset, Sampler(config.batch_size))}
     alive = jnp.ones((args.members,), bool)
     transitions = {k: np.repeat(np.asarray(v[:1]), args.members, axis=0) for k, v in dataset.items()}
     observations = transitions['observations']

@@ -272,7 +272,8 @@ def test_online_step_appends_in_place_without_copying_the_buffer(members):
     online = empty_buffers(dataset, members, CAPACITY, member_sharding)
     program = OnlineProgram(fql, config.batch_size, 'auto', False, CAPACITY)
     one = jax.tree.map(lambda x: x[0], states)
-    totals = {k: jnp.zeros((members,), jnp.float32) for k in metric_names(fql.update, one, dataset, Sampler(config.batch_size))}
+    names = metric_names(fql.update, one, dataset, Sampler(config.batch_size))
+    totals = {k: jnp.zeros((members,), jnp.float32) for k in names}
     alive = jnp.ones((members,), bool)
     transitions = {k: np.repeat(np.asarray(v[:1]), members, axis=0) for k, v in dataset.items()}
     observations = np.asarray(dataset['observations'][:members])

@@ -137,7 +137,7 @@ def test_agent_paths_name_flowrl_agents_from_any_directory_as_one_module(tmp_pat
     (tmp_path / 'agents' / 'fql.py').write_text('')
     assert resolve_agent_path('agents/fql.py') == 'agents/fql.py'
     with pytest.raises(UserError, match=r"^Agent file 'agents/nope\.py' does not exist; flowrl's agents are "
-                                        r"agents/flow_bc\.py, agents/flowq\.py, agents/fql\.py, .*agents/sac\.py\.$"):
+                                        r"agents/acfql\.py, agents/flow_bc\.py, agents/flowq\.py, agents/fql\.py, .*agents/sac\.py\.$"):
         load_agent('agents/nope.py')
 
 

@@ -13,7 +13,8 @@ from flowrl.agents import qipo
 from flowrl.errors import UserError
 from flowrl.kit.flow import flow_matching_errors
 from flowrl.testing import index, max_abs_diff, stack, synthetic_batch, tiny_config
-from flowrl.engine.training import ROWS_KEY, ChunkRunner, init_members, with_zero_arrays
+from flowrl.engine.training import ChunkRunner, init_members, with_zero_arrays
+from flowrl.kit.dataset_work import ROWS_KEY
 
 
 class LinearCritic:
